@@ -1,0 +1,6 @@
+//go:build !(invariants || race)
+
+package invariants
+
+// Enabled is false: this build skips invariant checks.
+const Enabled = false
