@@ -1,0 +1,120 @@
+package kv
+
+import "encoding/binary"
+
+// Key layout of the one Pebble database a member owns. The first byte names
+// the kind of key; everything after it sorts the way the kind needs.
+//
+//	'r' key                      record of a user key (value: encodeRecord)
+//	't' key                      TTL index: every record with a TTL (empty value)
+//	'e' be64(index) be16(n)      n-th event of the entry at index (value: encodeEvent)
+//	's' be64(client) be64(seq)   remembered result of a client's write (opaque)
+//	'S' be64(client)             a client's session header (opaque)
+//	'L' be64(stamp) be64(client) sessions ordered by last use, for eviction (empty)
+//	'm' name                     state meta: applied index, conf state, event floor
+//	'i' name                     member identity; never part of a snapshot
+//	'l' be64(index)              Raft log entry (owned by raftnode)
+//	'h' name                     Raft HardState and snapshot metadata (owned by raftnode)
+//
+// The state is every key under the prefixes in statePrefixes: a snapshot
+// carries exactly those, and RestoreState replaces exactly those.
+const (
+	prefixRecord      = 'r'
+	prefixTTL         = 't'
+	prefixEvent       = 'e'
+	prefixResult      = 's'
+	prefixSession     = 'S'
+	prefixSessionLRU  = 'L'
+	prefixMeta        = 'm'
+	prefixIdentity    = 'i'
+	prefixRaftEntry   = 'l'
+	prefixRaftMeta    = 'h'
+	metaApplied       = "applied"
+	metaConfState     = "confstate"
+	metaEventFloor    = "eventfloor"
+	identityMemberKey = "member"
+)
+
+// statePrefixes are the prefixes that make up the replicated state. Events are
+// history, not state: a restored member starts its history at the snapshot.
+var statePrefixes = []byte{prefixSessionLRU, prefixSession, prefixRecord, prefixResult, prefixTTL, prefixMeta}
+
+func prefixed(p byte, s string) []byte {
+	k := make([]byte, 1+len(s))
+	k[0] = p
+	copy(k[1:], s)
+	return k
+}
+
+func recordKey(key string) []byte { return prefixed(prefixRecord, key) }
+func ttlKey(key string) []byte    { return prefixed(prefixTTL, key) }
+func metaKey(name string) []byte  { return prefixed(prefixMeta, name) }
+
+func eventKey(index uint64, n uint16) []byte {
+	k := make([]byte, 11)
+	k[0] = prefixEvent
+	binary.BigEndian.PutUint64(k[1:], index)
+	binary.BigEndian.PutUint16(k[9:], n)
+	return k
+}
+
+func resultKey(client, seq uint64) []byte {
+	k := make([]byte, 17)
+	k[0] = prefixResult
+	binary.BigEndian.PutUint64(k[1:], client)
+	binary.BigEndian.PutUint64(k[9:], seq)
+	return k
+}
+
+func sessionKey(client uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixSession
+	binary.BigEndian.PutUint64(k[1:], client)
+	return k
+}
+
+func sessionLRUKey(stamp int64, client uint64) []byte {
+	k := make([]byte, 17)
+	k[0] = prefixSessionLRU
+	binary.BigEndian.PutUint64(k[1:], uint64(stamp))
+	binary.BigEndian.PutUint64(k[9:], client)
+	return k
+}
+
+// RaftEntryKey is where raftnode stores the log entry at index; big-endian so
+// entries sort by index.
+func RaftEntryKey(index uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixRaftEntry
+	binary.BigEndian.PutUint64(k[1:], index)
+	return k
+}
+
+// RaftEntryIndex decodes a key made by RaftEntryKey.
+func RaftEntryIndex(k []byte) (uint64, bool) {
+	if len(k) != 9 || k[0] != prefixRaftEntry {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k[1:]), true
+}
+
+// RaftHardStateKey holds raftnode's HardState.
+func RaftHardStateKey() []byte { return prefixed(prefixRaftMeta, "hardstate") }
+
+// RaftSnapshotKey holds the metadata of raftnode's latest snapshot.
+func RaftSnapshotKey() []byte { return prefixed(prefixRaftMeta, "snapshot") }
+
+// IdentityKey holds the member's identity (member id and cluster id).
+func IdentityKey() []byte { return prefixed(prefixIdentity, identityMemberKey) }
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,258 @@
+package kv
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+func openMem(t *testing.T, fs vfs.FS) *Store {
+	t.Helper()
+	s, err := Open("db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mustCommit(t *testing.T, b *Batch, sync bool) {
+	t.Helper()
+	if err := b.Commit(sync); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+}
+
+func TestBatchReadsItsOwnWritesAndListPages(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	b := s.NewBatch()
+	for i, k := range []string{"a/1", "a/2", "a/3", "b/1"} {
+		if err := b.Put(Record{Key: k, Value: []byte(k), Index: uint64(i + 1), CreateIndex: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, ok, err := b.Get("a/2"); err != nil || !ok || string(r.Value) != "a/2" || r.Index != 2 {
+		t.Fatalf("batch read: %+v %v %v", r, ok, err)
+	}
+	if _, ok, _ := s.Get("a/2"); ok {
+		t.Fatal("uncommitted write visible outside the batch")
+	}
+	if err := b.Delete("a/3"); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, b, false)
+
+	page, more, err := s.List("a/", "", 1)
+	if err != nil || len(page) != 1 || page[0].Key != "a/1" || !more {
+		t.Fatalf("page 1: %+v more=%v err=%v", page, more, err)
+	}
+	page, more, err = s.List("a/", "a/1", 10)
+	if err != nil || len(page) != 1 || page[0].Key != "a/2" || more {
+		t.Fatalf("page 2: %+v more=%v err=%v", page, more, err)
+	}
+}
+
+func TestEventsInLogOrderAndCompaction(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	b := s.NewBatch()
+	for i := uint64(1); i <= 5; i++ {
+		for _, k := range []string{"x/b", "x/a", "y"} { // two events of one index keep their order
+			if err := b.AddEvent(Event{Type: EventPut, Record: Record{Key: k, Index: i}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mustCommit(t, b, false)
+	evs, err := s.Events("x/", 3, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, fmt.Sprintf("%d:%s", e.Record.Index, e.Record.Key))
+	}
+	if want := "4:x/b 4:x/a 5:x/b 5:x/a"; strings.Join(got, " ") != want {
+		t.Fatalf("events = %v, want %s", got, want)
+	}
+	if err := s.CompactEvents(4); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := s.FirstEventIndex()
+	evs, _ = s.Events("", 0, 100)
+	if first != 4 || len(evs) != 6 || evs[0].Record.Index != 4 {
+		t.Fatalf("after compaction first=%d events=%d", first, len(evs))
+	}
+}
+
+func TestTTLIndexFollowsRecords(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	b := s.NewBatch()
+	b.Put(Record{Key: "lease", TTLMillis: 1000, Index: 1})
+	b.Put(Record{Key: "plain", Index: 2})
+	b.Put(Record{Key: "was-lease", TTLMillis: 1000, Index: 3})
+	b.Put(Record{Key: "was-lease", Index: 4}) // renewed without TTL
+	b.Put(Record{Key: "gone", TTLMillis: 5, Index: 5})
+	b.Delete("gone")
+	mustCommit(t, b, false)
+	var keys []string
+	if err := s.TTLRecords(func(r Record) error { keys = append(keys, r.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(keys, ",") != "lease" {
+		t.Fatalf("TTL records = %v, want [lease]", keys)
+	}
+}
+
+// A synced commit survives a crash; that is the whole promise the Raft log
+// relies on. Unsynced state may vanish, and the applied index vanishes with
+// it, because both are written in the same batch.
+func TestCrashKeepsSyncedWritesAndAppliedIndexWithItsState(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s := openMem(t, fs)
+	b := s.NewBatch()
+	b.Put(Record{Key: "synced", Value: []byte("v"), Index: 1})
+	b.SetApplied(1)
+	mustCommit(t, b, true)
+	b = s.NewBatch()
+	b.Put(Record{Key: "unsynced", Value: []byte("v"), Index: 2})
+	b.SetApplied(2)
+	mustCommit(t, b, false)
+
+	for seed := int64(0); seed < 4; seed++ {
+		crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 50, RNG: rand.New(rand.NewPCG(uint64(seed), 1))})
+		s2 := openMem(t, crashed)
+		if r, ok, err := s2.Get("synced"); err != nil || !ok || r.Index != 1 {
+			t.Fatalf("seed %d: synced write lost: %+v %v %v", seed, r, ok, err)
+		}
+		applied, _ := s2.Applied()
+		_, has2, _ := s2.Get("unsynced")
+		if has2 != (applied == 2) {
+			t.Fatalf("seed %d: applied=%d but unsynced record present=%v", seed, applied, has2)
+		}
+		s2.Close()
+	}
+	s.Close()
+}
+
+func TestSnapshotRoundTripAndCorruptionRejected(t *testing.T) {
+	src := openMem(t, vfs.NewMem())
+	defer src.Close()
+	b := src.NewBatch()
+	b.Put(Record{Key: "k", Value: []byte("v"), Index: 7, CreateIndex: 3, TTLMillis: 10})
+	b.AddEvent(Event{Type: EventPut, Record: Record{Key: "k", Index: 7}})
+	b.SetResult(9, 1, []byte("result"))
+	b.SetSession(9, []byte("hdr"), 0, 100, true)
+	b.SetApplied(7)
+	b.SetConfState([]byte("conf"))
+	mustCommit(t, b, false)
+
+	ss := src.NewStateSnapshot()
+	var stream bytes.Buffer
+	if _, err := ss.WriteTo(&stream); err != nil {
+		t.Fatal(err)
+	}
+	ss.Close()
+
+	dst := openMem(t, vfs.NewMem())
+	defer dst.Close()
+	b = dst.NewBatch()
+	b.Put(Record{Key: "stale", Index: 1})
+	b.SetApplied(1)
+	mustCommit(t, b, false)
+
+	// Every truncation and every single-byte flip must be refused, leaving the
+	// old state in place.
+	data := stream.Bytes()
+	for cut := 0; cut < len(data); cut += 1 + len(data)/40 {
+		if err := dst.RestoreState(bytes.NewReader(data[:cut])); err == nil {
+			t.Fatalf("truncated stream (%d of %d bytes) accepted", cut, len(data))
+		}
+	}
+	for i := range data {
+		bad := append([]byte(nil), data...)
+		bad[i] ^= 0x40
+		if err := dst.RestoreState(bytes.NewReader(bad)); err == nil {
+			t.Fatalf("stream with byte %d flipped accepted", i)
+		}
+	}
+	if _, ok, _ := dst.Get("stale"); !ok {
+		t.Fatal("a refused restore changed the state")
+	}
+
+	if err := dst.RestoreState(bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := dst.Get("stale"); ok {
+		t.Fatal("restore kept a key the snapshot does not have")
+	}
+	r, ok, _ := dst.Get("k")
+	applied, _ := dst.Applied()
+	cs, _ := dst.ConfState()
+	first, _ := dst.FirstEventIndex()
+	b = dst.NewBatch()
+	res, hasRes, _ := b.Result(9, 1)
+	b.Close()
+	if !ok || r.Index != 7 || r.CreateIndex != 3 || string(r.Value) != "v" || applied != 7 || string(cs) != "conf" || !hasRes || string(res) != "result" || first != 8 {
+		t.Fatalf("restored: rec=%+v applied=%d conf=%q result=%q first event=%d", r, applied, cs, res, first)
+	}
+}
+
+func TestSessionsEvictOldestFirst(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	b := s.NewBatch()
+	defer b.Close()
+	b.SetSession(1, []byte("a"), 0, 50, true)
+	b.SetSession(2, []byte("b"), 0, 20, true)
+	b.SetSession(2, []byte("b"), 20, 70, false) // client 2 used again later
+	b.SetResult(1, 5, []byte("r"))
+	c, st, ok, err := b.OldestSession()
+	if err != nil || !ok || c != 1 || st != 50 {
+		t.Fatalf("oldest = %d@%d %v %v, want 1@50", c, st, ok, err)
+	}
+	b.DeleteSession(1, 50)
+	if _, ok, _ := b.Result(1, 5); ok {
+		t.Fatal("deleting a session kept its results")
+	}
+	if c, _, _, _ := b.OldestSession(); c != 2 {
+		t.Fatalf("oldest after delete = %d, want 2", c)
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add(encodeRecord(nil, Record{Value: []byte("v"), Index: 3, CreateIndex: 1, TTLMillis: 5, ExpiresAtUnixMs: 9}))
+	f.Add([]byte{})
+	f.Add([]byte{1, 0xff})
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		r, err := decodeRecord("k", buf)
+		if err != nil {
+			return
+		}
+		again, err := decodeRecord("k", encodeRecord(nil, r))
+		if err != nil || !reflect.DeepEqual(again, r) && !(len(r.Value) == 0 && len(again.Value) == 0) {
+			t.Fatalf("re-encoding %+v does not decode to itself: %+v %v", r, again, err)
+		}
+	})
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	f.Add(encodeEvent(nil, Event{Type: EventExpire, Record: Record{Key: "k", Index: 2}}))
+	f.Add([]byte{9, 1, 'k'})
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		e, err := decodeEvent(buf)
+		if err != nil {
+			return
+		}
+		if e.Type > EventExpire {
+			t.Fatalf("accepted unknown event type %d", e.Type)
+		}
+	})
+}

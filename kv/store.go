@@ -1,0 +1,207 @@
+// Package kv is the Pebble store of one cxkv member: the replicated state
+// (records, history, client sessions, applied index) and, under prefixes of
+// its own that raftnode writes, the Raft log. One database holds both so a
+// member has one fsync domain and one directory.
+package kv
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Options configures Open.
+type Options struct {
+	// FS is the filesystem; nil means the OS. Tests pass a MemFS or an
+	// errorfs wrapper to inject faults.
+	FS vfs.FS
+}
+
+// Store is a member's database. Its methods are safe for concurrent use;
+// writes to the state go through a Batch, committed by one applier.
+type Store struct {
+	db *pebble.DB
+}
+
+// Open opens or creates the database in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	po := &pebble.Options{FS: opts.FS, Logger: quietLogger{}}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("kv: open %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB is the underlying database, for raftnode's log under RaftEntryKey and
+// RaftHardStateKey.
+func (s *Store) DB() *pebble.DB { return s.db }
+
+// Get returns the record of key, and whether it exists.
+func (s *Store) Get(key string) (Record, bool, error) { return getRecord(s.db, key) }
+
+// List returns up to limit records whose keys start with prefix and sort
+// after after, in key order, and whether more follow.
+func (s *Store) List(prefix, after string, limit int) ([]Record, bool, error) {
+	if limit <= 0 {
+		return nil, false, errors.New("kv: list limit must be positive")
+	}
+	lower := recordKey(prefix)
+	if after != "" && after >= prefix {
+		lower = append(recordKey(after), 0)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(recordKey(prefix))})
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+	var out []Record
+	for ok := it.First(); ok; ok = it.Next() {
+		if len(out) == limit {
+			return out, true, nil
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, false, err
+		}
+		r, err := decodeRecord(string(it.Key()[1:]), v)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, r)
+	}
+	return out, false, it.Error()
+}
+
+// Events returns up to limit events with index > afterIndex whose keys start
+// with prefix, in log order.
+func (s *Store) Events(prefix string, afterIndex uint64, limit int) ([]Event, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(afterIndex+1, 0), UpperBound: []byte{prefixEvent + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []Event
+	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, err
+		}
+		e, err := decodeEvent(v)
+		if err != nil {
+			return nil, err
+		}
+		if len(e.Record.Key) >= len(prefix) && e.Record.Key[:len(prefix)] == prefix {
+			out = append(out, e)
+		}
+	}
+	return out, it.Error()
+}
+
+// FirstEventIndex is the oldest index whose events are still held: a watcher
+// may start from FirstEventIndex-1 or later.
+func (s *Store) FirstEventIndex() (uint64, error) {
+	floor, err := getUint64(s.db, metaKey(metaEventFloor))
+	return floor + 1, err
+}
+
+// CompactEvents forgets the history below index.
+func (s *Store) CompactEvents(below uint64) error {
+	floor, err := getUint64(s.db, metaKey(metaEventFloor))
+	if err != nil || below <= floor+1 {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(eventKey(0, 0), eventKey(below, 0), nil); err != nil {
+		return err
+	}
+	if err := b.Set(metaKey(metaEventFloor), binary.BigEndian.AppendUint64(nil, below-1), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+// Applied is the index of the last entry applied to the state.
+func (s *Store) Applied() (uint64, error) { return getUint64(s.db, metaKey(metaApplied)) }
+
+// ConfState is the Raft configuration stored with the state (nil if none).
+func (s *Store) ConfState() ([]byte, error) { return getBytes(s.db, metaKey(metaConfState)) }
+
+// TTLRecords calls fn for every record that has a TTL, in key order.
+func (s *Store) TTLRecords(fn func(Record) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixTTL}, UpperBound: []byte{prefixTTL + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		r, found, err := s.Get(string(it.Key()[1:]))
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("kv: TTL index names %q but it has no record", it.Key()[1:])
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+func getRaw(r pebble.Reader, key []byte) ([]byte, bool, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := append([]byte(nil), v...)
+	return out, true, closer.Close()
+}
+
+func getRecord(r pebble.Reader, key string) (Record, bool, error) {
+	v, ok, err := getRaw(r, recordKey(key))
+	if !ok || err != nil {
+		return Record{Key: key}, false, err
+	}
+	rec, err := decodeRecord(key, v)
+	return rec, err == nil, err
+}
+
+func getUint64(r pebble.Reader, key []byte) (uint64, error) {
+	v, ok, err := getRaw(r, key)
+	if !ok || err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("kv: %q holds %d bytes, want 8", key, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func getBytes(r pebble.Reader, key []byte) ([]byte, error) {
+	v, _, err := getRaw(r, key)
+	return v, err
+}
+
+// quietLogger keeps Pebble's informational chatter out of the server log
+// while still surfacing errors.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{}) {}
+func (quietLogger) Errorf(format string, args ...interface{}) {
+	log.Printf("pebble: "+format, args...)
+}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
+}
