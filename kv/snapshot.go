@@ -37,7 +37,9 @@ func (s *Store) NewStateSnapshot() *StateSnapshot { return &StateSnapshot{snap: 
 func (ss *StateSnapshot) Applied() (uint64, error) { return getUint64(ss.snap, metaKey(metaApplied)) }
 
 // ConfState is the Raft configuration of the captured state.
-func (ss *StateSnapshot) ConfState() ([]byte, error) { return getBytes(ss.snap, metaKey(metaConfState)) }
+func (ss *StateSnapshot) ConfState() ([]byte, error) {
+	return getBytes(ss.snap, metaKey(metaConfState))
+}
 
 // WriteTo streams the state.
 func (ss *StateSnapshot) WriteTo(w io.Writer) (int64, error) {
