@@ -146,3 +146,11 @@ func (b *Batch) Close() error { return b.b.Close() }
 
 // Empty reports whether the batch holds no writes.
 func (b *Batch) Empty() bool { return b.b.Empty() }
+
+// Counter reads a named counter of the state (0 if unset).
+func (b *Batch) Counter(name string) (uint64, error) { return getUint64(b.b, metaKey("n/"+name)) }
+
+// SetCounter writes a named counter of the state.
+func (b *Batch) SetCounter(name string, v uint64) error {
+	return b.b.Set(metaKey("n/"+name), binary.BigEndian.AppendUint64(nil, v), nil)
+}

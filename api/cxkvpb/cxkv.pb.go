@@ -1814,6 +1814,7 @@ type CommandResult struct {
 	//	*CommandResult_Put
 	//	*CommandResult_Delete
 	//	*CommandResult_Txn
+	//	*CommandResult_Error
 	Result        isCommandResult_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1883,6 +1884,15 @@ func (x *CommandResult) GetTxn() *TxnResponse {
 	return nil
 }
 
+func (x *CommandResult) GetError() *CommandError {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
 type isCommandResult_Result interface {
 	isCommandResult_Result()
 }
@@ -1899,11 +1909,71 @@ type CommandResult_Txn struct {
 	Txn *TxnResponse `protobuf:"bytes,3,opt,name=txn,proto3,oneof"`
 }
 
+type CommandResult_Error struct {
+	// Apply refused the command, deterministically on every member.
+	Error *CommandError `protobuf:"bytes,4,opt,name=error,proto3,oneof"`
+}
+
 func (*CommandResult_Put) isCommandResult_Result() {}
 
 func (*CommandResult_Delete) isCommandResult_Result() {}
 
 func (*CommandResult_Txn) isCommandResult_Result() {}
+
+func (*CommandResult_Error) isCommandResult_Result() {}
+
+// CommandError is a gRPC status (code and message) decided by Apply.
+type CommandError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          uint32                 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandError) Reset() {
+	*x = CommandError{}
+	mi := &file_cxkv_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandError) ProtoMessage() {}
+
+func (x *CommandError) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
+func (*CommandError) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CommandError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *CommandError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
 
 // RaftBatch carries Raft messages from one member to another.
 type RaftBatch struct {
@@ -1919,7 +1989,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2001,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2014,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{25}
+	return file_cxkv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RaftBatch) GetClusterId() uint64 {
@@ -1983,7 +2053,7 @@ type PeerAck struct {
 
 func (x *PeerAck) Reset() {
 	*x = PeerAck{}
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2065,7 @@ func (x *PeerAck) String() string {
 func (*PeerAck) ProtoMessage() {}
 
 func (x *PeerAck) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2078,7 @@ func (x *PeerAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerAck.ProtoReflect.Descriptor instead.
 func (*PeerAck) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{26}
+	return file_cxkv_proto_rawDescGZIP(), []int{27}
 }
 
 // SnapshotChunk streams a state snapshot; the first chunk carries the
@@ -2024,7 +2094,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2106,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2119,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{27}
+	return file_cxkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SnapshotChunk) GetClusterId() uint64 {
@@ -2218,12 +2288,16 @@ const file_cxkv_proto_rawDesc = "" +
 	"\x06delete\x18\v \x01(\v2\x16.cxkv.v1.DeleteRequestH\x00R\x06delete\x12'\n" +
 	"\x03txn\x18\f \x01(\v2\x13.cxkv.v1.TxnRequestH\x00R\x03txn\x120\n" +
 	"\x06expire\x18\r \x01(\v2\x16.cxkv.v1.ExpireCommandH\x00R\x06expireB\x04\n" +
-	"\x02op\"\xa0\x01\n" +
+	"\x02op\"\xcf\x01\n" +
 	"\rCommandResult\x12(\n" +
 	"\x03put\x18\x01 \x01(\v2\x14.cxkv.v1.PutResponseH\x00R\x03put\x121\n" +
 	"\x06delete\x18\x02 \x01(\v2\x17.cxkv.v1.DeleteResponseH\x00R\x06delete\x12(\n" +
-	"\x03txn\x18\x03 \x01(\v2\x14.cxkv.v1.TxnResponseH\x00R\x03txnB\b\n" +
-	"\x06result\"j\n" +
+	"\x03txn\x18\x03 \x01(\v2\x14.cxkv.v1.TxnResponseH\x00R\x03txn\x12-\n" +
+	"\x05error\x18\x04 \x01(\v2\x15.cxkv.v1.CommandErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"<\n" +
+	"\fCommandError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"j\n" +
 	"\tRaftBatch\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x12\n" +
@@ -2261,7 +2335,7 @@ func file_cxkv_proto_rawDescGZIP() []byte {
 }
 
 var file_cxkv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_cxkv_proto_goTypes = []any{
 	(Compare_Op)(0),        // 0: cxkv.v1.Compare.Op
 	(TxnOp_Type)(0),        // 1: cxkv.v1.TxnOp.Type
@@ -2291,9 +2365,10 @@ var file_cxkv_proto_goTypes = []any{
 	(*ExpireCommand)(nil),  // 25: cxkv.v1.ExpireCommand
 	(*Command)(nil),        // 26: cxkv.v1.Command
 	(*CommandResult)(nil),  // 27: cxkv.v1.CommandResult
-	(*RaftBatch)(nil),      // 28: cxkv.v1.RaftBatch
-	(*PeerAck)(nil),        // 29: cxkv.v1.PeerAck
-	(*SnapshotChunk)(nil),  // 30: cxkv.v1.SnapshotChunk
+	(*CommandError)(nil),   // 28: cxkv.v1.CommandError
+	(*RaftBatch)(nil),      // 29: cxkv.v1.RaftBatch
+	(*PeerAck)(nil),        // 30: cxkv.v1.PeerAck
+	(*SnapshotChunk)(nil),  // 31: cxkv.v1.SnapshotChunk
 }
 var file_cxkv_proto_depIdxs = []int32{
 	4,  // 0: cxkv.v1.GetResponse.header:type_name -> cxkv.v1.Header
@@ -2328,29 +2403,30 @@ var file_cxkv_proto_depIdxs = []int32{
 	9,  // 29: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
 	11, // 30: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
 	18, // 31: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
-	6,  // 32: cxkv.v1.KV.Get:input_type -> cxkv.v1.GetRequest
-	8,  // 33: cxkv.v1.KV.Put:input_type -> cxkv.v1.PutRequest
-	10, // 34: cxkv.v1.KV.Delete:input_type -> cxkv.v1.DeleteRequest
-	12, // 35: cxkv.v1.KV.List:input_type -> cxkv.v1.ListRequest
-	17, // 36: cxkv.v1.KV.Txn:input_type -> cxkv.v1.TxnRequest
-	19, // 37: cxkv.v1.KV.Watch:input_type -> cxkv.v1.WatchRequest
-	22, // 38: cxkv.v1.KV.Status:input_type -> cxkv.v1.StatusRequest
-	28, // 39: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
-	30, // 40: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
-	7,  // 41: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
-	9,  // 42: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
-	11, // 43: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
-	13, // 44: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
-	18, // 45: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
-	21, // 46: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
-	24, // 47: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
-	29, // 48: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
-	29, // 49: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
-	41, // [41:50] is the sub-list for method output_type
-	32, // [32:41] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	28, // 32: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
+	6,  // 33: cxkv.v1.KV.Get:input_type -> cxkv.v1.GetRequest
+	8,  // 34: cxkv.v1.KV.Put:input_type -> cxkv.v1.PutRequest
+	10, // 35: cxkv.v1.KV.Delete:input_type -> cxkv.v1.DeleteRequest
+	12, // 36: cxkv.v1.KV.List:input_type -> cxkv.v1.ListRequest
+	17, // 37: cxkv.v1.KV.Txn:input_type -> cxkv.v1.TxnRequest
+	19, // 38: cxkv.v1.KV.Watch:input_type -> cxkv.v1.WatchRequest
+	22, // 39: cxkv.v1.KV.Status:input_type -> cxkv.v1.StatusRequest
+	29, // 40: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
+	31, // 41: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
+	7,  // 42: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
+	9,  // 43: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
+	11, // 44: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
+	13, // 45: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
+	18, // 46: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
+	21, // 47: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
+	24, // 48: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
+	30, // 49: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
+	30, // 50: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
+	42, // [42:51] is the sub-list for method output_type
+	33, // [33:42] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_cxkv_proto_init() }
@@ -2368,6 +2444,7 @@ func file_cxkv_proto_init() {
 		(*CommandResult_Put)(nil),
 		(*CommandResult_Delete)(nil),
 		(*CommandResult_Txn)(nil),
+		(*CommandResult_Error)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2375,7 +2452,7 @@ func file_cxkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cxkv_proto_rawDesc), len(file_cxkv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

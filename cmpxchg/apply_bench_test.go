@@ -1,0 +1,70 @@
+package cmpxchg_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/cmpxchg"
+	"github.com/cxkv/cxkv/kv"
+)
+
+// BenchmarkApply measures Apply alone (one command per batch commit, no
+// fsync), with and without a write id: the cost of exactly-once.
+func BenchmarkApply(b *testing.B) {
+	for _, dedup := range []bool{false, true} {
+		b.Run(fmt.Sprintf("put-replace/dedup=%v", dedup), func(b *testing.B) {
+			benchApply(b, dedup, func(i int, prev uint64) *cxkvpb.Command {
+				return &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: "k", Value: []byte("value"), ExpectIndex: prev}}}
+			})
+		})
+		b.Run(fmt.Sprintf("txn-transfer/dedup=%v", dedup), func(b *testing.B) {
+			benchApply(b, dedup, func(i int, prev uint64) *cxkvpb.Command {
+				return &cxkvpb.Command{Op: &cxkvpb.Command_Txn{Txn: &cxkvpb.TxnRequest{
+					Compares: []*cxkvpb.Compare{{Key: "a", Op: cxkvpb.Compare_VALUE_EQUAL, Value: []byte("x")}},
+					Ops:      []*cxkvpb.TxnOp{{Type: cxkvpb.TxnOp_PUT, Key: "a", Value: []byte("x")}, {Type: cxkvpb.TxnOp_PUT, Key: "b", Value: []byte("y")}},
+				}}}
+			})
+		})
+	}
+}
+
+func benchApply(b *testing.B, dedup bool, next func(i int, prev uint64) *cxkvpb.Command) {
+	s, err := kv.Open("db", kv.Options{FS: vfs.NewMem()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	sm := cmpxchg.New(cmpxchg.DefaultLimits())
+	seed := s.NewBatch()
+	seed.Put(kv.Record{Key: "a", Value: []byte("x"), Index: 1, CreateIndex: 1})
+	seed.Commit(false)
+	seed.Close()
+	var prev uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cmd := next(i, prev)
+		if dedup {
+			id := &cxkvpb.WriteID{ClientId: 1, Seq: uint64(i + 1), AckedSeq: uint64(i)}
+			if p := cmd.GetPut(); p != nil {
+				p.WriteId = id
+			} else {
+				cmd.GetTxn().WriteId = id
+			}
+		}
+		batch := s.NewBatch()
+		res, err := sm.Apply(batch, uint64(i+2), cmd)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := batch.Commit(false); err != nil {
+			b.Fatal(err)
+		}
+		batch.Close()
+		if p := res.GetPut(); p != nil {
+			prev = p.GetRecord().GetIndex()
+		}
+	}
+}

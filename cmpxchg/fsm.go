@@ -1,0 +1,189 @@
+// Package cmpxchg is the cxkv state machine: compare-exchange on keys, the
+// transactions built from it, and the exactly-once table, applied to a kv
+// batch.
+//
+// The contract, which raftnode relies on and the tests pin down:
+//
+//   - Apply is a pure function of (state, index, command): it reads no clock
+//     (time comes from the command's stamp), starts no goroutine, does no
+//     I/O but the batch, and iterates no map. Every member applying the same
+//     log reaches the same state and returns the same results.
+//   - A failed compare is a result (Successful=false with the current
+//     state), never an error. Apply returns a Go error only when the store
+//     fails; then the state is unknown and the caller must stop.
+//   - Apply sets the applied index in the same batch as the writes it makes,
+//     so the state and the index that describes it are durable together.
+//   - Apply never trusts its input: a malformed command gets a deterministic
+//     CommandError, not a panic.
+package cmpxchg
+
+import (
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/kv"
+	"google.golang.org/grpc/codes"
+)
+
+// StateMachine applies committed commands. It holds only configuration; the
+// state lives in the store.
+type StateMachine struct {
+	limits Limits
+}
+
+// New returns a state machine with the given limits.
+func New(limits Limits) *StateMachine { return &StateMachine{limits: limits} }
+
+// Apply applies the command of the log entry at index into b.
+func (sm *StateMachine) Apply(b *kv.Batch, index uint64, cmd *cxkvpb.Command) (*cxkvpb.CommandResult, error) {
+	if err := b.SetApplied(index); err != nil {
+		return nil, err
+	}
+	wid := writeIDOf(cmd)
+	if wid.GetClientId() == 0 {
+		return sm.applyOp(b, index, cmd)
+	}
+	sess, err := sm.openSession(b, wid, cmd.GetStampUnixMs())
+	if err != nil {
+		return nil, err
+	}
+	if sess.answer != nil {
+		return sess.answer, sm.touchSession(b, sess)
+	}
+	res, err := sm.applyOp(b, index, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return res, sm.closeSession(b, sess, res)
+}
+
+func writeIDOf(cmd *cxkvpb.Command) *cxkvpb.WriteID {
+	switch op := cmd.GetOp().(type) {
+	case *cxkvpb.Command_Put:
+		return op.Put.GetWriteId()
+	case *cxkvpb.Command_Delete:
+		return op.Delete.GetWriteId()
+	case *cxkvpb.Command_Txn:
+		return op.Txn.GetWriteId()
+	}
+	return nil
+}
+
+func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) (*cxkvpb.CommandResult, error) {
+	stamp := cmd.GetStampUnixMs()
+	switch op := cmd.GetOp().(type) {
+	case *cxkvpb.Command_Put:
+		if err := structural(op.Put.GetKey(), op.Put.GetTtlMs()); err != nil {
+			return refused(err), nil
+		}
+		r, err := applyPut(b, index, stamp, op.Put)
+		return &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Put{Put: r}}, err
+	case *cxkvpb.Command_Delete:
+		if err := structural(op.Delete.GetKey(), 0); err != nil {
+			return refused(err), nil
+		}
+		r, err := applyDelete(b, index, op.Delete)
+		return &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Delete{Delete: r}}, err
+	case *cxkvpb.Command_Txn:
+		if err := structuralTxn(op.Txn); err != nil {
+			return refused(err), nil
+		}
+		r, err := applyTxn(b, index, stamp, op.Txn)
+		return &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Txn{Txn: r}}, err
+	case *cxkvpb.Command_Expire:
+		return &cxkvpb.CommandResult{}, applyExpire(b, index, op.Expire)
+	}
+	return refused(invalid("command at index %d carries no operation", index)), nil
+}
+
+// structural checks the rules that hold whatever the server's flags, so
+// every member judges a logged command the same way.
+func structural(key string, ttl int64) error {
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	return validateTTL(key, ttl)
+}
+
+func structuralTxn(t *cxkvpb.TxnRequest) error {
+	for _, c := range t.GetCompares() {
+		if err := ValidateKey(c.GetKey()); err != nil {
+			return err
+		}
+	}
+	for _, op := range t.GetOps() {
+		if err := structural(op.GetKey(), op.GetTtlMs()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func refused(err error) *cxkvpb.CommandResult {
+	code, msg := codes.Internal, err.Error()
+	if s, ok := statusOf(err); ok {
+		code, msg = s.Code(), s.Message()
+	}
+	return &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Error{Error: &cxkvpb.CommandError{Code: uint32(code), Message: msg}}}
+}
+
+func newRecord(prev kv.Record, found bool, key string, value []byte, ttl int64, index uint64, stamp int64) kv.Record {
+	r := kv.Record{Key: key, Value: value, Index: index, CreateIndex: index, TTLMillis: ttl}
+	if found {
+		r.CreateIndex = prev.CreateIndex
+	}
+	if ttl > 0 {
+		r.ExpiresAtUnixMs = stamp + ttl
+	}
+	return r
+}
+
+func applyPut(b *kv.Batch, index uint64, stamp int64, p *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
+	cur, found, err := b.Get(p.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	expect := p.GetExpectIndex()
+	if (expect == 0 && found) || (expect != 0 && (!found || cur.Index != expect)) {
+		return &cxkvpb.PutResponse{Successful: false, Record: RecordToProto(cur)}, nil
+	}
+	r := newRecord(cur, found, p.GetKey(), p.GetValue(), p.GetTtlMs(), index, stamp)
+	if err := put(b, r); err != nil {
+		return nil, err
+	}
+	return &cxkvpb.PutResponse{Successful: true, Record: RecordToProto(r)}, nil
+}
+
+func put(b *kv.Batch, r kv.Record) error {
+	if err := b.Put(r); err != nil {
+		return err
+	}
+	return b.AddEvent(kv.Event{Type: kv.EventPut, Record: r})
+}
+
+func remove(b *kv.Batch, cur kv.Record, index uint64, t kv.EventType) error {
+	if err := b.Delete(cur.Key); err != nil {
+		return err
+	}
+	cur.Index = index
+	return b.AddEvent(kv.Event{Type: t, Record: cur})
+}
+
+func applyDelete(b *kv.Batch, index uint64, d *cxkvpb.DeleteRequest) (*cxkvpb.DeleteResponse, error) {
+	cur, found, err := b.Get(d.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	resp := &cxkvpb.DeleteResponse{Record: RecordToProto(cur), Index: index}
+	if !found || d.GetExpectIndex() != cur.Index {
+		return resp, nil
+	}
+	resp.Successful = true
+	return resp, remove(b, cur, index, kv.EventDelete)
+}
+
+func applyExpire(b *kv.Batch, index uint64, e *cxkvpb.ExpireCommand) error {
+	cur, found, err := b.Get(e.GetKey())
+	if err != nil || !found || cur.Index != e.GetIndex() {
+		return err // renewed or deleted since the leader queued it: nothing to do
+	}
+	return remove(b, cur, index, kv.EventExpire)
+}

@@ -1,0 +1,151 @@
+package cmpxchg
+
+import (
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+)
+
+// MaxKeyBytes is the longest key, in bytes.
+const MaxKeyBytes = 1024
+
+// Limits bound what one request may carry and what the exactly-once table
+// remembers. Every member must run with the same limits on the dedup table,
+// because it is replicated state; request-size limits are checked before a
+// request is proposed, so they only need to agree in spirit.
+type Limits struct {
+	MaxValueBytes        int
+	MaxTxnOps            int // compares plus operations
+	MaxTxnBytes          int // keys plus values of one transaction
+	MaxSessions          int
+	MaxResultsPerSession int
+	SessionTTL           time.Duration
+}
+
+// DefaultLimits are the server defaults.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxValueBytes:        1 << 20,
+		MaxTxnOps:            128,
+		MaxTxnBytes:          4 << 20,
+		MaxSessions:          100000,
+		MaxResultsPerSession: 1024,
+		SessionTTL:           time.Hour,
+	}
+}
+
+// ValidateKey checks the rules every key obeys.
+func ValidateKey(key string) error {
+	switch {
+	case key == "":
+		return invalid("key is empty; a key is 1 to %d bytes", MaxKeyBytes)
+	case len(key) > MaxKeyBytes:
+		return invalid("key is %d bytes; the limit is %d", len(key), MaxKeyBytes)
+	case strings.IndexByte(key, 0) >= 0:
+		return invalid("key %q contains a NUL byte", key)
+	case !utf8.ValidString(key):
+		return invalid("key %q is not valid UTF-8", key)
+	}
+	return nil
+}
+
+func validateValue(key string, value []byte, l Limits) error {
+	if len(value) > l.MaxValueBytes {
+		return invalid("value of %q is %d bytes; the limit is %d", key, len(value), l.MaxValueBytes)
+	}
+	return nil
+}
+
+func validateTTL(key string, ttlMs int64) error {
+	if ttlMs < 0 {
+		return invalid("ttl of %q is %dms; a TTL must be 0 (none) or positive", key, ttlMs)
+	}
+	return nil
+}
+
+// ValidatePut checks a Put before it is proposed.
+func ValidatePut(r *cxkvpb.PutRequest, l Limits) error {
+	if err := ValidateKey(r.GetKey()); err != nil {
+		return err
+	}
+	if err := validateValue(r.GetKey(), r.GetValue(), l); err != nil {
+		return err
+	}
+	return validateTTL(r.GetKey(), r.GetTtlMs())
+}
+
+// ValidateDelete checks a Delete before it is proposed.
+func ValidateDelete(r *cxkvpb.DeleteRequest, _ Limits) error {
+	if err := ValidateKey(r.GetKey()); err != nil {
+		return err
+	}
+	if r.GetExpectIndex() == 0 {
+		return invalid("delete of %q needs the key's index (expect_index); 0 never matches an existing key", r.GetKey())
+	}
+	return nil
+}
+
+// ValidateList checks a List.
+func ValidateList(r *cxkvpb.ListRequest) error {
+	if r.GetLimit() > MaxListLimit {
+		return invalid("list limit is %d; the maximum is %d", r.GetLimit(), MaxListLimit)
+	}
+	return nil
+}
+
+// List page sizes.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 10000
+)
+
+// ValidateTxn checks a transaction before it is proposed.
+func ValidateTxn(r *cxkvpb.TxnRequest, l Limits) error {
+	n := len(r.GetCompares()) + len(r.GetOps())
+	if n == 0 {
+		return invalid("transaction has no compares and no operations")
+	}
+	if n > l.MaxTxnOps {
+		return invalid("transaction has %d compares and operations; the limit is %d", n, l.MaxTxnOps)
+	}
+	size := 0
+	for i, c := range r.GetCompares() {
+		if err := ValidateKey(c.GetKey()); err != nil {
+			return invalid("compare %d: %s", i, statusMessage(err))
+		}
+		switch c.GetOp() {
+		case cxkvpb.Compare_INDEX_EQUAL:
+			if c.GetIndex() == 0 {
+				return invalid("compare %d on %q: INDEX_EQUAL needs an index; use ABSENT for a missing key", i, c.GetKey())
+			}
+		case cxkvpb.Compare_ABSENT, cxkvpb.Compare_VALUE_EQUAL:
+		default:
+			return invalid("compare %d on %q: unknown op %d", i, c.GetKey(), c.GetOp())
+		}
+		size += len(c.GetKey()) + len(c.GetValue())
+	}
+	for i, op := range r.GetOps() {
+		if err := ValidateKey(op.GetKey()); err != nil {
+			return invalid("op %d: %s", i, statusMessage(err))
+		}
+		switch op.GetType() {
+		case cxkvpb.TxnOp_PUT:
+			if err := validateValue(op.GetKey(), op.GetValue(), l); err != nil {
+				return invalid("op %d: %s", i, statusMessage(err))
+			}
+			if err := validateTTL(op.GetKey(), op.GetTtlMs()); err != nil {
+				return invalid("op %d: %s", i, statusMessage(err))
+			}
+		case cxkvpb.TxnOp_DELETE, cxkvpb.TxnOp_GET:
+		default:
+			return invalid("op %d on %q: unknown type %d", i, op.GetKey(), op.GetType())
+		}
+		size += len(op.GetKey()) + len(op.GetValue())
+	}
+	if size > l.MaxTxnBytes {
+		return invalid("transaction carries %d bytes of keys and values; the limit is %d", size, l.MaxTxnBytes)
+	}
+	return nil
+}
