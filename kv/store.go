@@ -89,7 +89,8 @@ func (s *Store) Events(prefix string, afterIndex uint64, limit int) ([]Event, er
 	}
 	defer it.Close()
 	var out []Event
-	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+	var lastIndex uint64
+	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return nil, err
@@ -98,6 +99,12 @@ func (s *Store) Events(prefix string, afterIndex uint64, limit int) ([]Event, er
 		if err != nil {
 			return nil, err
 		}
+		// A page never ends inside one index: a reader resuming after the
+		// last index it saw must not skip the rest of a transaction.
+		if len(out) >= limit && e.Record.Index != lastIndex {
+			break
+		}
+		lastIndex = e.Record.Index
 		if len(e.Record.Key) >= len(prefix) && e.Record.Key[:len(prefix)] == prefix {
 			out = append(out, e)
 		}

@@ -1,0 +1,177 @@
+package raftnode_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/cmpxchg/cmpxchgtest"
+	"github.com/cxkv/cxkv/internal/testcluster"
+	"github.com/cxkv/cxkv/raftnode"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// clusterTarget sends each request to the next member in turn, so the
+// scripts exercise forwarding and ReadIndex on followers too.
+type clusterTarget struct {
+	c    *testcluster.Cluster
+	next int
+}
+
+func (t *clusterTarget) kv() cxkvpb.KVClient {
+	t.next++
+	return t.c.Client(t.next % len(t.c.Members))
+}
+
+func (t *clusterTarget) Get(ctx context.Context, r *cxkvpb.GetRequest) (*cxkvpb.GetResponse, error) {
+	return t.kv().Get(ctx, r)
+}
+func (t *clusterTarget) Put(ctx context.Context, r *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
+	return t.kv().Put(ctx, r)
+}
+func (t *clusterTarget) Delete(ctx context.Context, r *cxkvpb.DeleteRequest) (*cxkvpb.DeleteResponse, error) {
+	return t.kv().Delete(ctx, r)
+}
+func (t *clusterTarget) List(ctx context.Context, r *cxkvpb.ListRequest) (*cxkvpb.ListResponse, error) {
+	return t.kv().List(ctx, r)
+}
+func (t *clusterTarget) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error) {
+	return t.kv().Txn(ctx, r)
+}
+
+func TestScriptsOnLiveCluster(t *testing.T) {
+	cmpxchgtest.RunScripts(t, "../testdata/cmpxchg", func(t *testing.T) cmpxchgtest.Target {
+		return &clusterTarget{c: testcluster.Start(t, 3)}
+	})
+}
+
+func put(t *testing.T, kv cxkvpb.KVClient, key, value string, expect uint64) *cxkvpb.PutResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := kv.Put(ctx, &cxkvpb.PutRequest{Key: key, Value: []byte(value), ExpectIndex: expect})
+	if err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+	return r
+}
+
+func get(t *testing.T, kv cxkvpb.KVClient, key string, serializable bool) *cxkvpb.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := kv.Get(ctx, &cxkvpb.GetRequest{Key: key, Serializable: serializable})
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	return r.GetRecord()
+}
+
+// Writes through every member; the leader stops; a new leader serves writes
+// and every acknowledged write is still there with its index; the old leader
+// restarts from its data dir and catches up.
+func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	acked := map[string]uint64{}
+	for i := 0; i < 30; i++ {
+		k := fmt.Sprintf("k%d", i)
+		acked[k] = put(t, c.Client(i%3), k, k, 0).GetRecord().GetIndex()
+	}
+	lead := c.WaitLeader()
+	c.Stop(lead)
+	start := time.Now()
+	other := (lead + 1) % 3
+	newLead := c.WaitLeader()
+	if newLead == lead {
+		t.Fatal("stopped member still leader")
+	}
+	acked["after"] = put(t, c.Client(other), "after", "x", 0).GetRecord().GetIndex()
+	t.Logf("new leader serving writes %v after the old one stopped", time.Since(start))
+	for k, idx := range acked {
+		if got := get(t, c.Client(other), k, false); got.GetIndex() != idx {
+			t.Fatalf("%s: index %d after failover, acknowledged %d", k, got.GetIndex(), idx)
+		}
+	}
+	c.Restart(lead)
+	testcluster.Eventually(t, 10*time.Second, "restarted member catches up", func() bool {
+		return c.Members[lead].Status().Applied >= acked["after"]
+	})
+	for k, idx := range acked {
+		if got := get(t, c.Client(lead), k, true); got.GetIndex() != idx {
+			t.Fatalf("restarted member: %s index %d, want %d", k, got.GetIndex(), idx)
+		}
+	}
+}
+
+// A member far behind a compacted log catches up by snapshot.
+func TestSnapshotCatchUp(t *testing.T) {
+	c := testcluster.Start(t, 3, func(cfg *raftnode.Config) { cfg.SnapshotEntries = 20; cfg.CatchUpEntries = 5 })
+	lead := c.WaitLeader()
+	lag := (lead + 1) % 3
+	c.Stop(lag)
+	var last uint64
+	for i := 0; i < 100; i++ {
+		last = put(t, c.Client(lead), fmt.Sprintf("s%d", i), "v", 0).GetRecord().GetIndex()
+	}
+	testcluster.Eventually(t, 5*time.Second, "leader compacts its log", func() bool {
+		return c.Members[lead].Status().FirstIndex > 10
+	})
+	c.Restart(lag)
+	testcluster.Eventually(t, 10*time.Second, "lagging member restores a snapshot", func() bool {
+		return c.Members[lag].Status().Applied >= last
+	})
+	if got := get(t, c.Client(lag), "s0", true); got.GetIndex() == 0 {
+		t.Fatal("snapshot did not carry s0")
+	}
+}
+
+// Concurrent proposals share fsyncs: the point of the Ready loop.
+func TestConcurrentWritesShareFsyncs(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	lead := c.WaitLeader()
+	syncs0, _ := c.Members[lead].Metrics()
+	const n = 200
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := c.Client(lead).Put(ctx, &cxkvpb.PutRequest{Key: fmt.Sprintf("b%d", i), Value: []byte("v")})
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncs1, _ := c.Members[lead].Metrics()
+	if d := syncs1 - syncs0; d >= n/2 {
+		t.Fatalf("%d concurrent writes took %d fsyncs on the leader; batching is not working", n, d)
+	} else {
+		t.Logf("%d concurrent writes, %d leader fsyncs", n, d)
+	}
+}
+
+func TestDataDirOfAnotherMemberIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	n, err := raftnode.Start(raftnode.Config{ID: 1, Addr: "127.0.0.1:0", DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Stop()
+	_, err = raftnode.Start(raftnode.Config{ID: 2, Addr: "127.0.0.1:0", DataDir: dir, Peers: map[uint64]string{2: "127.0.0.1:0"}})
+	if err == nil {
+		t.Fatal("member 2 opened member 1's data dir")
+	}
+	t.Log(err)
+	n, err = raftnode.Start(raftnode.Config{ID: 1, Addr: "127.0.0.1:0", DataDir: dir})
+	if err != nil {
+		t.Fatalf("the owner cannot reopen its data dir after a refused open: %v", err)
+	}
+	n.Stop()
+}

@@ -1,0 +1,83 @@
+package raftnode
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cxkv/cxkv/cmpxchg"
+)
+
+// Config describes one member.
+type Config struct {
+	ID   uint64
+	Addr string // host:port for peers and clients: one gRPC server
+	// Listener, if set, is used instead of listening on Addr (tests pass a
+	// listener on port 0).
+	Listener net.Listener
+	DataDir  string
+	// Peers is the initial membership, this member included.
+	Peers map[uint64]string
+
+	TickInterval   time.Duration // default 100ms
+	ElectionTicks  int           // default 10
+	HeartbeatTicks int           // default 1
+	// SnapshotEntries: take a snapshot (and compact the log and history
+	// behind it) every this many applied entries. Default 10000.
+	SnapshotEntries uint64
+	// CatchUpEntries stay in the log behind a snapshot, so a member a little
+	// behind catches up from the log, not a snapshot. Default 5000.
+	CatchUpEntries uint64
+	// RequestTimeout bounds a request whose context has no deadline.
+	RequestTimeout time.Duration
+	Limits         cmpxchg.Limits
+	FS             vfs.FS
+	Logger         *slog.Logger
+}
+
+func (c *Config) withDefaults() error {
+	if c.ID == 0 {
+		return errors.New("raftnode: member id must be positive")
+	}
+	if len(c.Peers) == 0 {
+		c.Peers = map[uint64]string{c.ID: c.Addr}
+	}
+	if _, ok := c.Peers[c.ID]; !ok {
+		return fmt.Errorf("raftnode: the cluster does not name member %d", c.ID)
+	}
+	if c.DataDir == "" {
+		return errors.New("raftnode: a data dir is required")
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = 10
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = 1
+	}
+	if c.SnapshotEntries == 0 {
+		c.SnapshotEntries = 10000
+	}
+	if c.CatchUpEntries == 0 {
+		c.CatchUpEntries = c.SnapshotEntries / 2
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	if c.Limits == (cmpxchg.Limits{}) {
+		c.Limits = cmpxchg.DefaultLimits()
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Logger = c.Logger.With("member", c.ID)
+	return nil
+}

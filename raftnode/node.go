@@ -1,0 +1,203 @@
+// Package raftnode is one cxkv member: a go.etcd.io/raft/v3 RawNode driven by
+// a single Ready goroutine, its log on the member's Pebble database, the
+// state machine applied in batches, a gRPC transport to its peers, and the
+// client API (KV) on the same server.
+package raftnode
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/cmpxchg"
+	"github.com/cxkv/cxkv/kv"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+)
+
+// Node is a running member.
+type Node struct {
+	cfg       Config
+	clusterID uint64
+	store     *kv.Store
+	log       *logStore
+	sm        *cmpxchg.StateMachine
+	rn        *raft.RawNode // owned by the Ready goroutine
+
+	propc   chan *proposal
+	recvc   chan *pb.Message
+	readc   chan *readRequest
+	reportc chan func(*raft.RawNode)
+	stopc   chan struct{}
+	done    sync.WaitGroup
+
+	waits   waitRegistry
+	reads   readBatcher
+	applied appliedIndex
+	status  atomic.Pointer[Status]
+	snaps   snapshotHolder
+	expiry  *expiryQueue
+	metrics metrics
+
+	nextProposal atomic.Uint64
+	transport    *transport
+	server       *grpc.Server
+	listener     net.Listener
+	stopOnce     sync.Once
+}
+
+// Status is a member's view of the cluster.
+type Status struct {
+	ID, Leader, Term      uint64
+	Role                  string
+	Commit, Applied       uint64
+	FirstIndex, LastIndex uint64
+}
+
+// Start opens the member's data dir, joins or bootstraps the cluster, and
+// serves peers and clients on cfg.Addr.
+func Start(cfg Config) (*Node, error) {
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:       cfg,
+		clusterID: ClusterID(cfg.Peers),
+		sm:        cmpxchg.New(cfg.Limits),
+		propc:     make(chan *proposal, 4096),
+		recvc:     make(chan *pb.Message, 4096),
+		readc:     make(chan *readRequest, 4096),
+		reportc:   make(chan func(*raft.RawNode), 256),
+		stopc:     make(chan struct{}),
+	}
+	n.waits.init()
+	n.applied.init()
+	store, err := kv.Open(cfg.DataDir, kv.Options{FS: cfg.FS})
+	if err != nil {
+		return nil, err
+	}
+	n.store = store
+	if err := n.open(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	lis := cfg.Listener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", cfg.Addr); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		}
+	}
+	n.listener = lis
+	n.transport = newTransport(n)
+	n.expiry = newExpiryQueue(n)
+	n.server = grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
+	cxkvpb.RegisterKVServer(n.server, &kvService{n: n})
+	cxkvpb.RegisterPeerServer(n.server, &peerService{n: n})
+	n.done.Add(3)
+	go func() { defer n.done.Done(); n.server.Serve(lis) }()
+	go func() { defer n.done.Done(); n.run() }()
+	go func() { defer n.done.Done(); n.expiry.run(n.stopc) }()
+	cfg.Logger.Info("member started", "addr", lis.Addr().String(), "cluster", fmt.Sprintf("%x", n.clusterID), "applied", n.applied.get())
+	return n, nil
+}
+
+// open restores the log and state and creates the RawNode.
+func (n *Node) open() error {
+	db := n.store.DB()
+	if err := checkIdentity(db, n.cfg.ID, n.clusterID); err != nil {
+		return err
+	}
+	cs, err := n.store.ConfState()
+	if err != nil {
+		return err
+	}
+	if n.log, err = openLogStore(db, cs); err != nil {
+		return err
+	}
+	applied, err := n.store.Applied()
+	if err != nil {
+		return err
+	}
+	n.applied.set(applied)
+	rc := &raft.Config{
+		ID:              n.cfg.ID,
+		ElectionTick:    n.cfg.ElectionTicks,
+		HeartbeatTick:   n.cfg.HeartbeatTicks,
+		Storage:         n.log,
+		Applied:         applied,
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 256,
+		CheckQuorum:     true,
+		PreVote:         true,
+		Logger:          raftLogger{n.cfg.Logger},
+	}
+	if n.rn, err = raft.NewRawNode(rc); err != nil {
+		return err
+	}
+	if last, _ := n.log.LastIndex(); last == 0 {
+		var peers []raft.Peer
+		for id := range n.cfg.Peers {
+			peers = append(peers, raft.Peer{ID: id})
+		}
+		if err := n.rn.Bootstrap(peers); err != nil {
+			return err
+		}
+	}
+	return n.snaps.init(n)
+}
+
+// Addr is the address the member serves on.
+func (n *Node) Addr() string { return n.listener.Addr().String() }
+
+// Status returns the member's latest view of the cluster.
+func (n *Node) Status() Status {
+	if s := n.status.Load(); s != nil {
+		return *s
+	}
+	return Status{ID: n.cfg.ID, Role: "follower"}
+}
+
+// Stop shuts the member down: no new requests, the Ready loop and transport
+// stopped, the database closed. It leaves no goroutine behind.
+func (n *Node) Stop() error {
+	var err error
+	n.stopOnce.Do(func() {
+		close(n.stopc)
+		stopped := make(chan struct{})
+		go func() { n.server.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			n.server.Stop() // watch streams do not end by themselves
+		}
+		n.transport.stop()
+		n.done.Wait()
+		n.waits.failAll(errStopped)
+		n.snaps.close()
+		err = n.store.Close()
+	})
+	return err
+}
+
+func (n *Node) stopped() bool {
+	select {
+	case <-n.stopc:
+		return true
+	default:
+		return false
+	}
+}
+
+// requestContext applies the default timeout to a context without one.
+func (n *Node) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
+}

@@ -1,0 +1,136 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/cmpxchg"
+)
+
+// A proposal is a command on its way through the log. Its id (member id in
+// the top 16 bits, a counter below) travels in the command so the member
+// that proposed it can find its waiter when the entry is applied — on this
+// member, since every member applies every entry.
+type proposal struct {
+	id   uint64
+	data []byte
+	term uint64 // set by the Ready goroutine when it hands the data to raft
+	done chan proposalResult
+}
+
+type proposalResult struct {
+	res   *cxkvpb.CommandResult
+	index uint64
+	err   error
+}
+
+var errStopped = cmpxchg.Errorf(unavailable, "member is shutting down; the write may or may not have been applied")
+
+// waitRegistry maps proposal ids to their waiters.
+type waitRegistry struct {
+	mu sync.Mutex
+	m  map[uint64]*proposal
+}
+
+func (w *waitRegistry) init() { w.m = map[uint64]*proposal{} }
+
+func (w *waitRegistry) add(p *proposal) {
+	w.mu.Lock()
+	w.m[p.id] = p
+	w.mu.Unlock()
+}
+
+func (w *waitRegistry) remove(id uint64) {
+	w.mu.Lock()
+	delete(w.m, id)
+	w.mu.Unlock()
+}
+
+func (w *waitRegistry) trigger(id uint64, r proposalResult) {
+	w.mu.Lock()
+	p := w.m[id]
+	delete(w.m, id)
+	w.mu.Unlock()
+	if p != nil {
+		p.done <- r
+	}
+}
+
+// failBefore fails every proposal handed to raft in a term before term: a
+// new leader may have overwritten it, or may still commit it, so its outcome
+// is unknown. Clients retry with the same write id; the state machine
+// answers a retry of an applied write with its original result.
+func (w *waitRegistry) failBefore(term uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, p := range w.m {
+		if p.term != 0 && p.term < term {
+			delete(w.m, id)
+			p.done <- proposalResult{err: cmpxchg.Errorf(unavailable, "leadership changed while the write was in flight; it may or may not have been applied")}
+		}
+	}
+}
+
+func (w *waitRegistry) failAll(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, p := range w.m {
+		delete(w.m, id)
+		p.done <- proposalResult{err: err}
+	}
+}
+
+// propose puts cmd through the log and returns what Apply made of it.
+func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.CommandResult, uint64, error) {
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	cmd.ProposalId = n.cfg.ID<<48 | n.nextProposal.Add(1)&(1<<48-1)
+	cmd.StampUnixMs = time.Now().UnixMilli()
+	data, err := cmpxchg.EncodeCommand(cmd)
+	if err != nil {
+		return nil, 0, err
+	}
+	p := &proposal{id: cmd.ProposalId, data: data, done: make(chan proposalResult, 1)}
+	n.waits.add(p)
+	select {
+	case n.propc <- p:
+	case <-ctx.Done():
+		n.waits.remove(p.id)
+		return nil, 0, contextError(ctx.Err(), false)
+	case <-n.stopc:
+		n.waits.remove(p.id)
+		return nil, 0, errStopped
+	}
+	select {
+	case r := <-p.done:
+		if r.err != nil {
+			return nil, 0, r.err
+		}
+		if e := r.res.GetError(); e != nil {
+			return nil, 0, cmpxchg.Errorf(codeOf(e.GetCode()), "%s", e.GetMessage())
+		}
+		return r.res, r.index, nil
+	case <-ctx.Done():
+		n.waits.remove(p.id)
+		return nil, 0, contextError(ctx.Err(), true)
+	}
+}
+
+// proposeAsync hands cmd to raft without waiting (the leader's expiries).
+func (n *Node) proposeAsync(cmd *cxkvpb.Command) {
+	cmd.ProposalId = n.cfg.ID<<48 | n.nextProposal.Add(1)&(1<<48-1)
+	cmd.StampUnixMs = time.Now().UnixMilli()
+	data, err := cmpxchg.EncodeCommand(cmd)
+	if err != nil {
+		return
+	}
+	select {
+	case n.propc <- &proposal{id: cmd.ProposalId, data: data, done: make(chan proposalResult, 1)}:
+	default: // the loop is saturated; the expiry queue retries
+	}
+}
+
+var errNotLeader = errors.New("no leader")

@@ -1,0 +1,75 @@
+package raftnode
+
+import (
+	"context"
+	"encoding/binary"
+
+	"go.etcd.io/raft/v3"
+)
+
+// Linearizable reads. Every read waiting when a round starts shares one
+// ReadIndex request: one heartbeat round confirms leadership for all of them,
+// then each waits until this member has applied the returned index and reads
+// its own store. Followers forward the request to the leader (raft does), so
+// any member serves linearizable reads.
+
+type readRequest struct {
+	done chan uint64 // receives the read index
+}
+
+type readBatcher struct {
+	pending  []*readRequest
+	inflight []*readRequest
+	ctx      uint64
+	sentAt   int // tick count when the in-flight round was sent
+	ticks    int
+}
+
+// pump starts a round if none is in flight, or restarts one whose answer
+// never came (the leader changed, or the request was dropped).
+func (r *readBatcher) pump(rn *raft.RawNode, retryTicks int) {
+	if len(r.inflight) > 0 && r.ticks-r.sentAt > retryTicks {
+		r.pending = append(r.inflight, r.pending...)
+		r.inflight = nil
+	}
+	if len(r.inflight) > 0 || len(r.pending) == 0 {
+		return
+	}
+	r.ctx++
+	r.inflight, r.pending = r.pending, nil
+	r.sentAt = r.ticks
+	rn.ReadIndex(binary.BigEndian.AppendUint64(nil, r.ctx))
+}
+
+func (r *readBatcher) answer(states []raft.ReadState) {
+	for _, rs := range states {
+		if len(rs.RequestCtx) != 8 || binary.BigEndian.Uint64(rs.RequestCtx) != r.ctx {
+			continue
+		}
+		for _, req := range r.inflight {
+			req.done <- rs.Index
+		}
+		r.inflight = nil
+	}
+}
+
+// readIndex returns once this member's state reflects every write
+// acknowledged before the call.
+func (n *Node) readIndex(ctx context.Context) error {
+	req := &readRequest{done: make(chan uint64, 1)}
+	select {
+	case n.readc <- req:
+	case <-ctx.Done():
+		return contextError(ctx.Err(), false)
+	case <-n.stopc:
+		return errStopped
+	}
+	select {
+	case index := <-req.done:
+		return n.applied.wait(ctx, index, n.stopc)
+	case <-ctx.Done():
+		return contextError(ctx.Err(), false)
+	case <-n.stopc:
+		return errStopped
+	}
+}

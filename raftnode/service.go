@@ -1,0 +1,178 @@
+package raftnode
+
+import (
+	"context"
+	"sort"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/cmpxchg"
+	"google.golang.org/grpc/codes"
+)
+
+// Version is reported by Status.
+var Version = "0.1.0-dev"
+
+// kvService is the client API. Every member serves all of it: writes are
+// proposed here and forwarded to the leader by raft; reads confirm through
+// ReadIndex, unless serializable.
+type kvService struct {
+	cxkvpb.UnimplementedKVServer
+	n *Node
+}
+
+func (s *kvService) header() *cxkvpb.Header {
+	st := s.n.Status()
+	return &cxkvpb.Header{MemberId: s.n.cfg.ID, LeaderId: st.Leader, Term: st.Term, AppliedIndex: s.n.applied.get()}
+}
+
+func (s *kvService) read(ctx context.Context, serializable bool) error {
+	if serializable {
+		return nil
+	}
+	ctx, cancel := s.n.requestContext(ctx)
+	defer cancel()
+	return s.n.readIndex(ctx)
+}
+
+func (s *kvService) Get(ctx context.Context, r *cxkvpb.GetRequest) (*cxkvpb.GetResponse, error) {
+	if err := cmpxchg.ValidateKey(r.GetKey()); err != nil {
+		return nil, err
+	}
+	if err := s.read(ctx, r.GetSerializable()); err != nil {
+		return nil, toStatus(err)
+	}
+	h := s.header()
+	rec, found, err := s.n.store.Get(r.GetKey())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &cxkvpb.GetResponse{Header: h, Record: cmpxchg.RecordToProto(rec), Found: found}, nil
+}
+
+func (s *kvService) List(ctx context.Context, r *cxkvpb.ListRequest) (*cxkvpb.ListResponse, error) {
+	if err := cmpxchg.ValidateList(r); err != nil {
+		return nil, err
+	}
+	if err := s.read(ctx, r.GetSerializable()); err != nil {
+		return nil, toStatus(err)
+	}
+	limit := int(r.GetLimit())
+	if limit == 0 {
+		limit = cmpxchg.DefaultListLimit
+	}
+	h := s.header()
+	recs, more, err := s.n.store.List(r.GetPrefix(), r.GetAfter(), limit)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &cxkvpb.ListResponse{Header: h, More: more}
+	for _, rec := range recs {
+		resp.Records = append(resp.Records, cmpxchg.RecordToProto(rec))
+	}
+	return resp, nil
+}
+
+func (s *kvService) Put(ctx context.Context, r *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
+	if err := cmpxchg.ValidatePut(r, s.n.cfg.Limits); err != nil {
+		return nil, err
+	}
+	res, _, err := s.n.propose(ctx, &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: r}})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := res.GetPut()
+	out.Header = s.header()
+	return out, nil
+}
+
+func (s *kvService) Delete(ctx context.Context, r *cxkvpb.DeleteRequest) (*cxkvpb.DeleteResponse, error) {
+	if err := cmpxchg.ValidateDelete(r, s.n.cfg.Limits); err != nil {
+		return nil, err
+	}
+	res, _, err := s.n.propose(ctx, &cxkvpb.Command{Op: &cxkvpb.Command_Delete{Delete: r}})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := res.GetDelete()
+	out.Header = s.header()
+	return out, nil
+}
+
+func (s *kvService) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error) {
+	if err := cmpxchg.ValidateTxn(r, s.n.cfg.Limits); err != nil {
+		return nil, err
+	}
+	res, _, err := s.n.propose(ctx, &cxkvpb.Command{Op: &cxkvpb.Command_Txn{Txn: r}})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := res.GetTxn()
+	out.Header = s.header()
+	return out, nil
+}
+
+func (s *kvService) Status(ctx context.Context, _ *cxkvpb.StatusRequest) (*cxkvpb.StatusResponse, error) {
+	st := s.n.Status()
+	first, _ := s.n.store.FirstEventIndex()
+	resp := &cxkvpb.StatusResponse{
+		Header: s.header(), Role: st.Role, CommitIndex: st.Commit,
+		FirstIndex: st.FirstIndex, LastIndex: st.LastIndex, Version: Version,
+		ClusterId: s.n.clusterID, WatchFromIndex: first - 1,
+	}
+	for id, addr := range s.n.cfg.Peers {
+		resp.Members = append(resp.Members, &cxkvpb.Member{Id: id, Addr: addr})
+	}
+	sort.Slice(resp.Members, func(i, j int) bool { return resp.Members[i].Id < resp.Members[j].Id })
+	return resp, nil
+}
+
+// Watch streams the history from the store at the watcher's own pace: a
+// slow watcher reads further behind, it never holds up apply or other
+// watchers. Between reads it sleeps on the applied-index broadcast.
+func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) error {
+	from := r.GetFromIndex()
+	if from == 0 {
+		from = s.n.applied.get()
+	}
+	first, err := s.n.store.FirstEventIndex()
+	if err != nil {
+		return toStatus(err)
+	}
+	if from+1 < first {
+		return cmpxchg.Errorf(codes.OutOfRange, "history before index %d was compacted; watch from %d or later, after re-reading the keys", first, first-1)
+	}
+	ctx := stream.Context()
+	for {
+		applied, changed := s.n.applied.next()
+		evs, err := s.n.store.Events(r.GetPrefix(), from, 1000)
+		if err != nil {
+			return toStatus(err)
+		}
+		if len(evs) > 0 {
+			resp := &cxkvpb.WatchResponse{Header: s.header()}
+			for _, e := range evs {
+				resp.Events = append(resp.Events, cmpxchg.EventToProto(e))
+			}
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+			from = evs[len(evs)-1].Record.Index
+			continue
+		}
+		if applied > from {
+			// Nothing under the prefix up to applied: say so, so a client
+			// resuming elsewhere need not re-read that stretch.
+			from = applied
+			if err := stream.Send(&cxkvpb.WatchResponse{Header: s.header()}); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		case <-s.n.stopc:
+			return cmpxchg.Errorf(codes.Unavailable, "member is shutting down; resume the watch on another member from index %d", from)
+		}
+	}
+}

@@ -1,0 +1,142 @@
+package raftnode
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cxkv/cxkv/kv"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Snapshots. The member keeps one current snapshot: raft metadata (index,
+// term, conf state) and a Pebble snapshot of the state taken at exactly that
+// applied index, in the Ready goroutine, between two apply batches. raft's
+// Storage.Snapshot returns the metadata; when raft sends it (MsgSnap), the
+// transport streams the matching Pebble snapshot, so the data a follower
+// restores is always the state at the index the metadata names.
+
+type heldSnapshot struct {
+	index uint64
+	state *kv.StateSnapshot
+	refs  int
+}
+
+type snapshotHolder struct {
+	mu  sync.Mutex
+	cur *heldSnapshot
+}
+
+// init takes a snapshot at the applied index when the member opens, so a
+// restarted leader can serve snapshots at once.
+func (h *snapshotHolder) init(n *Node) error { return h.take(n) }
+
+// take captures the state now, at the applied index, and makes it current.
+func (h *snapshotHolder) take(n *Node) error {
+	applied := n.applied.get()
+	if applied == 0 {
+		return nil
+	}
+	term, err := n.log.Term(applied)
+	if err != nil {
+		return fmt.Errorf("term of applied index %d: %w", applied, err)
+	}
+	ss := n.store.NewStateSnapshot()
+	csData, err := ss.ConfState()
+	if err != nil {
+		ss.Close()
+		return err
+	}
+	cs := &pb.ConfState{}
+	if err := proto.Unmarshal(csData, cs); err != nil {
+		ss.Close()
+		return err
+	}
+	b := n.store.DB().NewBatch()
+	defer b.Close()
+	meta := &pb.SnapshotMetadata{Index: &applied, Term: &term, ConfState: cs}
+	if err := n.log.setSnapshot(b, meta); err != nil {
+		ss.Close()
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		ss.Close()
+		return err
+	}
+	h.mu.Lock()
+	old := h.cur
+	h.cur = &heldSnapshot{index: applied, state: ss, refs: 1}
+	h.mu.Unlock()
+	h.release(old)
+	return nil
+}
+
+// acquire returns the held snapshot at index, if it is still the current
+// one; the caller releases it when done streaming.
+func (h *snapshotHolder) acquire(index uint64) *heldSnapshot {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cur == nil || h.cur.index != index {
+		return nil
+	}
+	h.cur.refs++
+	return h.cur
+}
+
+func (h *snapshotHolder) release(s *heldSnapshot) {
+	if s == nil {
+		return
+	}
+	h.mu.Lock()
+	s.refs--
+	last := s.refs == 0
+	h.mu.Unlock()
+	if last {
+		s.state.Close()
+	}
+}
+
+func (h *snapshotHolder) close() {
+	h.mu.Lock()
+	cur := h.cur
+	h.cur = nil
+	h.mu.Unlock()
+	h.release(cur)
+}
+
+// maybeSnapshot takes a new snapshot every SnapshotEntries applied entries
+// and compacts the log and the history behind it, keeping CatchUpEntries.
+func (n *Node) maybeSnapshot() error {
+	applied := n.applied.get()
+	n.snaps.mu.Lock()
+	var at uint64
+	if n.snaps.cur != nil {
+		at = n.snaps.cur.index
+	}
+	n.snaps.mu.Unlock()
+	if applied < at+n.cfg.SnapshotEntries {
+		return nil
+	}
+	if err := n.snaps.take(n); err != nil {
+		return err
+	}
+	if applied <= n.cfg.CatchUpEntries {
+		return nil
+	}
+	upTo := applied - n.cfg.CatchUpEntries
+	term, err := n.log.Term(upTo)
+	if err != nil {
+		return nil // already compacted past it
+	}
+	b := n.store.DB().NewBatch()
+	defer b.Close()
+	if err := n.log.truncate(b, upTo, term); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	n.log.truncated(upTo, term)
+	return n.store.CompactEvents(upTo + 1)
+}

@@ -1,0 +1,309 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+)
+
+// transport carries raft messages to peers: one long-lived gRPC stream per
+// peer, fed from a bounded queue. A full queue drops messages (raft
+// retransmits); a broken stream is reported unreachable and redialled with
+// backoff. Snapshots go on their own stream so a large one never delays
+// heartbeats.
+type transport struct {
+	n     *Node
+	peers map[uint64]*peer
+	wg    sync.WaitGroup
+	stopc chan struct{}
+}
+
+type peer struct {
+	id   uint64
+	addr string
+	q    chan *pb.Message
+	conn *grpc.ClientConn
+}
+
+const peerQueue = 4096
+
+func newTransport(n *Node) *transport {
+	t := &transport{n: n, peers: map[uint64]*peer{}, stopc: make(chan struct{})}
+	for id, addr := range n.cfg.Peers {
+		if id == n.cfg.ID {
+			continue
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			n.cfg.Logger.Error("bad peer address", "peer", id, "addr", addr, "err", err)
+			continue
+		}
+		p := &peer{id: id, addr: addr, q: make(chan *pb.Message, peerQueue), conn: conn}
+		t.peers[id] = p
+		t.wg.Add(1)
+		go func() { defer t.wg.Done(); t.stream(p) }()
+	}
+	return t
+}
+
+func (t *transport) stop() {
+	close(t.stopc)
+	t.wg.Wait()
+	for _, p := range t.peers {
+		p.conn.Close()
+	}
+}
+
+// send queues messages; called from the Ready goroutine, never blocks.
+func (t *transport) send(msgs []*pb.Message) {
+	for _, m := range msgs {
+		p := t.peers[m.GetTo()]
+		if p == nil {
+			continue
+		}
+		if m.GetType() == pb.MsgSnap {
+			t.sendSnapshot(p, m)
+			continue
+		}
+		select {
+		case p.q <- m:
+		default:
+			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
+		}
+	}
+}
+
+func (t *transport) report(f func(*raft.RawNode)) {
+	select {
+	case t.n.reportc <- f:
+	default:
+	}
+}
+
+func (t *transport) stream(p *peer) {
+	backoff := 20 * time.Millisecond
+	for {
+		err := t.streamOnce(p)
+		select {
+		case <-t.stopc:
+			return
+		default:
+		}
+		if err != nil {
+			t.n.cfg.Logger.Debug("peer stream broke", "peer", p.id, "err", err)
+			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
+		}
+		select {
+		case <-t.stopc:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+func (t *transport) streamOnce(p *peer) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-t.stopc:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	s, err := cxkvpb.NewPeerClient(p.conn).Send(ctx)
+	if err != nil {
+		return err
+	}
+	batch := &cxkvpb.RaftBatch{ClusterId: t.n.clusterID, From: t.n.cfg.ID, To: p.id}
+	for {
+		var m *pb.Message
+		select {
+		case m = <-p.q:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		batch.Messages = batch.Messages[:0]
+		for {
+			data, err := proto.Marshal(m)
+			if err != nil {
+				return err
+			}
+			batch.Messages = append(batch.Messages, data)
+			if len(batch.Messages) >= 256 {
+				break
+			}
+			select {
+			case m = <-p.q:
+				continue
+			default:
+			}
+			break
+		}
+		if err := s.Send(batch); err != nil {
+			return err
+		}
+	}
+}
+
+const snapshotChunk = 256 << 10
+
+func (t *transport) sendSnapshot(p *peer, m *pb.Message) {
+	held := t.n.snaps.acquire(m.GetSnapshot().GetMetadata().GetIndex())
+	if held == nil {
+		t.report(func(rn *raft.RawNode) { rn.ReportSnapshot(p.id, raft.SnapshotFailure) })
+		return
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer t.n.snaps.release(held)
+		status := raft.SnapshotFinish
+		if err := t.streamSnapshot(p, m, held); err != nil {
+			t.n.cfg.Logger.Warn("sending snapshot failed", "peer", p.id, "err", err)
+			status = raft.SnapshotFailure
+		}
+		t.report(func(rn *raft.RawNode) { rn.ReportSnapshot(p.id, status) })
+	}()
+}
+
+func (t *transport) streamSnapshot(p *peer, m *pb.Message, held *heldSnapshot) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go func() {
+		select {
+		case <-t.stopc:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	s, err := cxkvpb.NewPeerClient(p.conn).Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	head, err := proto.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := s.Send(&cxkvpb.SnapshotChunk{ClusterId: t.n.clusterID, Message: head}); err != nil {
+		return err
+	}
+	w := &chunkWriter{s: s}
+	if _, err := held.state.WriteTo(w); err != nil {
+		return err
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	_, err = s.CloseAndRecv()
+	return err
+}
+
+type chunkWriter struct {
+	s   cxkvpb.Peer_SnapshotClient
+	buf []byte
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for len(w.buf) >= snapshotChunk {
+		if err := w.s.Send(&cxkvpb.SnapshotChunk{Data: w.buf[:snapshotChunk]}); err != nil {
+			return 0, err
+		}
+		w.buf = append([]byte(nil), w.buf[snapshotChunk:]...)
+	}
+	return len(p), nil
+}
+
+func (w *chunkWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	return w.s.Send(&cxkvpb.SnapshotChunk{Data: w.buf})
+}
+
+// peerService receives what other members' transports send.
+type peerService struct {
+	cxkvpb.UnimplementedPeerServer
+	n *Node
+}
+
+func (s *peerService) Send(stream cxkvpb.Peer_SendServer) error {
+	for {
+		batch, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&cxkvpb.PeerAck{})
+		}
+		if err != nil {
+			return err
+		}
+		if batch.GetClusterId() != s.n.clusterID {
+			return fmt.Errorf("member %d of cluster %x refuses messages from member %d of cluster %x", s.n.cfg.ID, s.n.clusterID, batch.GetFrom(), batch.GetClusterId())
+		}
+		for _, data := range batch.GetMessages() {
+			m := &pb.Message{}
+			if err := proto.Unmarshal(data, m); err != nil {
+				return err
+			}
+			if err := s.deliver(stream.Context(), m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *peerService) deliver(ctx context.Context, m *pb.Message) error {
+	select {
+	case s.n.recvc <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.n.stopc:
+		return errStopped
+	}
+}
+
+// Snapshot receives a whole state stream before handing the message to raft
+// with the stream as its data; the Ready goroutine validates and restores it.
+func (s *peerService) Snapshot(stream cxkvpb.Peer_SnapshotServer) error {
+	var m *pb.Message
+	var data []byte
+	for {
+		c, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if m == nil {
+			if c.GetClusterId() != s.n.clusterID {
+				return fmt.Errorf("snapshot from another cluster (%x)", c.GetClusterId())
+			}
+			m = &pb.Message{}
+			if err := proto.Unmarshal(c.GetMessage(), m); err != nil {
+				return err
+			}
+		}
+		data = append(data, c.GetData()...)
+	}
+	if m == nil || m.GetSnapshot() == nil {
+		return errors.New("snapshot stream carried no MsgSnap")
+	}
+	m.Snapshot.Data = data
+	if err := s.deliver(stream.Context(), m); err != nil {
+		return err
+	}
+	return stream.SendAndClose(&cxkvpb.PeerAck{})
+}
