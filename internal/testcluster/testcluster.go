@@ -4,10 +4,10 @@
 package testcluster
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +22,7 @@ type Cluster struct {
 	t       testing.TB
 	Members []*raftnode.Node // nil while stopped
 	cfgs    []raftnode.Config
+	connMu  sync.Mutex
 	conns   []*grpc.ClientConn
 }
 
@@ -84,6 +85,8 @@ func (c *Cluster) Endpoints() []string {
 
 // Client is a KV client connected to member i (0-based).
 func (c *Cluster) Client(i int) cxkvpb.KVClient {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
 	if c.conns[i] == nil {
 		conn, err := grpc.NewClient(c.cfgs[i].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -161,5 +164,3 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-var _ = context.Background
