@@ -49,8 +49,9 @@ proto: tools-proto
 		--go-grpc_out=api/cxkvpb --go-grpc_opt=paths=source_relative \
 		api/cxkvpb/cxkv.proto
 
+# The interim demo: a 3-member cluster, CAS workers, a leader crash.
 demo: build
-	./$(BIN) demo run
+	BIN=$(BIN) ./scripts/demo.sh
 
 clean:
 	rm -rf bin cxkv-data

@@ -329,4 +329,3 @@ func exactArgs(n int) cobra.PositionalArgs {
 		return nil
 	}
 }
-
