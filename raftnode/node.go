@@ -185,15 +185,6 @@ func (n *Node) Stop() error {
 	return err
 }
 
-func (n *Node) stopped() bool {
-	select {
-	case <-n.stopc:
-		return true
-	default:
-		return false
-	}
-}
-
 // requestContext applies the default timeout to a context without one.
 func (n *Node) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {

@@ -59,7 +59,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 			defer signal.Stop(sig)
 			s := <-sig
-			logger.Info("shutting down", "member", id, "signal", s.String())
+			logger.Info("shutting down", "signal", s.String())
 			return node.Stop()
 		},
 	}
