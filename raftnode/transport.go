@@ -64,6 +64,26 @@ func (t *transport) stop() {
 	}
 }
 
+// context is cancelled when the transport stops (or after timeout, if set),
+// so no stream outlives Stop.
+func (t *transport) context(timeout time.Duration) (context.Context, context.CancelFunc) {
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), timeout)
+	} else {
+		ctx, cancel = context.WithCancel(context.Background())
+	}
+	go func() {
+		select {
+		case <-t.stopc:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // send queues messages; called from the Ready goroutine, never blocks.
 func (t *transport) send(msgs []*pb.Message) {
 	for _, m := range msgs {
@@ -113,15 +133,8 @@ func (t *transport) stream(p *peer) {
 }
 
 func (t *transport) streamOnce(p *peer) error {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := t.context(0)
 	defer cancel()
-	go func() {
-		select {
-		case <-t.stopc:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	s, err := cxkvpb.NewPeerClient(p.conn).Send(ctx)
 	if err != nil {
 		return err
@@ -179,15 +192,8 @@ func (t *transport) sendSnapshot(p *peer, m *pb.Message) {
 }
 
 func (t *transport) streamSnapshot(p *peer, m *pb.Message, held *heldSnapshot) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := t.context(time.Minute)
 	defer cancel()
-	go func() {
-		select {
-		case <-t.stopc:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	s, err := cxkvpb.NewPeerClient(p.conn).Snapshot(ctx)
 	if err != nil {
 		return err
