@@ -1,0 +1,198 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Config configures a Client. Only Endpoints is required.
+type Config struct {
+	// Endpoints are the members' client addresses (host:port). Any subset
+	// works; the Client learns which one leads.
+	Endpoints []string
+	// DialTimeout bounds how long one attempt waits for a connection to a
+	// member before trying the next. Default 2s.
+	DialTimeout time.Duration
+	// RequestTimeout bounds one attempt on one member. Default 5s.
+	RequestTimeout time.Duration
+	// RetryTimeout bounds all attempts of a call whose context has no
+	// earlier deadline. Default 30s.
+	RetryTimeout time.Duration
+	// DialOptions are added to the gRPC dial options (e.g. TLS credentials).
+	DialOptions []grpc.DialOption
+}
+
+// Client is a connection to a cxkv cluster. It is safe for concurrent use;
+// share one per process.
+type Client struct {
+	cfg       Config
+	endpoints []*endpoint
+	preferred atomic.Int32
+	writes    writeSeq
+	probing   atomic.Bool
+	closed    atomic.Bool
+	mu        sync.Mutex // orders bg.Add against Close's bg.Wait
+	bg        sync.WaitGroup
+	// ctx ends when the Client is closed; background work derives from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+type endpoint struct {
+	addr string
+	conn *grpc.ClientConn
+	kv   cxkvpb.KVClient
+	id   atomic.Uint64 // member id, once a response named it
+}
+
+// New returns a Client for the cluster at cfg.Endpoints. It does not wait for
+// a connection: the first call does.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, fmt.Errorf("cxkv: no endpoints given")
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 2 * time.Second
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.RetryTimeout <= 0 {
+		cfg.RetryTimeout = 30 * time.Second
+	}
+	c := &Client{cfg: cfg}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.writes.init()
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, cfg.DialOptions...)
+	for _, addr := range cfg.Endpoints {
+		addr = strings.TrimSpace(addr)
+		if addr == "" {
+			continue
+		}
+		conn, err := grpc.NewClient(addr, opts...)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("cxkv: endpoint %q: %w", addr, err)
+		}
+		c.endpoints = append(c.endpoints, &endpoint{addr: addr, conn: conn, kv: cxkvpb.NewKVClient(conn)})
+	}
+	if len(c.endpoints) == 0 {
+		return nil, fmt.Errorf("cxkv: no endpoints given")
+	}
+	return c, nil
+}
+
+// ParseEndpoints splits a comma-separated endpoint list, as the CLI's
+// --endpoints flag and CXKV_ENDPOINTS take it.
+func ParseEndpoints(s string) []string {
+	var out []string
+	for _, ep := range strings.Split(s, ",") {
+		if ep = strings.TrimSpace(ep); ep != "" {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
+// Close closes the connections. Calls in flight end with an error.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	already := c.closed.Swap(true)
+	c.mu.Unlock()
+	if already {
+		return nil
+	}
+	c.cancel()
+	c.bg.Wait()
+	for _, ep := range c.endpoints {
+		ep.conn.Close()
+	}
+	return nil
+}
+
+// Endpoints returns the configured endpoints.
+func (c *Client) Endpoints() []string {
+	out := make([]string, len(c.endpoints))
+	for i, ep := range c.endpoints {
+		out[i] = ep.addr
+	}
+	return out
+}
+
+func (c *Client) pick() (int, *endpoint) {
+	i := int(c.preferred.Load()) % len(c.endpoints)
+	return i, c.endpoints[i]
+}
+
+// failed moves the preference off endpoint i, unless another call already did.
+func (c *Client) failed(i int) {
+	c.preferred.CompareAndSwap(int32(i), int32((i+1)%len(c.endpoints)))
+}
+
+// observe learns from a response's header which member answered and which
+// leads, and moves the preference to the leader when its endpoint is known.
+// Unknown endpoints are asked for their ids in the background, once at a time.
+func (c *Client) observe(ep *endpoint, h *cxkvpb.Header) {
+	if h == nil || h.GetMemberId() == 0 {
+		return
+	}
+	ep.id.Store(h.GetMemberId())
+	leader := h.GetLeaderId()
+	if leader == 0 || leader == h.GetMemberId() {
+		return
+	}
+	for i, other := range c.endpoints {
+		if other.id.Load() == leader {
+			c.preferred.Store(int32(i))
+			return
+		}
+	}
+	if !c.probing.CompareAndSwap(false, true) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		c.probing.Store(false)
+		return
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		defer c.probing.Store(false)
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
+		defer cancel()
+		for i, other := range c.endpoints {
+			if other.id.Load() != 0 {
+				continue
+			}
+			resp, err := other.kv.Status(ctx, &cxkvpb.StatusRequest{})
+			if err != nil {
+				continue
+			}
+			other.id.Store(resp.GetHeader().GetMemberId())
+			if other.id.Load() == leader {
+				c.preferred.Store(int32(i))
+				return
+			}
+		}
+	}()
+}
+
+// newClientID draws the id that names this client's writes. Ids are random:
+// two clients sharing one would see each other's results.
+func newClientID() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:]) | 1
+}

@@ -1,0 +1,111 @@
+package client
+
+import (
+	"context"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// The one retry policy of the SDK. An attempt goes to the preferred member
+// with RequestTimeout; if it fails in a way another attempt could fix
+// (retryable), the next attempt goes to the next member at once, and after a
+// full round of members the loop sleeps a jittered, doubling backoff. The
+// loop ends when an attempt succeeds or fails for good, when the caller's
+// context ends, or after RetryTimeout.
+const (
+	backoffBase = 20 * time.Millisecond
+	backoffMax  = time.Second
+)
+
+// attempt is one try of a call on one member; it returns the response
+// header so the client learns who leads.
+type attempt func(ctx context.Context, kv cxkvpb.KVClient) (*cxkvpb.Header, error)
+
+// do runs f under the retry policy. write says f is a write carrying a write
+// id, so a retry is answered from the cluster's memory of the first try
+// rather than applied again; if the write cannot be settled, the error
+// matches ErrOutcomeUnknown.
+func (c *Client) do(ctx context.Context, write bool, f attempt) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RetryTimeout)
+	defer cancel()
+	var (
+		last      error
+		ambiguous bool // a write attempt may have reached the log
+		backoff   = backoffBase
+	)
+	for tries := 1; ; tries++ {
+		i, ep := c.pick()
+		actx, acancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		h, err := f(actx, ep.kv)
+		acancel()
+		if err == nil {
+			c.observe(ep, h)
+			return nil
+		}
+		if write && mayHaveApplied(err) {
+			ambiguous = true
+		}
+		if write && ambiguous && status.Code(err) == codes.FailedPrecondition {
+			// The cluster no longer remembers this write id.
+			return &outcomeUnknownError{last: err}
+		}
+		if !retryable(ctx, err) {
+			if ctx.Err() != nil && ambiguous {
+				return &outcomeUnknownError{last: err}
+			}
+			return err
+		}
+		last = err
+		c.failed(i)
+		if tries%len(c.endpoints) != 0 {
+			continue
+		}
+		sleep := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, backoffMax)
+		select {
+		case <-time.After(sleep):
+		case <-ctx.Done():
+			if ambiguous {
+				return &outcomeUnknownError{last: last}
+			}
+			return last
+		case <-c.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// mayHaveApplied reports whether a failed write attempt could still have
+// reached the log. Only errors that prove the request was never accepted
+// (connection refused before sending, a rejected argument) say no.
+func mayHaveApplied(err error) bool {
+	s, _ := status.FromError(err)
+	switch s.Code() {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange, codes.ResourceExhausted, codes.Unimplemented:
+		return false
+	case codes.Unavailable:
+		// A connection that could not be made, or a member that refused
+		// before proposing (no leader), sent nothing to the log. Any other
+		// Unavailable (a stream cut mid-call, lost leadership, shutdown)
+		// may have.
+		return !containsAny(s.Message(), "Error while dialing", "connection refused", "no leader")
+	}
+	return true
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

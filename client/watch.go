@@ -1,0 +1,126 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Watch iterates over every change to keys under prefix with an index
+// greater than from, in log order, each exactly once. from 0 means "from
+// now". When a member fails, the watch resumes on another from the last
+// index it delivered, so no event is lost or repeated across failovers.
+//
+// Iteration ends when the loop breaks, or with one final error: the
+// context's, ErrCompacted (the history after from is gone: re-read the keys
+// and watch from that read's index), or ErrClosed.
+func (c *Client) Watch(ctx context.Context, prefix string, from uint64) iter.Seq2[Event, error] {
+	return func(yield func(Event, error) bool) {
+		if from == 0 {
+			now, err := c.appliedIndex(ctx)
+			if err != nil {
+				yield(Event{}, err)
+				return
+			}
+			from = now
+		}
+		backoff := backoffBase
+		for tries := 1; ; tries++ {
+			i, ep := c.pick()
+			delivered, err := c.watchOnce(ctx, ep, prefix, &from, yield)
+			if err == nil {
+				return // the consumer stopped
+			}
+			if status.Code(err) == codes.OutOfRange {
+				yield(Event{}, fmt.Errorf("%w: %s", ErrCompacted, status.Convert(err).Message()))
+				return
+			}
+			if ctx.Err() != nil {
+				yield(Event{}, ctx.Err())
+				return
+			}
+			if c.ctx.Err() != nil {
+				yield(Event{}, ErrClosed)
+				return
+			}
+			if !retryable(ctx, err) && !errors.Is(err, io.EOF) {
+				yield(Event{}, err)
+				return
+			}
+			c.failed(i)
+			if delivered {
+				backoff, tries = backoffBase, 1
+			}
+			if tries%len(c.endpoints) != 0 {
+				continue
+			}
+			sleep := backoff/2 + rand.N(backoff/2+1)
+			backoff = min(2*backoff, backoffMax)
+			select {
+			case <-time.After(sleep):
+			case <-ctx.Done():
+			case <-c.ctx.Done():
+			}
+		}
+	}
+}
+
+// watchOnce streams from one member until the stream breaks (the error) or
+// the consumer stops (nil). It advances *from past everything it covered.
+func (c *Client) watchOnce(ctx context.Context, ep *endpoint, prefix string, from *uint64, yield func(Event, error) bool) (progressed bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+	stream, err := ep.kv.Watch(sctx, &cxkvpb.WatchRequest{Prefix: prefix, FromIndex: *from})
+	if err != nil {
+		return false, err
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return progressed, err
+		}
+		progressed = true
+		c.observe(ep, resp.GetHeader())
+		if len(resp.GetEvents()) == 0 {
+			// A progress notice: nothing under prefix up to the header's
+			// applied index.
+			*from = max(*from, resp.GetHeader().GetAppliedIndex())
+			continue
+		}
+		// A transaction's events share one index, and a response never
+		// splits an index, so what was delivered before is exactly the
+		// indexes up to base.
+		base := *from
+		for _, pe := range resp.GetEvents() {
+			ev := eventFromProto(pe)
+			if ev.Record.Index <= base {
+				continue // already delivered before a failover
+			}
+			*from = ev.Record.Index
+			if !yield(ev, nil) {
+				return false, nil
+			}
+		}
+	}
+}
+
+// appliedIndex asks a member how far it has applied: the "now" of a watch.
+func (c *Client) appliedIndex(ctx context.Context) (uint64, error) {
+	var applied uint64
+	err := c.do(ctx, false, func(ctx context.Context, kv cxkvpb.KVClient) (*cxkvpb.Header, error) {
+		resp, err := kv.Status(ctx, &cxkvpb.StatusRequest{})
+		applied = resp.GetHeader().GetAppliedIndex()
+		return resp.GetHeader(), err
+	})
+	return applied, err
+}
