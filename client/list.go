@@ -14,19 +14,8 @@ const listPageSize = 1000
 // after after (exclusive), in key order; more says whether another page
 // follows. limit 0 means the server's default (100).
 func (c *Client) ListPage(ctx context.Context, prefix, after string, limit int, opts ...ReadOption) (recs []Record, more bool, err error) {
-	req := &cxkvpb.ListRequest{Prefix: prefix, After: after, Limit: uint32(limit), Serializable: readOpts(opts).serializable}
-	var resp *cxkvpb.ListResponse
-	err = c.do(ctx, false, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
-		resp, err = kv.List(ctx, req)
-		return resp.GetHeader(), err
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	for _, r := range resp.GetRecords() {
-		recs = append(recs, fromProto(r))
-	}
-	return recs, resp.GetMore(), nil
+	recs, more, _, err = c.listPage(ctx, prefix, after, limit, opts...)
+	return recs, more, err
 }
 
 // List iterates over every record under prefix, in key order, a page at a
@@ -58,4 +47,22 @@ func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) it
 			after = recs[len(recs)-1].Key
 		}
 	}
+}
+
+// listPage is ListPage that also returns the answering member's applied
+// index, the point from which a watch continues the read.
+func (c *Client) listPage(ctx context.Context, prefix, after string, limit int, opts ...ReadOption) (recs []Record, more bool, applied uint64, err error) {
+	req := &cxkvpb.ListRequest{Prefix: prefix, After: after, Limit: uint32(limit), Serializable: readOpts(opts).serializable}
+	var resp *cxkvpb.ListResponse
+	err = c.do(ctx, false, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
+		resp, err = kv.List(ctx, req)
+		return resp.GetHeader(), err
+	})
+	if err != nil {
+		return nil, false, 0, err
+	}
+	for _, r := range resp.GetRecords() {
+		recs = append(recs, fromProto(r))
+	}
+	return recs, resp.GetMore(), resp.GetHeader().GetAppliedIndex(), nil
 }

@@ -1,0 +1,102 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// LockInfo describes a lock as an operator sees it.
+type LockInfo struct {
+	Name      string
+	Key       string // the key whose existence is the lock
+	Mode      LockMode
+	Owner     Owner
+	Token     uint64
+	Index     uint64 // the key's current index (renewals change it)
+	TTL       time.Duration
+	ExpiresAt time.Time
+	Waiters   []Owner // queued waiters, next first (QueueLock)
+}
+
+// ListLocks returns every lock whose name starts with prefix, held or
+// waited for, ordered by name. It reads keys whose values are lock owners;
+// other keys under prefix are skipped.
+func ListLocks(ctx context.Context, c *Client, prefix string) ([]LockInfo, error) {
+	type entry struct {
+		rec   Record
+		owner Owner
+	}
+	queues := map[string][]entry{}
+	var out []LockInfo
+	for rec, err := range c.List(ctx, prefix) {
+		if err != nil {
+			return nil, err
+		}
+		o, ok := decodeOwner(rec.Value)
+		if !ok {
+			continue
+		}
+		if i := strings.LastIndex(rec.Key, queueInfix); i > 0 {
+			name := rec.Key[:i]
+			queues[name] = append(queues[name], entry{rec, o})
+			continue
+		}
+		out = append(out, lockInfo(rec, o, PlainLock))
+	}
+	for name, q := range queues {
+		sort.Slice(q, func(i, j int) bool { return q[i].rec.CreateIndex < q[j].rec.CreateIndex })
+		info := lockInfo(q[0].rec, q[0].owner, QueueLock)
+		info.Name = name
+		for _, e := range q[1:] {
+			info.Waiters = append(info.Waiters, e.owner)
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func lockInfo(rec Record, o Owner, mode LockMode) LockInfo {
+	info := LockInfo{Name: rec.Key, Key: rec.Key, Mode: mode, Owner: o, Index: rec.Index, TTL: rec.TTL, ExpiresAt: rec.ExpiresAt}
+	// Both modes create the key with the acquiring (or queueing) put, and
+	// renewals keep the create index: it is the token.
+	info.Token = rec.CreateIndex
+	return info
+}
+
+// ForceRelease removes the lock called name whoever holds it, and returns
+// who held it. The holder's next renewal or guarded write fails and its
+// Lost channel closes; with a QueueLock the next waiter takes the lock.
+// It returns an error matching ErrNotLocked if nobody holds it.
+func ForceRelease(ctx context.Context, c *Client, name string) (LockInfo, error) {
+	if err := validLockName(name); err != nil {
+		return LockInfo{}, err
+	}
+	for {
+		locks, err := ListLocks(ctx, c, name)
+		if err != nil {
+			return LockInfo{}, err
+		}
+		var held *LockInfo
+		for i := range locks {
+			if locks[i].Name == name {
+				held = &locks[i]
+			}
+		}
+		if held == nil {
+			return LockInfo{}, fmt.Errorf("%w: %q", ErrNotLocked, name)
+		}
+		res, err := c.Delete(ctx, held.Key, held.Index)
+		if err != nil {
+			return LockInfo{}, err
+		}
+		if res.Successful {
+			return *held, nil
+		}
+		// The holder renewed (or released) between the read and the delete:
+		// read again.
+	}
+}

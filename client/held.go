@@ -1,0 +1,176 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+)
+
+// Lock is a held lock. It stays held while its renewals succeed; Lost says
+// when it no longer is. Release it with Unlock, typically deferred.
+type Lock struct {
+	m      *ProcessMonitor
+	name   string
+	key    string
+	token  uint64
+	waited time.Duration
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// mu orders renewals and guarded writes: both compare the key's
+	// current index, and a renewal changes it.
+	mu       sync.Mutex
+	owner    Owner
+	index    uint64
+	leaseEnd time.Time // on the monotonic clock: the earliest the cluster may delete the key
+	unlocked bool
+
+	lost       chan struct{}
+	lostOnce   sync.Once
+	lostReason string // set before lost closes
+
+	stopOnce  sync.Once
+	stopc     chan struct{}
+	renewDone chan struct{}
+}
+
+// Name is the lock's name.
+func (l *Lock) Name() string { return l.name }
+
+// Key is the key whose existence is the lock: the name itself (PlainLock)
+// or the holder's queue entry (QueueLock).
+func (l *Lock) Key() string { return l.key }
+
+// Token is the fencing token: a number larger than that of every earlier
+// holder of this lock. Pass it to the resources the lock protects and have
+// them refuse a token smaller than one they have seen.
+func (l *Lock) Token() uint64 { return l.token }
+
+// Waited is how long Lock waited for the lock.
+func (l *Lock) Waited() time.Duration { return l.waited }
+
+// Lost is closed when the lock is lost: a renewal found the key gone or
+// changed (an operator force-released it, or it expired), or renewals
+// failed until the lease ran out. It is not closed by Unlock.
+func (l *Lock) Lost() <-chan struct{} { return l.lost }
+
+// Context is cancelled when the lock is lost or released: run the critical
+// section under it to stop work the lock no longer protects.
+func (l *Lock) Context() context.Context { return l.ctx }
+
+func (l *Lock) markLost(reason string) {
+	l.lostOnce.Do(func() {
+		l.lostReason = reason
+		close(l.lost)
+		l.cancel()
+	})
+}
+
+func (l *Lock) lostErr() error {
+	select {
+	case <-l.lost:
+		return fmt.Errorf("%w: %q: %s", ErrLockLost, l.name, l.lostReason)
+	default:
+		return nil
+	}
+}
+
+// Unlock releases the lock. If the lock had been lost, it deletes nothing and
+// returns an error matching ErrLockLost. Calling it again returns nil.
+func (l *Lock) Unlock() error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.m.c.cfg.RequestTimeout)
+	defer cancel()
+	return l.UnlockContext(ctx)
+}
+
+// UnlockContext is Unlock under ctx.
+func (l *Lock) UnlockContext(ctx context.Context) error {
+	l.stopRenewal()
+	l.m.forget(l)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	defer l.cancel()
+	if l.unlocked {
+		return nil
+	}
+	l.unlocked = true
+	if err := l.lostErr(); err != nil {
+		return err
+	}
+	res, err := l.m.c.Delete(ctx, l.key, l.index)
+	if errors.Is(err, ErrOutcomeUnknown) {
+		if rec, gerr := l.m.c.Get(ctx, l.key); gerr == nil && rec.Index != l.index {
+			return nil // our delete applied, or the lock was gone anyway
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cxkv: unlock %q: %w", l.name, err)
+	}
+	if !res.Successful {
+		l.markLost("the key was deleted or rewritten by someone else")
+		return l.lostErr()
+	}
+	return nil
+}
+
+// Put writes key (whatever its index) only if this lock is still held, in
+// one transaction with that check. It returns the key as written, or an
+// error matching ErrLockLost.
+func (l *Lock) Put(ctx context.Context, key string, value []byte, opts ...PutOption) (Record, error) {
+	var req cxkvpb.PutRequest
+	for _, f := range opts {
+		f(&req)
+	}
+	res, err := l.Txn(ctx, nil, []Op{PutOp(key, value, time.Duration(req.TtlMs)*time.Millisecond)})
+	if err != nil {
+		return Record{}, err
+	}
+	return res.Results[0], nil
+}
+
+// Delete deletes key if its index is expect and this lock is still held.
+// A failed compare on key is Successful false, as for Client.Delete; a lost
+// lock is an error matching ErrLockLost.
+func (l *Lock) Delete(ctx context.Context, key string, expect uint64) (DeleteResult, error) {
+	res, err := l.Txn(ctx, []Compare{IndexIs(key, expect)}, []Op{DeleteOp(key)})
+	if err != nil {
+		return DeleteResult{}, err
+	}
+	out := DeleteResult{Successful: res.Successful, Record: res.Compared[0]}
+	if res.Successful {
+		out.Index = res.Index
+	}
+	return out, nil
+}
+
+// Txn runs a transaction that also requires this lock to be still held.
+// If the lock is not, nothing applies and the error matches ErrLockLost;
+// otherwise the result is as Client.Txn's for the caller's compares.
+func (l *Lock) Txn(ctx context.Context, compares []Compare, ops []Op) (TxnResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.unlocked {
+		return TxnResult{}, fmt.Errorf("%w: %q was unlocked", ErrLockLost, l.name)
+	}
+	if err := l.lostErr(); err != nil {
+		return TxnResult{}, err
+	}
+	all := append([]Compare{IndexIs(l.key, l.index)}, compares...)
+	res, err := l.m.c.Txn(ctx, all, ops)
+	if err != nil {
+		return TxnResult{}, err
+	}
+	if !res.Successful && res.FailedCompare == 0 {
+		l.markLost("the lock's key was deleted or rewritten by someone else")
+		return TxnResult{}, l.lostErr()
+	}
+	res.Compared = res.Compared[1:]
+	if !res.Successful {
+		res.FailedCompare--
+	}
+	return res, nil
+}

@@ -1,0 +1,267 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// LockMode chooses how waiters wait.
+type LockMode int
+
+const (
+	// QueueLock, the default, queues waiters in arrival order: each waiter
+	// creates its own entry under "<name>/.lock/", the entry with the lowest
+	// create index holds the lock, and a release wakes exactly the next
+	// waiter (the recipe of ZooKeeper's lock and etcd's Mutex). No waiter
+	// starves, and a release costs one write, not one per waiter.
+	QueueLock LockMode = iota
+	// PlainLock is put-if-absent on "<name>" itself. Waiters watch the key
+	// and race to create it on every release: simplest, but unfair under
+	// contention.
+	PlainLock
+)
+
+func (m LockMode) String() string {
+	if m == PlainLock {
+		return "plain"
+	}
+	return "queue"
+}
+
+// queueInfix separates a lock's name from its waiters' entries. Lock names
+// may not contain it.
+const queueInfix = "/.lock/"
+
+var (
+	// ErrLocked is returned by TryLock when another process holds the lock.
+	ErrLocked = errors.New("cxkv: lock is held by another owner")
+	// ErrLockLost is returned by a lock's guarded writes and Unlock once the
+	// lock is no longer held: it expired, its renewals failed, or an
+	// operator force-released it.
+	ErrLockLost = errors.New("cxkv: lock lost")
+	// ErrNotLocked is returned by ForceRelease when nobody holds the lock.
+	ErrNotLocked = errors.New("cxkv: lock is not held")
+)
+
+// LockOptions configure a ProcessMonitor.
+type LockOptions struct {
+	// TTL is how long a lock outlives its holder's last renewal: the time
+	// after which a crashed holder's lock is released. Renewal runs every
+	// TTL/3. Default 10s; at least 100ms.
+	TTL time.Duration
+	// Mode is how waiters wait; QueueLock by default.
+	Mode LockMode
+	// Name identifies this process in `cxkv locks`; default "host:pid".
+	Name string
+}
+
+// ProcessMonitor hands out expiring locks for one process. Locks it still
+// holds when Close is called are released.
+type ProcessMonitor struct {
+	c    *Client
+	opts LockOptions
+	host string
+
+	mu    sync.Mutex
+	held  map[*Lock]struct{}
+	close bool
+}
+
+// NewProcessMonitor returns a ProcessMonitor taking locks through c.
+func NewProcessMonitor(c *Client, opts LockOptions) *ProcessMonitor {
+	if opts.TTL <= 0 {
+		opts.TTL = 10 * time.Second
+	}
+	opts.TTL = max(opts.TTL, 100*time.Millisecond)
+	if opts.Name == "" {
+		opts.Name = defaultOwnerName()
+	}
+	host, _ := os.Hostname()
+	return &ProcessMonitor{c: c, opts: opts, host: host, held: map[*Lock]struct{}{}}
+}
+
+// Close releases every lock this monitor still holds.
+func (m *ProcessMonitor) Close() error {
+	m.mu.Lock()
+	m.close = true
+	locks := make([]*Lock, 0, len(m.held))
+	for l := range m.held {
+		locks = append(locks, l)
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, l := range locks {
+		if err := l.Unlock(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Lock blocks until it holds the lock called name, or ctx ends.
+//
+//	lock, err := mon.Lock(ctx, "rooms/deluxe")
+//	if err != nil { return err }
+//	defer lock.Unlock()
+func (m *ProcessMonitor) Lock(ctx context.Context, name string) (*Lock, error) {
+	return m.acquire(ctx, name, true)
+}
+
+// TryLock takes the lock called name if nobody holds it, and returns an
+// error matching ErrLocked otherwise. It does not wait.
+func (m *ProcessMonitor) TryLock(ctx context.Context, name string) (*Lock, error) {
+	return m.acquire(ctx, name, false)
+}
+
+func validLockName(name string) error {
+	if name == "" || strings.Contains(name, queueInfix) {
+		return fmt.Errorf("cxkv: lock name %q: must be non-empty and must not contain %q", name, queueInfix)
+	}
+	return nil
+}
+
+func (m *ProcessMonitor) acquire(ctx context.Context, name string, wait bool) (*Lock, error) {
+	if err := validLockName(name); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	closed := m.close
+	m.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("cxkv: lock %q: process monitor closed", name)
+	}
+	start := time.Now()
+	var (
+		l   *Lock
+		err error
+	)
+	if m.opts.Mode == PlainLock {
+		l, err = m.acquirePlain(ctx, name, wait)
+	} else {
+		l, err = m.acquireQueued(ctx, name, wait)
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.waited = time.Since(start)
+	m.mu.Lock()
+	m.held[l] = struct{}{}
+	m.mu.Unlock()
+	return l, nil
+}
+
+func (m *ProcessMonitor) forget(l *Lock) {
+	m.mu.Lock()
+	delete(m.held, l)
+	m.mu.Unlock()
+}
+
+func (m *ProcessMonitor) newLock(name, key string) *Lock {
+	now := time.Now()
+	l := &Lock{
+		m: m, name: name, key: key,
+		owner: Owner{ID: randomID(), Name: m.opts.Name, Host: m.host, PID: os.Getpid(), ExpiresAt: now.Add(m.opts.TTL)},
+		lost:  make(chan struct{}),
+	}
+	if m.opts.Mode == QueueLock {
+		l.owner.QueuedAt = now
+	} else {
+		l.owner.AcquiredAt = now
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	return l
+}
+
+// create writes the lock's entry if absent. A write whose outcome is unknown
+// is settled by reading the key back: the owner id says whether it is ours.
+// It returns the entry's record, or the current holder's on a failed compare.
+func (l *Lock) create(ctx context.Context) (PutResult, error) {
+	value := l.owner.encode()
+	for {
+		sent := time.Now()
+		res, err := l.m.c.Put(ctx, l.key, value, 0, WithTTL(l.m.opts.TTL))
+		if errors.Is(err, ErrOutcomeUnknown) && ctx.Err() == nil {
+			rec, gerr := l.m.c.Get(ctx, l.key)
+			if gerr != nil {
+				return PutResult{}, err
+			}
+			if o, ok := decodeOwner(rec.Value); ok && o.ID == l.owner.ID {
+				res, err = PutResult{Successful: true, Record: rec}, nil
+			} else if rec.Exists() {
+				res, err = PutResult{Record: rec}, nil
+			} else {
+				continue // not applied: try again
+			}
+		}
+		if err != nil {
+			return PutResult{}, err
+		}
+		if res.Successful {
+			l.index = res.Record.Index
+			l.leaseEnd = sent.Add(l.m.opts.TTL)
+		}
+		return res, nil
+	}
+}
+
+// abandon gives up an entry that never became (or no longer is) the lock:
+// renewal stops and the entry is deleted if it is still ours.
+func (l *Lock) abandon() {
+	l.stopRenewal()
+	l.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), l.m.c.cfg.RequestTimeout)
+	defer cancel()
+	l.mu.Lock()
+	idx := l.index
+	l.mu.Unlock()
+	if idx != 0 {
+		l.m.c.Delete(ctx, l.key, idx)
+	}
+}
+
+func (m *ProcessMonitor) acquirePlain(ctx context.Context, name string, wait bool) (*Lock, error) {
+	for {
+		l := m.newLock(name, name)
+		res, err := l.create(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
+		}
+		if res.Successful {
+			l.token = res.Record.Index
+			l.startRenewal()
+			return l, nil
+		}
+		if !wait {
+			return nil, lockedError(name, res.Record)
+		}
+		// Wait for the holder's key to go, then race for it again.
+		if err := waitDeleted(ctx, m.c, name, res.Record.Index); err != nil {
+			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
+		}
+	}
+}
+
+// waitDeleted returns when key is deleted or expires after index.
+func waitDeleted(ctx context.Context, c *Client, key string, index uint64) error {
+	for ev, err := range c.Watch(ctx, key, index) {
+		if err != nil {
+			return err
+		}
+		if ev.Record.Key == key && ev.Type != EventPut {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+func lockedError(name string, holder Record) error {
+	if o, ok := decodeOwner(holder.Value); ok {
+		return fmt.Errorf("%w: %q is held by %s (owner %s)", ErrLocked, name, o.Name, o.ID)
+	}
+	return fmt.Errorf("%w: %q", ErrLocked, name)
+}

@@ -1,0 +1,51 @@
+package client
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Owner is the value a lock's key holds: who holds (or waits for) the lock.
+// ID is unique per acquisition, so a process whose write outcome was lost
+// recognises its own entry when it reads the key back.
+type Owner struct {
+	ID         string    `json:"owner"`
+	Name       string    `json:"name,omitempty"`
+	Host       string    `json:"host"`
+	PID        int       `json:"pid"`
+	QueuedAt   time.Time `json:"queued_at,omitzero"`
+	AcquiredAt time.Time `json:"acquired_at,omitzero"`
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
+func (o Owner) encode() []byte {
+	b, err := json.Marshal(o)
+	if err != nil {
+		panic(err) // a struct of strings, ints and times always marshals
+	}
+	return b
+}
+
+// decodeOwner parses a lock key's value; ok is false for values that are not
+// owners (a key that merely shares the prefix).
+func decodeOwner(b []byte) (o Owner, ok bool) {
+	if err := json.Unmarshal(b, &o); err != nil || o.ID == "" {
+		return Owner{}, false
+	}
+	return o, true
+}
+
+func randomID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func defaultOwnerName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}
