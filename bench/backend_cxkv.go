@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"context"
+	"time"
+
+	"github.com/cxkv/cxkv/client"
+)
+
+// Cxkv is a cxkv cluster driven through the project's own SDK, locks
+// through its ProcessMonitor in LockMode Mode (the zero value is the
+// default, QueueLock).
+type Cxkv struct {
+	Endpoints []string
+	Mode      client.LockMode
+	// Label names the backend in results; default "cxkv".
+	Label string
+}
+
+// Name implements Backend.
+func (x Cxkv) Name() string {
+	if x.Label != "" {
+		return x.Label
+	}
+	return "cxkv"
+}
+
+// Connect implements Backend.
+func (x Cxkv) Connect(ctx context.Context) (Conn, error) {
+	c, err := client.New(client.Config{Endpoints: x.Endpoints})
+	if err != nil {
+		return nil, err
+	}
+	return &cxkvConn{c: c, mode: x.Mode}, nil
+}
+
+type cxkvConn struct {
+	c    *client.Client
+	mode client.LockMode
+}
+
+func (c *cxkvConn) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	r, err := c.c.Get(ctx, key)
+	return r.Value, r.Index, err
+}
+
+func (c *cxkvConn) CAS(ctx context.Context, key string, value []byte, expect uint64) (bool, uint64, error) {
+	r, err := c.c.Put(ctx, key, value, expect)
+	return r.Successful, r.Record.Index, err
+}
+
+func (c *cxkvConn) DeleteIf(ctx context.Context, key string, expect uint64) (bool, error) {
+	r, err := c.c.Delete(ctx, key, expect)
+	return r.Successful, err
+}
+
+// Set is a Txn with no compares: cxkv's Put always compares an index.
+func (c *cxkvConn) Set(ctx context.Context, key string, value []byte) error {
+	_, err := c.c.Txn(ctx, nil, []client.Op{client.PutOp(key, value, 0)})
+	return err
+}
+
+func (c *cxkvConn) Session(ctx context.Context, ttl time.Duration) (LockSession, error) {
+	return cxkvSession{client.NewProcessMonitor(c.c, client.LockOptions{TTL: ttl, Mode: c.mode})}, nil
+}
+
+func (c *cxkvConn) Close() error { return c.c.Close() }
+
+type cxkvSession struct{ m *client.ProcessMonitor }
+
+func (s cxkvSession) Lock(ctx context.Context, name string) (Held, error) {
+	l, err := s.m.Lock(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return cxkvHeld{l}, nil
+}
+
+func (s cxkvSession) Close() error { return s.m.Close() }
+
+type cxkvHeld struct{ l *client.Lock }
+
+func (h cxkvHeld) Unlock(ctx context.Context) error { return h.l.UnlockContext(ctx) }

@@ -1,0 +1,142 @@
+package bench
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/internal/testcluster"
+)
+
+// The harness runs every workload against an in-process cxkv cluster for
+// about a second, so it cannot rot between `make bench` runs. etcd is never
+// needed here.
+func TestWorkloadsAgainstCxkv(t *testing.T) {
+	cl := testcluster.Start(t, 3)
+	backends := []Backend{
+		Cxkv{Endpoints: cl.Endpoints()},
+		Cxkv{Endpoints: cl.Endpoints(), Mode: client.PlainLock, Label: "cxkv-plain"},
+	}
+	for _, b := range backends {
+		for _, wl := range Workloads {
+			if b.Name() == "cxkv-plain" && wl != LockContended {
+				continue
+			}
+			t.Run(b.Name()+"/"+wl, func(t *testing.T) {
+				res, err := Run(t.Context(), b, wl, Config{Duration: time.Second, Prefix: "t/" + b.Name() + "/" + wl})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !res.OK() {
+					t.Fatalf("invariant: %s", res.Check)
+				}
+				if res.Ops == 0 || res.OpsPerSec <= 0 || res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 {
+					t.Fatalf("implausible figures: %+v", res)
+				}
+				t.Logf("%s %s: %.0f ops/s p50 %.2fms p99 %.2fms workers %d..%d ops", b.Name(), wl, res.OpsPerSec, res.P50, res.P99, res.MinWorkerOps, res.MaxWorkerOps)
+			})
+		}
+	}
+}
+
+// brokenLocks hands out locks that are never held: Lock returns at once.
+// The lock workloads' checks must catch the lost increments this causes.
+type brokenLocks struct{ Backend }
+
+func (b brokenLocks) Connect(ctx context.Context) (Conn, error) {
+	c, err := b.Backend.Connect(ctx)
+	return brokenConn{c}, err
+}
+
+type brokenConn struct{ Conn }
+
+func (brokenConn) Session(context.Context, time.Duration) (LockSession, error) {
+	return noLock{}, nil
+}
+
+type noLock struct{}
+
+func (noLock) Lock(context.Context, string) (Held, error) { return noLock{}, nil }
+func (noLock) Unlock(context.Context) error                { return nil }
+func (noLock) Close() error                                { return nil }
+
+func TestLockChecksCatchBrokenLock(t *testing.T) {
+	cl := testcluster.Start(t, 3)
+	b := brokenLocks{Cxkv{Endpoints: cl.Endpoints()}}
+	// lock-many over a handful of keys, so the unlocked workers collide
+	// within the second.
+	for _, c := range []struct {
+		wl   string
+		keys int
+	}{{LockContended, 0}, {LockMany, 4}} {
+		t.Run(c.wl, func(t *testing.T) {
+			res, err := Run(t.Context(), b, c.wl, Config{Duration: time.Second, Prefix: "t/broken/" + c.wl, Keys: c.keys})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.OK() || !strings.Contains(res.Check, "mutual exclusion broken") {
+				t.Fatalf("check passed a lock that excludes nothing: %+v", res)
+			}
+			t.Logf("caught: %s", res.Check)
+		})
+	}
+}
+
+// staleReads serves every read from a key that was never written.
+type staleReads struct{ Backend }
+
+func (b staleReads) Connect(ctx context.Context) (Conn, error) {
+	c, err := b.Backend.Connect(ctx)
+	return staleConn{c}, err
+}
+
+type staleConn struct{ Conn }
+
+func (c staleConn) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	return c.Conn.Get(ctx, key+"/never-written")
+}
+
+func TestReadAndCASChecksCatchWrongReads(t *testing.T) {
+	cl := testcluster.Start(t, 3)
+	b := staleReads{Cxkv{Endpoints: cl.Endpoints()}}
+	for _, wl := range []string{GetRead, CASSeq} {
+		t.Run(wl, func(t *testing.T) {
+			res, err := Run(t.Context(), b, wl, Config{Duration: 200 * time.Millisecond, Prefix: "t/stale/" + wl, Keys: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.OK() {
+				t.Fatalf("check passed reads of the wrong key: %+v", res)
+			}
+			t.Logf("caught: %s", res.Check)
+		})
+	}
+}
+
+func TestDeleteIf(t *testing.T) {
+	cl := testcluster.Start(t, 3)
+	ctx := t.Context()
+	c, err := Cxkv{Endpoints: cl.Endpoints()}.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ok, rev, err := c.CAS(ctx, "d", []byte("x"), 0)
+	if err != nil || !ok {
+		t.Fatalf("create: %v %v", ok, err)
+	}
+	if ok, _, err := c.CAS(ctx, "d", []byte("y"), 0); err != nil || ok {
+		t.Fatalf("create over an existing key succeeded: %v %v", ok, err)
+	}
+	if ok, err := c.DeleteIf(ctx, "d", rev+1); err != nil || ok {
+		t.Fatalf("delete at a wrong revision succeeded: %v %v", ok, err)
+	}
+	if ok, err := c.DeleteIf(ctx, "d", rev); err != nil || !ok {
+		t.Fatalf("delete at the right revision failed: %v %v", ok, err)
+	}
+	if _, got, err := c.Get(ctx, "d"); err != nil || got != 0 {
+		t.Fatalf("deleted key reads revision %d, %v", got, err)
+	}
+}
