@@ -31,6 +31,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.endpoints, "endpoints", envOr("CXKV_ENDPOINTS", "127.0.0.1:7001"), "comma-separated member addresses (env CXKV_ENDPOINTS)")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", defaultTimeout, "per-request timeout")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of read commands: table or json")
+	root.AddCommand(newDemoCmd(g))
 	root.AddCommand(newServerCmd(), newGetCmd(g), newPutCmd(g), newDeleteCmd(g), newListCmd(g), newStatusCmd(g), newWatchCmd(g))
 	return root
 }
