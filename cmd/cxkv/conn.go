@@ -2,80 +2,92 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/cxkv/cxkv/api/cxkvpb"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
+	"github.com/cxkv/cxkv/client"
+	"github.com/spf13/cobra"
 )
 
-const defaultTimeout = 5 * time.Second
+// defaultTimeout bounds a whole command, retries and failovers included; it
+// outlasts a leader election with the server's default ticks.
+const defaultTimeout = 10 * time.Second
 
+const defaultEndpoints = "127.0.0.1:7001"
+
+// globals are the flags every client command shares.
 type globals struct {
 	endpoints string
 	timeout   time.Duration
 	output    string
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+func (g *globals) json() bool { return g.output == "json" }
+
+// connect checks the shared flags and opens an SDK client. Retries, backoff
+// and failover across the endpoints are the SDK's; the CLI only bounds them
+// by --timeout.
+func (g *globals) connect() (*client.Client, error) {
+	if g.output != "table" && g.output != "json" {
+		return nil, usageError{fmt.Errorf("-o %q: want table or json", g.output)}
 	}
-	return def
+	if g.timeout <= 0 {
+		return nil, usageError{fmt.Errorf("--timeout %v: must be positive", g.timeout)}
+	}
+	eps := client.ParseEndpoints(g.endpoints)
+	if len(eps) == 0 {
+		return nil, usageError{fmt.Errorf("--endpoints %q: no endpoint given", g.endpoints)}
+	}
+	c, err := client.New(client.Config{
+		Endpoints:      eps,
+		DialTimeout:    min(2*time.Second, g.timeout),
+		RequestTimeout: g.timeout,
+		RetryTimeout:   g.timeout,
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
 }
 
-// call runs f against each endpoint in turn until one answers with anything
-// but Unavailable. Writes are not retried after they reached a member that
-// answered: the CLI reports what happened, it never applies a write twice.
-func (g *globals) call(ctx context.Context, f func(context.Context, cxkvpb.KVClient) error) error {
-	if g.output != "table" && g.output != "json" {
-		return usageError{fmt.Errorf("-o %q: want table or json", g.output)}
-	}
-	var last error
-	for _, ep := range strings.Split(g.endpoints, ",") {
-		ep = strings.TrimSpace(ep)
-		if ep == "" {
-			continue
-		}
-		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// clientCmd wraps a client command's body: it connects, bounds the body by
+// --timeout (unless stream, which runs until interrupted), and turns the
+// SDK's transport errors into the CLI's.
+func (g *globals) clientCmd(stream bool, body func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := g.connect()
 		if err != nil {
-			return usageError{fmt.Errorf("endpoint %q: %v", ep, err)}
-		}
-		cctx, cancel := context.WithTimeout(ctx, g.timeout)
-		err = f(cctx, cxkvpb.NewKVClient(conn))
-		cancel()
-		conn.Close()
-		if status.Code(err) != codes.Unavailable {
 			return err
 		}
-		last = err
-	}
-	if last == nil {
-		return usageError{fmt.Errorf("no endpoints")}
-	}
-	return status.Errorf(codes.Unavailable, "no member of %s answered: %s", g.endpoints, status.Convert(last).Message())
-}
-
-func splitEndpoints(s string) []string {
-	var out []string
-	for _, ep := range strings.Split(s, ",") {
-		if ep = strings.TrimSpace(ep); ep != "" {
-			out = append(out, ep)
+		defer c.Close()
+		ctx := cmd.Context()
+		if !stream {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, g.timeout)
+			defer cancel()
 		}
+		return g.transportError(body(ctx, cmd, c, args))
 	}
-	if len(out) == 0 {
-		out = []string{"127.0.0.1:7001"}
-	}
-	return out
 }
 
-func dial(ep string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// transportError names a cluster that did not answer; other errors pass.
+func (g *globals) transportError(err error) error {
+	if err == nil || errors.Is(err, client.ErrOutcomeUnknown) || errors.As(err, new(usageError)) {
+		return err
+	}
+	if exitCode(err) == exitUnavailable {
+		return &unavailableError{endpoints: strings.Join(client.ParseEndpoints(g.endpoints), ","), timeout: g.timeout.String(), cause: err}
+	}
+	return err
 }
 
-func unavailableErr(msg string) error { return status.Error(codes.Unavailable, msg) }
+// writeError explains a write whose outcome is unknown: what was sent and
+// how to find out whether it applied. Other errors pass.
+func writeError(err error, what, check string) error {
+	if errors.Is(err, client.ErrOutcomeUnknown) {
+		return &outcomeUnknownError{what: what, check: check, cause: err}
+	}
+	return err
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // binary builds cxkv once per test run (or uses $CXKV_BIN).
@@ -246,4 +248,10 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// dial connects to one member directly: the crash test checks members one
+// by one, below the SDK's failover.
+func dial(ep string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }

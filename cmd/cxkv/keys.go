@@ -1,26 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/client"
 	"github.com/spf13/cobra"
 )
-
-// writeID names one CLI invocation's write so that retrying it on another
-// member after Unavailable is answered, not applied twice.
-func writeID() *cxkvpb.WriteID {
-	var b [8]byte
-	rand.Read(b[:])
-	return &cxkvpb.WriteID{ClientId: binary.BigEndian.Uint64(b[:]) | 1, Seq: 1}
-}
 
 // record is the JSON and table form of a key.
 type record struct {
@@ -32,11 +24,11 @@ type record struct {
 	ExpiresAt   string `json:"expires_at,omitempty"`
 }
 
-func toRecord(r *cxkvpb.Record) record {
-	out := record{Key: r.GetKey(), Value: string(r.GetValue()), Index: r.GetIndex(), CreateIndex: r.GetCreateIndex()}
-	if r.GetTtlMs() > 0 {
-		out.TTL = (time.Duration(r.GetTtlMs()) * time.Millisecond).String()
-		out.ExpiresAt = time.UnixMilli(r.GetExpiresAtUnixMs()).UTC().Format(time.RFC3339)
+func toRecord(r client.Record) record {
+	out := record{Key: r.Key, Value: string(r.Value), Index: r.Index, CreateIndex: r.CreateIndex}
+	if r.TTL > 0 {
+		out.TTL = r.TTL.String()
+		out.ExpiresAt = r.ExpiresAt.UTC().Format(time.RFC3339)
 	}
 	return out
 }
@@ -47,24 +39,52 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// table aligns columns and trims the padding an empty last cell leaves, so
+// output lines never end in spaces.
+type table struct {
+	*tabwriter.Writer
+	buf bytes.Buffer
+	out io.Writer
+}
+
+func newTable(w io.Writer) *table {
+	t := &table{out: w}
+	t.Writer = tabwriter.NewWriter(&t.buf, 0, 4, 2, ' ', 0)
+	return t
+}
+
+func (t *table) Flush() error {
+	if err := t.Writer.Flush(); err != nil {
+		return err
+	}
+	for line := range strings.Lines(t.buf.String()) {
+		if _, err := io.WriteString(t.out, strings.TrimRight(line, " \n")+"\n"); err != nil {
+			return err
+		}
+	}
+	t.buf.Reset()
+	return nil
+}
+
 func printRecords(w io.Writer, recs []record) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "KEY\tINDEX\tCREATED\tTTL\tVALUE")
 	for _, r := range recs {
-		ttl := r.TTL
-		if ttl == "" {
-			ttl = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", r.Key, r.Index, r.CreateIndex, ttl, r.Value)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", r.Key, r.Index, r.CreateIndex, orDash(r.TTL), r.Value)
 	}
 	tw.Flush()
 }
 
-func indexFlag(cmd *cobra.Command, p *uint64, required bool) {
-	cmd.Flags().Uint64Var(p, "index", 0, "expected index: 0 = create only if absent (put), else the key's current index")
-	if required {
-		cmd.MarkFlagRequired("index")
+func orDash(s string) string {
+	if s == "" {
+		return "-"
 	}
+	return s
+}
+
+func indexFlag(cmd *cobra.Command, p *uint64) {
+	cmd.Flags().Uint64Var(p, "index", 0, "expected index: 0 = create only if absent (put), else the key's current index (required)")
+	cmd.MarkFlagRequired("index")
 }
 
 func newGetCmd(g *globals) *cobra.Command {
@@ -73,26 +93,29 @@ func newGetCmd(g *globals) *cobra.Command {
 		Use:   "get KEY",
 		Short: "read a key (index 0: absent)",
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var resp *cxkvpb.GetResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, kv cxkvpb.KVClient) (err error) {
-				resp, err = kv.Get(ctx, &cxkvpb.GetRequest{Key: args[0], Serializable: serializable})
-				return err
-			})
+		RunE: g.clientCmd(false, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			var opts []client.ReadOption
+			if serializable {
+				opts = append(opts, client.Serializable())
+			}
+			rec, err := c.Get(ctx, args[0], opts...)
 			if err != nil {
 				return err
 			}
-			r := toRecord(resp.GetRecord())
-			if g.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"found": resp.GetFound(), "record": r})
+			w := cmd.OutOrStdout()
+			if g.json() {
+				return printJSON(w, struct {
+					Found  bool   `json:"found"`
+					Record record `json:"record"`
+				}{rec.Exists(), toRecord(rec)})
 			}
-			if !resp.GetFound() {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s is absent (index 0)\n", args[0])
+			if !rec.Exists() {
+				fmt.Fprintf(w, "%s is absent (index 0)\n", args[0])
 				return nil
 			}
-			printRecords(cmd.OutOrStdout(), []record{r})
+			printRecords(w, []record{toRecord(rec)})
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&serializable, "serializable", false, "read the member's local state (faster, may be stale)")
 	return cmd
@@ -106,9 +129,12 @@ func newPutCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "put KEY VALUE|-",
 		Short: "compare-exchange: write KEY if its index is --index (0: only if absent)",
-		Args:  exactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			value := []byte(args[1])
+		Long: `Write KEY if its index is --index: 0 creates it only if absent, any other
+value replaces it only if that is its current index. VALUE - reads stdin.
+A failed compare prints the key's current state and exits 3.`,
+		Args: exactArgs(2),
+		RunE: g.clientCmd(false, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			key, value := args[0], []byte(args[1])
 			if args[1] == "-" {
 				var err error
 				if value, err = io.ReadAll(cmd.InOrStdin()); err != nil {
@@ -118,38 +144,53 @@ func newPutCmd(g *globals) *cobra.Command {
 			if ttl < 0 {
 				return usageError{fmt.Errorf("--ttl %v: must be positive", ttl)}
 			}
-			req := &cxkvpb.PutRequest{Key: args[0], Value: value, ExpectIndex: index, TtlMs: ttl.Milliseconds(), WriteId: writeID()}
-			var resp *cxkvpb.PutResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, kv cxkvpb.KVClient) (err error) {
-				resp, err = kv.Put(ctx, req)
-				return err
-			})
-			if err != nil {
-				return err
+			var opts []client.PutOption
+			if ttl > 0 {
+				opts = append(opts, client.WithTTL(ttl))
 			}
-			return reportWrite(cmd, g, resp.GetSuccessful(), resp.GetRecord())
-		},
+			res, err := c.Put(ctx, key, value, index, opts...)
+			if err != nil {
+				return writeError(err, "put "+key, fmt.Sprintf("`cxkv get %s` shows your value at a new index if it applied", key))
+			}
+			return reportWrite(cmd.OutOrStdout(), g, res.Successful, res.Record)
+		}),
 	}
-	indexFlag(cmd, &index, true)
+	indexFlag(cmd, &index)
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "expire the key this long after the write unless renewed (e.g. 10s)")
 	return cmd
 }
 
-func reportWrite(cmd *cobra.Command, g *globals, ok bool, r *cxkvpb.Record) error {
-	w := cmd.OutOrStdout()
-	if g.output == "json" {
-		printJSON(w, map[string]any{"successful": ok, "record": toRecord(r)})
+// writeOutput is the JSON form of a put's or delete's outcome. Index is a
+// delete's own index; the record is the key as written, as removed, or (on
+// a failed compare) as it is.
+type writeOutput struct {
+	Successful bool   `json:"successful"`
+	Index      uint64 `json:"index,omitempty"`
+	Record     record `json:"record"`
+}
+
+// reportWrite prints a put's or a failed delete's outcome; a failed compare
+// shows the key's current state and becomes exit code 3.
+func reportWrite(w io.Writer, g *globals, ok bool, r client.Record) error {
+	if g.json() {
+		printJSON(w, writeOutput{Successful: ok, Record: toRecord(r)})
 	} else if ok {
-		fmt.Fprintf(w, "OK %s index=%d\n", r.GetKey(), r.GetIndex())
-	} else if r.GetIndex() == 0 {
-		fmt.Fprintf(w, "COMPARE FAILED: %s is absent\n", r.GetKey())
+		fmt.Fprintf(w, "OK %s index=%d\n", r.Key, r.Index)
 	} else {
-		fmt.Fprintf(w, "COMPARE FAILED: %s has index %d (value %q)\n", r.GetKey(), r.GetIndex(), r.GetValue())
+		fmt.Fprintf(w, "COMPARE FAILED: %s\n", describe(r))
 	}
 	if !ok {
 		return errCompareFailed
 	}
 	return nil
+}
+
+// describe states a key's current state for a failed compare.
+func describe(r client.Record) string {
+	if !r.Exists() {
+		return r.Key + " is absent"
+	}
+	return fmt.Sprintf("%s has index %d (value %q)", r.Key, r.Index, r.Value)
 }
 
 func newDeleteCmd(g *globals) *cobra.Command {
@@ -158,71 +199,67 @@ func newDeleteCmd(g *globals) *cobra.Command {
 		Use:   "delete KEY --index N",
 		Short: "delete KEY if its index is N",
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			req := &cxkvpb.DeleteRequest{Key: args[0], ExpectIndex: index, WriteId: writeID()}
-			var resp *cxkvpb.DeleteResponse
-			err := g.call(cmd.Context(), func(ctx context.Context, kv cxkvpb.KVClient) (err error) {
-				resp, err = kv.Delete(ctx, req)
-				return err
-			})
+		RunE: g.clientCmd(false, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			key := args[0]
+			res, err := c.Delete(ctx, key, index)
 			if err != nil {
-				return err
+				return writeError(err, "delete "+key, fmt.Sprintf("`cxkv get %s`: absent or an index other than %d means it applied (or another write came after)", key, index))
 			}
-			if resp.GetSuccessful() && g.output != "json" {
-				fmt.Fprintf(cmd.OutOrStdout(), "DELETED %s (was index %d) at index %d\n", args[0], resp.GetRecord().GetIndex(), resp.GetIndex())
-				return nil
+			w := cmd.OutOrStdout()
+			if !res.Successful {
+				if res.Record.Key == "" {
+					res.Record.Key = key
+				}
+				return reportWrite(w, g, false, res.Record)
 			}
-			return reportWrite(cmd, g, resp.GetSuccessful(), resp.GetRecord())
-		},
+			if g.json() {
+				return printJSON(w, writeOutput{Successful: true, Index: res.Index, Record: toRecord(res.Record)})
+			}
+			fmt.Fprintf(w, "DELETED %s (was index %d) at index %d\n", key, res.Record.Index, res.Index)
+			return nil
+		}),
 	}
-	indexFlag(cmd, &index, true)
+	indexFlag(cmd, &index)
 	return cmd
 }
 
 func newListCmd(g *globals) *cobra.Command {
-	var limit int
+	var (
+		limit        int
+		serializable bool
+	)
 	cmd := &cobra.Command{
 		Use:   "list [PREFIX]",
 		Short: "list keys under a prefix, in key order",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Args:  maxArgs(1),
+		RunE: g.clientCmd(false, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			prefix := ""
 			if len(args) == 1 {
 				prefix = args[0]
 			}
-			var recs []record
-			after := ""
-			for limit <= 0 || len(recs) < limit {
-				var resp *cxkvpb.ListResponse
-				err := g.call(cmd.Context(), func(ctx context.Context, kv cxkvpb.KVClient) (err error) {
-					resp, err = kv.List(ctx, &cxkvpb.ListRequest{Prefix: prefix, After: after, Limit: 1000})
-					return err
-				})
+			var opts []client.ReadOption
+			if serializable {
+				opts = append(opts, client.Serializable())
+			}
+			recs := []record{}
+			for r, err := range c.List(ctx, prefix, opts...) {
 				if err != nil {
 					return err
 				}
-				for _, r := range resp.GetRecords() {
-					recs = append(recs, toRecord(r))
-				}
-				if !resp.GetMore() || len(resp.GetRecords()) == 0 {
+				recs = append(recs, toRecord(r))
+				if limit > 0 && len(recs) == limit {
 					break
 				}
-				after = resp.GetRecords()[len(resp.GetRecords())-1].GetKey()
 			}
-			if limit > 0 && len(recs) > limit {
-				recs = recs[:limit]
-			}
-			if g.output == "json" {
-				if recs == nil {
-					recs = []record{}
-				}
+			if g.json() {
 				return printJSON(cmd.OutOrStdout(), recs)
 			}
 			printRecords(cmd.OutOrStdout(), recs)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many keys (0: all)")
+	cmd.Flags().BoolVar(&serializable, "serializable", false, "read the member's local state (faster, may be stale)")
 	return cmd
 }
 
@@ -231,7 +268,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Use:   "status",
 		Short: "each endpoint's view: role, leader, term, indexes",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: g.clientCmd(false, func(ctx context.Context, cmd *cobra.Command, c *client.Client, _ []string) error {
 			type row struct {
 				Endpoint string `json:"endpoint"`
 				ID       uint64 `json:"id,omitempty"`
@@ -242,82 +279,79 @@ func newStatusCmd(g *globals) *cobra.Command {
 				Applied  uint64 `json:"applied_index,omitempty"`
 				Error    string `json:"error,omitempty"`
 			}
-			var rows []row
-			reached := 0
-			for _, ep := range splitEndpoints(g.endpoints) {
-				one := *g
-				one.endpoints = ep
-				var st *cxkvpb.StatusResponse
-				err := one.call(cmd.Context(), func(ctx context.Context, kv cxkvpb.KVClient) (err error) {
-					st, err = kv.Status(ctx, &cxkvpb.StatusRequest{})
-					return err
-				})
-				if err != nil {
-					if _, usage := err.(usageError); usage {
-						return err
-					}
-					rows = append(rows, row{Endpoint: ep, Error: err.Error()})
-					continue
+			sts, err := c.Status(ctx)
+			rows := []row{}
+			for _, st := range sts {
+				r := row{st.Endpoint, st.MemberID, st.Role, st.LeaderID, st.Term, st.Commit, st.Applied, ""}
+				if st.Unreachable != nil {
+					r = row{Endpoint: st.Endpoint, Error: message(st.Unreachable)}
 				}
-				reached++
-				h := st.GetHeader()
-				rows = append(rows, row{ep, h.GetMemberId(), st.GetRole(), h.GetLeaderId(), h.GetTerm(), st.GetCommitIndex(), h.GetAppliedIndex(), ""})
+				rows = append(rows, r)
 			}
-			if g.output == "json" {
+			if g.json() {
 				printJSON(cmd.OutOrStdout(), rows)
 			} else {
-				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				tw := newTable(cmd.OutOrStdout())
 				fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tERROR")
 				for _, r := range rows {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Endpoint, r.ID, r.Role, r.Leader, r.Term, r.Commit, r.Applied, r.Error)
+					if r.Error != "" {
+						fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t%s\n", r.Endpoint, r.Error)
+						continue
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t-\n", r.Endpoint, r.ID, r.Role, r.Leader, r.Term, r.Commit, r.Applied)
 				}
 				tw.Flush()
 			}
-			if reached == 0 {
-				return unavailableErr("no endpoint answered")
-			}
-			return nil
-		},
+			return err
+		}),
 	}
 }
 
 func newWatchCmd(g *globals) *cobra.Command {
-	var from uint64
+	var (
+		from  uint64
+		limit int
+	)
 	cmd := &cobra.Command{
 		Use:   "watch PREFIX",
 		Short: "print every put, delete and expiry under PREFIX until interrupted",
-		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ep := splitEndpoints(g.endpoints)[0]
-			conn, err := dial(ep)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			stream, err := cxkvpb.NewKVClient(conn).Watch(cmd.Context(), &cxkvpb.WatchRequest{Prefix: args[0], FromIndex: from})
-			if err != nil {
-				return err
-			}
-			for {
-				resp, err := stream.Recv()
+		Long: `Print every put, delete and expiry under PREFIX, in log order, until
+interrupted (or --limit events). The watch survives member failures: it
+resumes on another member without losing or repeating an event. -o json
+prints one JSON object per line.`,
+		Args: exactArgs(1),
+		RunE: g.clientCmd(true, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			w := cmd.OutOrStdout()
+			n := 0
+			for ev, err := range c.Watch(ctx, args[0], from) {
 				if err != nil {
 					if cmd.Context().Err() != nil {
-						return nil
+						return nil // interrupted: the normal end
 					}
 					return err
 				}
-				for _, e := range resp.GetEvents() {
-					r := toRecord(e.GetRecord())
-					if g.output == "json" {
-						printJSON(cmd.OutOrStdout(), map[string]any{"type": e.GetType().String(), "record": r})
-					} else {
-						fmt.Fprintf(cmd.OutOrStdout(), "%-6s %s index=%d value=%q\n", e.GetType(), r.Key, r.Index, r.Value)
+				r := toRecord(ev.Record)
+				if g.json() {
+					b, err := json.Marshal(struct {
+						Type   string `json:"type"`
+						Record record `json:"record"`
+					}{ev.Type.String(), r})
+					if err != nil {
+						return err
 					}
+					fmt.Fprintf(w, "%s\n", b)
+				} else {
+					fmt.Fprintf(w, "%-6s %s index=%d value=%q\n", ev.Type, r.Key, r.Index, r.Value)
+				}
+				if n++; limit > 0 && n == limit {
+					return nil
 				}
 			}
-		},
+			return nil
+		}),
 	}
 	cmd.Flags().Uint64Var(&from, "from", 0, "deliver events after this index (0: from now)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "stop after this many events (0: until interrupted)")
 	return cmd
 }
 
@@ -325,6 +359,15 @@ func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
 			return usageError{fmt.Errorf("%s takes %d argument(s), got %d; see cxkv %s --help", cmd.Name(), n, len(args), cmd.Name())}
+		}
+		return nil
+	}
+}
+
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usageError{fmt.Errorf("%s takes at most %d argument(s), got %d; see cxkv %s --help", cmd.Name(), n, len(args), cmd.Name())}
 		}
 		return nil
 	}

@@ -11,14 +11,19 @@ put creates a key with --index 0 (only if absent) or replaces it with the
 key's current index; delete needs the current index. A failed compare is
 reported with the current holder and exit code 3.
 
+Client commands take --endpoints (or CXKV_ENDPOINTS); --timeout bounds the
+whole command, retries and failover across the endpoints included. Read
+commands print tables, or JSON with -o json.
+
 Exit codes:
   0  success
-  1  other error
+  1  other error, including a write whose outcome is unknown (the answer
+     was lost: read the key to see whether it applied)
   2  usage error (bad flags, arguments or input)
-  3  a compare failed (put/delete did not hold)
+  3  a compare failed (put/delete/txn did not hold)
   4  cluster unreachable or without quorum (or timed out)`
 
-func newRootCmd() *cobra.Command {
+func newRootCmd(e env) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "cxkv",
 		Short:         "compare-exchange key-value store replicated with Raft",
@@ -28,10 +33,15 @@ func newRootCmd() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	g := &globals{}
-	root.PersistentFlags().StringVar(&g.endpoints, "endpoints", envOr("CXKV_ENDPOINTS", "127.0.0.1:7001"), "comma-separated member addresses (env CXKV_ENDPOINTS)")
-	root.PersistentFlags().DurationVar(&g.timeout, "timeout", defaultTimeout, "per-request timeout")
+	endpoints := defaultEndpoints
+	if v := e.getenv("CXKV_ENDPOINTS"); v != "" {
+		endpoints = v
+	}
+	root.PersistentFlags().StringVar(&g.endpoints, "endpoints", endpoints, "comma-separated member addresses (env CXKV_ENDPOINTS)")
+	root.PersistentFlags().DurationVar(&g.timeout, "timeout", defaultTimeout, "bound on the whole command, retries and failover included")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of read commands: table or json")
 	root.AddCommand(newDemoCmd(g))
 	root.AddCommand(newServerCmd(), newGetCmd(g), newPutCmd(g), newDeleteCmd(g), newListCmd(g), newStatusCmd(g), newWatchCmd(g))
+	root.AddCommand(newTxnCmd(g), newLocksCmd(g), newForceReleaseCmd(g, e))
 	return root
 }
