@@ -12,6 +12,7 @@ import (
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -73,7 +74,15 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.writes.init()
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, cfg.DialOptions...)
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A restarted member is back in a second, not after gRPC's default
+		// reconnect backoff of up to two minutes.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: cfg.DialTimeout,
+		}),
+	}, cfg.DialOptions...)
 	for _, addr := range cfg.Endpoints {
 		addr = strings.TrimSpace(addr)
 		if addr == "" {

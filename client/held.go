@@ -67,6 +67,9 @@ func (l *Lock) markLost(reason string) {
 		l.lostReason = reason
 		close(l.lost)
 		l.cancel()
+		if l.stopc != nil {
+			l.stopOnce.Do(func() { close(l.stopc) })
+		}
 	})
 }
 

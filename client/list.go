@@ -8,7 +8,7 @@ import (
 )
 
 // listPageSize is the page the List iterator asks for.
-const listPageSize = 1000
+var listPageSize = 1000
 
 // ListPage reads up to limit records whose keys start with prefix and sort
 // after after (exclusive), in key order; more says whether another page

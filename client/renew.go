@@ -40,6 +40,8 @@ func (l *Lock) renewLoop() {
 		select {
 		case <-l.stopc:
 			return
+		case <-l.m.c.ctx.Done():
+			return // the client is closed: nothing can renew
 		case <-timer.C:
 		}
 		ok, retry := l.renewOnce(ttl)

@@ -1,0 +1,371 @@
+package client_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/internal/testcluster"
+)
+
+var modes = []client.LockMode{client.QueueLock, client.PlainLock}
+
+// Mutual exclusion: 32 goroutines and 4 processes increment one counter with
+// a plain read-then-write under one lock. No update is lost, and ordered by
+// the counter value each critical section read, the fencing tokens strictly
+// increase.
+func TestMutualExclusion(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			cl, c := start(t)
+			const goroutines, procs = 32, 4
+			rounds := 3
+			if testing.Short() {
+				rounds = 1
+			}
+			counter := "counter/" + mode.String()
+			ctx := context.Background()
+
+			var (
+				mu    sync.Mutex
+				pairs [][2]uint64
+				wg    sync.WaitGroup
+			)
+			type proc struct {
+				cmd *exec.Cmd
+				out *bytes.Buffer
+			}
+			var cmds []proc
+			for range procs {
+				cmd := helper("count", "ENDPOINTS="+strings.Join(cl.Endpoints(), ","), "TTL=5s", "MODE="+mode.String(),
+					"LOCK=mx", "COUNTER="+counter, fmt.Sprintf("ROUNDS=%d", rounds))
+				var out bytes.Buffer
+				cmd.Stdout = &out
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				cmds = append(cmds, proc{cmd, &out})
+			}
+			// Goroutines share four clients, each with its own monitor.
+			clients := []*client.Client{c, dial(t, cl.Endpoints()), dial(t, cl.Endpoints()), dial(t, cl.Endpoints())}
+			for g := range goroutines {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					gc := clients[g%len(clients)]
+					mon := client.NewProcessMonitor(gc, client.LockOptions{TTL: 5 * time.Second, Mode: mode})
+					for range rounds {
+						tok, read, err := increment(ctx, gc, mon, "mx", counter)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						pairs = append(pairs, [2]uint64{tok, read})
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			for _, p := range cmds {
+				if err := p.cmd.Wait(); err != nil {
+					t.Fatalf("helper process: %v", err)
+				}
+				more, err := parseCounts(p.out.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				pairs = append(pairs, more...)
+			}
+			total := (goroutines + procs) * rounds
+			if len(pairs) != total {
+				t.Fatalf("%d acquisitions recorded, want %d", len(pairs), total)
+			}
+			sort.Slice(pairs, func(i, j int) bool { return pairs[i][1] < pairs[j][1] })
+			for i, p := range pairs {
+				if p[1] != uint64(i) {
+					t.Fatalf("critical section %d read counter %d: an update was lost or seen twice", i, p[1])
+				}
+				if i > 0 && p[0] <= pairs[i-1][0] {
+					t.Fatalf("token %d after token %d: fencing tokens must increase", p[0], pairs[i-1][0])
+				}
+			}
+			rec, err := c.Get(ctx, counter)
+			if err != nil || string(rec.Value) != fmt.Sprint(total) {
+				t.Fatalf("counter = %q, %v; want %d", rec.Value, err, total)
+			}
+		})
+	}
+}
+
+func TestTryLock(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			_, c := start(t)
+			ctx := context.Background()
+			a := client.NewProcessMonitor(c, client.LockOptions{TTL: 5 * time.Second, Mode: mode, Name: "a"})
+			b := client.NewProcessMonitor(c, client.LockOptions{TTL: 5 * time.Second, Mode: mode, Name: "b"})
+			la, err := a.TryLock(ctx, "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.TryLock(ctx, "t"); !errors.Is(err, client.ErrLocked) || !strings.Contains(err.Error(), "held by a") {
+				t.Fatalf("TryLock of a held lock: %v; want ErrLocked naming a", err)
+			}
+			if err := la.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+			lb, err := b.TryLock(ctx, "t")
+			if err != nil || lb.Token() <= la.Token() {
+				t.Fatalf("TryLock after release: %v, token %d after %d", err, lb.Token(), la.Token())
+			}
+			lb.Unlock()
+			locks, err := client.ListLocks(ctx, c, "t")
+			if err != nil || len(locks) != 0 {
+				t.Fatalf("after both released: %+v, %v; want no locks (a failed TryLock leaves no entry)", locks, err)
+			}
+		})
+	}
+}
+
+// Queued waiters get the lock in arrival order, one per release.
+func TestQueueIsFIFO(t *testing.T) {
+	_, c := start(t)
+	ctx := context.Background()
+	mon := func(name string) *client.ProcessMonitor {
+		return client.NewProcessMonitor(c, client.LockOptions{TTL: 5 * time.Second, Name: name})
+	}
+	holder, err := mon("holder").Lock(ctx, "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := make(chan string, 3)
+	var wg sync.WaitGroup
+	for i, name := range []string{"w1", "w2", "w3"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := mon(name).Lock(ctx, "q")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			order <- name
+			l.Unlock()
+		}()
+		// Wait until this waiter is queued before starting the next.
+		testcluster.Eventually(t, 5*time.Second, name+" queued", func() bool {
+			locks, _ := client.ListLocks(ctx, c, "q")
+			return len(locks) == 1 && len(locks[0].Waiters) == i+1
+		})
+	}
+	locks, _ := client.ListLocks(ctx, c, "q")
+	if locks[0].Owner.Name != "holder" || locks[0].Waiters[0].Name != "w1" || locks[0].Token != holder.Token() {
+		t.Fatalf("ListLocks = %+v", locks)
+	}
+	holder.Unlock()
+	wg.Wait()
+	close(order)
+	var got []string
+	for n := range order {
+		got = append(got, n)
+	}
+	if strings.Join(got, ",") != "w1,w2,w3" {
+		t.Fatalf("acquisition order %v, want w1,w2,w3", got)
+	}
+}
+
+// A force-released holder sees Lost close, its guarded writes and its
+// Unlock fail, and nothing of the next holder is deleted.
+func TestForceReleasedHolderIsLost(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			_, c := start(t)
+			ctx := context.Background()
+			ttl := 600 * time.Millisecond
+			a := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode, Name: "a"})
+			b := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode, Name: "b"})
+			la, err := a.Lock(ctx, "fr")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := la.Put(ctx, "fr-data", []byte("a")); err != nil {
+				t.Fatalf("guarded put while held: %v", err)
+			}
+			info, err := client.ForceRelease(ctx, c, "fr")
+			if err != nil || info.Owner.Name != "a" || info.Token != la.Token() {
+				t.Fatalf("ForceRelease = %+v, %v; want a's lock", info, err)
+			}
+			lb, err := b.Lock(ctx, "fr")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lb.Unlock()
+			select {
+			case <-la.Lost():
+			case <-time.After(ttl):
+				t.Fatal("Lost did not close within a renewal interval of the force-release")
+			}
+			if la.Context().Err() == nil {
+				t.Fatal("the lost lock's context is still alive")
+			}
+			if _, err := la.Put(ctx, "fr-data", []byte("stale")); !errors.Is(err, client.ErrLockLost) {
+				t.Fatalf("guarded put after loss: %v; want ErrLockLost", err)
+			}
+			if err := la.Unlock(); !errors.Is(err, client.ErrLockLost) {
+				t.Fatalf("Unlock after loss: %v; want ErrLockLost", err)
+			}
+			if rec, _ := c.Get(ctx, "fr-data"); string(rec.Value) != "a" {
+				t.Fatalf("fr-data = %q: a write of the lost holder landed", rec.Value)
+			}
+			if locks, _ := client.ListLocks(ctx, c, "fr"); len(locks) != 1 || locks[0].Owner.Name != "b" {
+				t.Fatalf("after a's Unlock: %+v; want b still holding", locks)
+			}
+			if _, err := client.ForceRelease(ctx, c, "nobody"); !errors.Is(err, client.ErrNotLocked) {
+				t.Fatalf("ForceRelease of a free lock: %v; want ErrNotLocked", err)
+			}
+		})
+	}
+}
+
+// A guarded write checks the lock in the same transaction: once another
+// holder has it, the old holder's write is refused even before its own
+// renewal noticed.
+func TestGuardedWriteAfterTakeover(t *testing.T) {
+	_, c := start(t)
+	ctx := context.Background()
+	a := client.NewProcessMonitor(c, client.LockOptions{TTL: time.Hour, Name: "a"})
+	la, _ := a.Lock(ctx, "g")
+	client.ForceRelease(ctx, c, "g")
+	res, err := la.Txn(ctx, []client.Compare{client.Absent("g-data")}, []client.Op{client.PutOp("g-data", []byte("a"), 0)})
+	if !errors.Is(err, client.ErrLockLost) || res.Successful {
+		t.Fatalf("guarded txn after force-release: %+v, %v; want ErrLockLost", res, err)
+	}
+	select {
+	case <-la.Lost():
+	default:
+		t.Fatal("a refused guarded write did not mark the lock lost")
+	}
+}
+
+// Renewal keeps a lock past many TTLs.
+func TestRenewalKeepsLock(t *testing.T) {
+	_, c := start(t)
+	ctx := context.Background()
+	ttl := 300 * time.Millisecond
+	l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl}).Lock(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Lost():
+		t.Fatal("lost while renewals should succeed")
+	case <-time.After(4 * ttl):
+	}
+	if err := l.Unlock(); err != nil {
+		t.Fatalf("Unlock after renewals: %v", err)
+	}
+}
+
+// Without a quorum renewals fail; the holder is told before its lease ends
+// could let anyone else in.
+func TestRenewalFailureLoses(t *testing.T) {
+	cl, c := start(t)
+	ctx := context.Background()
+	ttl := 400 * time.Millisecond
+	l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl}).Lock(ctx, "nq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := cl.WaitLeader()
+	for i := range cl.Members {
+		if i != leader {
+			cl.Stop(i)
+		}
+	}
+	// The last renewal that can succeed was sent before the stops ended.
+	stopped := time.Now()
+	select {
+	case <-l.Lost():
+		if since := time.Since(stopped); since > ttl+200*time.Millisecond {
+			t.Fatalf("Lost closed %v after the quorum was gone; the lease was %v", since, ttl)
+		}
+	case <-time.After(3 * ttl):
+		t.Fatal("Lost did not close with no quorum")
+	}
+	if err := l.Unlock(); !errors.Is(err, client.ErrLockLost) {
+		t.Fatalf("Unlock: %v; want ErrLockLost", err)
+	}
+}
+
+// A holder killed with kill -9 loses its lock when the TTL runs out; another
+// process takes it within the TTL plus a small bound.
+func TestKilledHolderReleasesAfterTTL(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			cl, c := start(t)
+			ttl := time.Second
+			cmd := helper("hold", "ENDPOINTS="+strings.Join(cl.Endpoints(), ","), "TTL="+ttl.String(), "MODE="+mode.String(), "LOCK=k9")
+			stdout, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, "locked") {
+				t.Fatalf("helper: %q, %v", line, err)
+			}
+			cmd.Process.Kill()
+			killed := time.Now()
+			cmd.Wait()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode}).Lock(ctx, "k9")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Unlock()
+			waited := time.Since(killed)
+			t.Logf("acquired %v after kill -9 (TTL %v)", waited, ttl)
+			if waited > ttl+time.Second {
+				t.Fatalf("acquired %v after the holder died; want within TTL %v + 1s", waited, ttl)
+			}
+		})
+	}
+}
+
+// Expiry after a leader failover is never early: the new leader gives every
+// TTL key its full TTL from when it took over.
+func TestExpiryAfterFailoverIsNeverEarly(t *testing.T) {
+	cl, c := start(t)
+	ctx := context.Background()
+	ttl := time.Second
+	sent := time.Now()
+	if _, err := c.Put(ctx, "ttl", nil, 0, client.WithTTL(ttl)); err != nil {
+		t.Fatal(err)
+	}
+	cl.Stop(cl.WaitLeader())
+	// Every read that starts before the TTL has run from before the put
+	// must see the key.
+	for time.Since(sent) < ttl {
+		rec, err := c.Get(ctx, "ttl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rec.Exists() {
+			t.Fatalf("key expired %v after the put, before its TTL of %v", time.Since(sent), ttl)
+		}
+	}
+	testcluster.Eventually(t, 5*ttl, "the key expires", func() bool {
+		rec, err := c.Get(ctx, "ttl")
+		return err == nil && !rec.Exists()
+	})
+}
