@@ -10,7 +10,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := 2026.1
 
 # Packages with goroutines run under the race detector.
-RACE_PKGS := ./kv/... ./raftnode/... ./internal/...
+RACE_PKGS := ./kv/... ./raftnode/... ./internal/... ./client/...
 
 .PHONY: all build test test-race test-short lint proto demo bench clean tools-proto
 
