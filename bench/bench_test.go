@@ -59,8 +59,8 @@ func (brokenConn) Session(context.Context, time.Duration) (LockSession, error) {
 type noLock struct{}
 
 func (noLock) Lock(context.Context, string) (Held, error) { return noLock{}, nil }
-func (noLock) Unlock(context.Context) error                { return nil }
-func (noLock) Close() error                                { return nil }
+func (noLock) Unlock(context.Context) error               { return nil }
+func (noLock) Close() error                               { return nil }
 
 func TestLockChecksCatchBrokenLock(t *testing.T) {
 	cl := testcluster.Start(t, 3)

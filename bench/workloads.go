@@ -87,6 +87,9 @@ type Result struct {
 	MaxWorkerOps int64 `json:"max_worker_ops"`
 	// Check is "ok" or what the invariant check found wrong.
 	Check string `json:"check"`
+	// Error is set when the run could not be measured (an operation
+	// failed); its figures are then left out of the medians.
+	Error string `json:"error,omitempty"`
 }
 
 // OK reports whether the run's invariant held.

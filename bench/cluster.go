@@ -1,0 +1,261 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cxkv/cxkv/client"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Cluster is three member processes this harness started. Stop ends exactly
+// those processes, by the pids it holds.
+type Cluster struct {
+	Name      string
+	Endpoints []string
+	procs     []*proc
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// FreePorts returns n loopback ports that were free a moment ago.
+func FreePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
+
+func (c *Cluster) start(name, dir, bin string, args ...string) error {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // the child holds its own descriptor
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Own process group: a Ctrl-C at the terminal reaches the harness only,
+	// which then stops the members in order; the parent-death signal ends
+	// them if the harness itself is killed.
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	c.procs = append(c.procs, p)
+	return nil
+}
+
+// Stop sends SIGTERM to each member, then SIGKILL to any still running
+// after 10s.
+func (c *Cluster) Stop() {
+	for _, p := range c.procs {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range c.procs {
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+}
+
+// exited names a member that is no longer running, with its log's tail.
+func (c *Cluster) exited() error {
+	for _, p := range c.procs {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited (%v); log tail:\n%s", p.name, p.cmd.ProcessState, tail(p.log, 15))
+		default:
+		}
+	}
+	return nil
+}
+
+func tail(path string, lines int) string {
+	b, _ := os.ReadFile(path)
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(all[max(0, len(all)-lines):], "\n")
+}
+
+// waitReady polls ready until it succeeds, a member dies, or 30s pass.
+func (c *Cluster) waitReady(ctx context.Context, ready func(context.Context) error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		if err := c.exited(); err != nil {
+			return err
+		}
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		last = ready(actx)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready within 30s: %v", c.Name, last)
+}
+
+// StartCxkv starts a 3-member cxkv cluster of bin with data under dir, at
+// default settings (fsync on). Non-nil pprofPorts serve each member's
+// profiles on its port.
+func StartCxkv(ctx context.Context, bin, dir string, pprofPorts []int) (*Cluster, error) {
+	ports, err := FreePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Name: "cxkv"}
+	var spec []string
+	for i, p := range ports {
+		c.Endpoints = append(c.Endpoints, fmt.Sprintf("127.0.0.1:%d", p))
+		spec = append(spec, fmt.Sprintf("%d=127.0.0.1:%d", i+1, p))
+	}
+	for i := range ports {
+		args := []string{"server", "--id", fmt.Sprint(i + 1), "--addr", c.Endpoints[i],
+			"--data-dir", filepath.Join(dir, "cxkv", fmt.Sprint(i+1)), "--cluster", strings.Join(spec, ",")}
+		if pprofPorts != nil {
+			args = append(args, "--pprof", fmt.Sprintf("127.0.0.1:%d", pprofPorts[i]))
+		}
+		if err := c.start(fmt.Sprintf("cxkv-%d", i+1), dir, bin, args...); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	cl, err := client.New(client.Config{Endpoints: c.Endpoints})
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	defer cl.Close()
+	err = c.waitReady(ctx, func(ctx context.Context) error {
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range st {
+			if s.Unreachable != nil {
+				return s.Unreachable
+			}
+			if s.LeaderID == 0 {
+				return fmt.Errorf("%s has no leader", s.Endpoint)
+			}
+		}
+		_, err = cl.Txn(ctx, nil, []client.Op{client.PutOp("bench/ready", []byte("1"), 0)})
+		return err
+	})
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// StartEtcd starts a 3-member etcd cluster of bin with data under dir, at
+// etcd's defaults apart from addresses (fsync on, 100ms heartbeat, 1s
+// election timeout).
+func StartEtcd(ctx context.Context, bin, dir string) (*Cluster, error) {
+	ports, err := FreePorts(6)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Name: "etcd"}
+	var initial []string
+	for i := range 3 {
+		c.Endpoints = append(c.Endpoints, fmt.Sprintf("127.0.0.1:%d", ports[i]))
+		initial = append(initial, fmt.Sprintf("e%d=http://127.0.0.1:%d", i+1, ports[3+i]))
+	}
+	for i := range 3 {
+		client := "http://" + c.Endpoints[i]
+		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[3+i])
+		err := c.start(fmt.Sprintf("etcd-%d", i+1), dir, bin,
+			"--name", fmt.Sprintf("e%d", i+1), "--data-dir", filepath.Join(dir, "etcd", fmt.Sprint(i+1)),
+			"--listen-client-urls", client, "--advertise-client-urls", client,
+			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", "cxkv-bench", "--log-level", "warn")
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	defer cl.Close()
+	err = c.waitReady(ctx, func(ctx context.Context) error {
+		for _, ep := range c.Endpoints {
+			st, err := cl.Status(ctx, ep)
+			if err != nil {
+				return err
+			}
+			if st.Leader == 0 {
+				return fmt.Errorf("%s has no leader", ep)
+			}
+		}
+		_, err := cl.Put(ctx, "bench/ready", "1")
+		return err
+	})
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// EtcdVersion is the first line of `etcd --version`.
+func EtcdVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	line, _, _ := bytes.Cut(out, []byte("\n"))
+	return strings.TrimPrefix(string(line), "etcd Version: ")
+}
+
+// Alive reports a member that exited during the run.
+func (c *Cluster) Alive() error { return c.exited() }
+
+// LogTails returns the last lines of every member's log.
+func (c *Cluster) LogTails(lines int) string {
+	var b strings.Builder
+	for _, p := range c.procs {
+		fmt.Fprintf(&b, "--- %s\n%s\n", p.name, tail(p.log, lines))
+	}
+	return b.String()
+}

@@ -1,0 +1,253 @@
+// Command cxkvbench is `make bench`: it starts a 3-member etcd and a
+// 3-member cxkv on loopback, runs every workload against both in alternating
+// order for a few rounds, prints the medians side by side, writes
+// results/latest.json, and stops exactly the processes it started.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cxkv/cxkv/bench"
+	"github.com/cxkv/cxkv/client"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "cxkvbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		cxkvBin   = flag.String("cxkv", "../bin/cxkv", "cxkv binary")
+		etcdBin   = flag.String("etcd", "", "etcd binary (default: etcd on PATH, else /usr/bin/etcd)")
+		duration  = flag.Duration("duration", 8*time.Second, "length of one run of one workload on one backend")
+		rounds    = flag.Int("rounds", 3, "runs of each workload on each backend; the table shows medians")
+		only      = flag.String("workloads", strings.Join(bench.Workloads, ","), "workloads to run, comma-separated")
+		plain     = flag.Bool("plain", true, "also run lock-contended with cxkv's PlainLock")
+		fsyncFor  = flag.Duration("fsync", 2*time.Second, "length of each fsync floor measurement")
+		out       = flag.String("out", "results/latest.json", "where to write every figure as JSON")
+		mdOut     = flag.String("md", "results/latest.md", "where to write the tables as Markdown (for BENCHMARKS.md)")
+		repo      = flag.String("repo", "..", "the cxkv repository, for its commit")
+		pprofDir  = flag.String("pprof", "", "if set, start cxkv with --pprof and save each member's CPU, block and mutex profiles of round 1's cxkv runs here")
+		tmpParent = flag.String("tmp", "", "directory for the clusters' data dirs (default: the system temp dir)")
+		only1     = flag.String("backends", "cxkv,etcd", "backends to run (both for a comparison)")
+	)
+	flag.Parse()
+	workloads := strings.Split(*only, ",")
+	for _, w := range workloads {
+		if !slices.Contains(bench.Workloads, w) {
+			return fmt.Errorf("unknown workload %q (have %s)", w, strings.Join(bench.Workloads, ", "))
+		}
+	}
+	if *etcdBin == "" {
+		*etcdBin = "/usr/bin/etcd"
+		if p, err := exec.LookPath("etcd"); err == nil {
+			*etcdBin = p
+		}
+	}
+	for _, b := range []string{*cxkvBin, *etcdBin} {
+		if _, err := os.Stat(b); err != nil {
+			return fmt.Errorf("%v (make bench builds cxkv and installs etcd-server)", err)
+		}
+	}
+
+	// A first Ctrl-C cancels the run and the deferred cleanup stops the
+	// members; a second one is caught too, so the cleanup is not cut short.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	dir, err := os.MkdirTemp(*tmpParent, "cxkv-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	rep := bench.Report{
+		Date: time.Now().UTC(), GitCommit: gitCommit(*repo), Duration: duration.String(), Rounds: *rounds,
+		Machine: bench.Machine{
+			Cores: runtime.NumCPU(), CPU: cpuModel(), OS: runtime.GOOS + "/" + runtime.GOARCH,
+			GoVersion: runtime.Version(), EtcdVersion: bench.EtcdVersion(*etcdBin), EtcdClient: etcdClientVersion(),
+		},
+	}
+	fmt.Printf("cxkv %s vs etcd %s (client %s); %d cores, %s; %d rounds of %v per workload and backend\n",
+		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration)
+
+	for _, files := range []int{1, 3} {
+		f, err := bench.MeasureFsync(dir, files, *fsyncFor)
+		if err != nil {
+			return fmt.Errorf("fsync floor: %w", err)
+		}
+		rep.Fsync = append(rep.Fsync, f)
+	}
+	bench.WriteFsync(os.Stdout, rep.Fsync, false)
+
+	var pprofPorts []int
+	if *pprofDir != "" {
+		if pprofPorts, err = bench.FreePorts(3); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(*pprofDir, 0o755); err != nil {
+			return err
+		}
+	}
+	etcd, err := bench.StartEtcd(ctx, *etcdBin, dir)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	defer etcd.Stop()
+	cx, err := bench.StartCxkv(ctx, *cxkvBin, dir, pprofPorts)
+	if err != nil {
+		return fmt.Errorf("cxkv: %w", err)
+	}
+	defer cx.Stop()
+	fmt.Printf("etcd on %s; cxkv on %s; data in %s\n", strings.Join(etcd.Endpoints, ","), strings.Join(cx.Endpoints, ","), dir)
+
+	var backends []bench.Backend
+	for _, b := range []bench.Backend{bench.Cxkv{Endpoints: cx.Endpoints}, bench.Etcd{Endpoints: etcd.Endpoints}} {
+		if slices.Contains(strings.Split(*only1, ","), b.Name()) {
+			backends = append(backends, b)
+		}
+	}
+	plainB := bench.Cxkv{Endpoints: cx.Endpoints, Mode: client.PlainLock, Label: "cxkv-plain"}
+
+	// Warm both up (connections, leaders settled, pages cached) off the record.
+	for _, b := range backends {
+		if _, err := bench.Run(ctx, b, bench.CASParallel, bench.Config{Duration: 2 * time.Second, Prefix: "warmup/" + b.Name()}); err != nil {
+			return err
+		}
+	}
+
+	failed := false
+	for round := 1; round <= *rounds; round++ {
+		for _, wl := range workloads {
+			// Alternate who goes first, so drift in the machine's state
+			// (page cache, compaction, thermal) falls on both sides.
+			order := slices.Clone(backends)
+			if round%2 == 0 {
+				slices.Reverse(order)
+			}
+			if wl == bench.LockContended && *plain && strings.Contains(*only1, "cxkv") {
+				order = append(order, plainB)
+			}
+			for _, b := range order {
+				var prof *profiler
+				if *pprofDir != "" && round == 1 && b.Name() != "etcd" {
+					prof = startProfiles(ctx, pprofPorts, *duration, filepath.Join(*pprofDir, wl+"-"+b.Name()))
+				}
+				res, err := bench.Run(ctx, b, wl, bench.Config{Duration: *duration, Prefix: fmt.Sprintf("bench/%s/%s/r%d", wl, b.Name(), round)})
+				prof.wait()
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				mark := ""
+				if err != nil {
+					// One failed operation (e.g. etcd's "request timed
+					// out" under load) loses one run, not the whole bench.
+					res = bench.Result{Workload: wl, Backend: b.Name(), Error: err.Error()}
+					mark = "  NOT MEASURED: " + err.Error()
+				} else if !res.OK() {
+					mark, failed = "  CHECK FAILED: "+res.Check, true
+				}
+				res.Round = round
+				rep.Runs = append(rep.Runs, res)
+				fmt.Printf("round %d %-15s %-10s %8.0f ops/s  p50 %7.2fms  p99 %7.2fms  max %7.1fms  workers %d..%d%s\n",
+					round, wl, b.Name(), res.OpsPerSec, res.P50, res.P99, res.Max, res.MinWorkerOps, res.MaxWorkerOps, mark)
+				if err := cx.Alive(); err != nil {
+					return err
+				}
+				if err := etcd.Alive(); err != nil {
+					return err
+				}
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "member logs:\n%s%s", cx.LogTails(10), etcd.LogTails(10))
+				}
+			}
+		}
+	}
+
+	rep.Summary = bench.Summarize(rep.Runs)
+	fmt.Println()
+	bench.WriteTable(os.Stdout, rep.Summary, false)
+	fmt.Println()
+	bench.WriteDetail(os.Stdout, rep.Runs, false)
+	if err := writeOutputs(rep, *out, *mdOut); err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s and %s\n", *out, *mdOut)
+	if failed {
+		return fmt.Errorf("an invariant check failed (see CHECK FAILED above)")
+	}
+	return nil
+}
+
+func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(jsonPath), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	f, err := os.Create(mdPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	fmt.Fprintf(w, "Measured %s at cxkv %s: etcd %s (client %s), %d cores (%s), %s, %d rounds of %s per workload and backend, medians.\n\n",
+		rep.Date.Format("2006-01-02"), rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.Cores, rep.Machine.CPU, rep.Machine.GoVersion, rep.Rounds, rep.Duration)
+	bench.WriteTable(w, rep.Summary, true)
+	fmt.Fprintln(w)
+	bench.WriteDetail(w, rep.Runs, true)
+	fmt.Fprintln(w)
+	bench.WriteFsync(w, rep.Fsync, true)
+	return w.Flush()
+}
+
+func gitCommit(repo string) string {
+	out, err := exec.Command("git", "-C", repo, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func etcdClientVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "go.etcd.io/etcd/client/v3" {
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,243 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything one `make bench` measured; bench/results/latest.json
+// is its JSON.
+type Report struct {
+	Date      time.Time    `json:"date"`
+	GitCommit string       `json:"git_commit"`
+	Machine   Machine      `json:"machine"`
+	Duration  string       `json:"duration_per_run"`
+	Rounds    int          `json:"rounds"`
+	Fsync     []FsyncFloor `json:"fsync_floor"`
+	Runs      []Result     `json:"runs"`
+	Summary   []Row        `json:"summary"`
+}
+
+// Machine is where the figures were measured.
+type Machine struct {
+	Cores       int    `json:"cores"`
+	CPU         string `json:"cpu,omitempty"`
+	OS          string `json:"os"`
+	GoVersion   string `json:"go_version"`
+	EtcdVersion string `json:"etcd_version"`
+	EtcdClient  string `json:"etcd_client"`
+}
+
+// Row compares the medians over rounds of one workload. Ratio is oriented
+// so that > 1 always means cxkv is better: cxkv/etcd for a throughput,
+// etcd/cxkv for a latency.
+type Row struct {
+	Workload string `json:"workload"`
+	// Metric is the headline figure the target is about.
+	Metric   string  `json:"metric"`
+	Cxkv     float64 `json:"cxkv"`
+	Etcd     float64 `json:"etcd"`
+	Ratio    float64 `json:"ratio"`
+	Target   float64 `json:"target,omitempty"`
+	CxkvP99  float64 `json:"cxkv_p99_ms"`
+	EtcdP99  float64 `json:"etcd_p99_ms"`
+	P99Ratio float64 `json:"p99_ratio"`
+	// P99Target is lock-contended's second target: acquire p99 no worse
+	// than etcd's.
+	P99Target float64 `json:"p99_target,omitempty"`
+	Met       bool    `json:"met"`
+	CxkvOps   float64 `json:"cxkv_ops_per_sec"`
+	EtcdOps   float64 `json:"etcd_ops_per_sec"`
+	CxkvP50   float64 `json:"cxkv_p50_ms"`
+	EtcdP50   float64 `json:"etcd_p50_ms"`
+	CxkvMax   float64 `json:"cxkv_max_ms"`
+	EtcdMax   float64 `json:"etcd_max_ms"`
+	// Checks is "ok" when every run's invariant held on both sides.
+	Checks string `json:"checks"`
+}
+
+// rowSpec is one line of the table: which cxkv backend's runs of which
+// workload against etcd's, judged on which figure, toward which target
+// (issue 6).
+type rowSpec struct {
+	label, workload, cxkv string
+	latency               bool // the headline is p50 latency, not throughput
+	unit                  string
+	target, p99Target     float64
+}
+
+var rowSpecs = []rowSpec{
+	{label: CASSeq, workload: CASSeq, cxkv: "cxkv", latency: true, unit: "p50 ms", target: 2},
+	{label: CASParallel, workload: CASParallel, cxkv: "cxkv", unit: "ops/s", target: 2},
+	{label: LockContended, workload: LockContended, cxkv: "cxkv", unit: "handoffs/s", target: 2, p99Target: 1},
+	{label: LockContended + " (plain)", workload: LockContended, cxkv: "cxkv-plain", unit: "handoffs/s"},
+	{label: LockMany, workload: LockMany, cxkv: "cxkv", unit: "acq/s", target: 2},
+	{label: GetRead, workload: GetRead, cxkv: "cxkv", unit: "ops/s", target: 1.5},
+}
+
+// Summarize computes the table from every run.
+func Summarize(runs []Result) []Row {
+	var rows []Row
+	for _, s := range rowSpecs {
+		x, e := pick(runs, s.workload, s.cxkv), pick(runs, s.workload, "etcd")
+		if len(x) == 0 || len(e) == 0 {
+			continue
+		}
+		r := Row{Workload: s.label, Metric: s.unit, Target: s.target, P99Target: s.p99Target, Checks: "ok"}
+		r.CxkvOps, r.EtcdOps = median(x, func(r Result) float64 { return r.OpsPerSec }), median(e, func(r Result) float64 { return r.OpsPerSec })
+		r.CxkvP50, r.EtcdP50 = median(x, func(r Result) float64 { return r.P50 }), median(e, func(r Result) float64 { return r.P50 })
+		r.CxkvP99, r.EtcdP99 = median(x, func(r Result) float64 { return r.P99 }), median(e, func(r Result) float64 { return r.P99 })
+		r.CxkvMax, r.EtcdMax = median(x, func(r Result) float64 { return r.Max }), median(e, func(r Result) float64 { return r.Max })
+		if s.latency {
+			r.Cxkv, r.Etcd, r.Ratio = r.CxkvP50, r.EtcdP50, ratio(r.EtcdP50, r.CxkvP50)
+		} else {
+			r.Cxkv, r.Etcd, r.Ratio = r.CxkvOps, r.EtcdOps, ratio(r.CxkvOps, r.EtcdOps)
+		}
+		r.P99Ratio = ratio(r.EtcdP99, r.CxkvP99)
+		r.Met = r.Ratio >= r.Target && r.P99Ratio >= r.P99Target
+		for _, run := range append(x, e...) {
+			if !run.OK() {
+				r.Checks = fmt.Sprintf("%s round %d: %s", run.Backend, run.Round, run.Check)
+				r.Met = false
+				break
+			}
+		}
+		for _, run := range runs {
+			if run.Error != "" && run.Workload == s.workload && (run.Backend == s.cxkv || run.Backend == "etcd") {
+				r.Checks += fmt.Sprintf("; %s round %d not measured: %s", run.Backend, run.Round, run.Error)
+			}
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// pick returns the measured runs of workload on backend.
+func pick(runs []Result, workload, backend string) []Result {
+	var out []Result
+	for _, r := range runs {
+		if r.Workload == workload && r.Backend == backend && r.Error == "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func median(rs []Result, f func(Result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// WriteTable prints the summary, one row per workload, aligned for the
+// terminal or as Markdown.
+func WriteTable(w io.Writer, rows []Row, markdown bool) {
+	head := []string{"workload", "metric", "cxkv", "etcd", "ratio", "target", "p99 cxkv ms", "p99 etcd ms", "p99 ratio", "checks"}
+	var lines [][]string
+	for _, r := range rows {
+		target := "-"
+		if r.Target > 0 {
+			target = fmt.Sprintf("≥%g", r.Target)
+			if r.P99Target > 0 {
+				target += fmt.Sprintf(", p99 ≥%g", r.P99Target)
+			}
+			if r.Met {
+				target += " met"
+			} else {
+				target += " MISSED"
+			}
+		}
+		checks := r.Checks
+		if !strings.HasPrefix(checks, "ok") {
+			checks = "FAILED: " + checks
+		}
+		lines = append(lines, []string{r.Workload, r.Metric, num(r.Cxkv), num(r.Etcd), fmt.Sprintf("%.2fx", r.Ratio), target,
+			num(r.CxkvP99), num(r.EtcdP99), fmt.Sprintf("%.2fx", r.P99Ratio), checks})
+	}
+	writeGrid(w, head, lines, markdown)
+}
+
+// WriteDetail prints every backend's medians per workload, and the spread of
+// ops over workers (a lock worker that never acquired shows 0).
+func WriteDetail(w io.Writer, runs []Result, markdown bool) {
+	head := []string{"workload", "backend", "ops/s", "p50 ms", "p99 ms", "max ms", "ops per worker (min..max)", "rounds"}
+	var lines [][]string
+	for _, wl := range Workloads {
+		for _, b := range []string{"cxkv", "cxkv-plain", "etcd"} {
+			rs := pick(runs, wl, b)
+			if len(rs) == 0 {
+				continue
+			}
+			lo, hi := rs[0].MinWorkerOps, rs[0].MaxWorkerOps
+			for _, r := range rs {
+				lo, hi = min(lo, r.MinWorkerOps), max(hi, r.MaxWorkerOps)
+			}
+			lines = append(lines, []string{wl, b,
+				num(median(rs, func(r Result) float64 { return r.OpsPerSec })),
+				num(median(rs, func(r Result) float64 { return r.P50 })),
+				num(median(rs, func(r Result) float64 { return r.P99 })),
+				num(median(rs, func(r Result) float64 { return r.Max })),
+				fmt.Sprintf("%d..%d", lo, hi), fmt.Sprint(len(rs))})
+		}
+	}
+	writeGrid(w, head, lines, markdown)
+}
+
+// WriteFsync prints the disk's floor.
+func WriteFsync(w io.Writer, fs []FsyncFloor, markdown bool) {
+	head := []string{"fsync floor (4 KiB append + fdatasync)", "ops/s", "p50 ms", "p99 ms"}
+	var lines [][]string
+	for _, f := range fs {
+		what := "1 file"
+		if f.Files > 1 {
+			what = fmt.Sprintf("%d files at once", f.Files)
+		}
+		lines = append(lines, []string{what, num(f.OpsPerSec), num(f.P50), num(f.P99)})
+	}
+	writeGrid(w, head, lines, markdown)
+}
+
+func writeGrid(w io.Writer, head []string, lines [][]string, markdown bool) {
+	if markdown {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(head, " | "))
+		fmt.Fprintf(w, "|%s\n", strings.Repeat("---|", len(head)))
+		for _, l := range lines {
+			fmt.Fprintf(w, "| %s |\n", strings.Join(l, " | "))
+		}
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	for _, l := range lines {
+		fmt.Fprintln(tw, strings.Join(l, "\t"))
+	}
+	tw.Flush()
+}
+
+func num(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
