@@ -25,6 +25,7 @@ test: build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
 	$(GO) test -count=1 -race -timeout 8m -short $(RACE_PKGS)
+	cd bench && $(GO) test -count=1 -timeout 5m ./...
 
 test-short:
 	$(GO) test -count=1 -short ./...
@@ -52,6 +53,14 @@ proto: tools-proto
 # The interim demo: a 3-member cluster, CAS workers, a leader crash.
 demo: build
 	BIN=$(BIN) ./scripts/demo.sh
+
+# cxkv against etcd: both as 3-member clusters on loopback, every workload,
+# alternating rounds; prints the table, writes bench/results/latest.json.
+# BENCH_FLAGS passes flags, e.g. BENCH_FLAGS='-duration 20s -rounds 5'.
+bench: build
+	@test -x /usr/bin/etcd || command -v etcd >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq etcd-server etcd-client)
+	cd bench && $(GO) build -o ../bin/cxkvbench ./cmd/cxkvbench
+	cd bench && ../bin/cxkvbench -cxkv ../$(BIN) $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin cxkv-data
