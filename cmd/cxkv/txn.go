@@ -33,6 +33,9 @@ A compare has "key" and exactly one of "index" (a number above 0),
 "absent" (true) or "value" (a string). An op has exactly one of "put"
 (with "value", optional "ttl" as a Go duration), "delete" or "get".
 Unknown fields and malformed entries are usage errors (exit 2).
+The table shows each op's key afterwards (a delete: the key it removed);
+-o json prints successful, index, failed_compare, compares (each with the
+key's state it was checked against) and results (one per op).
 
   echo '{"compares":[{"key":"acct/a","index":12}],"ops":[{"put":"acct/a","value":"70"}]}' | cxkv txn`
 
