@@ -171,10 +171,14 @@ func (n *Node) Stop() error {
 		close(n.stopc)
 		stopped := make(chan struct{})
 		go func() { n.server.GracefulStop(); close(stopped) }()
+		// Unary calls end promptly once stopc is closed; incoming peer
+		// streams never end by themselves. Give the answers a moment to
+		// flush, then cut what is left.
 		select {
 		case <-stopped:
-		case <-time.After(2 * time.Second):
-			n.server.Stop() // watch streams do not end by themselves
+		case <-time.After(100 * time.Millisecond):
+			n.server.Stop()
+			<-stopped
 		}
 		n.transport.stop()
 		n.done.Wait()
