@@ -321,6 +321,15 @@ resumes on another member without losing or repeating an event. -o json
 prints one JSON object per line.`,
 		Args: exactArgs(1),
 		RunE: g.clientCmd(true, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			// The SDK resumes a broken watch for as long as the context
+			// lives, so an unreachable cluster would look like a quiet one:
+			// one bounded call first makes it exit 4 instead.
+			sctx, cancel := context.WithTimeout(ctx, g.timeout)
+			_, err := c.Status(sctx)
+			cancel()
+			if err != nil {
+				return err
+			}
 			w := cmd.OutOrStdout()
 			n := 0
 			for ev, err := range c.Watch(ctx, args[0], from) {
