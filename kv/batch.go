@@ -3,6 +3,7 @@ package kv
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -78,12 +79,40 @@ func (b *Batch) SetResult(client, seq uint64, result []byte) error {
 	return b.b.Set(resultKey(client, seq), result, nil)
 }
 
-// DeleteResults forgets a client's results with seq in [from, to).
-func (b *Batch) DeleteResults(client, from, to uint64) error {
-	if from >= to {
+// maxPointDeletes is how many results DeleteResults forgets one key at a
+// time before it falls back to one range deletion. A range tombstone in the
+// memtable makes every later read of the state re-fragment all tombstones
+// there until the next flush, so one per command turns each read O(commands
+// since the flush); point deletions cost one batch entry each and nothing
+// after. The bound is one session's results at the default
+// MaxResultsPerSession, so the range form is left for callers that cannot
+// say where a client's results end.
+const maxPointDeletes = 1024
+
+// DeleteResults forgets a client's results with seq in [first, last]. The
+// caller passes the tightest range it knows holds them: the cost is that of
+// the range, whether or not the results exist.
+func (b *Batch) DeleteResults(client, first, last uint64) error {
+	if first > last {
 		return nil
 	}
-	return b.b.DeleteRange(resultKey(client, from), resultKey(client, to), nil)
+	if last-first < maxPointDeletes {
+		k := resultKey(client, 0)
+		for seq := first; ; seq++ {
+			binary.BigEndian.PutUint64(k[9:], seq)
+			if err := b.b.Delete(k, nil); err != nil {
+				return err
+			}
+			if seq == last {
+				return nil
+			}
+		}
+	}
+	end := prefixEnd(resultKey(client, 0)[:9])
+	if last < math.MaxUint64 {
+		end = resultKey(client, last+1)
+	}
+	return b.b.DeleteRange(resultKey(client, first), end, nil)
 }
 
 // Session returns a client's session header.
@@ -92,34 +121,35 @@ func (b *Batch) Session(client uint64) ([]byte, bool, error) {
 }
 
 // SetSession writes a client's session header and moves it in the
-// least-recently-used order from oldStamp (0 if new) to stamp.
+// least-recently-used order from oldStamp (ignored if new) to stamp.
 func (b *Batch) SetSession(client uint64, header []byte, oldStamp, stamp int64, isNew bool) error {
-	if !isNew {
-		if err := b.b.Delete(sessionLRUKey(oldStamp, client), nil); err != nil {
+	if isNew || oldStamp != stamp {
+		if !isNew {
+			if err := b.b.Delete(sessionLRUKey(oldStamp, client), nil); err != nil {
+				return err
+			}
+		}
+		if err := b.b.Set(sessionLRUKey(stamp, client), nil, nil); err != nil {
 			return err
 		}
-	}
-	if err := b.b.Set(sessionLRUKey(stamp, client), nil, nil); err != nil {
-		return err
 	}
 	return b.b.Set(sessionKey(client), header, nil)
 }
 
-// DeleteSession forgets a client: its header, its place in the LRU order and
-// every result it left.
+// DeleteSession forgets a client's header and its place in the LRU order.
+// Its results are the caller's to forget, with DeleteResults: only the
+// caller can read the header that says where they are.
 func (b *Batch) DeleteSession(client uint64, stamp int64) error {
 	if err := b.b.Delete(sessionLRUKey(stamp, client), nil); err != nil {
 		return err
 	}
-	if err := b.b.Delete(sessionKey(client), nil); err != nil {
-		return err
-	}
-	return b.b.DeleteRange(resultKey(client, 0), prefixEnd(resultKey(client, 0)[:9]), nil)
+	return b.b.Delete(sessionKey(client), nil)
 }
 
-// OldestSession returns the least recently used client and its stamp.
+// OldestSession returns the least recently used client and its stamp: the
+// first in the LRU order, which puts negative stamps after all others.
 func (b *Batch) OldestSession() (client uint64, stamp int64, ok bool, err error) {
-	it, err := b.b.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixSessionLRU}, UpperBound: []byte{prefixSessionLRU + 1}})
+	it, err := b.newLRUIter()
 	if err != nil {
 		return 0, 0, false, err
 	}
@@ -127,8 +157,56 @@ func (b *Batch) OldestSession() (client uint64, stamp int64, ok bool, err error)
 	if !it.First() {
 		return 0, 0, false, it.Error()
 	}
-	k := it.Key()
-	return binary.BigEndian.Uint64(k[9:]), int64(binary.BigEndian.Uint64(k[1:])), true, nil
+	client, stamp = decodeLRUKey(it.Key())
+	return client, stamp, true, nil
+}
+
+// LowestSessionStamp returns the smallest stamp of any session as a signed
+// number, which is OldestSession's only when no stamp is negative.
+func (b *Batch) LowestSessionStamp() (stamp int64, ok bool, err error) {
+	it, err := b.newLRUIter()
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, false, it.Error()
+	}
+	_, stamp = decodeLRUKey(it.Key())
+	if stamp < 0 {
+		return stamp, true, nil // every stamp is negative; the order is theirs
+	}
+	if it.SeekGE(sessionLRUKey(math.MinInt64, 0)) {
+		_, stamp = decodeLRUKey(it.Key())
+	}
+	return stamp, true, it.Error()
+}
+
+func (b *Batch) newLRUIter() (*pebble.Iterator, error) {
+	return b.b.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixSessionLRU}, UpperBound: []byte{prefixSessionLRU + 1}})
+}
+
+func decodeLRUKey(k []byte) (client uint64, stamp int64) {
+	return binary.BigEndian.Uint64(k[9:]), int64(binary.BigEndian.Uint64(k[1:]))
+}
+
+// SessionFloor returns the stored lower bound of every session's stamp, and
+// false if none is stored (then nothing is known).
+func (b *Batch) SessionFloor() (int64, bool, error) {
+	v, ok, err := getRaw(b.b, metaKey(metaSessionFloor))
+	if !ok || err != nil {
+		return 0, false, err
+	}
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("kv: session floor holds %d bytes, want 8", len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), true, nil
+}
+
+// SetSessionFloor stores a lower bound of every session's stamp. The caller
+// keeps it one: lowered before any session is stamped below it.
+func (b *Batch) SetSessionFloor(stamp int64) error {
+	return b.b.Set(metaKey(metaSessionFloor), binary.BigEndian.AppendUint64(nil, uint64(stamp)), nil)
 }
 
 // Commit writes the batch. State batches commit without sync: after a crash

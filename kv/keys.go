@@ -11,7 +11,8 @@ import "encoding/binary"
 //	's' be64(client) be64(seq)   remembered result of a client's write (opaque)
 //	'S' be64(client)             a client's session header (opaque)
 //	'L' be64(stamp) be64(client) sessions ordered by last use, for eviction (empty)
-//	'm' name                     state meta: applied index, conf state, event floor
+//	'm' name                     state meta: applied index, conf state, event floor,
+//	                             session floor (no 'L' stamp is below it), counters
 //	'i' name                     member identity; never part of a snapshot
 //	'l' be64(index)              Raft log entry (owned by raftnode)
 //	'h' name                     Raft HardState and snapshot metadata (owned by raftnode)
@@ -32,6 +33,7 @@ const (
 	metaApplied       = "applied"
 	metaConfState     = "confstate"
 	metaEventFloor    = "eventfloor"
+	metaSessionFloor  = "sessionfloor"
 	identityMemberKey = "member"
 )
 

@@ -3,8 +3,10 @@ package kv
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -219,11 +221,34 @@ func TestSessionsEvictOldestFirst(t *testing.T) {
 		t.Fatalf("oldest = %d@%d %v %v, want 1@50", c, st, ok, err)
 	}
 	b.DeleteSession(1, 50)
-	if _, ok, _ := b.Result(1, 5); ok {
-		t.Fatal("deleting a session kept its results")
-	}
 	if c, _, _, _ := b.OldestSession(); c != 2 {
 		t.Fatalf("oldest after delete = %d, want 2", c)
+	}
+}
+
+func TestDeleteResultsForgetsExactlyTheRange(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	b := s.NewBatch()
+	defer b.Close()
+	seqs := []uint64{1, 2, 3, 4, 5000, math.MaxUint64 - 1, math.MaxUint64}
+	for _, c := range []uint64{1, 2, 3} {
+		for _, q := range seqs {
+			b.SetResult(c, q, []byte("r"))
+		}
+	}
+	b.DeleteResults(1, 2, 3)                 // point deletes
+	b.DeleteResults(2, 2, 5000)              // range: past maxPointDeletes
+	b.DeleteResults(3, 4, math.MaxUint64)    // range to the end of the client
+	b.DeleteResults(1, 5000, math.MaxUint64) // range to the end of the client
+	want := map[uint64][]uint64{1: {1, 4}, 2: {1, math.MaxUint64 - 1, math.MaxUint64}, 3: {1, 2, 3}}
+	for c, kept := range want {
+		for _, q := range seqs {
+			_, ok, err := b.Result(c, q)
+			if err != nil || ok != slices.Contains(kept, q) {
+				t.Errorf("client %d seq %d: stored=%v err=%v, want stored=%v", c, q, ok, err, !ok)
+			}
+		}
 	}
 }
 

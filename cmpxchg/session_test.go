@@ -1,0 +1,277 @@
+package cmpxchg_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/cmpxchg"
+	"github.com/cxkv/cxkv/kv"
+	"google.golang.org/grpc/codes"
+)
+
+// sessionModel is the exactly-once contract written the plain way: every
+// command scans for expired clients and results live in a map. The state
+// machine keeps hints to skip that work; they must never change an outcome.
+type sessionModel struct {
+	limits   cmpxchg.Limits
+	sessions map[uint64]*modelSession
+}
+
+type modelSession struct {
+	acked   uint64
+	stamp   int64
+	results map[uint64]uint64 // seq -> index the write was applied at
+}
+
+// oldest is the least recently used client, ties to the lower id, as the
+// store orders them (the test uses no negative stamps).
+func (m *sessionModel) oldest() (uint64, *modelSession) {
+	var client uint64
+	var old *modelSession
+	for c, s := range m.sessions {
+		if old == nil || s.stamp < old.stamp || (s.stamp == old.stamp && c < client) {
+			client, old = c, s
+		}
+	}
+	return client, old
+}
+
+// apply returns what the machine must answer: the index the write was applied
+// at (now or originally), or -1 when it is refused as forgotten.
+func (m *sessionModel) apply(client, seq, ackedAsked uint64, stamp int64, index uint64) int64 {
+	cutoff := stamp - m.limits.SessionTTL.Milliseconds()
+	for {
+		c, s := m.oldest()
+		if s == nil || s.stamp >= cutoff {
+			break
+		}
+		delete(m.sessions, c)
+	}
+	s, found := m.sessions[client]
+	if found {
+		s.stamp = stamp
+		if seq <= s.acked {
+			return -1
+		}
+		if at, ok := s.results[seq]; ok {
+			return int64(at)
+		}
+	} else {
+		s = &modelSession{stamp: stamp, results: map[uint64]uint64{}}
+		m.sessions[client] = s
+	}
+	acked := max(s.acked, ackedAsked)
+	if limit := uint64(m.limits.MaxResultsPerSession); seq > limit {
+		acked = max(acked, seq-limit)
+	}
+	s.acked = acked
+	for q := range s.results {
+		if q <= acked {
+			delete(s.results, q)
+		}
+	}
+	if seq > acked {
+		s.results[seq] = index
+	}
+	for len(m.sessions) > m.limits.MaxSessions {
+		c, _ := m.oldest()
+		delete(m.sessions, c)
+	}
+	return int64(index)
+}
+
+type machine struct {
+	store *kv.Store
+	sm    *cmpxchg.StateMachine
+}
+
+func newMachine(t *testing.T, l cmpxchg.Limits) *machine {
+	s, err := kv.Open("db", kv.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &machine{store: s, sm: cmpxchg.New(l)}
+}
+
+func (m *machine) apply(t *testing.T, index uint64, cmd *cxkvpb.Command) int64 {
+	t.Helper()
+	b := m.store.NewBatch()
+	defer b.Close()
+	res, err := m.sm.Apply(b, index, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	if e := res.GetError(); e != nil {
+		if codes.Code(e.GetCode()) != codes.FailedPrecondition {
+			t.Fatalf("index %d: unexpected error %v", index, e)
+		}
+		return -1
+	}
+	return int64(res.GetDelete().GetIndex())
+}
+
+type frame struct{ key, value []byte }
+
+func snapshotFrames(t *testing.T, s *kv.Store) []frame {
+	t.Helper()
+	ss := s.NewStateSnapshot()
+	defer ss.Close()
+	var buf bytes.Buffer
+	if _, err := ss.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(bytes.NewReader(buf.Bytes()[len("cxkvsnap\x01"):]))
+	var out []frame
+	for {
+		klen, err := binary.ReadUvarint(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if klen == 0 {
+			return out
+		}
+		k := make([]byte, klen)
+		io.ReadFull(r, k)
+		vlen, _ := binary.ReadUvarint(r)
+		v := make([]byte, vlen)
+		if _, err := io.ReadFull(r, v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, frame{k, v})
+	}
+}
+
+func restoreFrames(t *testing.T, s *kv.Store, frames []frame) {
+	t.Helper()
+	buf := []byte("cxkvsnap\x01")
+	for _, f := range frames {
+		buf = binary.AppendUvarint(buf, uint64(len(f.key)))
+		buf = append(buf, f.key...)
+		buf = binary.AppendUvarint(buf, uint64(len(f.value)))
+		buf = append(buf, f.value...)
+	}
+	buf = append(buf, 0)
+	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crc32.MakeTable(crc32.Castagnoli)))
+	if err := s.RestoreState(bytes.NewReader(buf)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// asFirstFormat rewrites a state as the first version of the table stored
+// it: no session floor, and headers of (acked, stamp) without the top seq.
+func asFirstFormat(frames []frame) []frame {
+	var out []frame
+	for _, f := range frames {
+		switch {
+		case string(f.key) == "msessionfloor":
+			continue
+		case f.key[0] == 'S':
+			_, n := binary.Uvarint(f.value)
+			_, m := binary.Varint(f.value[n:])
+			f.value = f.value[:n+m]
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// checkStored compares the session and result keys in the store with the
+// model: a forgotten result or client must leave no key behind.
+func checkStored(t *testing.T, s *kv.Store, model *sessionModel) {
+	t.Helper()
+	var clients, results, wantClients, wantResults []string
+	for _, f := range snapshotFrames(t, s) {
+		switch f.key[0] {
+		case 'S':
+			clients = append(clients, fmt.Sprint(binary.BigEndian.Uint64(f.key[1:])))
+		case 's':
+			results = append(results, fmt.Sprintf("%d/%d", binary.BigEndian.Uint64(f.key[1:]), binary.BigEndian.Uint64(f.key[9:])))
+		}
+	}
+	for c, ms := range model.sessions {
+		wantClients = append(wantClients, fmt.Sprint(c))
+		for q := range ms.results {
+			wantResults = append(wantResults, fmt.Sprintf("%d/%d", c, q))
+		}
+	}
+	slices.Sort(clients)
+	slices.Sort(results)
+	slices.Sort(wantClients)
+	slices.Sort(wantResults)
+	if !slices.Equal(clients, wantClients) || !slices.Equal(results, wantResults) {
+		t.Fatalf("stored sessions %v results %v\nwant sessions %v results %v", clients, results, wantClients, wantResults)
+	}
+}
+
+// TestSessionsMatchModel drives the machine with random writes from a few
+// clients, stamps that sometimes run backwards (a new leader's clock), and
+// acks that skip ahead, and checks every answer and the stored table against
+// the model. Midway it restores snapshots into fresh stores, one of them
+// rewritten as the first format (see asFirstFormat); both must go on
+// answering exactly the same.
+func TestSessionsMatchModel(t *testing.T) {
+	l := cmpxchg.DefaultLimits()
+	l.MaxSessions, l.MaxResultsPerSession, l.SessionTTL = 4, 3, 100*time.Millisecond
+	for seed := int64(1); seed <= 8; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			model := &sessionModel{limits: l, sessions: map[uint64]*modelSession{}}
+			machines := []*machine{newMachine(t, l)}
+			next := map[uint64]uint64{}
+			stamp := int64(1000)
+			for index := uint64(1); index <= 1500; index++ {
+				switch r := rng.Intn(20); {
+				case r == 0:
+					stamp -= rng.Int63n(150) // behind the last proposer
+				case r < 8:
+					stamp += rng.Int63n(60)
+				}
+				client := uint64(1 + rng.Intn(7))
+				seq := next[client] + 1
+				if rng.Intn(4) == 0 && seq > 1 { // a retry, maybe of a forgotten seq
+					seq -= uint64(1 + rng.Intn(min(int(seq-1), 5)))
+				}
+				next[client] = max(next[client], seq)
+				acked := uint64(0)
+				if seq > 1 {
+					acked = seq - 1 - uint64(rng.Intn(int(min(seq-1, 4))))
+				}
+				cmd := &cxkvpb.Command{StampUnixMs: stamp, Op: &cxkvpb.Command_Delete{Delete: &cxkvpb.DeleteRequest{
+					Key: "absent", ExpectIndex: 1, WriteId: &cxkvpb.WriteID{ClientId: client, Seq: seq, AckedSeq: acked},
+				}}}
+				want := model.apply(client, seq, acked, stamp, index)
+				for i, m := range machines {
+					if got := m.apply(t, index, cmd); got != want {
+						t.Fatalf("machine %d, index %d (client %d seq %d acked %d stamp %d): answer %d, want %d", i, index, client, seq, acked, stamp, got, want)
+					}
+				}
+				if index%100 == 0 {
+					for _, m := range machines {
+						checkStored(t, m.store, model)
+					}
+				}
+				if index == 700 {
+					frames := snapshotFrames(t, machines[0].store)
+					current, older := newMachine(t, l), newMachine(t, l)
+					restoreFrames(t, current.store, frames)
+					restoreFrames(t, older.store, asFirstFormat(frames))
+					machines = append(machines, current, older)
+				}
+			}
+		})
+	}
+}
