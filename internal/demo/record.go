@@ -18,16 +18,16 @@ import (
 // and a result after it, so a worker killed in between leaves an intent whose
 // outcome the store alone tells.
 type Entry struct {
-	Op     string `json:"op"`               // see the Op* constants
-	Worker string `json:"worker"`           // the worker's --id
-	Req    string `json:"req,omitempty"`    // unique id of the operation, "<worker>/<seq>"
-	Time   int64  `json:"t"`                // unix milliseconds, for reading the file
-	Index  uint64 `json:"index,omitempty"`  // the log index the write applied at
-	Token  uint64 `json:"token,omitempty"`  // fencing token of the lock it was made under
-	Lock   string `json:"lock,omitempty"`   // the lock it was made under
-	Retry  int    `json:"retry,omitempty"`  // failed compares retried before this result
+	Op     string `json:"op"`                // see the Op* constants
+	Worker string `json:"worker"`            // the worker's --id
+	Req    string `json:"req,omitempty"`     // unique id of the operation, "<worker>/<seq>"
+	Time   int64  `json:"t"`                 // unix milliseconds, for reading the file
+	Index  uint64 `json:"index,omitempty"`   // the log index the write applied at
+	Token  uint64 `json:"token,omitempty"`   // fencing token of the lock it was made under
+	Lock   string `json:"lock,omitempty"`    // the lock it was made under
+	Retry  int    `json:"retry,omitempty"`   // failed compares retried before this result
 	WaitUS int64  `json:"wait_us,omitempty"` // lock acquisition time, microseconds
-	Waited bool   `json:"waited,omitempty"` // the lock was held by another when asked for
+	Waited bool   `json:"waited,omitempty"`  // the lock was held by another when asked for
 
 	// rooms
 	Type string `json:"type,omitempty"`

@@ -168,6 +168,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	}
 	r.table(entries, elapsed)
 	v := Check(cfg.Scenario, entries, st)
+	v.CheckLiveness(entries, max(5*time.Second, 4*cfg.LockTTL))
 	return r.verdict(v)
 }
 
@@ -328,13 +329,15 @@ func (r *runner) progress(ctx context.Context, start time.Time) {
 }
 
 // chaosMembers kills a member with SIGKILL every few seconds and restarts it
-// a moment later; every other kill is the leader's.
+// a moment later; every other kill is the leader's. A run of a few seconds
+// (the tests) still sees several kills.
 func (r *runner) chaosMembers(ctx context.Context) {
+	every := min(max(r.cfg.Duration/6, time.Second), 3*time.Second)
 	for round := 0; ; round++ {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Duration(1500+rand.IntN(1500)) * time.Millisecond):
+		case <-time.After(every/2 + rand.N(every)):
 		}
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
 		leader := int(Leader(lctx, r.c))
@@ -350,7 +353,7 @@ func (r *runner) chaosMembers(ctx context.Context) {
 		r.mu.Unlock()
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Duration(500+rand.IntN(1000)) * time.Millisecond):
+		case <-time.After(every/3 + rand.N(every/3)):
 		}
 		if err := r.cluster.Start(victim); err != nil {
 			r.chaosSay("restart m%d: %v", victim, err)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cxkv/cxkv/client"
 )
@@ -21,7 +23,9 @@ type Verdict struct {
 // OK reports whether every invariant held.
 func (v *Verdict) OK() bool { return len(v.Problems) == 0 }
 
-func (v *Verdict) fact(format string, args ...any) { v.Facts = append(v.Facts, fmt.Sprintf(format, args...)) }
+func (v *Verdict) fact(format string, args ...any) {
+	v.Facts = append(v.Facts, fmt.Sprintf(format, args...))
+}
 func (v *Verdict) fail(format string, args ...any) {
 	// A broken run can break the same way thousands of times; the first
 	// few say enough.
@@ -290,4 +294,46 @@ func CheckBank(entries []Entry, st Store) Verdict {
 		v.fact("%d more transfers in the ledger whose worker died or lost the answer before recording them (each announced)", ledger-recorded)
 	}
 	return v
+}
+
+// CheckLiveness adds a problem if, while workers ran, no worker finished an
+// operation for longer than limit: a lock that nobody could take, or a
+// cluster that never recovered, is a failure too, though no invariant broke.
+func (v *Verdict) CheckLiveness(entries []Entry, limit time.Duration) {
+	var times []int64
+	var begin, end int64
+	for _, e := range entries {
+		switch e.Op {
+		case OpStart:
+			if begin == 0 || e.Time < begin {
+				begin = e.Time
+			}
+		case OpStop:
+			end = max(end, e.Time)
+		case OpBook, OpTransfer, OpAborted, OpUnknown, OpConflict, OpSoldOut:
+			times = append(times, e.Time)
+		}
+	}
+	if begin == 0 {
+		return
+	}
+	if end == 0 {
+		for _, e := range entries {
+			end = max(end, e.Time)
+		}
+	}
+	times = append(times, begin, end)
+	slices.Sort(times)
+	var worst time.Duration
+	var at int64
+	for i := 1; i < len(times); i++ {
+		if gap := time.Duration(times[i]-times[i-1]) * time.Millisecond; gap > worst && times[i] <= end && times[i-1] >= begin {
+			worst, at = gap, times[i-1]
+		}
+	}
+	if worst > limit {
+		v.fail("no worker finished an operation for %s (from %s): stuck", worst.Round(100*time.Millisecond), time.UnixMilli(at).Format("15:04:05.000"))
+	} else {
+		v.fact("no stall: the longest time without a finished operation was %s", worst.Round(10*time.Millisecond))
+	}
 }
