@@ -95,9 +95,17 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 			return err
 		}
 	}
+	// A leader sends before its own fsync, so the followers' fsyncs overlap
+	// its own (Raft thesis 10.2.1; etcd does the same): the leader counts
+	// itself in a quorum only after Advance, i.e. after this Ready is on its
+	// disk, so nothing commits on the strength of an unwritten leader log.
+	// A follower's messages go out only after the fsync: its
+	// acknowledgements must describe what is on its disk.
+	if *leader {
+		n.transport.send(rd.Messages)
+	}
 	// Persist entries and HardState in one batch: one fsync for every
-	// proposal this Ready carries. Messages go out only after: a follower's
-	// acknowledgement must describe what is on its disk.
+	// proposal this Ready carries.
 	b := n.store.DB().NewBatch()
 	if err := n.log.append(b, rd.Entries); err != nil {
 		b.Close()
@@ -122,7 +130,9 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 	}
 	b.Close()
 	n.log.persisted(rd.Entries, rd.HardState)
-	n.transport.send(rd.Messages)
+	if !*leader {
+		n.transport.send(rd.Messages)
+	}
 	if err := n.apply(rd.CommittedEntries, *leader); err != nil {
 		return err
 	}
