@@ -238,4 +238,3 @@ func TestBank(t *testing.T) {
 		}
 	}
 }
-
