@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -50,6 +51,22 @@ func runHelper(role string) int {
 		}
 		fmt.Printf("locked %d\n", lock.Token())
 		select {}
+	case "pause":
+		// Take the lock, say so, then on a line from stdin try a guarded
+		// write of the resource and say what happened.
+		lock, err := mon.Lock(ctx, os.Getenv("LOCK"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Printf("locked %d\n", lock.Token())
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		if _, err := lock.Put(ctx, os.Getenv("RESOURCE"), []byte("first holder")); err != nil {
+			fmt.Printf("rejected: %v\n", err)
+			return 0
+		}
+		fmt.Println("written")
+		return 0
 	case "count":
 		// The critical-section workload of TestMutualExclusion; one line per
 		// acquisition: "<token> <counter value read>".

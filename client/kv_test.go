@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/internal/testcluster"
 	"github.com/cxkv/cxkv/raftnode"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -252,5 +253,52 @@ func TestWatchOfCompactedHistory(t *testing.T) {
 			t.Fatalf("watch from 1 after compaction: %v; want ErrCompacted", err)
 		}
 		break
+	}
+}
+
+// A write whose answer is lost is retried on a member that restored the
+// exactly-once table from a snapshot, after the leader that applied it is
+// gone: still one application, still the first result.
+func TestRetryAnsweredAcrossLeaderChangeAndSnapshot(t *testing.T) {
+	cl, _ := start(t, func(cfg *raftnode.Config) { cfg.SnapshotEntries, cfg.CatchUpEntries = 20, 5 })
+	leader := cl.WaitLeader()
+	lagger := (leader + 1) % 3
+	cl.Stop(lagger)
+	other := dial(t, cl.Endpoints())
+	var first atomic.Bool
+	scenario := func(ctx context.Context, m string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, m, req, reply, cc, opts...)
+		if err != nil || m != "/cxkv.v1.KV/Put" || first.Swap(true) {
+			return err
+		}
+		// The write applied. Before its answer arrives: compact the log
+		// past it, bring the lagging member back (it needs a snapshot),
+		// and stop the leader.
+		for i := range 60 {
+			if _, err := other.Put(context.Background(), fmt.Sprintf("fill/%d", i), nil, 0); err != nil {
+				t.Error(err)
+			}
+		}
+		cl.Restart(lagger)
+		testcluster.Eventually(t, 10*time.Second, "the lagging member catches up", func() bool {
+			return cl.Members[lagger].Status().Applied >= cl.Members[leader].Status().Applied
+		})
+		cl.Stop(leader)
+		return status.Error(codes.Unavailable, "test: answer lost")
+	}
+	c, err := client.New(client.Config{
+		Endpoints:   []string{cl.Endpoints()[leader], cl.Endpoints()[lagger]},
+		DialOptions: []grpc.DialOption{grpc.WithUnaryInterceptor(scenario)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Put(context.Background(), "once", []byte("x"), 0)
+	if err != nil || !res.Successful {
+		t.Fatalf("retried create = %+v, %v; want the first application's success", res, err)
+	}
+	if rec, _ := other.Get(context.Background(), "once"); rec.Index != res.Record.Index {
+		t.Fatalf("key at %d, the answer said %d", rec.Index, res.Record.Index)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -368,4 +369,46 @@ func TestExpiryAfterFailoverIsNeverEarly(t *testing.T) {
 		rec, err := c.Get(ctx, "ttl")
 		return err == nil && !rec.Exists()
 	})
+}
+
+// A holder paused (SIGSTOP) past its TTL loses the lock to another process;
+// resumed, its guarded write is refused, and the resource holds only the
+// second holder's write.
+func TestPausedHolderCannotWrite(t *testing.T) {
+	cl, c := start(t)
+	ctx := context.Background()
+	ttl := 500 * time.Millisecond
+	cmd := helper("pause", "ENDPOINTS="+strings.Join(cl.Endpoints(), ","), "TTL="+ttl.String(), "LOCK=p", "RESOURCE=p-data")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); err != nil || !strings.HasPrefix(line, "locked") {
+		t.Fatalf("helper: %q, %v", line, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// The cluster expires the paused holder's lock; this process takes it.
+	l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl}).Lock(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	if _, err := l.Put(ctx, "p-data", []byte("second holder")); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGCONT)
+	fmt.Fprintln(stdin, "write")
+	line, _ := out.ReadString('\n')
+	if !strings.HasPrefix(line, "rejected") || !strings.Contains(line, "lock lost") {
+		t.Fatalf("the resumed holder's guarded write: %q; want rejected with lock lost", line)
+	}
+	if rec, _ := c.Get(ctx, "p-data"); string(rec.Value) != "second holder" {
+		t.Fatalf("resource = %q; want only the second holder's write", rec.Value)
+	}
+	cmd.Wait()
 }
