@@ -129,6 +129,14 @@ func (s *kvService) Status(ctx context.Context, _ *cxkvpb.StatusRequest) (*cxkvp
 // Watch streams the history from the store at the watcher's own pace: a
 // slow watcher reads further behind, it never holds up apply or other
 // watchers. Between reads it sleeps on the applied-index broadcast.
+//
+// A response with no events is a progress notice: there are no events under
+// the prefix up to Header.AppliedIndex, so a client whose stream breaks
+// resumes from there (from_index = Header.AppliedIndex), or from the index
+// of the last event it received if that is larger. The notice's
+// AppliedIndex is exactly the index the scan before it covered, never the
+// member's applied index at send time, which may have moved past events the
+// scan did not see.
 func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) error {
 	from := r.GetFromIndex()
 	if from == 0 {
@@ -161,9 +169,14 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) 
 		}
 		if applied > from {
 			// Nothing under the prefix up to applied: say so, so a client
-			// resuming elsewhere need not re-read that stretch.
+			// resuming elsewhere need not re-read that stretch. applied was
+			// read before the scan, so the scan covered everything up to it;
+			// entries applied since may hold events it did not see, so the
+			// notice must not claim more.
 			from = applied
-			if err := stream.Send(&cxkvpb.WatchResponse{Header: s.header()}); err != nil {
+			h := s.header()
+			h.AppliedIndex = applied
+			if err := stream.Send(&cxkvpb.WatchResponse{Header: h}); err != nil {
 				return err
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/raftnode"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -88,7 +89,13 @@ func (c *Cluster) Client(i int) cxkvpb.KVClient {
 	c.connMu.Lock()
 	defer c.connMu.Unlock()
 	if c.conns[i] == nil {
-		conn, err := grpc.NewClient(c.cfgs[i].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(c.cfgs[i].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// Members restart within the test: reconnect in milliseconds,
+			// not after gRPC's default backoff of a second or more.
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 200 * time.Millisecond},
+				MinConnectTimeout: time.Second,
+			}))
 		if err != nil {
 			c.t.Fatal(err)
 		}
