@@ -151,6 +151,16 @@ func (c *Cluster) Start(id int) error {
 	return nil
 }
 
+// Pid is member id's process id, 0 while it is down.
+func (c *Cluster) Pid(id int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.procs[id-1]; p != nil {
+		return p.pid()
+	}
+	return 0
+}
+
 // Kill crashes member id with SIGKILL.
 func (c *Cluster) Kill(id int) {
 	c.mu.Lock()
@@ -310,6 +320,9 @@ func ServeCluster(ctx context.Context, cfg ServeConfig) (err error) {
 	}
 	ep := cl.EndpointsFlag()
 	say("cluster up, leader m%d, data in %s", leader, dir)
+	for id := 1; id <= members; id++ {
+		say("  m%d: pid %d, %s", id, cl.Pid(id), cl.addrs[id-1])
+	}
 	say("in other terminals:")
 	say("  export CXKV_ENDPOINTS=%s", ep)
 	say("  cxkv demo worker --scenario interactive --id alice")
@@ -335,7 +348,26 @@ func ServeCluster(ctx context.Context, cfg ServeConfig) (err error) {
 			if ctx.Err() != nil {
 				return nil
 			}
-			say("member m%d exited; the other two keep the cluster available", id)
+			// A member killed by hand comes back from its data dir, as a
+			// supervisor would bring it back: the demo shows it catch up.
+			say("member m%d exited; the other two keep the cluster available; restarting m%d in 2s", id, id)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(2 * time.Second):
+			}
+			if err := cl.Start(id); err != nil {
+				say("restart m%d: %v", id, err)
+				continue
+			}
+			say("m%d restarted from its data dir: pid %d", id, cl.Pid(id))
+			go func() {
+				select {
+				case <-cl.Done(id):
+					watch <- id
+				case <-ctx.Done():
+				}
+			}()
 		}
 	}
 }

@@ -215,6 +215,9 @@ func TestBank(t *testing.T) {
 		for _, chaos := range []bool{false, true} {
 			name := mode + map[bool]string{false: "", true: "-chaos"}[chaos]
 			t.Run(name, func(t *testing.T) {
+				if testing.Short() && !chaos {
+					t.Skip("-short: the chaos runs cover the calm ones")
+				}
 				t.Parallel()
 				args := []string{"--scenario", "bank", "--mode", mode, "--duration", demoDuration(), "--accounts", "4", "--lock-ttl", "1s"}
 				if chaos {
