@@ -116,6 +116,9 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 	case <-ctx.Done():
 		n.waits.remove(p.id)
 		return nil, 0, contextError(ctx.Err(), true)
+	case <-n.stopc:
+		n.waits.remove(p.id)
+		return nil, 0, errStopped
 	}
 }
 

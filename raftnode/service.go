@@ -156,6 +156,13 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) 
 		if err != nil {
 			return toStatus(err)
 		}
+		// Compaction or a snapshot restore may have removed history the
+		// watcher has not seen yet; the scan would then skip it silently.
+		if first, err := s.n.store.FirstEventIndex(); err != nil {
+			return toStatus(err)
+		} else if from+1 < first {
+			return cmpxchg.Errorf(codes.OutOfRange, "history after index %d was compacted while watching; re-read the keys and watch from %d or later", from, first-1)
+		}
 		if len(evs) > 0 {
 			resp := &cxkvpb.WatchResponse{Header: s.header()}
 			for _, e := range evs {
