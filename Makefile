@@ -7,7 +7,7 @@ BIN       := bin/cxkv
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
-STATICCHECK_VERSION        := 2026.1
+STATICCHECK_VERSION        := v0.8.2
 
 # Packages with goroutines run under the race detector.
 RACE_PKGS := ./kv/... ./raftnode/... ./internal/... ./client/...
