@@ -90,12 +90,6 @@ locks, exit.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext()
 			defer stop()
-			if lockMode == "" {
-				lockMode = "plain"
-				if cfg.Scenario == demo.ScenarioInteractive {
-					lockMode = "queue" // only queued waiters can be shown waiting
-				}
-			}
 			var err error
 			if cfg.LockMode, err = demo.ParseLockMode(lockMode); err != nil {
 				return usageError{err}
@@ -126,7 +120,7 @@ locks, exit.`,
 	f.StringVar(&cfg.Record, "record", "", "append what this worker did to this JSON-lines file")
 	f.StringVar(&cfg.Mode, "mode", demo.ModeLock, "bank: lock or optimistic")
 	f.DurationVar(&cfg.Duration, "duration", 0, "stop after this long (default: until Ctrl-C, or sold out)")
-	f.StringVar(&lockMode, "lock-mode", "", "queue (fair: waiters in line, shown as waiting) or plain (waiters race on each release); default queue for interactive, plain otherwise")
+	f.StringVar(&lockMode, "lock-mode", "queue", "queue (fair: waiters in line, shown as waiting) or plain (waiters race on each release)")
 	f.DurationVar(&cfg.LockTTL, "lock-ttl", 0, "TTL of this worker's locks (default 3s; interactive 5s)")
 	f.StringVar(&types, "room-types", "", "rooms: room types, comma-separated, for the first worker's setup (default standard,deluxe,suite)")
 	f.IntVar(&cfg.Rooms.Rooms, "rooms", 0, "rooms: rooms per type, for the first worker's setup")
@@ -180,7 +174,7 @@ mid-operation and starts a replacement.`,
 	f.IntVar(&cfg.Workers, "workers", 8, "worker processes")
 	f.DurationVar(&cfg.Duration, "duration", 20*time.Second, "how long the workers run (rooms ends sooner when sold out)")
 	f.BoolVar(&cfg.Chaos, "chaos", false, "kill and restart members, and kill a worker, during the run")
-	f.StringVar(&lockMode, "lock-mode", "plain", "queue (fair: waiters in line) or plain (waiters race on each release)")
+	f.StringVar(&lockMode, "lock-mode", "queue", "queue (fair: waiters in line) or plain (waiters race on each release)")
 	f.DurationVar(&cfg.LockTTL, "lock-ttl", 2*time.Second, "TTL of the workers' locks")
 	f.IntVar(&cfg.BasePort, "base-port", 0, "member 1 listens on this port, 2 and 3 on the next two (default: free ports)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "where the cluster's data, the records and the logs go (default: a temp dir)")

@@ -26,9 +26,9 @@ type RoomsConfig struct {
 	Rooms int      `json:"rooms"` // per type
 }
 
-// DefaultRoomsPerType sizes the hotel so that 8 workers sell it out within
-// the default 20s run on a small machine.
-const DefaultRoomsPerType = 200
+// DefaultRoomsPerType sizes the hotel so that 8 workers sell it out in
+// about 10s on a 2-core machine, within the default 20s run.
+const DefaultRoomsPerType = 700
 
 func (c RoomsConfig) withDefaults() RoomsConfig {
 	if len(c.Types) == 0 {

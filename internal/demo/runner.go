@@ -271,7 +271,7 @@ func (r *runner) progress(ctx context.Context, start time.Time) {
 	every := 500 * time.Millisecond
 	printEvery := 2 * time.Second
 	if !r.cfg.Live {
-		printEvery = 5 * time.Second
+		printEvery = 2 * time.Second
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
