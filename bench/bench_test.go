@@ -13,8 +13,17 @@ import (
 // The harness runs every workload against an in-process cxkv cluster for
 // about a second, so it cannot rot between `make bench` runs. etcd is never
 // needed here.
-func TestWorkloadsAgainstCxkv(t *testing.T) {
+//
+// One cluster serves every subtest: starting one costs more than a subtest.
+func TestHarness(t *testing.T) {
 	cl := testcluster.Start(t, 3)
+	t.Run("workloads", func(t *testing.T) { testWorkloads(t, cl) })
+	t.Run("broken-lock", func(t *testing.T) { testLockChecksCatchBrokenLock(t, cl) })
+	t.Run("wrong-reads", func(t *testing.T) { testChecksCatchWrongReads(t, cl) })
+	t.Run("delete-if", func(t *testing.T) { testDeleteIf(t, cl) })
+}
+
+func testWorkloads(t *testing.T, cl *testcluster.Cluster) {
 	backends := []Backend{
 		Cxkv{Endpoints: cl.Endpoints()},
 		Cxkv{Endpoints: cl.Endpoints(), Mode: client.PlainLock, Label: "cxkv-plain"},
@@ -34,6 +43,9 @@ func TestWorkloadsAgainstCxkv(t *testing.T) {
 				}
 				if res.Ops == 0 || res.OpsPerSec <= 0 || res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 {
 					t.Fatalf("implausible figures: %+v", res)
+				}
+				if (wl == LockContended || wl == LockMany) != (res.HoldP50 > 0) {
+					t.Fatalf("hold time is for lock workloads only: %+v", res)
 				}
 				t.Logf("%s %s: %.0f ops/s p50 %.2fms p99 %.2fms workers %d..%d ops", b.Name(), wl, res.OpsPerSec, res.P50, res.P99, res.MinWorkerOps, res.MaxWorkerOps)
 			})
@@ -62,8 +74,7 @@ func (noLock) Lock(context.Context, string) (Held, error) { return noLock{}, nil
 func (noLock) Unlock(context.Context) error               { return nil }
 func (noLock) Close() error                               { return nil }
 
-func TestLockChecksCatchBrokenLock(t *testing.T) {
-	cl := testcluster.Start(t, 3)
+func testLockChecksCatchBrokenLock(t *testing.T, cl *testcluster.Cluster) {
 	b := brokenLocks{Cxkv{Endpoints: cl.Endpoints()}}
 	// lock-many over a handful of keys, so the unlocked workers collide
 	// within the second.
@@ -98,8 +109,7 @@ func (c staleConn) Get(ctx context.Context, key string) ([]byte, uint64, error) 
 	return c.Conn.Get(ctx, key+"/never-written")
 }
 
-func TestReadAndCASChecksCatchWrongReads(t *testing.T) {
-	cl := testcluster.Start(t, 3)
+func testChecksCatchWrongReads(t *testing.T, cl *testcluster.Cluster) {
 	b := staleReads{Cxkv{Endpoints: cl.Endpoints()}}
 	for _, wl := range []string{GetRead, CASSeq} {
 		t.Run(wl, func(t *testing.T) {
@@ -115,8 +125,7 @@ func TestReadAndCASChecksCatchWrongReads(t *testing.T) {
 	}
 }
 
-func TestDeleteIf(t *testing.T) {
-	cl := testcluster.Start(t, 3)
+func testDeleteIf(t *testing.T, cl *testcluster.Cluster) {
 	ctx := t.Context()
 	c, err := Cxkv{Endpoints: cl.Endpoints()}.Connect(ctx)
 	if err != nil {

@@ -30,6 +30,10 @@ type Machine struct {
 	GoVersion   string `json:"go_version"`
 	EtcdVersion string `json:"etcd_version"`
 	EtcdClient  string `json:"etcd_client"`
+	// LoadBefore and LoadAfter are /proc/loadavg around the run: other
+	// work on the machine shows here, and it weighs on both sides.
+	LoadBefore string `json:"loadavg_before,omitempty"`
+	LoadAfter  string `json:"loadavg_after,omitempty"`
 }
 
 // Row compares the medians over rounds of one workload. Ratio is oriented
@@ -177,7 +181,7 @@ func WriteTable(w io.Writer, rows []Row, markdown bool) {
 // WriteDetail prints every backend's medians per workload, and the spread of
 // ops over workers (a lock worker that never acquired shows 0).
 func WriteDetail(w io.Writer, runs []Result, markdown bool) {
-	head := []string{"workload", "backend", "ops/s", "p50 ms", "p99 ms", "max ms", "ops per worker (min..max)", "rounds"}
+	head := []string{"workload", "backend", "ops/s", "p50 ms", "p99 ms", "max ms", "hold p50 ms", "server CPU ms/op", "ops per worker (min..max)", "rounds"}
 	var lines [][]string
 	for _, wl := range Workloads {
 		for _, b := range []string{"cxkv", "cxkv-plain", "etcd"} {
@@ -194,6 +198,8 @@ func WriteDetail(w io.Writer, runs []Result, markdown bool) {
 				num(median(rs, func(r Result) float64 { return r.P50 })),
 				num(median(rs, func(r Result) float64 { return r.P99 })),
 				num(median(rs, func(r Result) float64 { return r.Max })),
+				dash(median(rs, func(r Result) float64 { return r.HoldP50 })),
+				dash(median(rs, func(r Result) float64 { return r.ServerCPUPerOp })),
 				fmt.Sprintf("%d..%d", lo, hi), fmt.Sprint(len(rs))})
 		}
 	}
@@ -229,6 +235,13 @@ func writeGrid(w io.Writer, head []string, lines [][]string, markdown bool) {
 		fmt.Fprintln(tw, strings.Join(l, "\t"))
 	}
 	tw.Flush()
+}
+
+func dash(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return num(v)
 }
 
 func num(v float64) string {

@@ -43,6 +43,9 @@ type Config struct {
 	LockTTL time.Duration
 	// OpTimeout bounds one operation (30s).
 	OpTimeout time.Duration
+	// ServerCPU, if set, reads the CPU time the cluster's processes have
+	// used; Run then reports Result.ServerCPUPerOp over the timed part.
+	ServerCPU func() time.Duration
 }
 
 func (c Config) withDefaults(workload string) Config {
@@ -84,7 +87,15 @@ type Result struct {
 	// MinWorkerOps and MaxWorkerOps show starvation: a worker that waited
 	// through a whole lock-contended run has 0.
 	MinWorkerOps int64 `json:"min_worker_ops"`
-	MaxWorkerOps int64 `json:"max_worker_ops"`
+	// HoldP50 (lock-*) is the median time from acquired to released: the
+	// critical section plus the unlock. A handoff takes 1/OpsPerSec; what
+	// HoldP50 leaves of it is the lock protocol's own handoff latency.
+	HoldP50 float64 `json:"hold_p50_ms,omitempty"`
+	// ServerCPUPerOp is the CPU time the cluster's members spent per
+	// operation during the timed part, in milliseconds, summed over members
+	// (with Config.ServerCPU set).
+	ServerCPUPerOp float64 `json:"server_cpu_ms_per_op,omitempty"`
+	MaxWorkerOps   int64   `json:"max_worker_ops"`
 	// Check is "ok" or what the invariant check found wrong.
 	Check string `json:"check"`
 	// Error is set when the run could not be measured (an operation
@@ -149,6 +160,13 @@ func Run(ctx context.Context, b Backend, workload string, cfg Config) (Result, e
 		return Result{}, fmt.Errorf("%s on %s: %w", workload, b.Name(), err)
 	}
 	res.Workload, res.Backend = workload, b.Name()
+	if l, ok := w.(*lockWorkload); ok {
+		var all []time.Duration
+		for _, h := range l.holds {
+			all = append(all, h...)
+		}
+		res.HoldP50, _, _ = quantiles(all)
+	}
 	res.Check = "ok"
 	if err := w.check(r); err != nil {
 		res.Check = err.Error()
@@ -202,6 +220,10 @@ func (r *runner) measure(w worker) (Result, error) {
 		perG     = make([]int64, r.cfg.Workers)
 		firstErr atomic.Pointer[error]
 	)
+	var cpu0 time.Duration
+	if r.cfg.ServerCPU != nil {
+		cpu0 = r.cfg.ServerCPU()
+	}
 	start := time.Now()
 	for g := range r.cfg.Workers {
 		wg.Add(1)
@@ -233,6 +255,10 @@ func (r *runner) measure(w worker) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	var cpu time.Duration
+	if r.cfg.ServerCPU != nil {
+		cpu = r.cfg.ServerCPU() - cpu0
+	}
 	if p := firstErr.Load(); p != nil {
 		return Result{}, *p
 	}
@@ -241,6 +267,9 @@ func (r *runner) measure(w worker) (Result, error) {
 	}
 	res := Result{Workers: r.cfg.Workers, Ops: int64(len(all)), Seconds: elapsed.Seconds()}
 	res.OpsPerSec = float64(res.Ops) / res.Seconds
+	if res.Ops > 0 {
+		res.ServerCPUPerOp = ms(cpu) / float64(res.Ops)
+	}
 	res.P50, res.P99, res.Max = quantiles(all)
 	res.MinWorkerOps, res.MaxWorkerOps = perG[0], perG[0]
 	for _, n := range perG {
@@ -314,10 +343,12 @@ type lockWorkload struct {
 	keys     int
 	sessions []LockSession
 	acquired []atomic.Int64 // per lock
+	holds    []samples      // per goroutine
 }
 
 func (w *lockWorkload) setup(r *runner) error {
 	w.acquired = make([]atomic.Int64, w.keys)
+	w.holds = make([]samples, r.cfg.Workers)
 	w.sessions = make([]LockSession, r.cfg.Workers)
 	for g := range w.sessions {
 		// The session lives for the whole run (etcd ties its lease
@@ -352,7 +383,8 @@ func (w *lockWorkload) op(r *runner, g int, rng *rand.Rand, stop context.Context
 		}
 		return 0, false, fmt.Errorf("lock: %w", err)
 	}
-	waited := time.Since(t0)
+	acquired := time.Now()
+	waited := acquired.Sub(t0)
 	ctx, cancel := r.opCtx()
 	defer cancel()
 	counter := r.key("counter", k)
@@ -365,6 +397,7 @@ func (w *lockWorkload) op(r *runner, g int, rng *rand.Rand, stop context.Context
 	if uerr := h.Unlock(ctx); err == nil && uerr != nil {
 		err = fmt.Errorf("unlock: %w", uerr)
 	}
+	w.holds[g] = append(w.holds[g], time.Since(acquired))
 	return waited, err == nil, err
 }
 

@@ -47,6 +47,7 @@ func run() error {
 		pprofDir  = flag.String("pprof", "", "if set, start cxkv with --pprof and save each member's CPU, block and mutex profiles of round 1's cxkv runs here")
 		tmpParent = flag.String("tmp", "", "directory for the clusters' data dirs (default: the system temp dir)")
 		only1     = flag.String("backends", "cxkv,etcd", "backends to run (both for a comparison)")
+		keep      = flag.Bool("keep", false, "keep the data dirs and member logs (printed at the end) instead of removing them")
 	)
 	flag.Parse()
 	workloads := strings.Split(*only, ",")
@@ -76,17 +77,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if *keep {
+		defer fmt.Printf("kept data dirs and member logs in %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 
 	rep := bench.Report{
 		Date: time.Now().UTC(), GitCommit: gitCommit(*repo), Duration: duration.String(), Rounds: *rounds,
 		Machine: bench.Machine{
 			Cores: runtime.NumCPU(), CPU: cpuModel(), OS: runtime.GOOS + "/" + runtime.GOARCH,
 			GoVersion: runtime.Version(), EtcdVersion: bench.EtcdVersion(*etcdBin), EtcdClient: etcdClientVersion(),
+			LoadBefore: loadAvg(),
 		},
 	}
-	fmt.Printf("cxkv %s vs etcd %s (client %s); %d cores, %s; %d rounds of %v per workload and backend\n",
-		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration)
+	fmt.Printf("cxkv %s vs etcd %s (client %s); %d cores, %s; %d rounds of %v per workload and backend; load average %s\n",
+		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration, rep.Machine.LoadBefore)
 
 	for _, files := range []int{1, 3} {
 		f, err := bench.MeasureFsync(dir, files, *fsyncFor)
@@ -150,7 +156,13 @@ func run() error {
 				if *pprofDir != "" && round == 1 && b.Name() != "etcd" {
 					prof = startProfiles(ctx, pprofPorts, *duration, filepath.Join(*pprofDir, wl+"-"+b.Name()))
 				}
-				res, err := bench.Run(ctx, b, wl, bench.Config{Duration: *duration, Prefix: fmt.Sprintf("bench/%s/%s/r%d", wl, b.Name(), round)})
+				cl := cx
+				if b.Name() == "etcd" {
+					cl = etcd
+				}
+				res, err := bench.Run(ctx, b, wl, bench.Config{
+					Duration: *duration, Prefix: fmt.Sprintf("bench/%s/%s/r%d", wl, b.Name(), round), ServerCPU: cl.CPUTime,
+				})
 				prof.wait()
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -166,8 +178,8 @@ func run() error {
 				}
 				res.Round = round
 				rep.Runs = append(rep.Runs, res)
-				fmt.Printf("round %d %-15s %-10s %8.0f ops/s  p50 %7.2fms  p99 %7.2fms  max %7.1fms  workers %d..%d%s\n",
-					round, wl, b.Name(), res.OpsPerSec, res.P50, res.P99, res.Max, res.MinWorkerOps, res.MaxWorkerOps, mark)
+				fmt.Printf("round %d %-15s %-10s %8.0f ops/s  p50 %7.2fms  p99 %7.2fms  max %7.1fms  workers %d..%d  server CPU %.2fms/op%s\n",
+					round, wl, b.Name(), res.OpsPerSec, res.P50, res.P99, res.Max, res.MinWorkerOps, res.MaxWorkerOps, res.ServerCPUPerOp, mark)
 				if err := cx.Alive(); err != nil {
 					return err
 				}
@@ -181,6 +193,7 @@ func run() error {
 		}
 	}
 
+	rep.Machine.LoadAfter = loadAvg()
 	rep.Summary = bench.Summarize(rep.Runs)
 	fmt.Println()
 	bench.WriteTable(os.Stdout, rep.Summary, false)
@@ -213,8 +226,8 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 	}
 	defer f.Close()
 	w := bufio.NewWriter(f)
-	fmt.Fprintf(w, "Measured %s at cxkv %s: etcd %s (client %s), %d cores (%s), %s, %d rounds of %s per workload and backend, medians.\n\n",
-		rep.Date.Format("2006-01-02"), rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.Cores, rep.Machine.CPU, rep.Machine.GoVersion, rep.Rounds, rep.Duration)
+	fmt.Fprintf(w, "Measured %s at cxkv %s: etcd %s (client %s), %d cores (%s), %s, %d rounds of %s per workload and backend, medians; load average %s before, %s after.\n\n",
+		rep.Date.Format("2006-01-02"), rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.Cores, rep.Machine.CPU, rep.Machine.GoVersion, rep.Rounds, rep.Duration, rep.Machine.LoadBefore, rep.Machine.LoadAfter)
 	bench.WriteTable(w, rep.Summary, true)
 	fmt.Fprintln(w)
 	bench.WriteDetail(w, rep.Runs, true)
@@ -229,6 +242,11 @@ func gitCommit(repo string) string {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(strings.Fields(string(b))[:min(3, len(strings.Fields(string(b))))], " ")
 }
 
 func cpuModel() string {

@@ -1,0 +1,49 @@
+package bench
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// The ratio's orientation is the table's one promise: > 1 means cxkv is
+// better, for a throughput and for a latency alike.
+func TestSummarizeOrientsRatiosAndTargets(t *testing.T) {
+	run := func(wl, b string, ops, p50, p99 float64) Result {
+		return Result{Workload: wl, Backend: b, OpsPerSec: ops, P50: p50, P99: p99, Check: "ok"}
+	}
+	runs := []Result{
+		run(CASSeq, "cxkv", 900, 1, 3), run(CASSeq, "cxkv", 1000, 1.2, 3), run(CASSeq, "cxkv", 800, 0.8, 3),
+		run(CASSeq, "etcd", 300, 3, 6), run(CASSeq, "etcd", 300, 3, 6), run(CASSeq, "etcd", 300, 3, 6),
+		run(CASParallel, "cxkv", 1000, 10, 20), run(CASParallel, "etcd", 2000, 10, 20),
+		run(LockContended, "cxkv", 300, 50, 100), run(LockContended, "etcd", 100, 50, 200),
+		run(LockContended, "cxkv-plain", 300, 5, 900),
+		run(GetRead, "cxkv", 3000, 1, 2), run(GetRead, "etcd", 1000, 1, 2),
+		{Workload: GetRead, Backend: "etcd", Round: 2, Error: "request timed out"},
+	}
+	runs[1].Check = "mutual exclusion broken"
+	rows := map[string]Row{}
+	for _, r := range Summarize(runs) {
+		rows[r.Workload] = r
+	}
+	if r := rows[CASSeq]; r.Metric != "p50 ms" || r.Cxkv != 1 || r.Ratio != 3 || r.Met || !strings.Contains(r.Checks, "mutual exclusion") {
+		t.Errorf("cas-seq: want p50 medians 1 vs 3, ratio 3, not met because a check failed: %+v", r)
+	}
+	if r := rows[CASParallel]; r.Ratio != 0.5 || r.Met {
+		t.Errorf("cas-parallel: half etcd's throughput must read 0.5x, missed: %+v", r)
+	}
+	if r := rows[LockContended]; r.Ratio != 3 || r.P99Ratio != 2 || !r.Met {
+		t.Errorf("lock-contended: 3x handoffs, half the p99: met: %+v", r)
+	}
+	if r := rows[LockContended+" (plain)"]; r.Ratio != 3 || r.P99Ratio >= 1 || r.Target != 0 {
+		t.Errorf("lock-contended (plain) compares cxkv-plain with etcd, without target: %+v", r)
+	}
+	if r := rows[GetRead]; r.Ratio != 3 || !r.Met || !strings.Contains(r.Checks, "not measured") {
+		t.Errorf("get: the failed run is left out of the medians and named: %+v", r)
+	}
+	var buf bytes.Buffer
+	WriteTable(&buf, Summarize(runs), true)
+	if !strings.Contains(buf.String(), "| cas-seq | p50 ms | 1.00 | 3.00 | 3.00x |") {
+		t.Errorf("markdown table:\n%s", buf.String())
+	}
+}
