@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,9 @@ func testWorkloads(t *testing.T, cl *testcluster.Cluster) {
 				}
 				if res.Ops == 0 || res.OpsPerSec <= 0 || res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 {
 					t.Fatalf("implausible figures: %+v", res)
+				}
+				if runtime.GOOS == "linux" && res.ClientCPUPerOp <= 0 {
+					t.Fatalf("no client CPU measured: %+v", res)
 				}
 				if (wl == LockContended || wl == LockMany) != (res.HoldP50 > 0) {
 					t.Fatalf("hold time is for lock workloads only: %+v", res)

@@ -95,6 +95,10 @@ type Result struct {
 	// operation during the timed part, in milliseconds, summed over members
 	// (with Config.ServerCPU set).
 	ServerCPUPerOp float64 `json:"server_cpu_ms_per_op,omitempty"`
+	// ClientCPUPerOp is this process's CPU time per operation during the
+	// timed part: the client library's cost, which shares the machine's
+	// cores with the cluster.
+	ClientCPUPerOp float64 `json:"client_cpu_ms_per_op,omitempty"`
 	MaxWorkerOps   int64   `json:"max_worker_ops"`
 	// Check is "ok" or what the invariant check found wrong.
 	Check string `json:"check"`
@@ -224,6 +228,7 @@ func (r *runner) measure(w worker) (Result, error) {
 	if r.cfg.ServerCPU != nil {
 		cpu0 = r.cfg.ServerCPU()
 	}
+	self0 := selfCPU()
 	start := time.Now()
 	for g := range r.cfg.Workers {
 		wg.Add(1)
@@ -255,6 +260,7 @@ func (r *runner) measure(w worker) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	self := selfCPU() - self0
 	var cpu time.Duration
 	if r.cfg.ServerCPU != nil {
 		cpu = r.cfg.ServerCPU() - cpu0
@@ -269,6 +275,7 @@ func (r *runner) measure(w worker) (Result, error) {
 	res.OpsPerSec = float64(res.Ops) / res.Seconds
 	if res.Ops > 0 {
 		res.ServerCPUPerOp = ms(cpu) / float64(res.Ops)
+		res.ClientCPUPerOp = ms(self) / float64(res.Ops)
 	}
 	res.P50, res.P99, res.Max = quantiles(all)
 	res.MinWorkerOps, res.MaxWorkerOps = perG[0], perG[0]
