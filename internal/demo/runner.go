@@ -168,7 +168,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	}
 	r.table(entries, elapsed)
 	v := Check(cfg.Scenario, entries, st)
-	v.CheckLiveness(entries, max(5*time.Second, 4*cfg.LockTTL))
+	v.CheckLiveness(entries, max(8*time.Second, 4*cfg.LockTTL))
 	return r.verdict(v)
 }
 
