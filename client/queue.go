@@ -47,13 +47,27 @@ func (m *ProcessMonitor) acquireQueued(ctx context.Context, name string, wait bo
 
 // waitTurn returns nil once no entry created before l's remains.
 //
-// It reads the queue once, then follows it through a watch from the read's
-// applied index. That index may precede the state the read returned; the
-// replay of events the read already reflected can only make an earlier
+// Each round reads the queue, then follows it through a watch from the
+// read's applied index. That index may precede the state the read returned;
+// the replay of events the read already reflected can only make an earlier
 // entry reappear for a while, never vanish early, because an entry, once
 // deleted, is never written again (renewals compare its index). So "no
 // earlier entry" is never concluded before it is true.
+//
+// A round that sees no release within a TTL starts over with a fresh read:
+// a safety net that bounds the wait if the watch ever missed a release.
 func (l *Lock) waitTurn(ctx context.Context, wait bool) error {
+	for {
+		err := l.waitRound(ctx, wait)
+		if !errors.Is(err, errRoundOver) {
+			return err
+		}
+	}
+}
+
+var errRoundOver = errors.New("cxkv: no release seen within a TTL; read the queue again")
+
+func (l *Lock) waitRound(ctx context.Context, wait bool) error {
 	c := l.m.c
 	prefix := l.name + queueInfix
 	queue := map[string]uint64{} // entry key → create index
@@ -75,7 +89,7 @@ func (l *Lock) waitTurn(ctx context.Context, wait bool) error {
 		}
 		after = recs[len(recs)-1].Key
 	}
-	first := func() (string, uint64) {
+	first := func() string {
 		var k string
 		var min uint64
 		for key, ci := range queue {
@@ -83,23 +97,25 @@ func (l *Lock) waitTurn(ctx context.Context, wait bool) error {
 				k, min = key, ci
 			}
 		}
-		return k, min
+		return k
 	}
 	if _, ok := queue[l.key]; !ok {
 		return errRequeue
 	}
-	if k, _ := first(); k == l.key {
+	if first() == l.key {
 		return nil
 	}
 	if !wait {
-		k, _ := first()
-		holder, _ := c.Get(ctx, k)
+		holder, _ := c.Get(ctx, first())
 		return lockedError(l.name, holder)
 	}
-	wctx, cancel := context.WithCancel(ctx)
+	wctx, cancel := context.WithTimeout(ctx, l.m.opts.TTL)
 	defer cancel()
 	for ev, err := range c.Watch(wctx, prefix, from) {
 		if err != nil {
+			if ctx.Err() == nil && wctx.Err() != nil {
+				return errRoundOver
+			}
 			return err
 		}
 		switch ev.Type {
@@ -110,7 +126,7 @@ func (l *Lock) waitTurn(ctx context.Context, wait bool) error {
 				return errRequeue
 			}
 			delete(queue, ev.Record.Key)
-			if k, _ := first(); k == l.key {
+			if first() == l.key {
 				return nil
 			}
 		}
