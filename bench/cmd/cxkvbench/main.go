@@ -6,6 +6,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -236,12 +237,18 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 	return w.Flush()
 }
 
+// gitCommit names the commit measured, with "+dirty" when tracked files
+// differ from it (the binary was built from the working tree).
 func gitCommit(repo string) string {
 	out, err := exec.Command("git", "-C", repo, "rev-parse", "--short=12", "HEAD").Output()
 	if err != nil {
 		return "unknown"
 	}
-	return strings.TrimSpace(string(out))
+	commit := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", repo, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		commit += "+dirty"
+	}
+	return commit
 }
 
 func loadAvg() string {
