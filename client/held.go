@@ -65,8 +65,9 @@ func (l *Lock) Context() context.Context { return l.ctx }
 func (l *Lock) markLost(reason string) {
 	l.lostOnce.Do(func() {
 		l.lostReason = reason
-		close(l.lost)
+		// Cancel first: whoever sees Lost closed must find the context ended.
 		l.cancel()
+		close(l.lost)
 		if l.stopc != nil {
 			l.stopOnce.Do(func() { close(l.stopc) })
 		}
