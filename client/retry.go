@@ -39,9 +39,9 @@ func (c *Client) do(ctx context.Context, write bool, f attempt) error {
 	var (
 		last      error
 		ambiguous bool // a write attempt may have reached the log
-		backoff   = backoffBase
+		r         = retrier{c: c}
 	)
-	for tries := 1; ; tries++ {
+	for {
 		i, ep := c.pick()
 		actx, acancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 		h, err := f(actx, ep.kv)
@@ -64,24 +64,53 @@ func (c *Client) do(ctx context.Context, write bool, f attempt) error {
 			return err
 		}
 		last = err
-		c.failed(i)
-		if tries%len(c.endpoints) != 0 {
-			continue
-		}
-		sleep := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, backoffMax)
-		select {
-		case <-time.After(sleep):
-		case <-ctx.Done():
+		if werr := r.next(ctx, i); werr != nil {
+			if werr == ErrClosed {
+				return ErrClosed
+			}
 			if ambiguous {
 				return &outcomeUnknownError{last: last}
 			}
 			return last
-		case <-c.ctx.Done():
-			return ErrClosed
 		}
 	}
 }
+
+// retrier paces the attempts of one call after failures: the next member at
+// once, and after each full round of members a jittered, doubling pause.
+type retrier struct {
+	c       *Client
+	tries   int
+	backoff time.Duration
+}
+
+// next moves off the member at position failed and waits if a round is
+// complete. It returns ctx's error or ErrClosed if the wait was cut short.
+func (r *retrier) next(ctx context.Context, failed int) error {
+	r.c.failed(failed)
+	r.tries++
+	if r.tries%len(r.c.endpoints) != 0 {
+		return nil
+	}
+	if r.backoff == 0 {
+		r.backoff = backoffBase
+	}
+	sleep := r.backoff/2 + rand.N(r.backoff/2+1)
+	r.backoff = min(2*r.backoff, backoffMax)
+	t := time.NewTimer(sleep)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.c.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// reset starts the pacing over, after progress.
+func (r *retrier) reset() { r.tries, r.backoff = 0, 0 }
 
 // mayHaveApplied reports whether a failed write attempt could still have
 // reached the log. Only errors that prove the request was never accepted

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"math/rand/v2"
-	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"google.golang.org/grpc/codes"
@@ -32,8 +30,8 @@ func (c *Client) Watch(ctx context.Context, prefix string, from uint64) iter.Seq
 			}
 			from = now
 		}
-		backoff := backoffBase
-		for tries := 1; ; tries++ {
+		r := retrier{c: c}
+		for {
 			i, ep := c.pick()
 			delivered, err := c.watchOnce(ctx, ep, prefix, &from, yield)
 			if err == nil {
@@ -55,19 +53,11 @@ func (c *Client) Watch(ctx context.Context, prefix string, from uint64) iter.Seq
 				yield(Event{}, err)
 				return
 			}
-			c.failed(i)
 			if delivered {
-				backoff, tries = backoffBase, 1
+				r.reset()
 			}
-			if tries%len(c.endpoints) != 0 {
-				continue
-			}
-			sleep := backoff/2 + rand.N(backoff/2+1)
-			backoff = min(2*backoff, backoffMax)
-			select {
-			case <-time.After(sleep):
-			case <-ctx.Done():
-			case <-c.ctx.Done():
+			if r.next(ctx, i) != nil {
+				continue // the checks above end the iteration
 			}
 		}
 	}
