@@ -74,7 +74,14 @@ func (l *Lock) waitRound(ctx context.Context, wait bool) error {
 	var from uint64
 	after := ""
 	for {
-		recs, more, applied, err := c.listPage(ctx, prefix, after, listPageSize)
+		// A member that has applied our own entry holds every entry
+		// created before it, so a local (serializable) read there is as
+		// good as a linearizable one and saves a ReadIndex round; a member
+		// that lags is asked again linearizably.
+		recs, more, applied, err := c.listPage(ctx, prefix, after, listPageSize, Serializable())
+		if err == nil && applied < l.token {
+			recs, more, applied, err = c.listPage(ctx, prefix, after, listPageSize)
+		}
 		if err != nil {
 			return err
 		}

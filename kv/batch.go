@@ -16,6 +16,7 @@ import (
 type Batch struct {
 	b      *pebble.Batch
 	events map[uint64]uint16 // next event number per index in this batch
+	added  []Event           // the events of this batch, in log order
 	buf    []byte
 }
 
@@ -55,9 +56,14 @@ func (b *Batch) AddEvent(e Event) error {
 		return fmt.Errorf("kv: more than 65535 events at index %d", e.Record.Index)
 	}
 	b.events[e.Record.Index] = n + 1
+	b.added = append(b.added, e)
 	b.buf = encodeEvent(b.buf[:0], e)
 	return b.b.Set(eventKey(e.Record.Index, n), b.buf, nil)
 }
+
+// Events returns the events added to this batch, in log order. They belong
+// to the caller once the batch is committed.
+func (b *Batch) Events() []Event { return b.added }
 
 // SetApplied records the index of the last entry this batch applies.
 func (b *Batch) SetApplied(index uint64) error {

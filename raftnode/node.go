@@ -39,6 +39,7 @@ type Node struct {
 	waits   waitRegistry
 	reads   readBatcher
 	applied appliedIndex
+	feed    eventFeed
 	status  atomic.Pointer[Status]
 	snaps   snapshotHolder
 	expiry  *expiryQueue
@@ -124,6 +125,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return err
 	}
+	n.feed.reset(applied)
 	n.applied.set(applied)
 	rc := &raft.Config{
 		ID:              n.cfg.ID,

@@ -203,6 +203,7 @@ func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 	if err := b.Commit(false); err != nil {
 		return fmt.Errorf("commit applied state: %w", err)
 	}
+	n.feed.append(b.Events())
 	n.applied.set(last)
 	for _, a := range answers {
 		n.waits.trigger(a.id, a.r)
@@ -282,6 +283,7 @@ func (n *Node) restoreSnapshot(s *pb.Snapshot) error {
 	}
 	n.log.wasReset(meta.GetIndex(), meta.GetTerm())
 	n.log.setConfState(meta.GetConfState())
+	n.feed.reset(meta.GetIndex())
 	n.applied.set(meta.GetIndex())
 	n.cfg.Logger.Info("restored snapshot", "index", meta.GetIndex(), "term", meta.GetTerm())
 	return n.snaps.take(n)

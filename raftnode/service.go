@@ -3,11 +3,17 @@ package raftnode
 import (
 	"context"
 	"sort"
+	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/cmpxchg"
+	"github.com/cxkv/cxkv/kv"
 	"google.golang.org/grpc/codes"
 )
+
+// progressInterval is the least time between two progress notices on one
+// watch stream.
+const progressInterval = 100 * time.Millisecond
 
 // Version is reported by Status.
 var Version = "0.1.0-dev"
@@ -150,18 +156,12 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) 
 		return cmpxchg.Errorf(codes.OutOfRange, "history before index %d was compacted; watch from %d or later, after re-reading the keys", first, first-1)
 	}
 	ctx := stream.Context()
+	var lastSent time.Time
 	for {
 		applied, changed := s.n.applied.next()
-		evs, err := s.n.store.Events(r.GetPrefix(), from, 1000)
+		evs, err := s.events(r.GetPrefix(), from)
 		if err != nil {
-			return toStatus(err)
-		}
-		// Compaction or a snapshot restore may have removed history the
-		// watcher has not seen yet; the scan would then skip it silently.
-		if first, err := s.n.store.FirstEventIndex(); err != nil {
-			return toStatus(err)
-		} else if from+1 < first {
-			return cmpxchg.Errorf(codes.OutOfRange, "history after index %d was compacted while watching; re-read the keys and watch from %d or later", from, first-1)
+			return err
 		}
 		if len(evs) > 0 {
 			resp := &cxkvpb.WatchResponse{Header: s.header()}
@@ -171,6 +171,7 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) 
 			if err := stream.Send(resp); err != nil {
 				return err
 			}
+			lastSent = time.Now()
 			from = evs[len(evs)-1].Record.Index
 			continue
 		}
@@ -180,11 +181,17 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) 
 			// read before the scan, so the scan covered everything up to it;
 			// entries applied since may hold events it did not see, so the
 			// notice must not claim more.
+			// Notices are at most one per progressInterval: with many
+			// watchers, a message per watcher per apply cost more than the
+			// writes.
 			from = applied
-			h := s.header()
-			h.AppliedIndex = applied
-			if err := stream.Send(&cxkvpb.WatchResponse{Header: h}); err != nil {
-				return err
+			if time.Since(lastSent) >= progressInterval {
+				h := s.header()
+				h.AppliedIndex = applied
+				if err := stream.Send(&cxkvpb.WatchResponse{Header: h}); err != nil {
+					return err
+				}
+				lastSent = time.Now()
 			}
 		}
 		select {
@@ -195,4 +202,25 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) 
 			return cmpxchg.Errorf(codes.Unavailable, "member is shutting down; resume the watch on another member from index %d", from)
 		}
 	}
+}
+
+// events returns the next events under prefix after from: from the
+// in-memory feed when it reaches back that far, else from the store.
+func (s *kvService) events(prefix string, from uint64) ([]kv.Event, error) {
+	const page = 1000
+	if evs, ok := s.n.feed.since(prefix, from, page); ok {
+		return evs, nil
+	}
+	evs, err := s.n.store.Events(prefix, from, page)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	// Compaction or a snapshot restore may have removed history the
+	// watcher has not seen yet; the scan would then skip it silently.
+	if first, err := s.n.store.FirstEventIndex(); err != nil {
+		return nil, toStatus(err)
+	} else if from+1 < first {
+		return nil, cmpxchg.Errorf(codes.OutOfRange, "history after index %d was compacted while watching; re-read the keys and watch from %d or later", from, first-1)
+	}
+	return evs, nil
 }

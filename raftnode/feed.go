@@ -1,0 +1,75 @@
+package raftnode
+
+import (
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/cxkv/cxkv/kv"
+)
+
+// feedEvents is how many of the newest events the feed keeps in memory.
+const feedEvents = 16384
+
+// eventFeed holds the newest events in memory, so that watchers that keep
+// up are served without opening a store iterator on every apply: with many
+// watchers, that scan was most of the leader's CPU. A watcher further behind
+// than the feed reads the store.
+//
+// What must hold: every event with index > floor is in evs, in log order,
+// and apply appends an entry batch's events before it publishes the applied
+// index, so a watcher that read applied index A finds every event up to A.
+type eventFeed struct {
+	mu    sync.Mutex
+	floor uint64
+	evs   []kv.Event
+}
+
+// reset empties the feed: events after floor will be appended from now on.
+func (f *eventFeed) reset(floor uint64) {
+	f.mu.Lock()
+	f.floor, f.evs = floor, nil
+	f.mu.Unlock()
+}
+
+// append adds an applied batch's events, then drops the oldest whole
+// indexes beyond the feed's size.
+func (f *eventFeed) append(evs []kv.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.evs = append(f.evs, evs...)
+	if len(f.evs) <= feedEvents {
+		return
+	}
+	cut := len(f.evs) - feedEvents
+	// Never split an index: its events go together.
+	for cut < len(f.evs) && f.evs[cut].Record.Index == f.evs[cut-1].Record.Index {
+		cut++
+	}
+	f.floor = f.evs[cut-1].Record.Index
+	f.evs = append([]kv.Event(nil), f.evs[cut:]...)
+}
+
+// since returns up to limit events with index > from under prefix (never
+// ending inside an index), or ok false if the feed does not reach back to
+// from.
+func (f *eventFeed) since(prefix string, from uint64, limit int) (out []kv.Event, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if from < f.floor {
+		return nil, false
+	}
+	i := sort.Search(len(f.evs), func(i int) bool { return f.evs[i].Record.Index > from })
+	var last uint64
+	for ; i < len(f.evs); i++ {
+		e := f.evs[i]
+		if len(out) >= limit && e.Record.Index != last {
+			break
+		}
+		if strings.HasPrefix(e.Record.Key, prefix) {
+			out = append(out, e)
+			last = e.Record.Index
+		}
+	}
+	return out, true
+}
