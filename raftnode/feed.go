@@ -8,7 +8,8 @@ import (
 	"github.com/cxkv/cxkv/kv"
 )
 
-// feedEvents is how many of the newest events the feed keeps in memory.
+// feedEvents is how many of the newest events the feed keeps in memory, at
+// least (at most twice as many).
 const feedEvents = 16384
 
 // eventFeed holds the newest events in memory, so that watchers that keep
@@ -38,7 +39,9 @@ func (f *eventFeed) append(evs []kv.Event) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.evs = append(f.evs, evs...)
-	if len(f.evs) <= feedEvents {
+	// Trim only at twice the size, so the copy is paid once per feedEvents
+	// events, not on every apply.
+	if len(f.evs) < 2*feedEvents {
 		return
 	}
 	cut := len(f.evs) - feedEvents

@@ -48,11 +48,11 @@ func TestEventFeed(t *testing.T) {
 	// Trimming drops whole indexes and raises the floor to the last one
 	// dropped. Here the cut falls between the two events of index 100.
 	var many []kv.Event
-	for i := range feedEvents + 1 {
+	for i := range 2*feedEvents - 3 {
 		many = append(many, ev(uint64(100+i/2), "k"))
 	}
 	f.append(many)
-	if len(f.evs) > feedEvents || f.floor != 100 || f.evs[0].Record.Index != 101 {
+	if len(f.evs) > feedEvents || f.floor != uint64(100+(feedEvents-4)/2) || f.evs[0].Record.Index != f.floor+1 {
 		t.Fatalf("after trimming: %d events from %d, floor %d", len(f.evs), f.evs[0].Record.Index, f.floor)
 	}
 	if _, ok := f.since("", f.floor-1, 10); ok {
