@@ -2,7 +2,6 @@ package demo
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"os/exec"
 	"strings"
@@ -10,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/cxkv/cxkv/client"
 )
 
 // syncBuffer collects a process's output while the test reads it.
@@ -81,21 +78,7 @@ func (w *interactiveWorker) waitFor(t *testing.T, want string, within time.Durat
 // waits and both terminals show it; alice is killed with SIGKILL; bob gets
 // the lock once alice's TTL has run out, with a larger fencing token.
 func TestInteractiveCrashedHolder(t *testing.T) {
-	cl, err := StartCluster(ClusterConfig{Bin: testBin, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Stop()
-	c, err := client.New(client.Config{Endpoints: cl.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := cl.WaitLeader(ctx, c); err != nil {
-		t.Fatal(err)
-	}
+	cl, _, _ := startCluster(t, t.TempDir())
 
 	alice := startInteractive(t, cl.EndpointsFlag(), "alice")
 	alice.waitFor(t, "--- lock is free", 10*time.Second)

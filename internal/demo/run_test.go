@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/cxkv/cxkv/client"
 )
 
 // runDemo runs `cxkv demo run` as a real process tree (cluster, workers) and
@@ -36,21 +34,7 @@ func runDemo(t *testing.T, args ...string) string {
 // reads the demo's keys: the store itself, not the run's summary.
 func keptStore(t *testing.T, dir string) Store {
 	t.Helper()
-	cl, err := StartCluster(ClusterConfig{Bin: testBin, Dir: filepath.Join(dir, "cluster")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Stop()
-	c, err := client.New(client.Config{Endpoints: cl.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := cl.WaitLeader(ctx, c); err != nil {
-		t.Fatal(err)
-	}
+	_, c, ctx := startCluster(t, filepath.Join(dir, "cluster"))
 	st, err := ReadStore(ctx, c)
 	if err != nil {
 		t.Fatal(err)
