@@ -239,24 +239,12 @@ func (m *ProcessMonitor) acquirePlain(ctx context.Context, name string, wait boo
 		if !wait {
 			return nil, lockedError(name, res.Record)
 		}
-		// Wait for the holder's key to go, then race for it again.
-		if err := waitDeleted(ctx, m.c, name, res.Record.Index); err != nil {
+		// Wait for the holder's key to go (or a TTL, as a safety net), then
+		// race for it again.
+		if _, err := waitGone(ctx, m.c, name, res.Record.Index, m.opts.TTL); err != nil {
 			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
 		}
 	}
-}
-
-// waitDeleted returns when key is deleted or expires after index.
-func waitDeleted(ctx context.Context, c *Client, key string, index uint64) error {
-	for ev, err := range c.Watch(ctx, key, index) {
-		if err != nil {
-			return err
-		}
-		if ev.Record.Key == key && ev.Type != EventPut {
-			return nil
-		}
-	}
-	return ctx.Err()
 }
 
 func lockedError(name string, holder Record) error {

@@ -47,96 +47,100 @@ func (m *ProcessMonitor) acquireQueued(ctx context.Context, name string, wait bo
 
 // waitTurn returns nil once no entry created before l's remains.
 //
-// Each round reads the queue, then follows it through a watch from the
-// read's applied index. That index may precede the state the read returned;
-// the replay of events the read already reflected can only make an earlier
-// entry reappear for a while, never vanish early, because an entry, once
-// deleted, is never written again (renewals compare its index). So "no
-// earlier entry" is never concluded before it is true.
+// It reads the queue, finds the entry just before its own (its
+// predecessor), and watches only that key until it is deleted or expires,
+// then reads again: the predecessor may have been a waiter that gave up, not
+// the holder. So each release wakes exactly one waiter (no herd, and one
+// watch event per release instead of one per waiter), as etcd's Mutex and
+// ZooKeeper's lock recipe do.
 //
-// A round that sees no release within a TTL starts over with a fresh read:
-// a safety net that bounds the wait if the watch ever missed a release.
+// A read must reflect at least our own entry and the deletion that woke us:
+// an entry, once deleted, is never written again (renewals compare its
+// index), so such a read never shows an earlier entry as gone before it is.
+// A wait that sees no deletion within a TTL reads again: a safety net that
+// bounds the wait if a watch ever missed one.
 func (l *Lock) waitTurn(ctx context.Context, wait bool) error {
+	c := l.m.c
+	atLeast := l.token
 	for {
-		err := l.waitRound(ctx, wait)
-		if !errors.Is(err, errRoundOver) {
+		queue, applied, err := l.readQueue(ctx, atLeast)
+		if err != nil {
 			return err
 		}
+		var pred, head Record
+		mine := false
+		for _, r := range queue {
+			if r.Key == l.key {
+				mine = true
+				continue
+			}
+			if r.CreateIndex < l.token {
+				if r.CreateIndex > pred.CreateIndex {
+					pred = r
+				}
+				if head.Key == "" || r.CreateIndex < head.CreateIndex {
+					head = r
+				}
+			}
+		}
+		switch {
+		case !mine:
+			return errRequeue
+		case pred.Key == "":
+			return nil
+		case !wait:
+			return lockedError(l.name, head)
+		}
+		gone, err := waitGone(ctx, c, pred.Key, applied, l.m.opts.TTL)
+		if err != nil {
+			return err
+		}
+		atLeast = max(atLeast, gone)
 	}
 }
 
-var errRoundOver = errors.New("cxkv: no release seen within a TTL; read the queue again")
-
-func (l *Lock) waitRound(ctx context.Context, wait bool) error {
-	c := l.m.c
+// readQueue reads every entry of l's queue, and the applied index of the
+// member that answered, which has applied at least index atLeast.
+func (l *Lock) readQueue(ctx context.Context, atLeast uint64) (queue []Record, applied uint64, err error) {
 	prefix := l.name + queueInfix
-	queue := map[string]uint64{} // entry key → create index
-	var from uint64
 	after := ""
 	for {
-		// A member that has applied our own entry holds every entry
-		// created before it, so a local (serializable) read there is as
-		// good as a linearizable one and saves a ReadIndex round; a member
-		// that lags is asked again linearizably.
-		recs, more, applied, err := c.listPage(ctx, prefix, after, listPageSize, Serializable())
-		if err == nil && applied < l.token {
-			recs, more, applied, err = c.listPage(ctx, prefix, after, listPageSize)
+		// A member that has applied atLeast answers as well from its local
+		// state as a linearizable read would, without a ReadIndex round; a
+		// member that lags is asked again linearizably.
+		recs, more, at, err := l.m.c.listPage(ctx, prefix, after, listPageSize, Serializable())
+		if err == nil && at < atLeast {
+			recs, more, at, err = l.m.c.listPage(ctx, prefix, after, listPageSize)
 		}
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
-		if from == 0 {
-			from = applied
+		if applied == 0 {
+			applied = at
 		}
-		for _, r := range recs {
-			queue[r.Key] = r.CreateIndex
-		}
+		queue = append(queue, recs...)
 		if !more || len(recs) == 0 {
-			break
+			return queue, applied, nil
 		}
 		after = recs[len(recs)-1].Key
 	}
-	first := func() string {
-		var k string
-		var min uint64
-		for key, ci := range queue {
-			if k == "" || ci < min {
-				k, min = key, ci
-			}
-		}
-		return k
-	}
-	if _, ok := queue[l.key]; !ok {
-		return errRequeue
-	}
-	if first() == l.key {
-		return nil
-	}
-	if !wait {
-		holder, _ := c.Get(ctx, first())
-		return lockedError(l.name, holder)
-	}
-	wctx, cancel := context.WithTimeout(ctx, l.m.opts.TTL)
+}
+
+// waitGone waits until key is deleted or expires after index, and returns
+// the index of the deletion; or 0 after a wait of limit with neither.
+func waitGone(ctx context.Context, c *Client, key string, index uint64, limit time.Duration) (uint64, error) {
+	wctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	for ev, err := range c.Watch(wctx, prefix, from) {
+	for ev, err := range c.Watch(wctx, key, index) {
 		if err != nil {
 			if ctx.Err() == nil && wctx.Err() != nil {
-				return errRoundOver
+				return 0, nil // read the queue again
 			}
-			return err
+			return 0, err
 		}
-		switch ev.Type {
-		case EventPut:
-			queue[ev.Record.Key] = ev.Record.CreateIndex
-		default:
-			if ev.Record.Key == l.key {
-				return errRequeue
-			}
-			delete(queue, ev.Record.Key)
-			if first() == l.key {
-				return nil
-			}
+		if ev.Record.Key == key && ev.Type != EventPut {
+			return ev.Record.Index, nil
 		}
 	}
-	return ctx.Err()
+	return 0, ctx.Err()
 }
