@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
@@ -128,7 +129,10 @@ func (l *Lock) readQueue(ctx context.Context, atLeast uint64) (queue []Record, a
 
 // waitGone waits until key is deleted or expires after index, and returns
 // the index of the deletion; or 0 after a wait of limit with neither.
+// The limit is jittered (±25%) so that waiters that fell back to reading
+// again do not do it in step.
 func waitGone(ctx context.Context, c *Client, key string, index uint64, limit time.Duration) (uint64, error) {
+	limit = limit*3/4 + rand.N(limit/2+1)
 	wctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for ev, err := range c.Watch(wctx, key, index) {
