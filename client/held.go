@@ -36,6 +36,9 @@ type Lock struct {
 	stopOnce  sync.Once
 	stopc     chan struct{}
 	renewDone chan struct{}
+
+	stopWatch func()
+	watchDone chan struct{}
 }
 
 // Name is the lock's name.
@@ -61,6 +64,37 @@ func (l *Lock) Lost() <-chan struct{} { return l.lost }
 // Context is cancelled when the lock is lost or released: run the critical
 // section under it to stop work the lock no longer protects.
 func (l *Lock) Context() context.Context { return l.ctx }
+
+// watchKey follows the lock's key while it is held, so a force-release or
+// an expiry closes Lost at once rather than at the next renewal. If the
+// watch fails, the renewals remain the check.
+func (l *Lock) watchKey() {
+	ctx, cancel := context.WithCancel(l.ctx)
+	l.stopWatch = cancel
+	l.watchDone = make(chan struct{})
+	l.mu.Lock()
+	from := l.index
+	l.mu.Unlock()
+	go func() {
+		defer close(l.watchDone)
+		for ev, err := range l.m.c.Watch(ctx, l.key, from) {
+			if err != nil {
+				return
+			}
+			if ev.Record.Key == l.key && ev.Type != EventPut {
+				l.markLost(fmt.Sprintf("the key was %sd at index %d", ev.Type, ev.Record.Index))
+				return
+			}
+		}
+	}()
+}
+
+func (l *Lock) stopWatching() {
+	if l.stopWatch != nil {
+		l.stopWatch()
+		<-l.watchDone
+	}
+}
 
 func (l *Lock) markLost(reason string) {
 	l.lostOnce.Do(func() {
@@ -94,6 +128,7 @@ func (l *Lock) Unlock() error {
 // UnlockContext is Unlock under ctx.
 func (l *Lock) UnlockContext(ctx context.Context) error {
 	l.stopRenewal()
+	l.stopWatching() // before our own delete, which it would take for a loss
 	l.m.forget(l)
 	l.mu.Lock()
 	defer l.mu.Unlock()

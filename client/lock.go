@@ -149,6 +149,7 @@ func (m *ProcessMonitor) acquire(ctx context.Context, name string, wait bool) (*
 		return nil, err
 	}
 	l.waited = time.Since(start)
+	l.watchKey()
 	m.mu.Lock()
 	m.held[l] = struct{}{}
 	m.mu.Unlock()

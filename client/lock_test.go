@@ -16,6 +16,9 @@ import (
 
 	"github.com/cxkv/cxkv/client"
 	"github.com/cxkv/cxkv/internal/testcluster"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 var modes = []client.LockMode{client.QueueLock, client.PlainLock}
@@ -242,9 +245,19 @@ func TestForceReleasedHolderIsLost(t *testing.T) {
 // holder has it, the old holder's write is refused even before its own
 // renewal noticed.
 func TestGuardedWriteAfterTakeover(t *testing.T) {
-	_, c := start(t)
+	cl, c := start(t)
 	ctx := context.Background()
-	a := client.NewProcessMonitor(c, client.LockOptions{TTL: time.Hour, Name: "a"})
+	// The holder's client cannot watch, and its TTL is long: only the
+	// cluster's check inside the transaction can refuse its write.
+	noWatch := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return nil, status.Error(codes.Unimplemented, "test: no watches")
+	}
+	blind, err := client.New(client.Config{Endpoints: cl.Endpoints(), DialOptions: []grpc.DialOption{grpc.WithStreamInterceptor(noWatch)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blind.Close()
+	a := client.NewProcessMonitor(blind, client.LockOptions{TTL: time.Hour, Name: "a"})
 	la, _ := a.Lock(ctx, "g")
 	client.ForceRelease(ctx, c, "g")
 	res, err := la.Txn(ctx, []client.Compare{client.Absent("g-data")}, []client.Op{client.PutOp("g-data", []byte("a"), 0)})
@@ -411,4 +424,30 @@ func TestPausedHolderCannotWrite(t *testing.T) {
 		t.Fatalf("resource = %q; want only the second holder's write", rec.Value)
 	}
 	cmd.Wait()
+}
+
+// The holder follows its own key, so a force-release closes Lost at once,
+// not at the next renewal (with this TTL, 20 minutes away).
+func TestForceReleaseIsNoticedAtOnce(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			_, c := start(t)
+			ctx := context.Background()
+			l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: time.Hour, Mode: mode}).Lock(ctx, "now")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := client.ForceRelease(ctx, c, "now"); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-l.Lost():
+			case <-time.After(10 * time.Second):
+				t.Fatal("Lost did not close after a force-release")
+			}
+			if err := l.Unlock(); !errors.Is(err, client.ErrLockLost) || !strings.Contains(err.Error(), "deleted at index") {
+				t.Fatalf("Unlock: %v; want ErrLockLost naming the deletion", err)
+			}
+		})
+	}
 }
