@@ -18,6 +18,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/cmpxchg/cmpxchgtest"
 	"github.com/cxkv/cxkv/internal/testcluster"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -65,8 +66,7 @@ type script struct {
 	endpoints []string
 	dead      string
 	hang      string
-	byIndex   map[uint64]int
-	byOrdinal map[int]uint64
+	indexes   cmpxchgtest.IndexNames
 	client    *client.Client
 	locks     map[string]*client.Lock
 	host      string
@@ -74,7 +74,7 @@ type script struct {
 
 func newScript(t *testing.T) *script {
 	c := testcluster.Start(t, 3)
-	s := &script{t: t, cluster: c, endpoints: c.Endpoints(), byIndex: map[uint64]int{}, byOrdinal: map[int]uint64{}, locks: map[string]*client.Lock{}}
+	s := &script{t: t, cluster: c, endpoints: c.Endpoints(), locks: map[string]*client.Lock{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -181,10 +181,7 @@ var atIndex = regexp.MustCompile(`@(\d+)`)
 func (s *script) deref(text string) string {
 	return atIndex.ReplaceAllStringFunc(text, func(m string) string {
 		n, _ := strconv.Atoi(m[1:])
-		if i, ok := s.byOrdinal[n]; ok {
-			return strconv.FormatUint(i, 10)
-		}
-		return strconv.FormatUint(1<<40+uint64(n), 10)
+		return strconv.FormatUint(s.indexes.Index(n), 10)
 	})
 }
 
@@ -229,18 +226,7 @@ func (s *script) runCLI(t *testing.T, d *datadriven.TestData, tty bool) string {
 }
 
 // idx names a log index as @N.
-func (s *script) idx(i uint64) string {
-	if i == 0 {
-		return "0"
-	}
-	n, ok := s.byIndex[i]
-	if !ok {
-		n = len(s.byIndex) + 1
-		s.byIndex[i] = n
-		s.byOrdinal[n] = i
-	}
-	return "@" + strconv.Itoa(n)
-}
+func (s *script) idx(i uint64) string { return s.indexes.Name(i) }
 
 var (
 	addrRE    = regexp.MustCompile(`127\.0\.0\.1:\d+`)

@@ -39,7 +39,7 @@ func RunScripts(t *testing.T, dir string, newTarget func(t *testing.T) Target) {
 	sort.Strings(files)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			e := &env{target: newTarget(t), byOrdinal: map[int]uint64{}, byIndex: map[uint64]int{}}
+			e := &env{target: newTarget(t)}
 			datadriven.RunTest(t, f, e.handle)
 		})
 	}
@@ -47,8 +47,7 @@ func RunScripts(t *testing.T, dir string, newTarget func(t *testing.T) Target) {
 
 type env struct {
 	target    Target
-	byOrdinal map[int]uint64
-	byIndex   map[uint64]int
+	indexes   IndexNames
 	lastWrite func(context.Context) (string, error) // for the dup verb
 }
 
@@ -81,18 +80,7 @@ func (e *env) handle(t *testing.T, d *datadriven.TestData) string {
 }
 
 // idx names a log index as @N.
-func (e *env) idx(i uint64) string {
-	if i == 0 {
-		return "0"
-	}
-	n, ok := e.byIndex[i]
-	if !ok {
-		n = len(e.byIndex) + 1
-		e.byIndex[i] = n
-		e.byOrdinal[n] = i
-	}
-	return "@" + strconv.Itoa(n)
-}
+func (e *env) idx(i uint64) string { return e.indexes.Name(i) }
 
 // index reads @N (or 0). An @N not seen yet stands for an index that no key
 // has, so scripts can ask for a compare that must fail.
@@ -104,10 +92,7 @@ func (e *env) index(s string) (uint64, error) {
 	if !strings.HasPrefix(s, "@") || err != nil {
 		return 0, fmt.Errorf("index %q: want 0 or @N", s)
 	}
-	if i, ok := e.byOrdinal[n]; ok {
-		return i, nil
-	}
-	return 1<<50 + uint64(n), nil
+	return e.indexes.Index(n), nil
 }
 
 func (e *env) record(r *cxkvpb.Record) string {
