@@ -88,7 +88,8 @@ func TestTxn(t *testing.T) {
 	res, err := c.Txn(ctx,
 		[]client.Compare{client.IndexIs("acct/a", a.Record.Index), client.IndexIs("acct/b", b.Record.Index), client.Absent("acct/c")},
 		[]client.Op{client.PutOp("acct/a", []byte("70"), 0), client.PutOp("acct/b", []byte("80"), 0), client.GetOp("acct/c")})
-	if err != nil || !res.Successful || res.FailedCompare != -1 || res.Results[0].Index != res.Index || res.Results[1].Index != res.Index || res.Results[2].Exists() {
+	if err != nil || !res.Successful || res.FailedCompare != -1 || res.Results[0].Index != res.Index || res.Results[1].Index != res.Index ||
+		res.Results[2].Exists() || res.Results[2].Key != "acct/c" || res.Compared[2].Key != "acct/c" {
 		t.Fatalf("transfer = %+v, %v", res, err)
 	}
 	res, err = c.Txn(ctx,
@@ -168,7 +169,8 @@ func TestUnknownOutcomeIsReported(t *testing.T) {
 }
 
 func TestFailoverKeepsWriting(t *testing.T) {
-	cl, c := start(t)
+	cl, _ := start(t)
+	c := dial(t, leaderFirst(cl))
 	ctx := context.Background()
 	if _, err := c.Put(ctx, "f/0", nil, 0); err != nil {
 		t.Fatal(err)
@@ -184,7 +186,8 @@ func TestFailoverKeepsWriting(t *testing.T) {
 // Watch delivers every event once, in log order, while the leader changes
 // under it: the watcher resumes on another member from the last index.
 func TestWatchAcrossLeaderChange(t *testing.T) {
-	cl, c := start(t)
+	cl, _ := start(t)
+	c := dial(t, leaderFirst(cl)) // the watch starts on the leader that is stopped
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start, err := c.Put(ctx, "w/start", nil, 0)

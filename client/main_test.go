@@ -33,3 +33,13 @@ func dial(t *testing.T, endpoints []string) *client.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// leaderFirst lists the endpoints with the leader's first: a client made
+// with them talks to the leader from its first call, so stopping the leader
+// is sure to cut it off and make it fail over.
+func leaderFirst(cl *testcluster.Cluster) []string {
+	eps := cl.Endpoints()
+	l := cl.WaitLeader()
+	eps[0], eps[l] = eps[l], eps[0]
+	return eps
+}

@@ -79,21 +79,14 @@ func (c *Client) Txn(ctx context.Context, compares []Compare, ops []Op) (TxnResu
 	if err != nil {
 		return TxnResult{}, err
 	}
+	// The cluster names every key in its answer, absent ones too (index 0),
+	// and reports FailedCompare -1 on success.
 	out := TxnResult{Successful: resp.GetSuccessful(), FailedCompare: int(resp.GetFailedCompare()), Index: resp.GetIndex()}
-	if out.Successful {
-		out.FailedCompare = -1
+	for _, r := range resp.GetCompared() {
+		out.Compared = append(out.Compared, fromProto(r))
 	}
-	for i, r := range resp.GetCompared() {
-		rec := fromProto(r)
-		rec.Key = compares[i].pb.GetKey()
-		out.Compared = append(out.Compared, rec)
-	}
-	for i, r := range resp.GetResults() {
-		rec := fromProto(r.GetRecord())
-		if !r.GetFound() && ops[i].pb.GetType() != cxkvpb.TxnOp_PUT {
-			rec = Record{Key: ops[i].pb.GetKey()}
-		}
-		out.Results = append(out.Results, rec)
+	for _, r := range resp.GetResults() {
+		out.Results = append(out.Results, fromProto(r.GetRecord()))
 	}
 	return out, nil
 }
