@@ -155,11 +155,7 @@ func TestWatchExactlyOnceAcrossLeaderChange(t *testing.T) {
 			victim = int(watching.Load())
 		}
 		t.Logf("stop member %d (%s)", victim+1, f)
-		down[victim].Store(true)
-		c.Stop(victim)
-		time.Sleep(downFor)
-		c.Restart(victim)
-		down[victim].Store(false)
+		bounce(c, victim, downFor, down[:])
 	}
 	time.Sleep(pace)
 	stop.Store(true)
