@@ -49,7 +49,7 @@ func retryable(parent context.Context, err error) bool {
 		return false
 	}
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
+	case codes.Unavailable, codes.DeadlineExceeded:
 		return true
 	case codes.Canceled:
 		// The member cancelled (it is shutting down); ours is alive.
