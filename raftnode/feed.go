@@ -8,9 +8,13 @@ import (
 	"github.com/cxkv/cxkv/kv"
 )
 
-// feedEvents is how many of the newest events the feed keeps in memory, at
-// least (at most twice as many).
-const feedEvents = 16384
+// The feed keeps the newest feedEvents events, or fewer if their keys and
+// values pass feedBytes (values may be a MiB each); it trims when either
+// doubles, so the copy is paid once per that many events, not per apply.
+const (
+	feedEvents = 16384
+	feedBytes  = 32 << 20
+)
 
 // eventFeed holds the newest events in memory, so that watchers that keep
 // up are served without opening a store iterator on every apply: with many
@@ -24,29 +28,38 @@ type eventFeed struct {
 	mu    sync.Mutex
 	floor uint64
 	evs   []kv.Event
+	bytes int // keys and values in evs
 }
+
+func eventBytes(e kv.Event) int { return len(e.Record.Key) + len(e.Record.Value) }
 
 // reset empties the feed: events after floor will be appended from now on.
 func (f *eventFeed) reset(floor uint64) {
 	f.mu.Lock()
-	f.floor, f.evs = floor, nil
+	f.floor, f.evs, f.bytes = floor, nil, 0
 	f.mu.Unlock()
 }
 
 // append adds an applied batch's events, then drops the oldest whole
-// indexes beyond the feed's size.
+// indexes beyond the feed's bounds.
 func (f *eventFeed) append(evs []kv.Event) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.evs = append(f.evs, evs...)
-	// Trim only at twice the size, so the copy is paid once per feedEvents
-	// events, not on every apply.
-	if len(f.evs) < 2*feedEvents {
+	for _, e := range evs {
+		f.bytes += eventBytes(e)
+	}
+	if len(f.evs) < 2*feedEvents && f.bytes < 2*feedBytes {
 		return
 	}
-	cut := len(f.evs) - feedEvents
+	cut := 0
+	for cut < len(f.evs) && (len(f.evs)-cut > feedEvents || f.bytes > feedBytes) {
+		f.bytes -= eventBytes(f.evs[cut])
+		cut++
+	}
 	// Never split an index: its events go together.
 	for cut < len(f.evs) && f.evs[cut].Record.Index == f.evs[cut-1].Record.Index {
+		f.bytes -= eventBytes(f.evs[cut])
 		cut++
 	}
 	f.floor = f.evs[cut-1].Record.Index

@@ -62,3 +62,19 @@ func TestEventFeed(t *testing.T) {
 		t.Fatalf("first index after the floor: %d events, want both of its events", len(got))
 	}
 }
+
+// Large values bound the feed by bytes, not by count.
+func TestEventFeedBoundsBytes(t *testing.T) {
+	var f eventFeed
+	f.reset(0)
+	big := make([]byte, 1<<20)
+	for i := range 2 * feedBytes >> 20 {
+		f.append([]kv.Event{{Type: kv.EventPut, Record: kv.Record{Key: "k", Index: uint64(i + 1), Value: big}}})
+	}
+	if f.bytes > feedBytes || len(f.evs) == 0 || f.evs[0].Record.Index != f.floor+1 {
+		t.Fatalf("feed holds %d bytes in %d events from %d (floor %d); want at most %d", f.bytes, len(f.evs), f.evs[0].Record.Index, f.floor, feedBytes)
+	}
+	if _, ok := f.since("", f.floor, 10); !ok {
+		t.Fatal("since(floor) refused")
+	}
+}
