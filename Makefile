@@ -10,19 +10,19 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 
 # Packages with goroutines run under the race detector.
-RACE_PKGS := ./kv/... ./raftnode/... ./internal/... ./client/...
+RACE_PKGS := ./kv/... ./raftnode/... ./internal/... ./cmd/cxkv/internal/... ./client/...
 
-.PHONY: all build test test-race test-short lint proto demo bench clean tools-proto
+.PHONY: all build test test-race test-short lint proto proto-check demo bench clean tools-proto
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cxkv
 
-# The whole suite: vet, every package, the race detector on the concurrent
-# ones. Kept under 10 minutes on 2 cores.
-test: build
-	$(GO) vet ./...
+# The whole suite: lint (gofmt, vet, staticcheck), the generated code against
+# the .proto, every package, the race detector on the concurrent ones. Kept
+# under 10 minutes on 2 cores.
+test: build lint proto-check
 	$(GO) test -count=1 -timeout 8m ./...
 	$(GO) test -count=1 -race -timeout 8m -short $(RACE_PKGS)
 	cd bench && $(GO) test -count=1 -timeout 5m ./...
@@ -33,8 +33,10 @@ test-short:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@command -v $(GOBIN)/staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	cd bench && $(GO) vet ./...
+	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN)/staticcheck ./...
+	cd bench && $(GOBIN)/staticcheck ./...
 
 tools-proto:
 	@command -v protoc >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
@@ -49,6 +51,22 @@ proto: tools-proto
 		--go_out=api/cxkvpb --go_opt=paths=source_relative \
 		--go-grpc_out=api/cxkvpb --go-grpc_opt=paths=source_relative \
 		api/cxkvpb/cxkv.proto
+
+# Regenerates into a temp dir and fails if the committed code differs: a
+# change to cxkv.proto must come with its generated code.
+proto-check: tools-proto
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	protoc --proto_path=api/cxkvpb \
+		--plugin=protoc-gen-go=$(GOBIN)/protoc-gen-go \
+		--plugin=protoc-gen-go-grpc=$(GOBIN)/protoc-gen-go-grpc \
+		--go_out=$$tmp --go_opt=paths=source_relative \
+		--go-grpc_out=$$tmp --go-grpc_opt=paths=source_relative \
+		api/cxkvpb/cxkv.proto && \
+	for f in cxkv.pb.go cxkv_grpc.pb.go; do \
+		if ! cmp -s $$tmp/$$f api/cxkvpb/$$f; then \
+			echo "api/cxkvpb/$$f differs from what make proto generates:"; diff -u api/cxkvpb/$$f $$tmp/$$f | head -40; exit 1; \
+		fi; \
+	done
 
 # The demo: a local 3-member cluster as child processes, 8 worker processes
 # booking hotel rooms under locks, a live progress line, a table and a

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
-	"github.com/cxkv/cxkv/internal/testcluster"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
 
 // The harness runs every workload against an in-process cxkv cluster for
@@ -17,14 +17,14 @@ import (
 //
 // One cluster serves every subtest: starting one costs more than a subtest.
 func TestHarness(t *testing.T) {
-	cl := testcluster.Start(t, 3)
+	cl := raftnodetest.Start(t, 3)
 	t.Run("workloads", func(t *testing.T) { testWorkloads(t, cl) })
 	t.Run("broken-lock", func(t *testing.T) { testLockChecksCatchBrokenLock(t, cl) })
 	t.Run("wrong-reads", func(t *testing.T) { testChecksCatchWrongReads(t, cl) })
 	t.Run("delete-if", func(t *testing.T) { testDeleteIf(t, cl) })
 }
 
-func testWorkloads(t *testing.T, cl *testcluster.Cluster) {
+func testWorkloads(t *testing.T, cl *raftnodetest.Cluster) {
 	backends := []Backend{
 		Cxkv{Endpoints: cl.Endpoints()},
 		Cxkv{Endpoints: cl.Endpoints(), Mode: client.PlainLock, Label: "cxkv-plain"},
@@ -78,7 +78,7 @@ func (noLock) Lock(context.Context, string) (Held, error) { return noLock{}, nil
 func (noLock) Unlock(context.Context) error               { return nil }
 func (noLock) Close() error                               { return nil }
 
-func testLockChecksCatchBrokenLock(t *testing.T, cl *testcluster.Cluster) {
+func testLockChecksCatchBrokenLock(t *testing.T, cl *raftnodetest.Cluster) {
 	b := brokenLocks{Cxkv{Endpoints: cl.Endpoints()}}
 	// lock-many over a handful of keys, so the unlocked workers collide
 	// within the second.
@@ -113,7 +113,7 @@ func (c staleConn) Get(ctx context.Context, key string) ([]byte, uint64, error) 
 	return c.Conn.Get(ctx, key+"/never-written")
 }
 
-func testChecksCatchWrongReads(t *testing.T, cl *testcluster.Cluster) {
+func testChecksCatchWrongReads(t *testing.T, cl *raftnodetest.Cluster) {
 	b := staleReads{Cxkv{Endpoints: cl.Endpoints()}}
 	for _, wl := range []string{GetRead, CASSeq} {
 		t.Run(wl, func(t *testing.T) {
@@ -129,7 +129,7 @@ func testChecksCatchWrongReads(t *testing.T, cl *testcluster.Cluster) {
 	}
 }
 
-func testDeleteIf(t *testing.T, cl *testcluster.Cluster) {
+func testDeleteIf(t *testing.T, cl *raftnodetest.Cluster) {
 	ctx := t.Context()
 	c, err := Cxkv{Endpoints: cl.Endpoints()}.Connect(ctx)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
-	"github.com/cxkv/cxkv/internal/testcluster"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
 
 var fanout = flag.Bool("fanout", false, "run TestWatchFanout: write latency beside idle watchers of another prefix")
@@ -25,7 +25,7 @@ func TestWatchFanout(t *testing.T) {
 	if !*fanout {
 		t.Skip("measurement; run with -fanout")
 	}
-	cl := testcluster.Start(t, 3)
+	cl := raftnodetest.Start(t, 3)
 	b := Cxkv{Endpoints: cl.Endpoints()}
 	for _, n := range []int{0, 16, 64} {
 		ctx, cancel := context.WithCancel(t.Context())

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
-	"github.com/cxkv/cxkv/internal/testcluster"
 	"github.com/cxkv/cxkv/raftnode"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -283,7 +283,7 @@ func TestRetryAnsweredAcrossLeaderChangeAndSnapshot(t *testing.T) {
 			}
 		}
 		cl.Restart(lagger)
-		testcluster.Eventually(t, 10*time.Second, "the lagging member catches up", func() bool {
+		raftnodetest.Eventually(t, 10*time.Second, "the lagging member catches up", func() bool {
 			return cl.Members[lagger].Status().Applied >= cl.Members[leader].Status().Applied
 		})
 		cl.Stop(leader)

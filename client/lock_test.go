@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
-	"github.com/cxkv/cxkv/internal/testcluster"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -167,7 +167,7 @@ func TestQueueIsFIFO(t *testing.T) {
 			l.Unlock()
 		}()
 		// Wait until this waiter is queued before starting the next.
-		testcluster.Eventually(t, 5*time.Second, name+" queued", func() bool {
+		raftnodetest.Eventually(t, 5*time.Second, name+" queued", func() bool {
 			locks, _ := client.ListLocks(ctx, c, "q")
 			return len(locks) == 1 && len(locks[0].Waiters) == i+1
 		})
@@ -378,7 +378,7 @@ func TestExpiryAfterFailoverIsNeverEarly(t *testing.T) {
 			t.Fatalf("key expired %v after the put, before its TTL of %v", time.Since(sent), ttl)
 		}
 	}
-	testcluster.Eventually(t, 5*ttl, "the key expires", func() bool {
+	raftnodetest.Eventually(t, 5*ttl, "the key expires", func() bool {
 		rec, err := c.Get(ctx, "ttl")
 		return err == nil && !rec.Exists()
 	})

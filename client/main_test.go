@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
-	"github.com/cxkv/cxkv/internal/testcluster"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 	"go.uber.org/goleak"
 )
 
@@ -18,9 +18,9 @@ func TestMain(m *testing.M) {
 }
 
 // start starts a 3-member cluster and a Client on all its members.
-func start(t *testing.T, opts ...testcluster.Option) (*testcluster.Cluster, *client.Client) {
+func start(t *testing.T, opts ...raftnodetest.Option) (*raftnodetest.Cluster, *client.Client) {
 	t.Helper()
-	cl := testcluster.Start(t, 3, opts...)
+	cl := raftnodetest.Start(t, 3, opts...)
 	return cl, dial(t, cl.Endpoints())
 }
 
@@ -37,7 +37,7 @@ func dial(t *testing.T, endpoints []string) *client.Client {
 // leaderFirst lists the endpoints with the leader's first: a client made
 // with them talks to the leader from its first call, so stopping the leader
 // is sure to cut it off and make it fail over.
-func leaderFirst(cl *testcluster.Cluster) []string {
+func leaderFirst(cl *raftnodetest.Cluster) []string {
 	eps := cl.Endpoints()
 	l := cl.WaitLeader()
 	eps[0], eps[l] = eps[l], eps[0]

@@ -8,8 +8,8 @@ import (
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/cmpxchg/cmpxchgtest"
-	"github.com/cxkv/cxkv/internal/testcluster"
 	"github.com/cxkv/cxkv/raftnode"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 	"go.uber.org/goleak"
 )
 
@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // clusterTarget sends each request to the next member in turn, so the
 // scripts exercise forwarding and ReadIndex on followers too.
 type clusterTarget struct {
-	c    *testcluster.Cluster
+	c    *raftnodetest.Cluster
 	next int
 }
 
@@ -45,7 +45,7 @@ func (t *clusterTarget) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.
 
 func TestScriptsOnLiveCluster(t *testing.T) {
 	cmpxchgtest.RunScripts(t, "../testdata/cmpxchg", func(t *testing.T) cmpxchgtest.Target {
-		return &clusterTarget{c: testcluster.Start(t, 3)}
+		return &clusterTarget{c: raftnodetest.Start(t, 3)}
 	})
 }
 
@@ -75,7 +75,7 @@ func get(t *testing.T, kv cxkvpb.KVClient, key string, serializable bool) *cxkvp
 // and every acknowledged write is still there with its index; the old leader
 // restarts from its data dir and catches up.
 func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
-	c := testcluster.Start(t, 3)
+	c := raftnodetest.Start(t, 3)
 	acked := map[string]uint64{}
 	for i := 0; i < 30; i++ {
 		k := fmt.Sprintf("k%d", i)
@@ -97,7 +97,7 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 		}
 	}
 	c.Restart(lead)
-	testcluster.Eventually(t, 10*time.Second, "restarted member catches up", func() bool {
+	raftnodetest.Eventually(t, 10*time.Second, "restarted member catches up", func() bool {
 		return c.Members[lead].Status().Applied >= acked["after"]
 	})
 	for k, idx := range acked {
@@ -109,7 +109,7 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 
 // A member far behind a compacted log catches up by snapshot.
 func TestSnapshotCatchUp(t *testing.T) {
-	c := testcluster.Start(t, 3, func(cfg *raftnode.Config) { cfg.SnapshotEntries = 20; cfg.CatchUpEntries = 5 })
+	c := raftnodetest.Start(t, 3, func(cfg *raftnode.Config) { cfg.SnapshotEntries = 20; cfg.CatchUpEntries = 5 })
 	lead := c.WaitLeader()
 	lag := (lead + 1) % 3
 	c.Stop(lag)
@@ -117,11 +117,11 @@ func TestSnapshotCatchUp(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		last = put(t, c.Client(lead), fmt.Sprintf("s%d", i), "v", 0).GetRecord().GetIndex()
 	}
-	testcluster.Eventually(t, 5*time.Second, "leader compacts its log", func() bool {
+	raftnodetest.Eventually(t, 5*time.Second, "leader compacts its log", func() bool {
 		return c.Members[lead].Status().FirstIndex > 10
 	})
 	c.Restart(lag)
-	testcluster.Eventually(t, 10*time.Second, "lagging member restores a snapshot", func() bool {
+	raftnodetest.Eventually(t, 10*time.Second, "lagging member restores a snapshot", func() bool {
 		return c.Members[lag].Status().Applied >= last
 	})
 	if got := get(t, c.Client(lag), "s0", true); got.GetIndex() == 0 {
@@ -131,7 +131,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 
 // Concurrent proposals share fsyncs: the point of the Ready loop.
 func TestConcurrentWritesShareFsyncs(t *testing.T) {
-	c := testcluster.Start(t, 3)
+	c := raftnodetest.Start(t, 3)
 	lead := c.WaitLeader()
 	syncs0, _ := c.Members[lead].Metrics()
 	const n = 200

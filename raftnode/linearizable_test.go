@@ -14,7 +14,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/cxkv/cxkv/api/cxkvpb"
-	"github.com/cxkv/cxkv/internal/testcluster"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
 
 // The compare-exchange contract as a porcupine model, one key per partition.
@@ -274,7 +274,7 @@ func TestCompareExchangeModel(t *testing.T) {
 // while members, the leader included, are stopped and restarted; porcupine
 // checks that the history is linearizable.
 func TestLinearizableUnderRestarts(t *testing.T) {
-	c := testcluster.Start(t, 3)
+	c := raftnodetest.Start(t, 3)
 	kvs := make([]cxkvpb.KVClient, len(c.Members))
 	for i := range kvs {
 		kvs[i] = c.Client(i)
@@ -424,7 +424,7 @@ func TestLinearizableUnderRestarts(t *testing.T) {
 
 // bounce stops member victim for downFor, then restarts it from its data
 // dir; down[victim] is set meanwhile, so clients skip it.
-func bounce(c *testcluster.Cluster, victim int, downFor time.Duration, down []atomic.Bool) {
+func bounce(c *raftnodetest.Cluster, victim int, downFor time.Duration, down []atomic.Bool) {
 	down[victim].Store(true)
 	c.Stop(victim)
 	time.Sleep(downFor)

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
-	"github.com/cxkv/cxkv/internal/testcluster"
 	"github.com/cxkv/cxkv/raftnode"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
 
 // BenchmarkPut: replicated Put-if-index on a 3-member in-process cluster
@@ -20,7 +20,7 @@ import (
 func BenchmarkPut(b *testing.B) {
 	for _, clients := range []int{1, 16, 128} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			c := testcluster.Start(b, 3, func(cfg *raftnode.Config) { cfg.TickInterval = 50_000_000 })
+			c := raftnodetest.Start(b, 3, func(cfg *raftnode.Config) { cfg.TickInterval = 50_000_000 })
 			lead := c.WaitLeader()
 			kv := c.Client(lead)
 			syncs0, ents0 := c.Members[lead].Metrics()

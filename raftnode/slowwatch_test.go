@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
-	"github.com/cxkv/cxkv/internal/testcluster"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
 
 // A watcher that stops reading fills its stream's flow-control window; the
@@ -16,7 +16,7 @@ import (
 // blocks, nothing else), and the watcher, once it reads again, gets every
 // event in order.
 func TestStalledWatcherDoesNotStallWrites(t *testing.T) {
-	c := testcluster.Start(t, 3)
+	c := raftnodetest.Start(t, 3)
 	leader := c.WaitLeader()
 	kv := c.Client(leader)
 	ctx, cancel := context.WithCancel(context.Background())

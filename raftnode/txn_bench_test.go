@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
-	"github.com/cxkv/cxkv/internal/testcluster"
 	"github.com/cxkv/cxkv/raftnode"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
 
 // BenchmarkWrites64 compares, with 64 concurrent clients on a 3-member
@@ -53,7 +53,7 @@ func BenchmarkWrites64(b *testing.B) {
 	}
 	for _, shape := range shapes {
 		b.Run(shape.name, func(b *testing.B) {
-			c := testcluster.Start(b, 3, func(cfg *raftnode.Config) { cfg.TickInterval = 50 * time.Millisecond })
+			c := raftnodetest.Start(b, 3, func(cfg *raftnode.Config) { cfg.TickInterval = 50 * time.Millisecond })
 			kv := c.Client(c.WaitLeader())
 			var (
 				next sync.Mutex

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
-	"github.com/cxkv/cxkv/internal/testcluster"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
 
 // watchLog is what a resuming watcher saw: every event as delivered, in
@@ -73,7 +73,7 @@ func watchResuming(ctx context.Context, kvs []cxkvpb.KVClient, first int, prefix
 // every event exactly once, in index order, while writers put keys and the
 // leader, and the member the watcher streams from, stop and restart.
 func TestWatchExactlyOnceAcrossLeaderChange(t *testing.T) {
-	c := testcluster.Start(t, 3)
+	c := raftnodetest.Start(t, 3)
 	kvs := make([]cxkvpb.KVClient, len(c.Members))
 	for i := range kvs {
 		kvs[i] = c.Client(i)
@@ -163,7 +163,7 @@ func TestWatchExactlyOnceAcrossLeaderChange(t *testing.T) {
 
 	// A last write, and the watcher must get to it.
 	var end uint64
-	testcluster.Eventually(t, 10*time.Second, "a write after the faults", func() bool {
+	raftnodetest.Eventually(t, 10*time.Second, "a write after the faults", func() bool {
 		rctx, rcancel := context.WithTimeout(ctx, time.Second)
 		defer rcancel()
 		r, err := kvs[c.WaitLeader()].Put(rctx, &cxkvpb.PutRequest{Key: "w/end", Value: []byte("w/end")})
@@ -173,7 +173,7 @@ func TestWatchExactlyOnceAcrossLeaderChange(t *testing.T) {
 		return err == nil
 	})
 	writes = append(writes, write{key: "w/end", index: end})
-	testcluster.Eventually(t, 10*time.Second, "the watcher reaches the last write", func() bool {
+	raftnodetest.Eventually(t, 10*time.Second, "the watcher reaches the last write", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return w.last >= end
@@ -253,7 +253,7 @@ func TestWatchExactlyOnceAcrossLeaderChange(t *testing.T) {
 // commits. The key's event must never arrive after a notice that covered its
 // index: a client resuming from that notice would miss the event.
 func TestWatchProgressNoticeCoversOnlyWhatWasScanned(t *testing.T) {
-	c := testcluster.Start(t, 1)
+	c := raftnodetest.Start(t, 1)
 	kv := c.Client(0)
 	from := put(t, kv, "x/start", "x", 0).GetRecord().GetIndex()
 	// The stretch: 5000 events in 40 transactions of 125 puts.

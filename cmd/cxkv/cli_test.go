@@ -19,7 +19,7 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/client"
 	"github.com/cxkv/cxkv/cmpxchg/cmpxchgtest"
-	"github.com/cxkv/cxkv/internal/testcluster"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -62,7 +62,7 @@ func TestCLI(t *testing.T) {
 
 type script struct {
 	t         *testing.T
-	cluster   *testcluster.Cluster
+	cluster   *raftnodetest.Cluster
 	endpoints []string
 	dead      string
 	hang      string
@@ -73,7 +73,7 @@ type script struct {
 }
 
 func newScript(t *testing.T) *script {
-	c := testcluster.Start(t, 3)
+	c := raftnodetest.Start(t, 3)
 	s := &script{t: t, cluster: c, endpoints: c.Endpoints(), locks: map[string]*client.Lock{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -158,7 +158,7 @@ func (s *script) lock(t *testing.T, d *datadriven.TestData, wait bool) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go m.Lock(ctx, name)
-	testcluster.Eventually(t, 10*time.Second, owner+" queued for "+name, func() bool {
+	raftnodetest.Eventually(t, 10*time.Second, owner+" queued for "+name, func() bool {
 		locks, err := client.ListLocks(ctx, s.client, name)
 		if err != nil {
 			return false

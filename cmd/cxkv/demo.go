@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
-	"github.com/cxkv/cxkv/internal/demo"
+	"github.com/cxkv/cxkv/cmd/cxkv/internal/demo"
 	"github.com/spf13/cobra"
 )
 

@@ -1,7 +1,7 @@
-// Package testcluster starts in-process cxkv clusters on loopback for tests
+// Package raftnodetest starts in-process cxkv clusters on loopback for tests
 // of other packages. It lives outside raftnode so the library carries no
 // test harness.
-package testcluster
+package raftnodetest
 
 import (
 	"fmt"
