@@ -71,7 +71,7 @@ func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) 
 	stamp := cmd.GetStampUnixMs()
 	switch op := cmd.GetOp().(type) {
 	case *cxkvpb.Command_Put:
-		if err := structural(op.Put.GetKey(), op.Put.GetTtlMs()); err != nil {
+		if err := ValidatePut(op.Put, hardLimits); err != nil {
 			return refused(err), nil
 		}
 		r, err := applyPut(b, index, stamp, op.Put)
@@ -83,7 +83,7 @@ func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) 
 		r, err := applyDelete(b, index, op.Delete)
 		return &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Delete{Delete: r}}, err
 	case *cxkvpb.Command_Txn:
-		if err := structuralTxn(op.Txn); err != nil {
+		if err := ValidateTxn(op.Txn, hardLimits); err != nil {
 			return refused(err), nil
 		}
 		r, err := applyTxn(b, index, stamp, op.Txn)
@@ -95,26 +95,13 @@ func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) 
 }
 
 // structural checks the rules that hold whatever the server's flags, so
-// every member judges a logged command the same way.
+// every member judges a logged command the same way. Puts and Txns are held
+// to the hard limits (hardLimits) the same way.
 func structural(key string, ttl int64) error {
 	if err := ValidateKey(key); err != nil {
 		return err
 	}
 	return validateTTL(key, ttl)
-}
-
-func structuralTxn(t *cxkvpb.TxnRequest) error {
-	for _, c := range t.GetCompares() {
-		if err := ValidateKey(c.GetKey()); err != nil {
-			return err
-		}
-	}
-	for _, op := range t.GetOps() {
-		if err := structural(op.GetKey(), op.GetTtlMs()); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func refused(err error) *cxkvpb.CommandResult {

@@ -1,11 +1,13 @@
 package cmpxchg
 
 import (
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/kv"
 )
 
 // MaxKeyBytes is the longest key, in bytes.
@@ -22,6 +24,45 @@ type Limits struct {
 	MaxSessions          int
 	MaxResultsPerSession int
 	SessionTTL           time.Duration
+}
+
+// Hard limits: what any member may be configured to accept. A leader checks
+// a request against its own Limits before proposing it, but every member
+// applies what the leader logged, so the configured limits are refused above
+// these (Validate), and Apply judges a logged command by these, whatever the
+// member's flags: a command above them is refused as a result on every
+// member alike, never a storage error that halts them all.
+const (
+	// MaxValueBytesLimit bounds a value: a record must fit in one answer.
+	MaxValueBytesLimit = 1 << 20
+	// MaxTxnOpsLimit is what the store can hold at one log index: each op
+	// leaves at most one event.
+	MaxTxnOpsLimit = kv.MaxEventsPerIndex
+	// MaxTxnBytesLimit bounds a transaction's keys and values, so the
+	// request, with its framing, fits in one message.
+	MaxTxnBytesLimit = 8 << 20
+)
+
+// hardLimits are the request limits Apply holds a logged command to.
+var hardLimits = Limits{MaxValueBytes: MaxValueBytesLimit, MaxTxnOps: MaxTxnOpsLimit, MaxTxnBytes: MaxTxnBytesLimit}
+
+// Validate refuses request limits outside (0, hard limit]; the messages name
+// the server flags that set them.
+func (l Limits) Validate() error {
+	for _, c := range []struct {
+		flag     string
+		v, limit int
+		why      string
+	}{
+		{"max-value-bytes", l.MaxValueBytes, MaxValueBytesLimit, "a record must fit in one answer"},
+		{"max-txn-ops", l.MaxTxnOps, MaxTxnOpsLimit, "one log index holds that many events"},
+		{"max-txn-bytes", l.MaxTxnBytes, MaxTxnBytesLimit, "a transaction must fit in one message"},
+	} {
+		if c.v <= 0 || c.v > c.limit {
+			return fmt.Errorf("--%s is %d; it must be 1 to %d (%s)", c.flag, c.v, c.limit, c.why)
+		}
+	}
+	return nil
 }
 
 // DefaultLimits are the server defaults.

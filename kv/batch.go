@@ -48,12 +48,17 @@ func (b *Batch) Delete(key string) error {
 	return b.b.Delete(ttlKey(key), nil)
 }
 
+// MaxEventsPerIndex is the most events one log index can hold: an event's
+// number within its index is 16 bits of its key. Callers must refuse a
+// command that would make more before they write anything.
+const MaxEventsPerIndex = 0xffff
+
 // AddEvent appends an event to the history. Events of one index keep the
 // order they were added in.
 func (b *Batch) AddEvent(e Event) error {
 	n := b.events[e.Record.Index]
-	if n == 0xffff {
-		return fmt.Errorf("kv: more than 65535 events at index %d", e.Record.Index)
+	if n == MaxEventsPerIndex {
+		return fmt.Errorf("kv: more than %d events at index %d", MaxEventsPerIndex, e.Record.Index)
 	}
 	b.events[e.Record.Index] = n + 1
 	b.added = append(b.added, e)

@@ -72,6 +72,9 @@ func (c *Config) withDefaults() error {
 	if c.Limits == (cmpxchg.Limits{}) {
 		c.Limits = cmpxchg.DefaultLimits()
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("raftnode: %w", err)
+	}
 	if c.FS == nil {
 		c.FS = vfs.Default
 	}

@@ -50,6 +50,9 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)}
 			}
+			if err := limits.Validate(); err != nil {
+				return usageError{err}
+			}
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			if pprofAddr != "" {
 				stop, err := servePprof(pprofAddr, logger)
@@ -82,9 +85,9 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 	f.DurationVar(&tick, "tick", 100*time.Millisecond, "raft tick interval")
 	f.IntVar(&electionTicks, "election-ticks", 10, "ticks without a leader before an election")
 	f.Uint64Var(&snapshotEntries, "snapshot-entries", 10000, "applied entries between snapshots (the log keeps half that behind one)")
-	f.IntVar(&limits.MaxValueBytes, "max-value-bytes", limits.MaxValueBytes, "largest value accepted")
-	f.IntVar(&limits.MaxTxnOps, "max-txn-ops", limits.MaxTxnOps, "most compares plus operations in one transaction")
-	f.IntVar(&limits.MaxTxnBytes, "max-txn-bytes", limits.MaxTxnBytes, "most bytes of keys and values in one transaction")
+	f.IntVar(&limits.MaxValueBytes, "max-value-bytes", limits.MaxValueBytes, fmt.Sprintf("largest value accepted (at most %d)", cmpxchg.MaxValueBytesLimit))
+	f.IntVar(&limits.MaxTxnOps, "max-txn-ops", limits.MaxTxnOps, fmt.Sprintf("most compares plus operations in one transaction (at most %d)", cmpxchg.MaxTxnOpsLimit))
+	f.IntVar(&limits.MaxTxnBytes, "max-txn-bytes", limits.MaxTxnBytes, fmt.Sprintf("most bytes of keys and values in one transaction (at most %d)", cmpxchg.MaxTxnBytesLimit))
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&pprofAddr, "pprof", "", "serve Go profiles (CPU, heap, block, mutex) on host:port under /debug/pprof/; for profiling only, it samples blocking and lock contention")
 	return cmd
