@@ -41,18 +41,7 @@ func (sm *StateMachine) Apply(b *kv.Batch, index uint64, cmd *cxkvpb.Command) (*
 	if wid.GetClientId() == 0 {
 		return sm.applyOp(b, index, cmd)
 	}
-	sess, err := sm.openSession(b, wid, cmd.GetStampUnixMs())
-	if err != nil {
-		return nil, err
-	}
-	if sess.answer != nil {
-		return sess.answer, sm.touchSession(b, sess)
-	}
-	res, err := sm.applyOp(b, index, cmd)
-	if err != nil {
-		return nil, err
-	}
-	return res, sm.closeSession(b, sess, res)
+	return sm.applyOnce(b, index, cmd, wid)
 }
 
 func writeIDOf(cmd *cxkvpb.Command) *cxkvpb.WriteID {

@@ -3,10 +3,8 @@ package kv
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 
@@ -150,8 +148,7 @@ func TestSnapshotRoundTripAndCorruptionRejected(t *testing.T) {
 	b := src.NewBatch()
 	b.Put(Record{Key: "k", Value: []byte("v"), Index: 7, CreateIndex: 3, TTLMillis: 10})
 	b.AddEvent(Event{Type: EventPut, Record: Record{Key: "k", Index: 7}})
-	b.SetResult(9, 1, []byte("result"))
-	b.SetSession(9, []byte("hdr"), 0, 100, true)
+	recordResult(t, b, 9, 1, 100, []byte("result"))
 	b.SetApplied(7)
 	b.SetConfState([]byte("conf"))
 	mustCommit(t, b, false)
@@ -200,55 +197,10 @@ func TestSnapshotRoundTripAndCorruptionRejected(t *testing.T) {
 	cs, _ := dst.ConfState()
 	first, _ := dst.FirstEventIndex()
 	b = dst.NewBatch()
-	res, hasRes, _ := b.Result(9, 1)
+	res, hasRes := storedResult(t, b, 9, 1, 100)
 	b.Close()
 	if !ok || r.Index != 7 || r.CreateIndex != 3 || string(r.Value) != "v" || applied != 7 || string(cs) != "conf" || !hasRes || string(res) != "result" || first != 8 {
 		t.Fatalf("restored: rec=%+v applied=%d conf=%q result=%q first event=%d", r, applied, cs, res, first)
-	}
-}
-
-func TestSessionsEvictOldestFirst(t *testing.T) {
-	s := openMem(t, vfs.NewMem())
-	defer s.Close()
-	b := s.NewBatch()
-	defer b.Close()
-	b.SetSession(1, []byte("a"), 0, 50, true)
-	b.SetSession(2, []byte("b"), 0, 20, true)
-	b.SetSession(2, []byte("b"), 20, 70, false) // client 2 used again later
-	b.SetResult(1, 5, []byte("r"))
-	c, st, ok, err := b.OldestSession()
-	if err != nil || !ok || c != 1 || st != 50 {
-		t.Fatalf("oldest = %d@%d %v %v, want 1@50", c, st, ok, err)
-	}
-	b.DeleteSession(1, 50)
-	if c, _, _, _ := b.OldestSession(); c != 2 {
-		t.Fatalf("oldest after delete = %d, want 2", c)
-	}
-}
-
-func TestDeleteResultsForgetsExactlyTheRange(t *testing.T) {
-	s := openMem(t, vfs.NewMem())
-	defer s.Close()
-	b := s.NewBatch()
-	defer b.Close()
-	seqs := []uint64{1, 2, 3, 4, 5000, math.MaxUint64 - 1, math.MaxUint64}
-	for _, c := range []uint64{1, 2, 3} {
-		for _, q := range seqs {
-			b.SetResult(c, q, []byte("r"))
-		}
-	}
-	b.DeleteResults(1, 2, 3)                 // point deletes
-	b.DeleteResults(2, 2, 5000)              // range: past maxPointDeletes
-	b.DeleteResults(3, 4, math.MaxUint64)    // range to the end of the client
-	b.DeleteResults(1, 5000, math.MaxUint64) // range to the end of the client
-	want := map[uint64][]uint64{1: {1, 4}, 2: {1, math.MaxUint64 - 1, math.MaxUint64}, 3: {1, 2, 3}}
-	for c, kept := range want {
-		for _, q := range seqs {
-			_, ok, err := b.Result(c, q)
-			if err != nil || ok != slices.Contains(kept, q) {
-				t.Errorf("client %d seq %d: stored=%v err=%v, want stored=%v", c, q, ok, err, !ok)
-			}
-		}
 	}
 }
 

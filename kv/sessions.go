@@ -1,0 +1,405 @@
+package kv
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// The exactly-once table. A client names each write (client id, seq); the
+// table remembers the result of every applied seq above the client's
+// acknowledged mark, so a retry is answered with the stored result instead
+// of being applied again. It is part of the replicated state: every decision
+// below is made from the table and the command's stamp only, so every member
+// applying the same log keeps the same table.
+//
+// Keys (see keys.go): 's' client seq -> result bytes (opaque to kv);
+// 'S' client -> header; 'L' stamp client -> nothing (the clients in
+// least-recently-used order); meta "sessionfloor" -> a lower bound of every
+// stamp in 'L'; counter "sessions" -> how many clients have a header.
+//
+// A header is uvarint(acked) varint(stamp) uvarint(top):
+//   - acked: results of seq <= acked are forgotten. It only grows: to what
+//     the client says it has received, and to seq - MaxResults.
+//   - stamp: the stamp of the client's last command; its 'L' key matches it.
+//   - top: no result has a seq above it. A header of the first format has no
+//     top; it reads as topUnknown (any seq above acked may have a result).
+//
+// What every command may rely on, and what each write keeps true:
+//   - a client's results all have seq in (acked, top] of its header, and a
+//     client without a header has none. So a fresh seq above top needs no
+//     read, and forgetting results deletes known keys one by one instead of
+//     leaving a range tombstone that every later read pays for.
+//   - a client is forgotten (header, 'L' key and results at once) when it was
+//     silent for TTL before the current stamp, oldest first, or when a new
+//     client would make more than MaxSessions, least recently used first.
+//   - the stored floor is at most every 'L' stamp. It only decides whether
+//     the expiry scan can be skipped, which is the case exactly when the scan
+//     would remove nothing; so whatever value a member holds, the outcome is
+//     that of a scan on every command. A missing floor (an older store)
+//     means "scan".
+
+// SessionLimits bound the table; all members must use the same ones.
+type SessionLimits struct {
+	// MaxSessions is how many clients are remembered (at least one).
+	MaxSessions int
+	// MaxResults is how many seqs below a client's newest write keep their
+	// results: a write of seq forgets every result at or below
+	// seq - MaxResults.
+	MaxResults uint64
+	// TTLMillis is how long (in stamp milliseconds) a silent client is
+	// remembered.
+	TTLMillis int64
+}
+
+// Sessions is the table as one command sees it: Batch.Sessions forgets the
+// clients that expired by the command's stamp, Lookup says what the table
+// knows of the write, and then exactly one of Touch (not applied) or Record
+// (applied) stores what the command changed.
+type Sessions struct {
+	b     *Batch
+	l     SessionLimits
+	now   int64
+	floor int64
+}
+
+// Outcome is what the table knows of a write.
+type Outcome int
+
+const (
+	// Fresh: the write was never applied while remembered. Apply it, then
+	// Record its result.
+	Fresh Outcome = iota
+	// Answered: the write was applied; Write.Result is its stored result.
+	Answered
+	// Forgotten: the client's results up to Write.Acked are forgotten and
+	// seq is among them; the write must not be applied.
+	Forgotten
+)
+
+// Write is one write's place in the table, from Lookup to Touch or Record.
+type Write struct {
+	Client, Seq uint64
+	Outcome     Outcome
+	Result      []byte // the stored result, when Answered
+	Acked       uint64 // results of seq <= Acked are forgotten
+
+	isNew    bool // the client has no header yet
+	top      uint64
+	oldStamp int64
+}
+
+// sessionCount counts the clients with a header.
+const sessionCount = "sessions"
+
+// topUnknown is the top of a header written before tops were kept.
+const topUnknown = math.MaxUint64
+
+// Sessions opens the table for the command stamped now, forgetting first
+// the clients silent for TTL before now.
+func (b *Batch) Sessions(l SessionLimits, now int64) (*Sessions, error) {
+	t := &Sessions{b: b, l: l, now: now}
+	return t, t.expire()
+}
+
+// Lookup says what the table knows of the write (client, seq).
+func (t *Sessions) Lookup(client, seq uint64) (Write, error) {
+	w := Write{Client: client, Seq: seq}
+	hdr, found, err := getRaw(t.b.b, sessionKey(client))
+	if err != nil {
+		return w, err
+	}
+	w.isNew = !found
+	if found {
+		if w.Acked, w.oldStamp, w.top, err = decodeSessionHeader(hdr); err != nil {
+			return w, fmt.Errorf("kv: session of client %x: %w", client, err)
+		}
+	}
+	if !w.isNew && seq <= w.Acked {
+		w.Outcome = Forgotten
+		return w, nil
+	}
+	if seq > w.top {
+		return w, nil
+	}
+	res, ok, err := getRaw(t.b.b, resultKey(client, seq))
+	if err != nil || !ok {
+		return w, err
+	}
+	w.Outcome, w.Result = Answered, res
+	return w, nil
+}
+
+// Touch records that the client was heard from now, by a write that was not
+// applied (answered from the table or refused).
+func (t *Sessions) Touch(w *Write) error { return t.save(w) }
+
+// Record stores the result of a Fresh write that was just applied.
+// ackedAsked is the client's own acknowledged mark: every result up to it
+// may be forgotten.
+func (t *Sessions) Record(w *Write, ackedAsked uint64, result []byte) error {
+	acked := max(w.Acked, ackedAsked)
+	if w.Seq > t.l.MaxResults {
+		acked = max(acked, w.Seq-t.l.MaxResults)
+	}
+	if acked > w.Acked {
+		if err := t.b.deleteResults(w.Client, w.Acked+1, min(acked, w.top)); err != nil {
+			return err
+		}
+		w.Acked = acked
+	}
+	if w.Seq > acked {
+		if err := t.b.b.Set(resultKey(w.Client, w.Seq), result, nil); err != nil {
+			return err
+		}
+		w.top = max(w.top, w.Seq)
+	}
+	return t.save(w)
+}
+
+// save writes the client's header at stamp now, moves it in the LRU order,
+// and evicts the least recently used client if a new one makes too many.
+func (t *Sessions) save(w *Write) error {
+	b := t.b.b
+	if w.isNew || w.oldStamp != t.now {
+		if !w.isNew {
+			if err := b.Delete(sessionLRUKey(w.oldStamp, w.Client), nil); err != nil {
+				return err
+			}
+		}
+		if err := b.Set(sessionLRUKey(t.now, w.Client), nil, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Set(sessionKey(w.Client), encodeSessionHeader(w.Acked, t.now, w.top), nil); err != nil {
+		return err
+	}
+	// Stamps from different proposers need not rise: one may be below the
+	// floor. The floor is rewritten even when unchanged so that it stays in
+	// the memtable: a key written rarely is read from the sstables, which
+	// costs about as much as the rest of the command (measured: ~5µs).
+	t.floor = min(t.floor, t.now)
+	if err := t.setFloor(t.floor); err != nil {
+		return err
+	}
+	if !w.isNew {
+		w.oldStamp = t.now
+		return nil
+	}
+	w.isNew, w.oldStamp = false, t.now
+	n, err := t.b.Counter(sessionCount)
+	if err != nil {
+		return err
+	}
+	n++
+	for ; n > uint64(max(t.l.MaxSessions, 1)); n-- {
+		client, stamp, ok, err := t.oldest()
+		if err != nil || !ok {
+			return err
+		}
+		if err := t.forget(client, stamp); err != nil {
+			return err
+		}
+	}
+	return t.b.SetCounter(sessionCount, n)
+}
+
+// expire forgets the clients silent for TTL before now and leaves t.floor
+// at the floor it stores.
+func (t *Sessions) expire() error {
+	cutoff := t.now - t.l.TTLMillis
+	floor, known, err := t.getFloor()
+	t.floor = floor
+	if err != nil || (known && floor >= cutoff) {
+		return err // no client is older than the floor: none expires
+	}
+	removed := uint64(0)
+	for {
+		client, last, ok, err := t.oldest()
+		if err != nil {
+			return err
+		}
+		if !ok || last >= cutoff {
+			break
+		}
+		if err := t.forget(client, last); err != nil {
+			return err
+		}
+		removed++
+	}
+	if removed > 0 {
+		n, err := t.b.Counter(sessionCount)
+		if err != nil {
+			return err
+		}
+		if err := t.b.SetCounter(sessionCount, n-removed); err != nil {
+			return err
+		}
+	}
+	// Raise the floor to the lowest stamp left, so the next scan waits until
+	// that client could expire. It stays below cutoff only if a negative
+	// stamp sorts behind the oldest in the LRU order: then every command
+	// scans.
+	lowest, ok, err := t.lowestStamp()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		lowest = math.MaxInt64 // no clients: the next one lowers it
+	}
+	if known && lowest == floor {
+		return nil
+	}
+	t.floor = lowest
+	return t.setFloor(lowest)
+}
+
+// forget deletes a client's header, LRU key and results. The caller keeps
+// the count.
+func (t *Sessions) forget(client uint64, stamp int64) error {
+	hdr, found, err := getRaw(t.b.b, sessionKey(client))
+	if err != nil {
+		return err
+	}
+	acked, top := uint64(0), uint64(topUnknown) // no header: sweep them all
+	if found {
+		if acked, _, top, err = decodeSessionHeader(hdr); err != nil {
+			return fmt.Errorf("kv: session of client %x: %w", client, err)
+		}
+	}
+	if acked < top {
+		if err := t.b.deleteResults(client, acked+1, top); err != nil {
+			return err
+		}
+	}
+	if err := t.b.b.Delete(sessionLRUKey(stamp, client), nil); err != nil {
+		return err
+	}
+	return t.b.b.Delete(sessionKey(client), nil)
+}
+
+// oldest returns the least recently used client and its stamp: the first
+// in the LRU order, which puts negative stamps after all others.
+func (t *Sessions) oldest() (client uint64, stamp int64, ok bool, err error) {
+	it, err := t.newLRUIter()
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, 0, false, it.Error()
+	}
+	client, stamp = decodeLRUKey(it.Key())
+	return client, stamp, true, nil
+}
+
+// lowestStamp returns the smallest stamp of any client as a signed number,
+// which is oldest's only when no stamp is negative.
+func (t *Sessions) lowestStamp() (stamp int64, ok bool, err error) {
+	it, err := t.newLRUIter()
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, false, it.Error()
+	}
+	_, stamp = decodeLRUKey(it.Key())
+	if stamp < 0 {
+		return stamp, true, nil // every stamp is negative; the order is theirs
+	}
+	if it.SeekGE(sessionLRUKey(math.MinInt64, 0)) {
+		_, stamp = decodeLRUKey(it.Key())
+	}
+	return stamp, true, it.Error()
+}
+
+func (t *Sessions) newLRUIter() (*pebble.Iterator, error) {
+	return t.b.b.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixSessionLRU}, UpperBound: []byte{prefixSessionLRU + 1}})
+}
+
+func decodeLRUKey(k []byte) (client uint64, stamp int64) {
+	return binary.BigEndian.Uint64(k[9:]), int64(binary.BigEndian.Uint64(k[1:]))
+}
+
+func (t *Sessions) getFloor() (int64, bool, error) {
+	v, ok, err := getRaw(t.b.b, metaKey(metaSessionFloor))
+	if !ok || err != nil {
+		return 0, false, err
+	}
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("kv: session floor holds %d bytes, want 8", len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), true, nil
+}
+
+func (t *Sessions) setFloor(stamp int64) error {
+	return t.b.b.Set(metaKey(metaSessionFloor), binary.BigEndian.AppendUint64(nil, uint64(stamp)), nil)
+}
+
+func encodeSessionHeader(acked uint64, stamp int64, top uint64) []byte {
+	b := make([]byte, 0, 3*binary.MaxVarintLen64)
+	b = binary.AppendUvarint(b, acked)
+	b = binary.AppendVarint(b, stamp)
+	return binary.AppendUvarint(b, top)
+}
+
+var errBadSessionHeader = errors.New("malformed session header")
+
+// decodeSessionHeader reads a header; one without a top (the first format)
+// gets topUnknown.
+func decodeSessionHeader(buf []byte) (acked uint64, stamp int64, top uint64, err error) {
+	acked, n := binary.Uvarint(buf)
+	if n <= 0 {
+		return 0, 0, 0, errBadSessionHeader
+	}
+	stamp, m := binary.Varint(buf[n:])
+	if m <= 0 {
+		return 0, 0, 0, errBadSessionHeader
+	}
+	if n+m == len(buf) {
+		return acked, stamp, topUnknown, nil
+	}
+	top, k := binary.Uvarint(buf[n+m:])
+	if k <= 0 || n+m+k != len(buf) {
+		return 0, 0, 0, errBadSessionHeader
+	}
+	return acked, stamp, top, nil
+}
+
+// maxPointDeletes is how many results deleteResults forgets one key at a
+// time before it falls back to one range deletion. A range tombstone in the
+// memtable makes every later read of the state re-fragment all tombstones
+// there until the next flush, so one per command turns each read O(commands
+// since the flush); point deletions cost one batch entry each and nothing
+// after. The bound is one client's results at the default MaxResults, so the
+// range form is left for headers of the first format (no top).
+const maxPointDeletes = 1024
+
+// deleteResults forgets a client's results with seq in [first, last]. The
+// cost is that of the range, whether or not the results exist.
+func (b *Batch) deleteResults(client, first, last uint64) error {
+	if first > last {
+		return nil
+	}
+	if last-first < maxPointDeletes {
+		k := resultKey(client, 0)
+		for seq := first; ; seq++ {
+			binary.BigEndian.PutUint64(k[9:], seq)
+			if err := b.b.Delete(k, nil); err != nil {
+				return err
+			}
+			if seq == last {
+				return nil
+			}
+		}
+	}
+	end := prefixEnd(resultKey(client, 0)[:9])
+	if last < math.MaxUint64 {
+		end = resultKey(client, last+1)
+	}
+	return b.b.DeleteRange(resultKey(client, first), end, nil)
+}
