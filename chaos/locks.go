@@ -1,0 +1,161 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/cxkv/cxkv/client"
+)
+
+// resource is what a lock protects, fenced as the SDK tells users to fence:
+// it remembers the highest token it accepted and refuses lower ones. It
+// also knows which holder is inside, so it can see two holders overlap.
+type resource struct {
+	mu        sync.Mutex
+	highest   map[string]uint64  // lock name -> highest token accepted
+	inside    map[string]*holder // lock name -> the holder that last entered
+	tokens    map[string]map[uint64]int
+	accesses  int
+	refused   int
+	anomalies []string
+}
+
+// holder is one acquisition of a lock.
+type holder struct {
+	id    int
+	name  string
+	token uint64
+	lost  <-chan struct{} // the lock's Lost()
+	gone  bool            // unlocked, or its process crashed
+}
+
+func newResource() *resource {
+	return &resource{highest: map[string]uint64{}, inside: map[string]*holder{}, tokens: map[string]map[uint64]int{}}
+}
+
+func (r *resource) anomaly(format string, args ...any) {
+	r.anomalies = append(r.anomalies, fmt.Sprintf(format, args...))
+}
+
+// acquired records a new holder: its token must be new for the lock.
+func (r *resource) acquired(h *holder) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tokens[h.name] == nil {
+		r.tokens[h.name] = map[uint64]int{}
+	}
+	if prev, dup := r.tokens[h.name][h.token]; dup {
+		r.anomaly("lock %s: token %d handed to acquisition %d and again to %d", h.name, h.token, prev, h.id)
+	}
+	r.tokens[h.name][h.token] = h.id
+}
+
+// access is one use of the resource under a lock. It reports whether the
+// fence let it through.
+func (r *resource) access(h *holder) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.accesses++
+	hi := r.highest[h.name]
+	if h.token < hi {
+		r.refused++ // a holder that lost its lock; the fence stops it
+		return false
+	}
+	if cur := r.inside[h.name]; cur != nil && cur != h && !cur.gone {
+		select {
+		case <-cur.lost:
+		default:
+			r.anomaly("lock %s: holder %d (token %d) entered while holder %d (token %d) still held it, its Lost() not closed",
+				h.name, h.id, h.token, cur.id, cur.token)
+		}
+		if h.token == cur.token {
+			r.anomaly("lock %s: holders %d and %d share token %d", h.name, cur.id, h.id, h.token)
+		}
+	}
+	r.highest[h.name] = h.token
+	r.inside[h.name] = h
+	return true
+}
+
+func (r *resource) leave(h *holder) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h.gone = true
+}
+
+// lockWorker takes a lock again and again, uses the resource a few times
+// under it and releases it. It is one "process": its own client and
+// ProcessMonitor, replaced when the nemesis crashes it.
+type lockWorker struct {
+	id       int
+	name     string
+	mode     client.LockMode
+	ttl      time.Duration
+	newCl    func() (*client.Client, error)
+	res      *resource
+	r        *rand.Rand
+	nextID   func() int
+	crash    chan struct{} // the nemesis asks this worker to crash
+	acquired int
+	failed   int
+	crashes  int
+	errs     []string
+}
+
+func (w *lockWorker) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		cl, err := w.newCl()
+		if err != nil {
+			w.errs = append(w.errs, err.Error())
+			return
+		}
+		mon := client.NewProcessMonitor(cl, client.LockOptions{TTL: w.ttl, Mode: w.mode, Name: fmt.Sprintf("chaos-worker-%d", w.id)})
+		crashed := w.session(ctx, mon)
+		if crashed {
+			// A crash: the process is gone without releasing anything; its
+			// lock must free itself by TTL. Closing the client stops renewal.
+			cl.Close()
+			continue
+		}
+		mon.Close()
+		cl.Close()
+	}
+}
+
+// session runs until ctx ends or the worker is told to crash.
+func (w *lockWorker) session(ctx context.Context, mon *client.ProcessMonitor) (crashed bool) {
+	for ctx.Err() == nil {
+		lctx, cancel := context.WithTimeout(ctx, 3*w.ttl)
+		lock, err := mon.Lock(lctx, w.name)
+		cancel()
+		if err != nil {
+			w.failed++
+			continue
+		}
+		w.acquired++
+		h := &holder{id: w.nextID(), name: w.name, token: lock.Token(), lost: lock.Lost()}
+		w.res.acquired(h)
+	use:
+		for range 1 + w.r.IntN(4) {
+			select {
+			case <-lock.Lost():
+				break use
+			case <-w.crash:
+				w.crashes++
+				w.res.leave(h)
+				return true
+			default:
+			}
+			w.res.access(h)
+			time.Sleep(time.Duration(5+w.r.IntN(40)) * time.Millisecond)
+		}
+		w.res.leave(h)
+		uctx, cancel := context.WithTimeout(context.Background(), 2*w.ttl)
+		lock.UnlockContext(uctx)
+		cancel()
+	}
+	return false
+}

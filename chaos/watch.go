@@ -1,0 +1,144 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cxkv/cxkv/client"
+)
+
+// watcher follows every change under prefix from the start, through the
+// SDK's Watch (which resumes after failovers), and keeps what it saw.
+type watcher struct {
+	mu     sync.Mutex
+	events []client.Event
+	err    error
+	last   uint64
+	notify chan struct{}
+}
+
+func newWatcher() *watcher { return &watcher{notify: make(chan struct{}, 1)} }
+
+func (w *watcher) run(ctx context.Context, cl *client.Client, prefix string) {
+	for ev, err := range cl.Watch(ctx, prefix, 0) {
+		w.mu.Lock()
+		if err != nil {
+			if ctx.Err() == nil {
+				w.err = err
+			}
+			w.mu.Unlock()
+			return
+		}
+		w.events = append(w.events, ev)
+		w.last = max(w.last, ev.Record.Index)
+		w.mu.Unlock()
+		select {
+		case w.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitFor waits until the watcher has seen an event at index or later.
+func (w *watcher) waitFor(ctx context.Context, index uint64) error {
+	for {
+		w.mu.Lock()
+		last, err := w.last, w.err
+		w.mu.Unlock()
+		if last >= index {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("watch reached index %d, not %d: %w", last, index, ctx.Err())
+		case <-w.notify:
+		}
+	}
+}
+
+// checkWatch checks the watcher's events against the history: in log order,
+// each at most once, every one from a write that may have applied, and every
+// acknowledged write among them. It returns how many events it checked.
+func checkWatch(w *watcher, h *history) (int, []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var bad []string
+	report := func(format string, args ...any) {
+		if len(bad) < 20 {
+			bad = append(bad, fmt.Sprintf(format, args...))
+		}
+	}
+	if w.err != nil && !errors.Is(w.err, context.Canceled) {
+		report("watch ended with %v", w.err)
+	}
+	type keyIndex struct {
+		key   string
+		index uint64
+	}
+	// A Txn may write one key twice at one index: an event is its type, key,
+	// index and value.
+	type eventID struct {
+		t     client.EventType
+		key   string
+		index uint64
+		value string
+	}
+	delivered := map[eventID]bool{}
+	seen := map[keyIndex]bool{}
+	seenPut := map[string]bool{}
+	delUnk := map[string]int{}
+	var prev uint64
+	for _, ev := range w.events {
+		r := ev.Record
+		if r.Index < prev {
+			report("event %s %s@%d after index %d: out of log order", ev.Type, r.Key, r.Index, prev)
+		}
+		prev = r.Index
+		id := eventID{ev.Type, r.Key, r.Index, string(r.Value)}
+		if delivered[id] {
+			report("event %s %s@%d %q delivered twice", ev.Type, r.Key, r.Index, r.Value)
+		}
+		delivered[id] = true
+		seen[keyIndex{r.Key, r.Index}] = true
+		if r.Key == endKey {
+			continue
+		}
+		switch ev.Type {
+		case client.EventPut:
+			v := string(r.Value)
+			idx, acked := h.acked[v]
+			switch {
+			case acked && idx != r.Index:
+				report("put of %s %q seen at index %d, acknowledged at %d", r.Key, v, r.Index, idx)
+			case !acked && !h.unknown[v]:
+				report("put of %s %q at %d: no write that may have applied wrote it", r.Key, v, r.Index)
+			}
+			seenPut[v] = true
+		case client.EventDelete:
+			if !h.delAck[[2]any{r.Key, r.Index}] {
+				delUnk[r.Key]++
+				if delUnk[r.Key] > h.delUnk[r.Key] {
+					report("delete of %s at %d: no delete that may have applied explains it", r.Key, r.Index)
+				}
+			}
+		default:
+			report("event %s on %s@%d: the workload sets no TTL", ev.Type, r.Key, r.Index)
+		}
+	}
+	for v, idx := range h.acked {
+		if !seenPut[v] {
+			report("acknowledged put %q at index %d never seen by the watch", v, idx)
+		}
+	}
+	for kd := range h.delAck {
+		if !seen[keyIndex{kd[0].(string), kd[1].(uint64)}] {
+			report("acknowledged delete of %s at index %d never seen by the watch", kd[0], kd[1])
+		}
+	}
+	return len(w.events), bad
+}
