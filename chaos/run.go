@@ -63,8 +63,10 @@ type Report struct {
 	LockAccesses int
 	LockRefused  int // accesses by holders that had lost their lock, stopped by the fence
 	HolderCrash  int
-	PeerConns    int // peer connections relayed by the proxies
-	PeerConnsCut int // of which cut by a partition
+	LostLate     int           // holders whose Lost() closed after the next holder entered (within 1s)
+	LostMaxLate  time.Duration // the latest of those
+	PeerConns    int           // peer connections relayed by the proxies
+	PeerConnsCut int           // of which cut by a partition
 	WatchEvents  int
 	Linearizable porcupine.CheckResult
 	Anomalies    []string
@@ -192,7 +194,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); kw.run(runCtx) }()
 	}
-	res := newResource()
+	res := newResource(time.Second)
 	var holderIDs sync.Mutex
 	nextHolder := 0
 	var lws []*lockWorker
@@ -270,7 +272,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.Anomalies = append(rep.Anomalies, "lock worker: "+e)
 		}
 	}
+	res.wait()
 	rep.LockAccesses, rep.LockRefused = res.accesses, res.refused
+	rep.LostLate, rep.LostMaxLate = res.late, res.maxLate
 	rep.Anomalies = append(rep.Anomalies, res.anomalies...)
 	n, bad := checkWatch(w, h)
 	rep.WatchEvents = n
@@ -390,6 +394,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(tw, "lock acquisitions\t%d\t\n", r.LockAcquired)
 	fmt.Fprintf(tw, "fenced resource accesses\t%d\t\n", r.LockAccesses)
 	fmt.Fprintf(tw, "  refused by the fence (stale token)\t%d\t\n", r.LockRefused)
+	fmt.Fprintf(tw, "  Lost() closed after the next holder entered (max)\t%d (%v)\t\n", r.LostLate, r.LostMaxLate.Round(time.Millisecond))
 	fmt.Fprintf(tw, "watch events\t%d\t\n", r.WatchEvents)
 	fmt.Fprintf(tw, "anomalies\t%d\t\n", len(r.Anomalies))
 	tw.Flush()
