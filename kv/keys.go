@@ -14,8 +14,8 @@ import "encoding/binary"
 //	'm' name                     state meta: applied index, conf state, event floor,
 //	                             session floor (no 'L' stamp is below it), counters
 //	'i' name                     member identity; never part of a snapshot
-//	'l' be64(index)              Raft log entry (owned by raftnode)
-//	'h' name                     Raft HardState and snapshot metadata (owned by raftnode)
+//	'l' be64(index)              Raft log entry (a marshalled raftpb.Entry; see RaftLog)
+//	'h' name                     Raft HardState, log start, snapshot metadata
 //
 // The state is every key under the prefixes in statePrefixes: a snapshot
 // carries exactly those, and RestoreState replaces exactly those.
@@ -83,31 +83,21 @@ func sessionLRUKey(stamp int64, client uint64) []byte {
 	return k
 }
 
-// RaftEntryKey is where raftnode stores the log entry at index; big-endian so
-// entries sort by index.
-func RaftEntryKey(index uint64) []byte {
+// raftEntryKey is where the log entry at index lives; big-endian so entries
+// sort by index.
+func raftEntryKey(index uint64) []byte {
 	k := make([]byte, 9)
 	k[0] = prefixRaftEntry
 	binary.BigEndian.PutUint64(k[1:], index)
 	return k
 }
 
-// RaftEntryIndex decodes a key made by RaftEntryKey.
-func RaftEntryIndex(k []byte) (uint64, bool) {
-	if len(k) != 9 || k[0] != prefixRaftEntry {
-		return 0, false
-	}
-	return binary.BigEndian.Uint64(k[1:]), true
-}
-
-// RaftHardStateKey holds raftnode's HardState.
-func RaftHardStateKey() []byte { return prefixed(prefixRaftMeta, "hardstate") }
-
-// RaftSnapshotKey holds the metadata of raftnode's latest snapshot.
-func RaftSnapshotKey() []byte { return prefixed(prefixRaftMeta, "snapshot") }
-
-// IdentityKey holds the member's identity (member id and cluster id).
-func IdentityKey() []byte { return prefixed(prefixIdentity, identityMemberKey) }
+var (
+	raftHardStateKey = prefixed(prefixRaftMeta, "hardstate")
+	raftSnapshotKey  = prefixed(prefixRaftMeta, "snapshot")
+	raftTruncKey     = prefixed(prefixRaftMeta, "trunc")
+	identityKey      = prefixed(prefixIdentity, identityMemberKey)
+)
 
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {

@@ -1,7 +1,7 @@
 // Package kv is the Pebble store of one cxkv member: the replicated state
-// (records, history, client sessions, applied index) and, under prefixes of
-// its own that raftnode writes, the Raft log. One database holds both so a
-// member has one fsync domain and one directory.
+// (records, history, client sessions, applied index), the Raft log (RaftLog)
+// and the member's identity. One database holds all of them so a member has
+// one fsync domain and one directory; no other package knows its layout.
 package kv
 
 import (
@@ -39,10 +39,6 @@ func Open(dir string, opts Options) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
-
-// DB is the underlying database, for raftnode's log under RaftEntryKey and
-// RaftHardStateKey.
-func (s *Store) DB() *pebble.DB { return s.db }
 
 // Get returns the record of key, and whether it exists.
 func (s *Store) Get(key string) (Record, bool, error) { return getRecord(s.db, key) }

@@ -34,8 +34,13 @@ type Config struct {
 	// RequestTimeout bounds a request whose context has no deadline.
 	RequestTimeout time.Duration
 	Limits         cmpxchg.Limits
-	FS             vfs.FS
-	Logger         *slog.Logger
+	// StateMachine is the replicated state; nil means cxkv's own (cmpxchg
+	// on the member's kv store, with Limits). A state machine passed here
+	// keeps its state itself and outlives the member: a test restarts a
+	// member on the same one.
+	StateMachine StateMachine
+	FS           vfs.FS
+	Logger       *slog.Logger
 }
 
 func (c *Config) withDefaults() error {

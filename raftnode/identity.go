@@ -1,12 +1,10 @@
 package raftnode
 
 import (
-	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"sort"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cxkv/cxkv/kv"
 )
 
@@ -27,24 +25,19 @@ func ClusterID(peers map[uint64]string) uint64 {
 
 // checkIdentity makes sure the data dir belongs to this member of this
 // cluster; a new data dir is claimed. A mismatch changes nothing.
-func checkIdentity(db *pebble.DB, member, cluster uint64) error {
-	v, ok, err := get(db, kv.IdentityKey())
+func checkIdentity(store *kv.Store, member, cluster uint64) error {
+	m, c, ok, err := store.Identity()
 	if err != nil {
 		return err
 	}
-	if ok {
-		if len(v) != 16 {
-			return fmt.Errorf("raftnode: data dir has a malformed identity (%d bytes)", len(v))
-		}
-		m, c := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
-		if m != member {
-			return fmt.Errorf("data dir belongs to member %d, not member %d; refusing to touch it", m, member)
-		}
-		if c != cluster {
-			return fmt.Errorf("data dir belongs to another cluster (id %x, this --cluster gives %x); refusing to touch it", c, cluster)
-		}
-		return nil
+	if !ok {
+		return store.SetIdentity(member, cluster)
 	}
-	id := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, member), cluster)
-	return db.Set(kv.IdentityKey(), id, pebble.Sync)
+	if m != member {
+		return fmt.Errorf("data dir belongs to member %d, not member %d; refusing to touch it", m, member)
+	}
+	if c != cluster {
+		return fmt.Errorf("data dir belongs to another cluster (id %x, this --cluster gives %x); refusing to touch it", c, cluster)
+	}
+	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
-	"github.com/cxkv/cxkv/cmpxchg"
 	"github.com/cxkv/cxkv/kv"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -26,7 +25,7 @@ type Node struct {
 	clusterID uint64
 	store     *kv.Store
 	log       *logStore
-	sm        *cmpxchg.StateMachine
+	sm        StateMachine
 	rn        *raft.RawNode // owned by the Ready goroutine
 
 	propc   chan *proposal
@@ -69,7 +68,6 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:       cfg,
 		clusterID: ClusterID(cfg.Peers),
-		sm:        cmpxchg.New(cfg.Limits),
 		propc:     make(chan *proposal, 4096),
 		recvc:     make(chan *pb.Message, 4096),
 		readc:     make(chan *readRequest, 4096),
@@ -83,6 +81,10 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.store = store
+	n.sm = cfg.StateMachine
+	if n.sm == nil {
+		n.sm = newKVMachine(store, cfg.Limits)
+	}
 	if err := n.open(); err != nil {
 		store.Close()
 		return nil, err
@@ -110,19 +112,14 @@ func Start(cfg Config) (*Node, error) {
 
 // open restores the log and state and creates the RawNode.
 func (n *Node) open() error {
-	db := n.store.DB()
-	if err := checkIdentity(db, n.cfg.ID, n.clusterID); err != nil {
+	if err := checkIdentity(n.store, n.cfg.ID, n.clusterID); err != nil {
 		return err
 	}
-	cs, err := n.store.ConfState()
+	applied, cs, err := n.sm.Applied()
 	if err != nil {
 		return err
 	}
-	if n.log, err = openLogStore(db, cs); err != nil {
-		return err
-	}
-	applied, err := n.store.Applied()
-	if err != nil {
+	if n.log, err = openLogStore(n.store.RaftLog(), cs); err != nil {
 		return err
 	}
 	n.feed.reset(applied)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/cmpxchg"
 	"github.com/cxkv/cxkv/internal/invariants"
 	"go.etcd.io/raft/v3"
@@ -25,22 +23,16 @@ func (n *Node) run() {
 	var term uint64
 	leader := false
 	for {
-		select {
-		case <-n.stopc:
+		if !n.takeIn(ticker.C) {
 			return
-		case <-ticker.C:
-			n.rn.Tick()
-			n.reads.ticks++
-		case m := <-n.recvc:
-			n.rn.Step(m)
-		case p := <-n.propc:
-			n.proposeNow(p)
-		case r := <-n.readc:
-			n.reads.pending = append(n.reads.pending, r)
-		case f := <-n.reportc:
-			f(n.rn)
 		}
-		n.drain()
+		// This goroutine is the queues' only reader, so while one holds
+		// something takeIn does not block.
+		for i := 0; i < 4096 && n.queued(); i++ {
+			if !n.takeIn(ticker.C) {
+				return
+			}
+		}
 		n.reads.pump(n.rn, 2*n.cfg.ElectionTicks)
 		if !n.rn.HasReady() {
 			continue
@@ -61,22 +53,30 @@ func (n *Node) run() {
 	}
 }
 
-// drain takes in everything already queued without blocking.
-func (n *Node) drain() {
-	for i := 0; i < 4096; i++ {
-		select {
-		case m := <-n.recvc:
-			n.rn.Step(m)
-		case p := <-n.propc:
-			n.proposeNow(p)
-		case r := <-n.readc:
-			n.reads.pending = append(n.reads.pending, r)
-		case f := <-n.reportc:
-			f(n.rn)
-		default:
-			return
-		}
+// takeIn waits for one input (a tick, a peer message, a proposal, a read or
+// a report) and hands it to the RawNode; false means the member is stopping.
+func (n *Node) takeIn(tick <-chan time.Time) bool {
+	select {
+	case <-n.stopc:
+		return false
+	case <-tick:
+		n.rn.Tick()
+		n.reads.ticks++
+	case m := <-n.recvc:
+		n.rn.Step(m)
+	case p := <-n.propc:
+		n.proposeNow(p)
+	case r := <-n.readc:
+		n.reads.pending = append(n.reads.pending, r)
+	case f := <-n.reportc:
+		f(n.rn)
 	}
+	return true
+}
+
+// queued reports whether an input other than a tick is waiting.
+func (n *Node) queued() bool {
+	return len(n.recvc) > 0 || len(n.propc) > 0 || len(n.readc) > 0 || len(n.reportc) > 0
 }
 
 func (n *Node) proposeNow(p *proposal) {
@@ -106,30 +106,13 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 	}
 	// Persist entries and HardState in one batch: one fsync for every
 	// proposal this Ready carries.
-	b := n.store.DB().NewBatch()
-	if err := n.log.append(b, rd.Entries); err != nil {
-		b.Close()
-		return err
+	wrote, err := n.log.persist(rd.Entries, rd.HardState, rd.MustSync)
+	if err != nil {
+		return fmt.Errorf("persist ready: %w", err)
 	}
-	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
-		if err := n.log.setHardState(b, rd.HardState); err != nil {
-			b.Close()
-			return err
-		}
-	}
-	if !b.Empty() {
-		opt := pebble.NoSync
-		if rd.MustSync {
-			opt = pebble.Sync
-		}
-		if err := b.Commit(opt); err != nil {
-			b.Close()
-			return fmt.Errorf("persist ready: %w", err)
-		}
+	if wrote {
 		n.metrics.persisted(len(rd.Entries), rd.MustSync)
 	}
-	b.Close()
-	n.log.persisted(rd.Entries, rd.HardState)
 	if !*leader {
 		n.transport.send(rd.Messages)
 	}
@@ -143,20 +126,14 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 	return n.maybeSnapshot()
 }
 
-// apply runs committed entries through the state machine in one unsynced
-// batch, then answers the proposals they carried.
+// apply runs committed entries through the state machine as one unit, then
+// answers the proposals they carried.
 func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 	if len(ents) == 0 {
 		return nil
 	}
 	prev := n.applied.get()
-	b := n.store.NewBatch()
-	defer b.Close()
-	type answer struct {
-		id uint64
-		r  proposalResult
-	}
-	var answers []answer
+	batch := make([]Entry, 0, len(ents))
 	var last uint64
 	for _, e := range ents {
 		idx := e.GetIndex()
@@ -167,78 +144,74 @@ func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 			panic(fmt.Sprintf("raftnode: committed entries skip from %d to %d", last, idx))
 		}
 		last = idx
+		ent := Entry{Index: idx}
 		switch e.GetType() {
 		case pb.EntryNormal:
 			if len(e.GetData()) == 0 { // a new leader's empty entry
-				if err := b.SetApplied(idx); err != nil {
-					return err
-				}
-				continue
+				break
 			}
 			cmd, err := cmpxchg.DecodeCommand(e.GetData())
 			if err != nil {
 				n.cfg.Logger.Error("skipping undecodable log entry", "index", idx, "err", err)
-				if err := b.SetApplied(idx); err != nil {
-					return err
-				}
-				continue
+				break
 			}
-			res, err := n.sm.Apply(b, idx, cmd)
-			if err != nil {
-				return fmt.Errorf("apply entry %d: %w", idx, err)
-			}
-			answers = append(answers, answer{cmd.GetProposalId(), proposalResult{res: res, index: idx}})
-			if leader {
-				n.expiry.applied(cmd, res)
-			}
+			ent.Command = cmd
 		case pb.EntryConfChange, pb.EntryConfChangeV2:
-			if err := n.applyConfChange(b, e); err != nil {
+			cs, err := n.applyConfChange(e)
+			if err != nil {
 				return err
 			}
+			ent.ConfState = cs
 		}
+		batch = append(batch, ent)
 	}
 	if last == 0 {
 		return nil
 	}
-	if err := b.Commit(false); err != nil {
-		return fmt.Errorf("commit applied state: %w", err)
+	results, err := n.sm.Apply(batch)
+	if err != nil {
+		return err
 	}
-	n.feed.append(b.Events())
+	if es, ok := n.sm.(eventSource); ok {
+		n.feed.append(es.lastEvents())
+	}
 	n.applied.set(last)
-	for _, a := range answers {
-		n.waits.trigger(a.id, a.r)
+	for i, e := range batch {
+		if e.Command == nil {
+			continue
+		}
+		if leader {
+			n.expiry.applied(e.Command, results[i])
+		}
+		n.waits.trigger(e.Command.GetProposalId(), proposalResult{res: results[i], index: e.Index})
 	}
 	return nil
 }
 
-func (n *Node) applyConfChange(b interface {
-	SetConfState([]byte) error
-	SetApplied(uint64) error
-}, e *pb.Entry) error {
+// applyConfChange hands a configuration change to raft and returns the
+// configuration it leads to, to be stored with the state.
+func (n *Node) applyConfChange(e *pb.Entry) ([]byte, error) {
 	var cc pb.ConfChangeI
 	if e.GetType() == pb.EntryConfChange {
 		c := &pb.ConfChange{}
 		if err := proto.Unmarshal(e.GetData(), c); err != nil {
-			return err
+			return nil, err
 		}
 		cc = c
 	} else {
 		c := &pb.ConfChangeV2{}
 		if err := proto.Unmarshal(e.GetData(), c); err != nil {
-			return err
+			return nil, err
 		}
 		cc = c
 	}
 	cs := n.rn.ApplyConfChange(cc)
 	data, err := proto.Marshal(cs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n.log.setConfState(cs)
-	if err := b.SetConfState(data); err != nil {
-		return err
-	}
-	return b.SetApplied(e.GetIndex())
+	return data, nil
 }
 
 func (n *Node) publishStatus() {
@@ -267,26 +240,14 @@ func roleName(s raft.StateType) string {
 // from the leader; its Data carries the state stream.
 func (n *Node) restoreSnapshot(s *pb.Snapshot) error {
 	meta := s.GetMetadata()
-	if err := n.store.RestoreState(bytes.NewReader(s.GetData())); err != nil {
+	if err := n.sm.Restore(bytes.NewReader(s.GetData())); err != nil {
 		return fmt.Errorf("restore snapshot at %d: %w", meta.GetIndex(), err)
 	}
-	b := n.store.DB().NewBatch()
-	defer b.Close()
-	if err := n.log.reset(b, meta.GetIndex(), meta.GetTerm()); err != nil {
+	if err := n.log.reset(proto.Clone(meta).(*pb.SnapshotMetadata)); err != nil {
 		return err
 	}
-	if err := n.log.setSnapshot(b, proto.Clone(meta).(*pb.SnapshotMetadata)); err != nil {
-		return err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return err
-	}
-	n.log.wasReset(meta.GetIndex(), meta.GetTerm())
-	n.log.setConfState(meta.GetConfState())
 	n.feed.reset(meta.GetIndex())
 	n.applied.set(meta.GetIndex())
 	n.cfg.Logger.Info("restored snapshot", "index", meta.GetIndex(), "term", meta.GetTerm())
 	return n.snaps.take(n)
 }
-
-var _ = cxkvpb.Command{}

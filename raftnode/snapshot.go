@@ -4,22 +4,20 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cxkv/cxkv/kv"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
 // Snapshots. The member keeps one current snapshot: raft metadata (index,
-// term, conf state) and a Pebble snapshot of the state taken at exactly that
-// applied index, in the Ready goroutine, between two apply batches. raft's
-// Storage.Snapshot returns the metadata; when raft sends it (MsgSnap), the
-// transport streams the matching Pebble snapshot, so the data a follower
-// restores is always the state at the index the metadata names.
+// term, conf state) and the state machine's view of the state at exactly
+// that applied index, taken in the Ready goroutine between two applies.
+// raft's Storage.Snapshot returns the metadata; when raft sends it (MsgSnap),
+// the transport streams the matching view, so the data a follower restores
+// is always the state at the index the metadata names.
 
 type heldSnapshot struct {
 	index uint64
-	state *kv.StateSnapshot
+	state StateSnapshot
 	refs  int
 }
 
@@ -34,33 +32,25 @@ func (h *snapshotHolder) init(n *Node) error { return h.take(n) }
 
 // take captures the state now, at the applied index, and makes it current.
 func (h *snapshotHolder) take(n *Node) error {
-	applied := n.applied.get()
-	if applied == 0 {
+	if n.applied.get() == 0 {
 		return nil
 	}
+	ss, err := n.sm.Snapshot()
+	if err != nil {
+		return err
+	}
+	applied := ss.Index()
 	term, err := n.log.Term(applied)
 	if err != nil {
+		ss.Close()
 		return fmt.Errorf("term of applied index %d: %w", applied, err)
 	}
-	ss := n.store.NewStateSnapshot()
-	csData, err := ss.ConfState()
-	if err != nil {
-		ss.Close()
-		return err
-	}
 	cs := &pb.ConfState{}
-	if err := proto.Unmarshal(csData, cs); err != nil {
+	if err := proto.Unmarshal(ss.ConfState(), cs); err != nil {
 		ss.Close()
 		return err
 	}
-	b := n.store.DB().NewBatch()
-	defer b.Close()
-	meta := &pb.SnapshotMetadata{Index: &applied, Term: &term, ConfState: cs}
-	if err := n.log.setSnapshot(b, meta); err != nil {
-		ss.Close()
-		return err
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := n.log.setSnapshot(&pb.SnapshotMetadata{Index: &applied, Term: &term, ConfState: cs}); err != nil {
 		ss.Close()
 		return err
 	}
@@ -129,14 +119,8 @@ func (n *Node) maybeSnapshot() error {
 	if err != nil {
 		return nil // already compacted past it
 	}
-	b := n.store.DB().NewBatch()
-	defer b.Close()
-	if err := n.log.truncate(b, upTo, term); err != nil {
+	if err := n.log.truncate(upTo, term); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return err
-	}
-	n.log.truncated(upTo, term)
 	return n.store.CompactEvents(upTo + 1)
 }
