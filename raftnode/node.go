@@ -7,7 +7,9 @@ package raftnode
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,8 +142,10 @@ func (n *Node) open() error {
 		return err
 	}
 	if last, _ := n.log.LastIndex(); last == 0 {
+		// Every member writes these entries itself and raft never compares
+		// them, so they must come out the same everywhere: in id order.
 		var peers []raft.Peer
-		for id := range n.cfg.Peers {
+		for _, id := range slices.Sorted(maps.Keys(n.cfg.Peers)) {
 			peers = append(peers, raft.Peer{ID: id})
 		}
 		if err := n.rn.Bootstrap(peers); err != nil {
