@@ -169,11 +169,16 @@ func TestWatchCheckCatchesMissingDuplicateAndDisorder(t *testing.T) {
 		{"twice", []client.Event{ev(put, "a", 5), ev(put, "a", 5), ev(put, "b", 7), ev(del, "b", 9)}, "twice"},
 		{"disorder", []client.Event{ev(put, "b", 7), ev(put, "a", 5), ev(del, "b", 9)}, "out of log order"},
 		{"wrong index", []client.Event{ev(put, "a", 6), ev(put, "b", 7), ev(del, "b", 9)}, "acknowledged at 5"},
+		{"missing in a gap the watch reported", nil, ""},
 		{"from nowhere", []client.Event{ev(put, "a", 5), ev(put, "b", 7), ev(put, "z", 8), ev(del, "b", 9)}, "no write"},
 	}
 	for _, tc := range cases {
 		w := newWatcher()
 		w.events = tc.events
+		if tc.events == nil { // the watch ended with ErrCompacted after 5 and resumed from 8
+			w.events = []client.Event{ev(put, "a", 5), ev(del, "b", 9)}
+			w.gaps = [][2]uint64{{5, 8}}
+		}
 		_, bad := checkWatch(w, h)
 		got := strings.Join(bad, "; ")
 		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {

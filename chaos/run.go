@@ -68,6 +68,8 @@ type Report struct {
 	PeerConns    int           // peer connections relayed by the proxies
 	PeerConnsCut int           // of which cut by a partition
 	WatchEvents  int
+	WatchGaps    int // watches ended by ErrCompacted and restarted from the current index
+	GapWrites    int // acknowledged writes in those gaps, whose delivery could not be checked
 	Linearizable porcupine.CheckResult
 	Anomalies    []string
 }
@@ -277,7 +279,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.LostLate, rep.LostMaxLate = res.late, res.maxLate
 	rep.Anomalies = append(rep.Anomalies, res.anomalies...)
 	n, bad := checkWatch(w, h)
-	rep.WatchEvents = n
+	rep.WatchEvents, rep.WatchGaps = n, len(w.gaps)
+	for _, idx := range h.acked {
+		if w.inGap(idx) {
+			rep.GapWrites++
+		}
+	}
+	for kd := range h.delAck {
+		if w.inGap(kd[1].(uint64)) {
+			rep.GapWrites++
+		}
+	}
 	rep.Anomalies = append(rep.Anomalies, bad...)
 	if rep.LockAcquired == 0 {
 		rep.Anomalies = append(rep.Anomalies, "no lock was ever acquired")
@@ -396,6 +408,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(tw, "  refused by the fence (stale token)\t%d\t\n", r.LockRefused)
 	fmt.Fprintf(tw, "  Lost() closed after the next holder entered (max)\t%d (%v)\t\n", r.LostLate, r.LostMaxLate.Round(time.Millisecond))
 	fmt.Fprintf(tw, "watch events\t%d\t\n", r.WatchEvents)
+	fmt.Fprintf(tw, "  watch restarts after ErrCompacted (writes in gaps)\t%d (%d)\t\n", r.WatchGaps, r.GapWrites)
 	fmt.Fprintf(tw, "anomalies\t%d\t\n", len(r.Anomalies))
 	tw.Flush()
 	for _, a := range r.Anomalies {
