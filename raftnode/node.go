@@ -117,11 +117,9 @@ func (n *Node) open() error {
 	if err := checkIdentity(n.store, n.cfg.ID, n.clusterID); err != nil {
 		return err
 	}
-	applied, cs, err := n.sm.Applied()
-	if err != nil {
-		return err
-	}
-	if n.log, err = openLogStore(n.store.RaftLog(), cs); err != nil {
+	var applied uint64
+	var err error
+	if n.log, applied, err = openStorage(n.store, n.sm); err != nil {
 		return err
 	}
 	n.feed.reset(applied)

@@ -1,7 +1,6 @@
 package raftnode
 
 import (
-	"bytes"
 	"fmt"
 	"time"
 
@@ -90,11 +89,6 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 	if rd.SoftState != nil {
 		*leader = rd.SoftState.RaftState == raft.StateLeader
 	}
-	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.restoreSnapshot(rd.Snapshot); err != nil {
-			return err
-		}
-	}
 	// A leader sends before its own fsync, so the followers' fsyncs overlap
 	// its own (Raft thesis 10.2.1; etcd does the same): the leader counts
 	// itself in a quorum only after Advance, i.e. after this Ready is on its
@@ -104,14 +98,17 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 	if *leader {
 		n.transport.send(rd.Messages)
 	}
-	// Persist entries and HardState in one batch: one fsync for every
-	// proposal this Ready carries.
-	wrote, err := n.log.persist(rd.Entries, rd.HardState, rd.MustSync)
+	wrote, err := persistReady(n.log, n.sm, rd)
 	if err != nil {
-		return fmt.Errorf("persist ready: %w", err)
+		return err
 	}
 	if wrote {
 		n.metrics.persisted(len(rd.Entries), rd.MustSync)
+	}
+	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.snapshotInstalled(rd.Snapshot.GetMetadata()); err != nil {
+			return err
+		}
 	}
 	if !*leader {
 		n.transport.send(rd.Messages)
@@ -236,16 +233,9 @@ func roleName(s raft.StateType) string {
 	return "follower"
 }
 
-// restoreSnapshot replaces the state and the log with a snapshot received
-// from the leader; its Data carries the state stream.
-func (n *Node) restoreSnapshot(s *pb.Snapshot) error {
-	meta := s.GetMetadata()
-	if err := n.sm.Restore(bytes.NewReader(s.GetData())); err != nil {
-		return fmt.Errorf("restore snapshot at %d: %w", meta.GetIndex(), err)
-	}
-	if err := n.log.reset(proto.Clone(meta).(*pb.SnapshotMetadata)); err != nil {
-		return err
-	}
+// snapshotInstalled moves the member's in-memory view to a snapshot that
+// persistReady installed.
+func (n *Node) snapshotInstalled(meta *pb.SnapshotMetadata) error {
 	n.feed.reset(meta.GetIndex())
 	n.applied.set(meta.GetIndex())
 	n.cfg.Logger.Info("restored snapshot", "index", meta.GetIndex(), "term", meta.GetTerm())
