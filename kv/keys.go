@@ -15,7 +15,8 @@ import "encoding/binary"
 //	                             session floor (no 'L' stamp is below it), counters
 //	'i' name                     member identity; never part of a snapshot
 //	'l' be64(index)              Raft log entry (a marshalled raftpb.Entry; see RaftLog)
-//	'h' name                     Raft HardState, log start, snapshot metadata
+//	'h' name                     Raft HardState, log start, snapshot metadata, an
+//	                             unfinished snapshot install
 //
 // The state is every key under the prefixes in statePrefixes: a snapshot
 // carries exactly those, and RestoreState replaces exactly those.
@@ -96,6 +97,7 @@ var (
 	raftHardStateKey = prefixed(prefixRaftMeta, "hardstate")
 	raftSnapshotKey  = prefixed(prefixRaftMeta, "snapshot")
 	raftTruncKey     = prefixed(prefixRaftMeta, "trunc")
+	raftInstallKey   = prefixed(prefixRaftMeta, "install")
 	identityKey      = prefixed(prefixIdentity, identityMemberKey)
 )
 

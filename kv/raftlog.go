@@ -29,7 +29,10 @@ func (s *Store) RaftLog() *RaftLog { return &RaftLog{db: s.db} }
 type RaftLogState struct {
 	HardState *pb.HardState // empty if none was ever written
 	// Snapshot is the metadata of the member's latest snapshot, nil if none.
-	Snapshot              *pb.SnapshotMetadata
+	Snapshot *pb.SnapshotMetadata
+	// Installing is the metadata of a received snapshot whose install began
+	// and did not finish; nil if none. See BeginInstall.
+	Installing            *pb.SnapshotMetadata
 	TruncIndex, TruncTerm uint64 // the entry before the first held
 	LastIndex, LastTerm   uint64 // equal to the trunc point when no entry is held
 }
@@ -46,6 +49,9 @@ func (l *RaftLog) Load() (RaftLogState, error) {
 	}
 	var err error
 	if st.Snapshot, err = l.metadata(raftSnapshotKey); err != nil {
+		return st, err
+	}
+	if st.Installing, err = l.metadata(raftInstallKey); err != nil {
 		return st, err
 	}
 	if v, ok, err := getRaw(l.db, raftTruncKey); err != nil {
@@ -212,10 +218,24 @@ func (l *RaftLog) SetSnapshot(meta *pb.SnapshotMetadata, sync bool) error {
 	return l.db.Set(raftSnapshotKey, data, syncOpt(sync))
 }
 
-// Reset replaces the whole log by the point (meta.Index, meta.Term) of an
-// installed snapshot and records meta as the latest snapshot, in one synced
-// batch.
-func (l *RaftLog) Reset(meta *pb.SnapshotMetadata) error {
+// BeginInstall durably records that a received snapshot is about to replace
+// the state. The state is replaced by its own atomic write, then
+// FinishInstall resets the log; a crash between the two leaves this record
+// for the member to finish (or abandon) on open, so state and log never
+// disagree at startup.
+func (l *RaftLog) BeginInstall(meta *pb.SnapshotMetadata) error {
+	data, err := encodeMetadata(meta)
+	if err != nil {
+		return err
+	}
+	return l.db.Set(raftInstallKey, data, pebble.Sync)
+}
+
+// FinishInstall replaces the whole log by the point (meta.Index, meta.Term)
+// of an installed snapshot, records meta as the latest snapshot, stores hs,
+// appends ents (those that follow the snapshot in the same Ready) and clears
+// the install record, in one synced batch.
+func (l *RaftLog) FinishInstall(meta *pb.SnapshotMetadata, hs *pb.HardState, ents []*pb.Entry) error {
 	b := l.db.NewBatch()
 	defer b.Close()
 	if err := b.DeleteRange(raftEntryKey(0), raftEntryKey(math.MaxUint64), nil); err != nil {
@@ -231,8 +251,32 @@ func (l *RaftLog) Reset(meta *pb.SnapshotMetadata) error {
 	if err := b.Set(raftSnapshotKey, data, nil); err != nil {
 		return err
 	}
+	for _, e := range ents {
+		data, err := proto.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(raftEntryKey(e.GetIndex()), data, nil); err != nil {
+			return err
+		}
+	}
+	if hs != nil {
+		data, err := proto.Marshal(hs)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(raftHardStateKey, data, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Delete(raftInstallKey, nil); err != nil {
+		return err
+	}
 	return b.Commit(pebble.Sync)
 }
+
+// AbandonInstall forgets an install record whose state was never replaced.
+func (l *RaftLog) AbandonInstall() error { return l.db.Delete(raftInstallKey, pebble.Sync) }
 
 func truncValue(index, term uint64) []byte {
 	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, index), term)

@@ -182,16 +182,25 @@ func (ls *logStore) setConfState(cs *pb.ConfState) {
 	ls.mu.Unlock()
 }
 
-// reset replaces the whole log by the point of a received snapshot and makes
-// it the current snapshot.
-func (ls *logStore) reset(meta *pb.SnapshotMetadata) error {
-	if err := ls.log.Reset(meta); err != nil {
+// finishInstall resets the log to the point of an installed snapshot, makes
+// it the current snapshot, and stores hs and ents in the same synced batch.
+func (ls *logStore) finishInstall(meta *pb.SnapshotMetadata, hs *pb.HardState, ents []*pb.Entry) error {
+	if hs != nil && raft.IsEmptyHardState(hs) {
+		hs = nil
+	}
+	if err := ls.log.FinishInstall(meta, hs, ents); err != nil {
 		return err
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	ls.truncIndex, ls.truncTerm = meta.GetIndex(), meta.GetTerm()
 	ls.last, ls.lastTerm = meta.GetIndex(), meta.GetTerm()
+	if n := len(ents); n > 0 {
+		ls.last, ls.lastTerm = ents[n-1].GetIndex(), ents[n-1].GetTerm()
+	}
+	if hs != nil {
+		ls.hs = proto.Clone(hs).(*pb.HardState)
+	}
 	ls.snap = &pb.Snapshot{Metadata: meta}
 	ls.confState = proto.Clone(meta.GetConfState()).(*pb.ConfState)
 	return nil
