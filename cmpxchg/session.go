@@ -12,8 +12,9 @@ import (
 // Exactly-once: a write that carries a write id goes through the table in
 // kv (kv.Sessions, where its rules and invariants are written down). Apply
 // asks the table what it knows of the write and either answers from it,
-// refuses, or applies the write and records the result. A retry of a
-// forgotten seq is refused, never applied twice.
+// refuses, or applies the write and records the result. A write the table
+// can no longer answer for is refused as "outcome unknown": never applied
+// twice, and never reported applied when it may not have been.
 
 func (sm *StateMachine) sessionLimits() kv.SessionLimits {
 	return kv.SessionLimits{
@@ -25,19 +26,23 @@ func (sm *StateMachine) sessionLimits() kv.SessionLimits {
 
 // applyOnce applies cmd at most once for its write id.
 func (sm *StateMachine) applyOnce(b *kv.Batch, index uint64, cmd *cxkvpb.Command, wid *cxkvpb.WriteID) (*cxkvpb.CommandResult, error) {
-	table, err := b.Sessions(sm.sessionLimits(), cmd.GetStampUnixMs())
+	table, err := b.Sessions(sm.sessionLimits(), sessionStamp(cmd))
 	if err != nil {
 		return nil, err
 	}
-	w, err := table.Lookup(wid.GetClientId(), wid.GetSeq())
+	w, err := table.Lookup(wid.GetClientId(), wid.GetSeq(), wid.GetNewClient())
 	if err != nil {
 		return nil, err
 	}
 	switch w.Outcome {
 	case kv.Forgotten:
+		why := fmt.Sprintf("results up to seq %d are forgotten", w.Acked)
+		if !w.Session {
+			why = "the client has no session (it expired, was evicted, or was never opened)"
+		}
 		return refused(Errorf(codes.FailedPrecondition,
-			"write %d of client %x was applied and its result has been forgotten (results up to %d are); it was not applied again",
-			w.Seq, w.Client, w.Acked)), table.Touch(&w)
+			"write %d of client %x: outcome unknown: %s, so whether an earlier attempt was applied is unknown; this attempt was not applied",
+			w.Seq, w.Client, why)), table.Touch(&w)
 	case kv.Answered:
 		res := &cxkvpb.CommandResult{}
 		if err := proto.Unmarshal(w.Result, res); err != nil {
@@ -54,4 +59,14 @@ func (sm *StateMachine) applyOnce(b *kv.Batch, index uint64, cmd *cxkvpb.Command
 		return nil, err
 	}
 	return res, table.Record(&w, wid.GetAckedSeq(), data)
+}
+
+// sessionStamp is the time a command ages sessions by: the cluster time it
+// carries, or for a command logged before cluster time existed, its
+// proposer's wall clock, as then.
+func sessionStamp(cmd *cxkvpb.Command) int64 {
+	if cmd.ClusterMs != nil {
+		return cmd.GetClusterMs()
+	}
+	return cmd.GetStampUnixMs()
 }

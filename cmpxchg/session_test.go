@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/cxkv/cxkv/cmpxchg"
 	"github.com/cxkv/cxkv/kv"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 )
 
 // sessionModel is the exactly-once contract written the plain way: every
@@ -24,6 +26,7 @@ import (
 // machine keeps hints to skip that work; they must never change an outcome.
 type sessionModel struct {
 	limits   cmpxchg.Limits
+	now      int64 // the table's time: the highest stamp seen
 	sessions map[uint64]*modelSession
 }
 
@@ -47,9 +50,10 @@ func (m *sessionModel) oldest() (uint64, *modelSession) {
 }
 
 // apply returns what the machine must answer: the index the write was applied
-// at (now or originally), or -1 when it is refused as forgotten.
-func (m *sessionModel) apply(client, seq, ackedAsked uint64, stamp int64, index uint64) int64 {
-	cutoff := stamp - m.limits.SessionTTL.Milliseconds()
+// at (now or originally), or -1 when it is refused as outcome unknown.
+func (m *sessionModel) apply(client, seq, ackedAsked uint64, fresh bool, stamp int64, index uint64) int64 {
+	m.now = max(m.now, stamp)
+	cutoff := m.now - m.limits.SessionTTL.Milliseconds()
 	for {
 		c, s := m.oldest()
 		if s == nil || s.stamp >= cutoff {
@@ -59,7 +63,7 @@ func (m *sessionModel) apply(client, seq, ackedAsked uint64, stamp int64, index 
 	}
 	s, found := m.sessions[client]
 	if found {
-		s.stamp = stamp
+		s.stamp = m.now
 		if seq <= s.acked {
 			return -1
 		}
@@ -67,7 +71,10 @@ func (m *sessionModel) apply(client, seq, ackedAsked uint64, stamp int64, index 
 			return int64(at)
 		}
 	} else {
-		s = &modelSession{stamp: stamp, results: map[uint64]uint64{}}
+		if !fresh || seq != 1 {
+			return -1 // no session: a retry of a forgotten write, maybe
+		}
+		s = &modelSession{stamp: m.now, results: map[uint64]uint64{}}
 		m.sessions[client] = s
 	}
 	acked := max(s.acked, ackedAsked)
@@ -116,7 +123,7 @@ func (m *machine) apply(t *testing.T, index uint64, cmd *cxkvpb.Command) int64 {
 		t.Fatal(err)
 	}
 	if e := res.GetError(); e != nil {
-		if codes.Code(e.GetCode()) != codes.FailedPrecondition {
+		if !isOutcomeUnknown(e) {
 			t.Fatalf("index %d: unexpected error %v", index, e)
 		}
 		return -1
@@ -218,11 +225,12 @@ func checkStored(t *testing.T, s *kv.Store, model *sessionModel) {
 }
 
 // TestSessionsMatchModel drives the machine with random writes from a few
-// clients, stamps that sometimes run backwards (a new leader's clock), and
-// acks that skip ahead, and checks every answer and the stored table against
-// the model. Midway it restores snapshots into fresh stores, one of them
-// rewritten as the first format (see asFirstFormat); both must go on
-// answering exactly the same.
+// clients, stamps that sometimes run backwards (a proposer that has not seen
+// the latest stamp), and acks that skip ahead, and checks every answer and
+// the stored table against the model. A client whose session is gone starts
+// over with a new id, as the SDK does. Midway it restores snapshots into
+// fresh stores, one of them rewritten as the first format (see
+// asFirstFormat); both must go on answering exactly the same.
 func TestSessionsMatchModel(t *testing.T) {
 	l := cmpxchg.DefaultLimits()
 	l.MaxSessions, l.MaxResultsPerSession, l.SessionTTL = 4, 3, 100*time.Millisecond
@@ -231,8 +239,14 @@ func TestSessionsMatchModel(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			model := &sessionModel{limits: l, sessions: map[uint64]*modelSession{}}
 			machines := []*machine{newMachine(t, l)}
+			ids := make([]uint64, 7) // each slot's current client id
+			for i := range ids {
+				ids[i] = uint64(i + 1)
+			}
+			nextID := uint64(len(ids) + 1)
 			next := map[uint64]uint64{}
 			stamp := int64(1000)
+			refusedNew := 0
 			for index := uint64(1); index <= 1500; index++ {
 				switch r := rng.Intn(20); {
 				case r == 0:
@@ -240,9 +254,11 @@ func TestSessionsMatchModel(t *testing.T) {
 				case r < 8:
 					stamp += rng.Int63n(60)
 				}
-				client := uint64(1 + rng.Intn(7))
+				slot := rng.Intn(len(ids))
+				client := ids[slot]
 				seq := next[client] + 1
-				if rng.Intn(4) == 0 && seq > 1 { // a retry, maybe of a forgotten seq
+				retry := rng.Intn(4) == 0 && seq > 1
+				if retry { // maybe of a forgotten seq
 					seq -= uint64(1 + rng.Intn(min(int(seq-1), 5)))
 				}
 				next[client] = max(next[client], seq)
@@ -250,14 +266,24 @@ func TestSessionsMatchModel(t *testing.T) {
 				if seq > 1 {
 					acked = seq - 1 - uint64(rng.Intn(int(min(seq-1, 4))))
 				}
-				cmd := &cxkvpb.Command{StampUnixMs: stamp, Op: &cxkvpb.Command_Delete{Delete: &cxkvpb.DeleteRequest{
-					Key: "absent", ExpectIndex: 1, WriteId: &cxkvpb.WriteID{ClientId: client, Seq: seq, AckedSeq: acked},
+				fresh := seq == 1 && !retry
+				cmd := &cxkvpb.Command{StampUnixMs: stamp, ClusterMs: proto.Int64(stamp), Op: &cxkvpb.Command_Delete{Delete: &cxkvpb.DeleteRequest{
+					Key: "absent", ExpectIndex: 1, WriteId: &cxkvpb.WriteID{ClientId: client, Seq: seq, AckedSeq: acked, NewClient: fresh},
 				}}}
-				want := model.apply(client, seq, acked, stamp, index)
+				want := model.apply(client, seq, acked, fresh, stamp, index)
 				for i, m := range machines {
 					if got := m.apply(t, index, cmd); got != want {
-						t.Fatalf("machine %d, index %d (client %d seq %d acked %d stamp %d): answer %d, want %d", i, index, client, seq, acked, stamp, got, want)
+						t.Fatalf("machine %d, index %d (client %d seq %d acked %d new %v stamp %d): answer %d, want %d", i, index, client, seq, acked, fresh, stamp, got, want)
 					}
+				}
+				if _, alive := model.sessions[client]; !alive && !retry {
+					// Refused for want of a session (or evicted by its own
+					// arrival's neighbours): start over as a new client.
+					if want == -1 {
+						refusedNew++
+					}
+					ids[slot] = nextID
+					nextID++
 				}
 				if index%100 == 0 {
 					for _, m := range machines {
@@ -272,6 +298,58 @@ func TestSessionsMatchModel(t *testing.T) {
 					machines = append(machines, current, older)
 				}
 			}
+			if refusedNew == 0 {
+				t.Fatal("no write was refused for want of a session: the run does not reach the rule")
+			}
 		})
+	}
+}
+
+// isOutcomeUnknown reports whether a refusal is the table's "outcome
+// unknown" and says nothing it does not know: in particular never that the
+// write was applied.
+func isOutcomeUnknown(e *cxkvpb.CommandError) bool {
+	return codes.Code(e.GetCode()) == codes.FailedPrecondition &&
+		strings.Contains(e.GetMessage(), "outcome unknown") && !strings.Contains(e.GetMessage(), "was applied and")
+}
+
+// TestWriteBelowWindowIsNotClaimedApplied: a write that was never applied
+// arrives after MaxResultsPerSession later writes of its client. The table
+// has moved its window past it, so it cannot know the write was never
+// applied; it must refuse it as outcome unknown, not apply it and not call
+// it applied.
+func TestWriteBelowWindowIsNotClaimedApplied(t *testing.T) {
+	l := cmpxchg.DefaultLimits()
+	m := newMachine(t, l)
+	put := func(seq uint64, key string) *cxkvpb.Command {
+		return &cxkvpb.Command{StampUnixMs: 1, ClusterMs: proto.Int64(1), Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{
+			Key: key, Value: []byte("v"), WriteId: &cxkvpb.WriteID{ClientId: 5, Seq: seq, NewClient: seq == 1},
+		}}}
+	}
+	index := uint64(0)
+	for seq := uint64(1); seq <= uint64(l.MaxResultsPerSession)+2; seq++ {
+		if seq == 2 {
+			continue // lost on its way: never applied
+		}
+		index++
+		if got := m.apply(t, index, put(seq, fmt.Sprint("k", seq))); got != 0 {
+			t.Fatalf("seq %d refused", seq)
+		}
+	}
+	index++
+	b := m.store.NewBatch()
+	res, err := m.sm.Apply(b, index, put(2, "k2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if e := res.GetError(); e == nil || !isOutcomeUnknown(e) {
+		t.Fatalf("write below the window: got %v, want a refusal as outcome unknown that does not claim it was applied", res)
+	}
+	if _, found, _ := m.store.Get("k2"); found {
+		t.Fatal("the refused write was applied")
 	}
 }

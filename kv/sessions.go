@@ -19,7 +19,28 @@ import (
 // Keys (see keys.go): 's' client seq -> result bytes (opaque to kv);
 // 'S' client -> header; 'L' stamp client -> nothing (the clients in
 // least-recently-used order); meta "sessionfloor" -> a lower bound of every
-// stamp in 'L'; counter "sessions" -> how many clients have a header.
+// stamp in 'L'; meta "sessionclock" -> the table's time; counter "sessions"
+// -> how many clients have a header.
+//
+// Time. The table's time is the highest command stamp it has seen (the
+// cluster time raftnode stamps, see raftnode/clock.go); a command stamped
+// lower is taken to happen at the table's time. So time in the table never
+// goes back, and a client is heard from no earlier than the latest stamp.
+// A store without a stored time (older than it) takes the first command's
+// stamp as it is.
+//
+// What a retry can be told. The table answers a retry only while it holds
+// the result; otherwise it cannot tell a write that was never applied from
+// one whose result it forgot, so it refuses the write (Forgotten) and the
+// client learns its outcome is unknown. Two rules keep that sound:
+//   - a session is opened only by a write that says it opens one: the first
+//     attempt of seq 1 of a client id never used before. A header, once
+//     forgotten, never comes back for the same id, so no write of that id is
+//     ever applied again; a write of a client without a header is refused
+//     and leaves no header behind.
+//   - within a session, every applied seq above acked keeps its result until
+//     acked passes it; so a seq above acked without a result was never
+//     applied, and a seq at or below acked is refused.
 //
 // A header is uvarint(acked) varint(stamp) uvarint(top):
 //   - acked: results of seq <= acked are forgotten. It only grows: to what
@@ -55,14 +76,15 @@ type SessionLimits struct {
 	TTLMillis int64
 }
 
-// Sessions is the table as one command sees it: Batch.Sessions forgets the
-// clients that expired by the command's stamp, Lookup says what the table
-// knows of the write, and then exactly one of Touch (not applied) or Record
-// (applied) stores what the command changed.
+// Sessions is the table as one command sees it: Batch.Sessions advances
+// the table's time to the command's stamp and forgets the clients that
+// expired by it, Lookup says what the table knows of the write, and then
+// exactly one of Touch (not applied) or Record (applied) stores what the
+// command changed.
 type Sessions struct {
 	b     *Batch
 	l     SessionLimits
-	now   int64
+	now   int64 // the table's time for this command
 	floor int64
 }
 
@@ -75,8 +97,9 @@ const (
 	Fresh Outcome = iota
 	// Answered: the write was applied; Write.Result is its stored result.
 	Answered
-	// Forgotten: the client's results up to Write.Acked are forgotten and
-	// seq is among them; the write must not be applied.
+	// Forgotten: the table cannot know whether the write was applied: the
+	// client has no session (Write.Session is false), or seq is at or below
+	// Write.Acked. The write must not be applied.
 	Forgotten
 )
 
@@ -86,6 +109,7 @@ type Write struct {
 	Outcome     Outcome
 	Result      []byte // the stored result, when Answered
 	Acked       uint64 // results of seq <= Acked are forgotten
+	Session     bool   // the client has a session (or this write opens one)
 
 	isNew    bool // the client has no header yet
 	top      uint64
@@ -95,30 +119,54 @@ type Write struct {
 // sessionCount counts the clients with a header.
 const sessionCount = "sessions"
 
+// metaSessionClock holds the table's time.
+const metaSessionClock = "sessionclock"
+
 // topUnknown is the top of a header written before tops were kept.
 const topUnknown = math.MaxUint64
 
-// Sessions opens the table for the command stamped now, forgetting first
-// the clients silent for TTL before now.
-func (b *Batch) Sessions(l SessionLimits, now int64) (*Sessions, error) {
-	t := &Sessions{b: b, l: l, now: now}
+// Sessions opens the table for the command stamped stamp: the table's time
+// becomes the later of its own and stamp, and the clients silent for TTL
+// before it are forgotten.
+func (b *Batch) Sessions(l SessionLimits, stamp int64) (*Sessions, error) {
+	t := &Sessions{b: b, l: l, now: stamp}
+	clock, known, err := getInt64(b.b, metaKey(metaSessionClock))
+	if err != nil {
+		return nil, err
+	}
+	if known {
+		t.now = max(clock, stamp)
+	}
+	// Rewritten even when unchanged, to stay in the memtable (see save).
+	if err := b.b.Set(metaKey(metaSessionClock), binary.BigEndian.AppendUint64(nil, uint64(t.now)), nil); err != nil {
+		return nil, err
+	}
 	return t, t.expire()
 }
 
-// Lookup says what the table knows of the write (client, seq).
-func (t *Sessions) Lookup(client, seq uint64) (Write, error) {
+// SessionClock returns the exactly-once table's time in the applied state
+// (0 if it has none): the cluster time no proposal needs to go below.
+func (s *Store) SessionClock() (int64, error) {
+	v, _, err := getInt64(s.db, metaKey(metaSessionClock))
+	return v, err
+}
+
+// Lookup says what the table knows of the write (client, seq). opens says
+// the write is the first attempt of seq 1 of a new client id, which may
+// open the client's session.
+func (t *Sessions) Lookup(client, seq uint64, opens bool) (Write, error) {
 	w := Write{Client: client, Seq: seq}
 	hdr, found, err := getRaw(t.b.b, sessionKey(client))
 	if err != nil {
 		return w, err
 	}
-	w.isNew = !found
+	w.isNew, w.Session = !found, found || (opens && seq == 1)
 	if found {
 		if w.Acked, w.oldStamp, w.top, err = decodeSessionHeader(hdr); err != nil {
 			return w, fmt.Errorf("kv: session of client %x: %w", client, err)
 		}
 	}
-	if !w.isNew && seq <= w.Acked {
+	if !w.Session || (found && seq <= w.Acked) {
 		w.Outcome = Forgotten
 		return w, nil
 	}
@@ -134,13 +182,22 @@ func (t *Sessions) Lookup(client, seq uint64) (Write, error) {
 }
 
 // Touch records that the client was heard from now, by a write that was not
-// applied (answered from the table or refused).
-func (t *Sessions) Touch(w *Write) error { return t.save(w) }
+// applied (answered from the table or refused). A client without a session
+// stays without one.
+func (t *Sessions) Touch(w *Write) error {
+	if w.isNew {
+		return nil
+	}
+	return t.save(w)
+}
 
-// Record stores the result of a Fresh write that was just applied.
-// ackedAsked is the client's own acknowledged mark: every result up to it
-// may be forgotten.
+// Record stores the result of a Fresh write that was just applied, opening
+// the client's session if the write opens one. ackedAsked is the client's
+// own acknowledged mark: every result up to it may be forgotten.
 func (t *Sessions) Record(w *Write, ackedAsked uint64, result []byte) error {
+	if w.Outcome != Fresh {
+		return fmt.Errorf("kv: record of write %d of client %x, which the table did not find fresh", w.Seq, w.Client)
+	}
 	acked := max(w.Acked, ackedAsked)
 	if w.Seq > t.l.MaxResults {
 		acked = max(acked, w.Seq-t.l.MaxResults)
@@ -326,12 +383,16 @@ func decodeLRUKey(k []byte) (client uint64, stamp int64) {
 }
 
 func (t *Sessions) getFloor() (int64, bool, error) {
-	v, ok, err := getRaw(t.b.b, metaKey(metaSessionFloor))
+	return getInt64(t.b.b, metaKey(metaSessionFloor))
+}
+
+func getInt64(r pebble.Reader, key []byte) (int64, bool, error) {
+	v, ok, err := getRaw(r, key)
 	if !ok || err != nil {
 		return 0, false, err
 	}
 	if len(v) != 8 {
-		return 0, false, fmt.Errorf("kv: session floor holds %d bytes, want 8", len(v))
+		return 0, false, fmt.Errorf("kv: %q holds %d bytes, want 8", key, len(v))
 	}
 	return int64(binary.BigEndian.Uint64(v)), true, nil
 }

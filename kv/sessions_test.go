@@ -17,7 +17,7 @@ func recordResult(t *testing.T, b *Batch, client, seq uint64, now int64, result 
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := tbl.Lookup(client, seq)
+	w, err := tbl.Lookup(client, seq, seq == 1)
 	if err != nil || w.Outcome != Fresh {
 		t.Fatalf("lookup client %d seq %d: %+v %v, want fresh", client, seq, w, err)
 	}
@@ -33,7 +33,7 @@ func storedResult(t *testing.T, b *Batch, client, seq uint64, now int64) ([]byte
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := tbl.Lookup(client, seq)
+	w, err := tbl.Lookup(client, seq, seq == 1)
 	if err != nil {
 		t.Fatal(err)
 	}

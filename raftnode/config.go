@@ -41,6 +41,9 @@ type Config struct {
 	StateMachine StateMachine
 	FS           vfs.FS
 	Logger       *slog.Logger
+	// WallClock is the member's wall clock (default time.Now). It stamps
+	// expires_at for people to read and decides nothing; tests skew it.
+	WallClock func() time.Time
 }
 
 func (c *Config) withDefaults() error {
@@ -82,6 +85,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.FS == nil {
 		c.FS = vfs.Default
+	}
+	if c.WallClock == nil {
+		c.WallClock = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/cmpxchg"
@@ -88,7 +87,7 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
 	cmd.ProposalId = n.cfg.ID<<48 | n.nextProposal.Add(1)&(1<<48-1)
-	cmd.StampUnixMs = time.Now().UnixMilli()
+	cmd.StampUnixMs = n.cfg.WallClock().UnixMilli()
 	data, err := cmpxchg.EncodeCommand(cmd)
 	if err != nil {
 		return nil, 0, err
@@ -125,7 +124,7 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 // proposeAsync hands cmd to raft without waiting (the leader's expiries).
 func (n *Node) proposeAsync(cmd *cxkvpb.Command) {
 	cmd.ProposalId = n.cfg.ID<<48 | n.nextProposal.Add(1)&(1<<48-1)
-	cmd.StampUnixMs = time.Now().UnixMilli()
+	cmd.StampUnixMs = n.cfg.WallClock().UnixMilli()
 	data, err := cmpxchg.EncodeCommand(cmd)
 	if err != nil {
 		return

@@ -341,11 +341,19 @@ func (x *Header) GetAppliedIndex() uint64 {
 // of (client_id, seq) and answers a retry with the original result. A zero
 // client_id opts out. acked_seq tells the state machine that the client has
 // received every result with seq <= acked_seq, so those may be forgotten.
+// A retry the state machine can no longer answer (its client's session or
+// its result was forgotten) is refused, never applied again.
 type WriteID struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClientId      uint64                 `protobuf:"varint,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	AckedSeq      uint64                 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId uint64                 `protobuf:"varint,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Seq      uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	AckedSeq uint64                 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	// Set only on the first attempt of seq 1 of a client id never used
+	// before: such a write opens the client's session. Any other write of a
+	// client without a session is refused, because the state machine cannot
+	// tell a new write from the retry of one whose session it forgot. Never
+	// set on a retry.
+	NewClient     bool `protobuf:"varint,4,opt,name=new_client,json=newClient,proto3" json:"new_client,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -399,6 +407,13 @@ func (x *WriteID) GetAckedSeq() uint64 {
 		return x.AckedSeq
 	}
 	return 0
+}
+
+func (x *WriteID) GetNewClient() bool {
+	if x != nil {
+		return x.NewClient
+	}
+	return false
 }
 
 type GetRequest struct {
@@ -1676,9 +1691,15 @@ type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Chosen by the proposing member to find its waiter; no meaning to Apply.
 	ProposalId uint64 `protobuf:"varint,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
-	// Proposer's wall clock (Unix ms): stamps expires_at and ages client
-	// sessions, deterministically, since every member reads the same number.
+	// Proposer's wall clock (Unix ms): stamps expires_at, which is for people
+	// to read; nothing the cluster decides depends on it.
 	StampUnixMs int64 `protobuf:"varint,2,opt,name=stamp_unix_ms,json=stampUnixMs,proto3" json:"stamp_unix_ms,omitempty"`
+	// The cluster's time (ms) when proposed: never behind the time of what
+	// the proposer has applied, and advanced only by the proposer's monotonic
+	// clock, so no member's wall clock can move it. It ages client sessions.
+	// Absent in commands logged before it existed: those age sessions by
+	// stamp_unix_ms, as they did.
+	ClusterMs *int64 `protobuf:"varint,3,opt,name=cluster_ms,json=clusterMs,proto3,oneof" json:"cluster_ms,omitempty"`
 	// Types that are valid to be assigned to Op:
 	//
 	//	*Command_Put
@@ -1730,6 +1751,13 @@ func (x *Command) GetProposalId() uint64 {
 func (x *Command) GetStampUnixMs() int64 {
 	if x != nil {
 		return x.StampUnixMs
+	}
+	return 0
+}
+
+func (x *Command) GetClusterMs() int64 {
+	if x != nil && x.ClusterMs != nil {
+		return *x.ClusterMs
 	}
 	return 0
 }
@@ -2160,11 +2188,13 @@ const file_cxkv_proto_rawDesc = "" +
 	"\tmember_id\x18\x01 \x01(\x04R\bmemberId\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12#\n" +
-	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\"U\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\"t\n" +
 	"\aWriteID\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\x04R\bclientId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1b\n" +
-	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\"B\n" +
+	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\x12\x1d\n" +
+	"\n" +
+	"new_client\x18\x04 \x01(\bR\tnewClient\"B\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
@@ -2278,17 +2308,20 @@ const file_cxkv_proto_rawDesc = "" +
 	"\x10watch_from_index\x18\t \x01(\x04R\x0ewatchFromIndex\"7\n" +
 	"\rExpireCommand\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x8a\x02\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xbd\x02\n" +
 	"\aCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12\"\n" +
-	"\rstamp_unix_ms\x18\x02 \x01(\x03R\vstampUnixMs\x12'\n" +
+	"\rstamp_unix_ms\x18\x02 \x01(\x03R\vstampUnixMs\x12\"\n" +
+	"\n" +
+	"cluster_ms\x18\x03 \x01(\x03H\x01R\tclusterMs\x88\x01\x01\x12'\n" +
 	"\x03put\x18\n" +
 	" \x01(\v2\x13.cxkv.v1.PutRequestH\x00R\x03put\x120\n" +
 	"\x06delete\x18\v \x01(\v2\x16.cxkv.v1.DeleteRequestH\x00R\x06delete\x12'\n" +
 	"\x03txn\x18\f \x01(\v2\x13.cxkv.v1.TxnRequestH\x00R\x03txn\x120\n" +
 	"\x06expire\x18\r \x01(\v2\x16.cxkv.v1.ExpireCommandH\x00R\x06expireB\x04\n" +
-	"\x02op\"\xcf\x01\n" +
+	"\x02opB\r\n" +
+	"\v_cluster_ms\"\xcf\x01\n" +
 	"\rCommandResult\x12(\n" +
 	"\x03put\x18\x01 \x01(\v2\x14.cxkv.v1.PutResponseH\x00R\x03put\x121\n" +
 	"\x06delete\x18\x02 \x01(\v2\x17.cxkv.v1.DeleteResponseH\x00R\x06delete\x12(\n" +

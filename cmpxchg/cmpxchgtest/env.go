@@ -49,6 +49,7 @@ type env struct {
 	target    Target
 	indexes   IndexNames
 	lastWrite func(context.Context) (string, error) // for the dup verb
+	lastWID   *cxkvpb.WriteID                       // its write id
 }
 
 var handlers = map[string]func(*env, context.Context, *datadriven.TestData) (string, error){
@@ -115,14 +116,18 @@ func args(d *datadriven.TestData) map[string]string {
 	return m
 }
 
-func writeID(a map[string]string) *cxkvpb.WriteID {
+// writeID is the write id of a write command; dup resends it as a retry.
+func (e *env) writeID(a map[string]string) *cxkvpb.WriteID {
+	e.lastWID = nil
 	if a["client"] == "" {
 		return nil
 	}
 	c, _ := strconv.ParseUint(a["client"], 10, 64)
 	s, _ := strconv.ParseUint(a["seq"], 10, 64)
 	k, _ := strconv.ParseUint(a["acked"], 10, 64)
-	return &cxkvpb.WriteID{ClientId: c, Seq: s, AckedSeq: k}
+	_, fresh := a["new"] // the first attempt of a new client's seq 1
+	e.lastWID = &cxkvpb.WriteID{ClientId: c, Seq: s, AckedSeq: k, NewClient: fresh}
+	return e.lastWID
 }
 
 // value expands repeat=N into a value of N bytes, for the limit scripts.

@@ -14,7 +14,7 @@ func handleDelete(e *env, ctx context.Context, d *datadriven.TestData) (string, 
 	if err != nil {
 		return "", err
 	}
-	req := &cxkvpb.DeleteRequest{Key: key(a), ExpectIndex: expect, WriteId: writeID(a)}
+	req := &cxkvpb.DeleteRequest{Key: key(a), ExpectIndex: expect, WriteId: e.writeID(a)}
 	e.lastWrite = func(ctx context.Context) (string, error) {
 		r, err := e.target.Delete(ctx, req)
 		if err != nil {

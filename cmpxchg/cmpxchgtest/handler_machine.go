@@ -29,15 +29,20 @@ func handleExpire(e *env, ctx context.Context, d *datadriven.TestData) (string, 
 	return "applied at " + e.idx(at.index) + "\n", nil
 }
 
-// dup — send the previous write again, unchanged (same write id).
+// dup — send the previous write again with the same write id, as a retry
+// (so without new).
 func handleDup(e *env, ctx context.Context, d *datadriven.TestData) (string, error) {
 	if e.lastWrite == nil {
 		return "", errors.New("dup: no write to repeat")
 	}
+	if e.lastWID != nil {
+		e.lastWID.NewClient = false // a retry never opens a session
+	}
 	return e.lastWrite(ctx)
 }
 
-// stamp ms=N — the proposer's wall clock for the next commands.
+// stamp ms=N — the stamps of the next commands: the cluster time that ages
+// sessions, and the proposer's wall clock.
 func handleStamp(e *env, ctx context.Context, d *datadriven.TestData) (string, error) {
 	m, ok := e.target.(*MachineTarget)
 	if !ok {

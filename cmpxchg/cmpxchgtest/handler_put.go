@@ -14,7 +14,7 @@ func handlePut(e *env, ctx context.Context, d *datadriven.TestData) (string, err
 	if err != nil {
 		return "", err
 	}
-	req := &cxkvpb.PutRequest{Key: key(a), Value: value(a, "value"), ExpectIndex: expect, TtlMs: int64Arg(a, "ttl"), WriteId: writeID(a)}
+	req := &cxkvpb.PutRequest{Key: key(a), Value: value(a, "value"), ExpectIndex: expect, TtlMs: int64Arg(a, "ttl"), WriteId: e.writeID(a)}
 	e.lastWrite = func(ctx context.Context) (string, error) {
 		r, err := e.target.Put(ctx, req)
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 // compare index KEY @N | compare absent KEY | compare value KEY V
 // put KEY V [ttl=MS] | delete KEY | get KEY
 func handleTxn(e *env, ctx context.Context, d *datadriven.TestData) (string, error) {
-	req := &cxkvpb.TxnRequest{WriteId: writeID(args(d))}
+	req := &cxkvpb.TxnRequest{WriteId: e.writeID(args(d))}
 	for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/cxkv/cxkv/kv"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // MachineTarget is the state machine on an in-memory store, validating
@@ -49,7 +50,7 @@ func (m *MachineTarget) apply(cmd *cxkvpb.Command) (applied, error) {
 	if cmd, err = cmpxchg.DecodeCommand(data); err != nil {
 		return applied{}, err
 	}
-	cmd.StampUnixMs = m.stamp
+	cmd.StampUnixMs, cmd.ClusterMs = m.stamp, proto.Int64(m.stamp)
 	m.last++
 	b := m.store.NewBatch()
 	defer b.Close()
