@@ -29,7 +29,7 @@ func readOpts(opts []ReadOption) readOptions {
 func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (Record, error) {
 	req := &cxkvpb.GetRequest{Key: key, Serializable: readOpts(opts).serializable}
 	var resp *cxkvpb.GetResponse
-	err := c.do(ctx, false, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
+	err := c.do(ctx, nil, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.Get(ctx, req)
 		return resp.GetHeader(), err
 	})
@@ -70,10 +70,8 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, expect uint6
 	if req.TtlMs < 0 {
 		return PutResult{}, fmt.Errorf("cxkv: put %q: negative TTL", key)
 	}
-	req.WriteId = c.writes.begin()
-	defer c.writes.end(req.WriteId)
 	var resp *cxkvpb.PutResponse
-	err := c.do(ctx, true, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
+	err := c.write(ctx, func(id *cxkvpb.WriteID) { req.WriteId = id }, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.Put(ctx, req)
 		return resp.GetHeader(), err
 	})
@@ -95,10 +93,9 @@ type DeleteResult struct {
 // Delete removes key if its index is expect. A failed compare (including an
 // absent key) is not an error.
 func (c *Client) Delete(ctx context.Context, key string, expect uint64) (DeleteResult, error) {
-	req := &cxkvpb.DeleteRequest{Key: key, ExpectIndex: expect, WriteId: c.writes.begin()}
-	defer c.writes.end(req.WriteId)
+	req := &cxkvpb.DeleteRequest{Key: key, ExpectIndex: expect}
 	var resp *cxkvpb.DeleteResponse
-	err := c.do(ctx, true, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
+	err := c.write(ctx, func(id *cxkvpb.WriteID) { req.WriteId = id }, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.Delete(ctx, req)
 		return resp.GetHeader(), err
 	})

@@ -305,3 +305,45 @@ func TestRetryAnsweredAcrossLeaderChangeAndSnapshot(t *testing.T) {
 		t.Fatalf("key at %d, the answer said %d", rec.Index, res.Record.Index)
 	}
 }
+
+// TestManyConcurrentWritesExactlyOnce: one client sends 2,000 writes at
+// once, more than the cluster keeps results for per client. Every one must
+// be applied exactly once and answered as applied: a creation (expect 0) of
+// its own key that comes back Successful, at a distinct index.
+func TestManyConcurrentWritesExactlyOnce(t *testing.T) {
+	_, c := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 2000
+	var wg sync.WaitGroup
+	results := make([]client.PutResult, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = c.Put(ctx, fmt.Sprintf("w%04d", i), []byte("v"), 0)
+		}()
+	}
+	wg.Wait()
+	seen := map[uint64]int{}
+	for i := range n {
+		if errs[i] != nil || !results[i].Successful {
+			t.Fatalf("write %d: %+v, %v", i, results[i], errs[i])
+		}
+		if j, dup := seen[results[i].Record.Index]; dup {
+			t.Fatalf("writes %d and %d answered with one index %d", j, i, results[i].Record.Index)
+		}
+		seen[results[i].Record.Index] = i
+	}
+	i := 0
+	for rec, err := range c.List(ctx, "w") {
+		if err != nil || rec.Key != fmt.Sprintf("w%04d", i) || rec.Index != results[i].Record.Index || rec.CreateIndex != rec.Index {
+			t.Fatalf("key of write %d: %+v %v, answered index %d", i, rec, err, results[i].Record.Index)
+		}
+		i++
+	}
+	if i != n {
+		t.Fatalf("%d keys written, want %d", i, n)
+	}
+}

@@ -54,7 +54,7 @@ func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) it
 func (c *Client) listPage(ctx context.Context, prefix, after string, limit int, opts ...ReadOption) (recs []Record, more bool, applied uint64, err error) {
 	req := &cxkvpb.ListRequest{Prefix: prefix, After: after, Limit: uint32(limit), Serializable: readOpts(opts).serializable}
 	var resp *cxkvpb.ListResponse
-	err = c.do(ctx, false, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
+	err = c.do(ctx, nil, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.List(ctx, req)
 		return resp.GetHeader(), err
 	})

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -26,11 +27,38 @@ const (
 // header so the client learns who leads.
 type attempt func(ctx context.Context, kv cxkvpb.KVClient) (*cxkvpb.Header, error)
 
-// do runs f under the retry policy. write says f is a write carrying a write
-// id, so a retry is answered from the cluster's memory of the first try
-// rather than applied again; if the write cannot be settled, the error
-// matches ErrOutcomeUnknown.
-func (c *Client) do(ctx context.Context, write bool, f attempt) error {
+// write runs f, a write carrying the write id setID gives it, under the
+// retry policy: a retry is answered from the cluster's memory of the first
+// try rather than applied again. If the write cannot be settled, the error
+// matches ErrOutcomeUnknown. A write the cluster refused for want of a
+// session, with no earlier attempt that may have applied, was certainly not
+// applied: it is issued again under a fresh client id.
+func (c *Client) write(ctx context.Context, setID func(*cxkvpb.WriteID), f attempt) error {
+	for {
+		id, err := c.writes.begin(ctx)
+		if err != nil {
+			return err
+		}
+		setID(id)
+		err = c.do(ctx, id, f)
+		c.writes.end(id)
+		var spent *sessionGoneError
+		if !errors.As(err, &spent) {
+			return err
+		}
+		c.writes.rotate(id)
+	}
+}
+
+// sessionGoneError is a write the cluster refused as outcome unknown when
+// no attempt of it could have applied: its client id's session is gone.
+type sessionGoneError struct{ err error }
+
+func (e *sessionGoneError) Error() string { return e.err.Error() }
+
+// do runs f under the retry policy. wid is the write id f carries, nil for
+// a read.
+func (c *Client) do(ctx context.Context, wid *cxkvpb.WriteID, f attempt) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
@@ -40,6 +68,7 @@ func (c *Client) do(ctx context.Context, write bool, f attempt) error {
 		last      error
 		ambiguous bool // a write attempt may have reached the log
 		r         = retrier{c: c}
+		write     = wid != nil
 	)
 	for {
 		i, ep := c.pick()
@@ -52,10 +81,14 @@ func (c *Client) do(ctx context.Context, write bool, f attempt) error {
 		}
 		if write && mayHaveApplied(err) {
 			ambiguous = true
+			wid.NewClient = false // sent: a later attempt is a retry
 		}
-		if write && ambiguous && status.Code(err) == codes.FailedPrecondition {
-			// The cluster no longer remembers this write id.
-			return &outcomeUnknownError{last: err}
+		if write && status.Code(err) == codes.FailedPrecondition {
+			// The cluster no longer knows this write id's outcome.
+			if ambiguous {
+				return &outcomeUnknownError{last: err}
+			}
+			return &sessionGoneError{err: err}
 		}
 		if !retryable(ctx, err) {
 			if ctx.Err() != nil && ambiguous {

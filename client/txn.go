@@ -69,10 +69,8 @@ func (c *Client) Txn(ctx context.Context, compares []Compare, ops []Op) (TxnResu
 	for _, op := range ops {
 		req.Ops = append(req.Ops, op.pb)
 	}
-	req.WriteId = c.writes.begin()
-	defer c.writes.end(req.WriteId)
 	var resp *cxkvpb.TxnResponse
-	err := c.do(ctx, true, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
+	err := c.write(ctx, func(id *cxkvpb.WriteID) { req.WriteId = id }, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.Txn(ctx, req)
 		return resp.GetHeader(), err
 	})

@@ -107,7 +107,7 @@ func (c *Client) watchOnce(ctx context.Context, ep *endpoint, prefix string, fro
 // appliedIndex asks a member how far it has applied: the "now" of a watch.
 func (c *Client) appliedIndex(ctx context.Context) (uint64, error) {
 	var applied uint64
-	err := c.do(ctx, false, func(ctx context.Context, kv cxkvpb.KVClient) (*cxkvpb.Header, error) {
+	err := c.do(ctx, nil, func(ctx context.Context, kv cxkvpb.KVClient) (*cxkvpb.Header, error) {
 		resp, err := kv.Status(ctx, &cxkvpb.StatusRequest{})
 		applied = resp.GetHeader().GetAppliedIndex()
 		return resp.GetHeader(), err

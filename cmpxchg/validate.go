@@ -72,7 +72,7 @@ func DefaultLimits() Limits {
 		MaxTxnOps:            128,
 		MaxTxnBytes:          4 << 20,
 		MaxSessions:          100000,
-		MaxResultsPerSession: 1024,
+		MaxResultsPerSession: cxkvpb.MaxResultsPerSession,
 		SessionTTL:           time.Hour,
 	}
 }

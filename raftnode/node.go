@@ -44,6 +44,7 @@ type Node struct {
 	status  atomic.Pointer[Status]
 	snaps   snapshotHolder
 	expiry  *expiryQueue
+	clock   *clusterClock
 	metrics metrics
 
 	nextProposal atomic.Uint64
@@ -87,7 +88,12 @@ func Start(cfg Config) (*Node, error) {
 	if n.sm == nil {
 		n.sm = newKVMachine(store, cfg.Limits)
 	}
+	n.clock = newClusterClock(nil)
 	if err := n.open(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := n.observeStored(); err != nil {
 		store.Close()
 		return nil, err
 	}

@@ -87,7 +87,7 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
 	cmd.ProposalId = n.cfg.ID<<48 | n.nextProposal.Add(1)&(1<<48-1)
-	cmd.StampUnixMs = n.cfg.WallClock().UnixMilli()
+	n.stamp(cmd)
 	data, err := cmpxchg.EncodeCommand(cmd)
 	if err != nil {
 		return nil, 0, err
@@ -124,7 +124,7 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 // proposeAsync hands cmd to raft without waiting (the leader's expiries).
 func (n *Node) proposeAsync(cmd *cxkvpb.Command) {
 	cmd.ProposalId = n.cfg.ID<<48 | n.nextProposal.Add(1)&(1<<48-1)
-	cmd.StampUnixMs = n.cfg.WallClock().UnixMilli()
+	n.stamp(cmd)
 	data, err := cmpxchg.EncodeCommand(cmd)
 	if err != nil {
 		return
@@ -136,3 +136,11 @@ func (n *Node) proposeAsync(cmd *cxkvpb.Command) {
 }
 
 var errNotLeader = errors.New("no leader")
+
+// stamp sets the command's times: the cluster time that ages sessions (see
+// clock.go) and the wall clock that expires_at is read by.
+func (n *Node) stamp(cmd *cxkvpb.Command) {
+	t := n.clock.now()
+	cmd.ClusterMs = &t
+	cmd.StampUnixMs = n.cfg.WallClock().UnixMilli()
+}

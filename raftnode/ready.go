@@ -109,6 +109,9 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 		if err := n.snapshotInstalled(rd.Snapshot.GetMetadata()); err != nil {
 			return err
 		}
+		if err := n.observeStored(); err != nil {
+			return err
+		}
 	}
 	if !*leader {
 		n.transport.send(rd.Messages)
@@ -177,6 +180,7 @@ func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 		if e.Command == nil {
 			continue
 		}
+		n.clock.observe(e.Command.GetClusterMs())
 		if leader {
 			n.expiry.applied(e.Command, results[i])
 		}
