@@ -311,8 +311,16 @@ func TestRetryAnsweredAcrossLeaderChangeAndSnapshot(t *testing.T) {
 // be applied exactly once and answered as applied: a creation (expect 0) of
 // its own key that comes back Successful, at a distinct index.
 func TestManyConcurrentWritesExactlyOnce(t *testing.T) {
-	_, c := start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	cl := raftnodetest.Start(t, 3)
+	// A write waits for the cluster while the others go ahead of it: give
+	// each attempt and each write time enough on a loaded machine (under the
+	// race detector the cluster takes a few hundred writes a second).
+	c, err := client.New(client.Config{Endpoints: cl.Endpoints(), RequestTimeout: 20 * time.Second, RetryTimeout: 3 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const n = 2000
 	var wg sync.WaitGroup
