@@ -11,8 +11,10 @@ import (
 
 // ErrOutcomeUnknown matches (errors.Is) the error of a write that may or may
 // not have been applied: the SDK sent it, lost the answer, and could not get
-// it back before the context ended or the retry budget ran out. Read the key
-// to find out; the owner value of a lock exists for exactly this.
+// it back before the context ended or the retry budget ran out, or the
+// cluster had forgotten the result by the time a retry asked (the client's
+// session expired or was evicted). Read the key to find out; the owner value
+// of a lock exists for exactly this.
 var ErrOutcomeUnknown = errors.New("cxkv: write outcome unknown")
 
 // ErrCompacted matches the error of a Watch asked for history the cluster no
