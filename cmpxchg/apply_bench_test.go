@@ -47,7 +47,7 @@ func benchApply(b *testing.B, dedup bool, next func(i int, prev uint64) *cxkvpb.
 	for i := 0; i < b.N; i++ {
 		cmd := next(i, prev)
 		if dedup {
-			id := &cxkvpb.WriteID{ClientId: 1, Seq: uint64(i + 1), AckedSeq: uint64(i)}
+			id := &cxkvpb.WriteID{ClientId: 1, Seq: uint64(i + 1), AckedSeq: uint64(i), NewClient: i == 0}
 			if p := cmd.GetPut(); p != nil {
 				p.WriteId = id
 			} else {

@@ -86,6 +86,7 @@ type Sessions struct {
 	l     SessionLimits
 	now   int64 // the table's time for this command
 	floor int64
+	buf   [8]byte // for values the batch copies
 }
 
 // Outcome is what the table knows of a write.
@@ -122,6 +123,13 @@ const sessionCount = "sessions"
 // metaSessionClock holds the table's time.
 const metaSessionClock = "sessionclock"
 
+// The meta keys every command reads and writes, made once (a batch copies
+// keys and values it is given).
+var (
+	sessionClockKey = metaKey(metaSessionClock)
+	sessionFloorKey = metaKey(metaSessionFloor)
+)
+
 // topUnknown is the top of a header written before tops were kept.
 const topUnknown = math.MaxUint64
 
@@ -130,7 +138,7 @@ const topUnknown = math.MaxUint64
 // before it are forgotten.
 func (b *Batch) Sessions(l SessionLimits, stamp int64) (*Sessions, error) {
 	t := &Sessions{b: b, l: l, now: stamp}
-	clock, known, err := getInt64(b.b, metaKey(metaSessionClock))
+	clock, known, err := getInt64(b.b, sessionClockKey)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +146,7 @@ func (b *Batch) Sessions(l SessionLimits, stamp int64) (*Sessions, error) {
 		t.now = max(clock, stamp)
 	}
 	// Rewritten even when unchanged, to stay in the memtable (see save).
-	if err := b.b.Set(metaKey(metaSessionClock), binary.BigEndian.AppendUint64(nil, uint64(t.now)), nil); err != nil {
+	if err := b.b.Set(sessionClockKey, binary.BigEndian.AppendUint64(t.buf[:0], uint64(t.now)), nil); err != nil {
 		return nil, err
 	}
 	return t, t.expire()
@@ -147,7 +155,7 @@ func (b *Batch) Sessions(l SessionLimits, stamp int64) (*Sessions, error) {
 // SessionClock returns the exactly-once table's time in the applied state
 // (0 if it has none): the cluster time no proposal needs to go below.
 func (s *Store) SessionClock() (int64, error) {
-	v, _, err := getInt64(s.db, metaKey(metaSessionClock))
+	v, _, err := getInt64(s.db, sessionClockKey)
 	return v, err
 }
 
@@ -383,7 +391,7 @@ func decodeLRUKey(k []byte) (client uint64, stamp int64) {
 }
 
 func (t *Sessions) getFloor() (int64, bool, error) {
-	return getInt64(t.b.b, metaKey(metaSessionFloor))
+	return getInt64(t.b.b, sessionFloorKey)
 }
 
 func getInt64(r pebble.Reader, key []byte) (int64, bool, error) {
@@ -398,7 +406,7 @@ func getInt64(r pebble.Reader, key []byte) (int64, bool, error) {
 }
 
 func (t *Sessions) setFloor(stamp int64) error {
-	return t.b.b.Set(metaKey(metaSessionFloor), binary.BigEndian.AppendUint64(nil, uint64(stamp)), nil)
+	return t.b.b.Set(sessionFloorKey, binary.BigEndian.AppendUint64(t.buf[:0], uint64(stamp)), nil)
 }
 
 func encodeSessionHeader(acked uint64, stamp int64, top uint64) []byte {
