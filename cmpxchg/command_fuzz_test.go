@@ -30,7 +30,7 @@ func fuzzStore(t *testing.T) *kv.Store {
 		{StampUnixMs: 1000, Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: "a", Value: []byte("1")}}},
 		{StampUnixMs: 1000, Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: "b", Value: []byte("2"), TtlMs: 5000}}},
 		{StampUnixMs: 1000, Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: "c", Value: []byte("3"),
-			WriteId: &cxkvpb.WriteID{ClientId: 7, Seq: 1}}}},
+			WriteId: &cxkvpb.WriteID{ClientId: 7, Seq: 1, NewClient: true}}}},
 	}
 	for i, cmd := range setup {
 		b := s.NewBatch()

@@ -29,13 +29,13 @@ func BenchmarkWrites64(b *testing.B) {
 			return benchPut(kv, w, nil, idx)
 		}},
 		{"put+dedup", func(kv cxkvpb.KVClient, w int, seq uint64, idx []uint64) ([]uint64, error) {
-			return benchPut(kv, w, &cxkvpb.WriteID{ClientId: uint64(w + 1), Seq: seq, AckedSeq: seq - 1}, idx)
+			return benchPut(kv, w, &cxkvpb.WriteID{ClientId: uint64(w + 1), Seq: seq, AckedSeq: seq - 1, NewClient: seq == 1}, idx)
 		}},
 		{"txn-transfer", func(kv cxkvpb.KVClient, w int, seq uint64, idx []uint64) ([]uint64, error) {
 			a, bk := fmt.Sprintf("acct/%d/a", w), fmt.Sprintf("acct/%d/b", w)
 			req := &cxkvpb.TxnRequest{
 				Ops:     []*cxkvpb.TxnOp{{Key: a, Value: []byte("90")}, {Key: bk, Value: []byte("110")}},
-				WriteId: &cxkvpb.WriteID{ClientId: uint64(w + 1), Seq: seq, AckedSeq: seq - 1},
+				WriteId: &cxkvpb.WriteID{ClientId: uint64(w + 1), Seq: seq, AckedSeq: seq - 1, NewClient: seq == 1},
 			}
 			for i, k := range []string{a, bk} {
 				if idx[i] == 0 {
