@@ -86,7 +86,7 @@ func (b *Batch) Commit(sync bool) error {
 	if sync {
 		opt = pebble.Sync
 	}
-	return b.b.Commit(opt)
+	return guard(func() error { return b.b.Commit(opt) })
 }
 
 // Close releases the batch; an uncommitted batch is discarded.

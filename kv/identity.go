@@ -24,5 +24,5 @@ func (s *Store) Identity() (member, cluster uint64, ok bool, err error) {
 // SetIdentity claims the data dir for a member of a cluster, durably.
 func (s *Store) SetIdentity(member, cluster uint64) error {
 	v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, member), cluster)
-	return s.db.Set(identityKey, v, pebble.Sync)
+	return guard(func() error { return s.db.Set(identityKey, v, pebble.Sync) })
 }

@@ -190,7 +190,7 @@ func (l *RaftLog) Append(ents []*pb.Entry, hs *pb.HardState, last uint64, sync b
 	if b.Empty() {
 		return false, nil
 	}
-	return true, b.Commit(syncOpt(sync))
+	return true, guard(func() error { return b.Commit(syncOpt(sync)) })
 }
 
 // Truncate drops the entries in [from, index] and records (index, term) as
@@ -205,7 +205,7 @@ func (l *RaftLog) Truncate(from, index, term uint64) error {
 	if err := b.Set(raftTruncKey, truncValue(index, term), nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.NoSync)
+	return guard(func() error { return b.Commit(pebble.NoSync) })
 }
 
 // SetSnapshot records the metadata of the member's latest snapshot, the one
@@ -215,7 +215,7 @@ func (l *RaftLog) SetSnapshot(meta *pb.SnapshotMetadata, sync bool) error {
 	if err != nil {
 		return err
 	}
-	return l.db.Set(raftSnapshotKey, data, syncOpt(sync))
+	return guard(func() error { return l.db.Set(raftSnapshotKey, data, syncOpt(sync)) })
 }
 
 // BeginInstall durably records that a received snapshot is about to replace
@@ -228,7 +228,7 @@ func (l *RaftLog) BeginInstall(meta *pb.SnapshotMetadata) error {
 	if err != nil {
 		return err
 	}
-	return l.db.Set(raftInstallKey, data, pebble.Sync)
+	return guard(func() error { return l.db.Set(raftInstallKey, data, pebble.Sync) })
 }
 
 // FinishInstall replaces the whole log by the point (meta.Index, meta.Term)
@@ -272,11 +272,13 @@ func (l *RaftLog) FinishInstall(meta *pb.SnapshotMetadata, hs *pb.HardState, ent
 	if err := b.Delete(raftInstallKey, nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.Sync)
+	return guard(func() error { return b.Commit(pebble.Sync) })
 }
 
 // AbandonInstall forgets an install record whose state was never replaced.
-func (l *RaftLog) AbandonInstall() error { return l.db.Delete(raftInstallKey, pebble.Sync) }
+func (l *RaftLog) AbandonInstall() error {
+	return guard(func() error { return l.db.Delete(raftInstallKey, pebble.Sync) })
+}
 
 func truncValue(index, term uint64) []byte {
 	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, index), term)

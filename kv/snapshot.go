@@ -147,7 +147,7 @@ func (s *Store) RestoreState(r io.Reader) error {
 	if err := b.Set(metaKey(metaEventFloor), binary.BigEndian.AppendUint64(nil, applied), nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.Sync)
+	return guard(func() error { return b.Commit(pebble.Sync) })
 }
 
 const maxSnapshotField = 64 << 20

@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -129,7 +128,7 @@ func (s *Store) CompactEvents(below uint64) error {
 	if err := b.Set(metaKey(metaEventFloor), binary.BigEndian.AppendUint64(nil, below-1), nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.NoSync)
+	return guard(func() error { return b.Commit(pebble.NoSync) })
 }
 
 // Applied is the index of the last entry applied to the state.
@@ -195,16 +194,4 @@ func getUint64(r pebble.Reader, key []byte) (uint64, error) {
 func getBytes(r pebble.Reader, key []byte) ([]byte, error) {
 	v, _, err := getRaw(r, key)
 	return v, err
-}
-
-// quietLogger keeps Pebble's informational chatter out of the server log
-// while still surfacing errors.
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...interface{}) {}
-func (quietLogger) Errorf(format string, args ...interface{}) {
-	log.Printf("pebble: "+format, args...)
-}
-func (quietLogger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf(format, args...))
 }

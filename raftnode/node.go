@@ -35,6 +35,7 @@ type Node struct {
 	readc   chan *readRequest
 	reportc chan func(*raft.RawNode)
 	stopc   chan struct{}
+	life    lifetime
 	done    sync.WaitGroup
 
 	waits   waitRegistry
@@ -78,6 +79,7 @@ func Start(cfg Config) (*Node, error) {
 		stopc:     make(chan struct{}),
 	}
 	n.waits.init()
+	n.life.init()
 	n.applied.init()
 	store, err := kv.Open(cfg.DataDir, kv.Options{FS: cfg.FS})
 	if err != nil {
@@ -107,7 +109,8 @@ func Start(cfg Config) (*Node, error) {
 	n.listener = lis
 	n.transport = newTransport(n)
 	n.expiry = newExpiryQueue(n)
-	n.server = grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
+	n.server = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20),
+		grpc.ChainUnaryInterceptor(n.refuseWhenHalted), grpc.ChainStreamInterceptor(n.refuseStreamWhenHalted))
 	cxkvpb.RegisterKVServer(n.server, &kvService{n: n})
 	cxkvpb.RegisterPeerServer(n.server, &peerService{n: n})
 	n.done.Add(3)
@@ -164,6 +167,9 @@ func (n *Node) Addr() string { return n.listener.Addr().String() }
 
 // Status returns the member's latest view of the cluster.
 func (n *Node) Status() Status {
+	if n.Err() != nil {
+		return Status{ID: n.cfg.ID, Role: "halted"}
+	}
 	if s := n.status.Load(); s != nil {
 		return *s
 	}
@@ -176,6 +182,7 @@ func (n *Node) Stop() error {
 	var err error
 	n.stopOnce.Do(func() {
 		close(n.stopc)
+		n.life.cancel(errStoppedCause)
 		stopped := make(chan struct{})
 		go func() { n.server.GracefulStop(); close(stopped) }()
 		// Unary calls end promptly once stopc is closed; incoming peer

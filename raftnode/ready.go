@@ -38,8 +38,8 @@ func (n *Node) run() {
 		}
 		rd := n.rn.Ready()
 		if err := n.handleReady(rd, &leader); err != nil {
-			n.cfg.Logger.Error("member halted: storage failed; the process must restart", "err", err)
-			n.waits.failAll(errStopped)
+			n.halt(err)
+			n.waits.failAll(n.haltedError())
 			<-n.stopc
 			return
 		}

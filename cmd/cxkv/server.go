@@ -72,9 +72,18 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 			defer signal.Stop(sig)
-			s := <-sig
-			logger.Info("shutting down", "signal", s.String())
-			return node.Stop()
+			select {
+			case s := <-sig:
+				logger.Info("shutting down", "signal", s.String())
+				return node.Stop()
+			case <-node.Done():
+				// The member halted: it cannot persist, so it serves
+				// nothing. Exit non-zero for a supervisor to restart it;
+				// every acknowledged write is on a majority's disks.
+				halt := node.Err()
+				node.Stop()
+				return fmt.Errorf("member halted, exiting for a restart: %w", halt)
+			}
 		},
 	}
 	f := cmd.Flags()
