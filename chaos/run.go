@@ -66,7 +66,7 @@ type Report struct {
 	LostLate     int           // holders whose Lost() closed after the next holder entered (within 1s)
 	LostMaxLate  time.Duration // the latest of those
 	PeerConns    int           // peer connections relayed by the proxies
-	PeerConnsCut int           // of which cut by a partition
+	PeerConnsCut int           // sockets (both sides of a relay) closed by partitions
 	WatchEvents  int
 	WatchGaps    int // watches ended by ErrCompacted and restarted from the current index
 	GapWrites    int // acknowledged writes in those gaps, whose delivery could not be checked
@@ -399,7 +399,7 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintln(tw, "\t\t")
 	fmt.Fprintln(tw, "checked\tcount\t")
-	fmt.Fprintf(tw, "peer connections relayed (cut)\t%d (%d)\t\n", r.PeerConns, r.PeerConnsCut)
+	fmt.Fprintf(tw, "peer connections relayed (sockets cut)\t%d (%d)\t\n", r.PeerConns, r.PeerConnsCut)
 	fmt.Fprintf(tw, "key-value operations (porcupine: %s)\t%d\t\n", r.Linearizable, r.KVOps)
 	fmt.Fprintf(tw, "  of which outcome unknown\t%d\t\n", r.KVUnknown)
 	fmt.Fprintf(tw, "keys read back after healing\t%d\t\n", r.KeysChecked)
