@@ -139,11 +139,14 @@ func (n *Node) open() error {
 		HeartbeatTick:   n.cfg.HeartbeatTicks,
 		Storage:         n.log,
 		Applied:         applied,
-		MaxSizePerMsg:   1 << 20,
+		MaxSizePerMsg:   maxSizePerMsg,
 		MaxInflightMsgs: 256,
-		CheckQuorum:     true,
-		PreVote:         true,
-		Logger:          raftLogger{n.cfg.Logger},
+		// Bytes, not only messages: 256 appends of 1 MiB entries are
+		// 256 MiB queued for one slow follower.
+		MaxInflightBytes: maxInflightBytes,
+		CheckQuorum:      true,
+		PreVote:          true,
+		Logger:           raftLogger{n.cfg.Logger},
 	}
 	if n.rn, err = raft.NewRawNode(rc); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
@@ -17,25 +18,51 @@ import (
 )
 
 // transport carries raft messages to peers: one long-lived gRPC stream per
-// peer, fed from a bounded queue. A full queue drops messages (raft
-// retransmits); a broken stream is reported unreachable and redialled with
-// backoff. Snapshots go on their own stream so a large one never delays
+// peer, fed from a queue bounded by count and bytes. A full queue drops
+// messages (raft retransmits); a broken stream is reported unreachable and
+// redialled with backoff, which starts over once a stream has carried
+// messages. Snapshots go on their own stream so a large one never delays
 // heartbeats.
 type transport struct {
 	n     *Node
 	peers map[uint64]*peer
 	wg    sync.WaitGroup
 	stopc chan struct{}
+	// resets counts peer streams that broke after carrying messages (a
+	// peer that is down, so the stream never opens, is not counted).
+	resets atomic.Uint64
 }
 
 type peer struct {
-	id   uint64
-	addr string
-	q    chan *pb.Message
-	conn *grpc.ClientConn
+	id     uint64
+	addr   string
+	q      chan queued
+	queued atomic.Int64 // bytes in q
+	conn   *grpc.ClientConn
 }
 
-const peerQueue = 4096
+type queued struct {
+	m    *pb.Message
+	size int
+}
+
+const (
+	peerQueue = 4096
+	// peerQueueBytes bounds the messages waiting for one peer. Raft keeps
+	// at most maxInflightBytes of appends unacknowledged per follower, so
+	// only a peer that stopped reading fills it.
+	peerQueueBytes = 2 * maxInflightBytes
+	// peerBatchBytes bounds one message of the peer stream, well below
+	// what the receiver accepts (cxkvpb.MaxMessageBytes). A raft message
+	// above it on its own (an entry larger than maxSizePerMsg) goes alone:
+	// an entry is at most cmpxchg.MaxTxnBytesLimit and some framing, below
+	// the receiver's limit.
+	peerBatchBytes = cxkvpb.MaxMessageBytes / 4
+	peerBatchCount = 256
+	// Reconnect backoff, from the first failure after a stream that worked.
+	peerBackoffMin = 20 * time.Millisecond
+	peerBackoffMax = time.Second
+)
 
 func newTransport(n *Node) *transport {
 	t := &transport{n: n, peers: map[uint64]*peer{}, stopc: make(chan struct{})}
@@ -43,12 +70,13 @@ func newTransport(n *Node) *transport {
 		if id == n.cfg.ID {
 			continue
 		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)))
 		if err != nil {
 			n.cfg.Logger.Error("bad peer address", "peer", id, "addr", addr, "err", err)
 			continue
 		}
-		p := &peer{id: id, addr: addr, q: make(chan *pb.Message, peerQueue), conn: conn}
+		p := &peer{id: id, addr: addr, q: make(chan queued, peerQueue), conn: conn}
 		t.peers[id] = p
 		t.wg.Add(1)
 		go func() { defer t.wg.Done(); t.stream(p) }()
@@ -95,8 +123,14 @@ func (t *transport) send(msgs []*pb.Message) {
 			t.sendSnapshot(p, m)
 			continue
 		}
+		size := proto.Size(m)
+		if p.queued.Load()+int64(size) > peerQueueBytes {
+			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
+			continue
+		}
 		select {
-		case p.q <- m:
+		case p.q <- queued{m, size}:
+			p.queued.Add(int64(size))
 		default:
 			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
 		}
@@ -111,13 +145,19 @@ func (t *transport) report(f func(*raft.RawNode)) {
 }
 
 func (t *transport) stream(p *peer) {
-	backoff := 20 * time.Millisecond
+	backoff := peerBackoffMin
 	for {
-		err := t.streamOnce(p)
+		sent, err := t.streamOnce(p)
 		select {
 		case <-t.stopc:
 			return
 		default:
+		}
+		if sent {
+			backoff = peerBackoffMin // the peer was healthy: retry soon
+			if err != nil {
+				t.resets.Add(1)
+			}
 		}
 		if err != nil {
 			t.n.cfg.Logger.Debug("peer stream broke", "peer", p.id, "err", err)
@@ -128,47 +168,60 @@ func (t *transport) stream(p *peer) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Second)
+		backoff = min(backoff*2, peerBackoffMax)
 	}
 }
 
-func (t *transport) streamOnce(p *peer) error {
+func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 	ctx, cancel := t.context(0)
 	defer cancel()
 	s, err := cxkvpb.NewPeerClient(p.conn).Send(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	batch := &cxkvpb.RaftBatch{ClusterId: t.n.clusterID, From: t.n.cfg.ID, To: p.id}
+	// next is a message taken from the queue that did not fit in the
+	// previous batch; it starts the next one.
+	var next *queued
+	take := func(q queued) {
+		p.queued.Add(-int64(q.size))
+		next = &q
+	}
 	for {
-		var m *pb.Message
-		select {
-		case m = <-p.q:
-		case <-ctx.Done():
-			return ctx.Err()
+		if next == nil {
+			select {
+			case q := <-p.q:
+				take(q)
+			case <-ctx.Done():
+				return sent, ctx.Err()
+			}
 		}
 		batch.Messages = batch.Messages[:0]
-		for {
-			data, err := proto.Marshal(m)
+		size := 0
+		for next != nil && len(batch.Messages) < peerBatchCount && (size == 0 || size+next.size <= peerBatchBytes) {
+			data, err := proto.Marshal(next.m)
 			if err != nil {
-				return err
+				return sent, err
 			}
 			batch.Messages = append(batch.Messages, data)
-			if len(batch.Messages) >= 256 {
-				break
-			}
+			size += next.size
+			next = nil
 			select {
-			case m = <-p.q:
-				continue
+			case q := <-p.q:
+				take(q)
 			default:
 			}
-			break
 		}
 		if err := s.Send(batch); err != nil {
-			return err
+			return sent, err
 		}
+		sent = true
 	}
 }
+
+// PeerStreamResets is how many of this member's streams to its peers broke
+// after carrying messages.
+func (n *Node) PeerStreamResets() uint64 { return n.transport.resets.Load() }
 
 const snapshotChunk = 256 << 10
 
@@ -313,3 +366,9 @@ func (s *peerService) Snapshot(stream cxkvpb.Peer_SnapshotServer) error {
 	}
 	return stream.SendAndClose(&cxkvpb.PeerAck{})
 }
+
+// Raft's flow control towards each follower.
+const (
+	maxSizePerMsg    = 1 << 20
+	maxInflightBytes = 32 << 20
+)
