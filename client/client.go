@@ -76,6 +76,9 @@ func New(cfg Config) (*Client, error) {
 	c.writes.init()
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// The cluster keeps every answer below this limit, and takes
+		// requests up to it.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)),
 		// A restarted member is back in a second, not after gRPC's default
 		// reconnect backoff of up to two minutes.
 		grpc.WithConnectParams(grpc.ConnectParams{

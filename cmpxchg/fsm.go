@@ -75,8 +75,7 @@ func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) 
 		if err := ValidateTxn(op.Txn, hardLimits); err != nil {
 			return refused(err), nil
 		}
-		r, err := applyTxn(b, index, stamp, op.Txn)
-		return &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Txn{Txn: r}}, err
+		return applyTxn(b, index, stamp, op.Txn)
 	case *cxkvpb.Command_Expire:
 		return &cxkvpb.CommandResult{}, applyExpire(b, index, op.Expire)
 	}

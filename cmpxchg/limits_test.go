@@ -1,6 +1,7 @@
 package cmpxchg_test
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/cxkv/cxkv/cmpxchg"
 	"github.com/cxkv/cxkv/kv"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 )
 
 // applyOnce applies cmd at index on a fresh batch of s and commits it; a Go
@@ -86,5 +88,50 @@ func TestLimitsAboveHardLimitsAreRefused(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Validate() = %v; want an error naming %s", c.name, err, c.want)
 		}
+	}
+}
+
+// The answer of a Txn is bounded, whatever the request's size: 70 gets of
+// one 1 MiB key and one put make a ~73 MB answer from a ~2 KB request.
+// Apply refuses it whole (the put does not happen), the exactly-once table
+// keeps only the refusal, and the state stays one a snapshot restores.
+func TestApplyRefusesTxnWhoseAnswerExceedsMessageLimit(t *testing.T) {
+	s := openStore(t)
+	sm := cmpxchg.New(cmpxchg.DefaultLimits())
+	big := make([]byte, cmpxchg.MaxValueBytesLimit)
+	if res := applyOnce(t, s, sm, 1, &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: "big", Value: big}}}); !res.GetPut().GetSuccessful() {
+		t.Fatalf("put big: %v", res)
+	}
+	txn := &cxkvpb.TxnRequest{WriteId: &cxkvpb.WriteID{ClientId: 7, Seq: 1, NewClient: true}}
+	for range 70 {
+		txn.Ops = append(txn.Ops, &cxkvpb.TxnOp{Type: cxkvpb.TxnOp_GET, Key: "big"})
+	}
+	txn.Ops = append(txn.Ops, &cxkvpb.TxnOp{Type: cxkvpb.TxnOp_PUT, Key: "marker", Value: []byte("x")})
+	cmd := &cxkvpb.Command{Op: &cxkvpb.Command_Txn{Txn: txn}}
+	if n := proto.Size(cmd); n > 4<<10 {
+		t.Fatalf("the request is %d bytes; the test wants a small one", n)
+	}
+	for i, index := range []uint64{2, 3} { // the second is a retry, answered from the table
+		res := applyOnce(t, s, sm, index, cmd)
+		if n := proto.Size(res); n > cxkvpb.MaxMessageBytes {
+			t.Fatalf("apply %d: the answer is %d bytes; the message limit is %d", i, n, cxkvpb.MaxMessageBytes)
+		}
+		e := res.GetError()
+		if e == nil || codes.Code(e.GetCode()) != codes.InvalidArgument || !strings.Contains(e.GetMessage(), "answer") {
+			t.Fatalf("apply %d: %v; want the Txn refused as InvalidArgument naming its answer's size", i, res)
+		}
+	}
+	if _, found, err := s.Get("marker"); err != nil || found {
+		t.Fatalf("the refused Txn's put applied (found=%v, err=%v)", found, err)
+	}
+	var buf bytes.Buffer
+	snap := s.NewStateSnapshot()
+	_, err := snap.WriteTo(&buf)
+	snap.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := openStore(t).RestoreState(&buf); err != nil {
+		t.Fatalf("restore: %v", err)
 	}
 }

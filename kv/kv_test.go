@@ -48,11 +48,11 @@ func TestBatchReadsItsOwnWritesAndListPages(t *testing.T) {
 	}
 	mustCommit(t, b, false)
 
-	page, more, err := s.List("a/", "", 1)
+	page, more, err := s.List("a/", "", 1, 1<<30)
 	if err != nil || len(page) != 1 || page[0].Key != "a/1" || !more {
 		t.Fatalf("page 1: %+v more=%v err=%v", page, more, err)
 	}
-	page, more, err = s.List("a/", "a/1", 10)
+	page, more, err = s.List("a/", "a/1", 10, 1<<30)
 	if err != nil || len(page) != 1 || page[0].Key != "a/2" || more {
 		t.Fatalf("page 2: %+v more=%v err=%v", page, more, err)
 	}
@@ -70,7 +70,7 @@ func TestEventsInLogOrderAndCompaction(t *testing.T) {
 		}
 	}
 	mustCommit(t, b, false)
-	evs, err := s.Events("x/", 3, 100)
+	evs, err := s.Events("x/", 3, 100, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestEventsInLogOrderAndCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, _ := s.FirstEventIndex()
-	evs, _ = s.Events("", 0, 100)
+	evs, _ = s.Events("", 0, 100, 1<<30)
 	if first != 4 || len(evs) != 6 || evs[0].Record.Index != 4 {
 		t.Fatalf("after compaction first=%d events=%d", first, len(evs))
 	}
@@ -232,4 +232,68 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("accepted unknown event type %d", e.Type)
 		}
 	})
+}
+
+// Pages are bounded by bytes as well as count; a record larger than the
+// bound still comes, alone; an index's events are never split, and the
+// first index of a page comes whole whatever its size.
+func TestPagesBoundedByBytes(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	b := s.NewBatch()
+	val := make([]byte, 100)
+	for i, k := range []string{"p/1", "p/2", "p/3", "p/4"} {
+		r := Record{Key: k, Value: val, Index: uint64(i + 1)}
+		if k == "p/3" {
+			r.Value = make([]byte, 1000)
+		}
+		if err := b.Put(r); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.AddEvent(Event{Type: EventPut, Record: r}); err != nil {
+			t.Fatal(err)
+		}
+		if k == "p/3" { // index 3 holds two events, 1167 AnswerBytes together
+			if err := b.AddEvent(Event{Type: EventPut, Record: Record{Key: "p/3b", Index: 3}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mustCommit(t, b, false)
+	one := Record{Key: "p/1", Value: val}.AnswerBytes()
+
+	var keys []string
+	pages := 0
+	for after, more := "", true; more; pages++ {
+		page, m, err := s.List("p/", after, 100, 2*one)
+		if err != nil || len(page) == 0 {
+			t.Fatalf("List after %q: %v, %v", after, page, err)
+		}
+		for _, r := range page {
+			keys = append(keys, r.Key)
+		}
+		after, more = page[len(page)-1].Key, m
+	}
+	if got := strings.Join(keys, " "); got != "p/1 p/2 p/3 p/4" || pages != 3 {
+		t.Fatalf("List pages of %d bytes: %d pages, %s; want p/1 p/2 | p/3 | p/4", 2*one, pages, got)
+	}
+
+	var idx []string
+	pages = 0
+	for from := uint64(0); from < 4; pages++ {
+		evs, err := s.Events("p/", from, 100, 2*one)
+		if err != nil || len(evs) == 0 {
+			t.Fatalf("Events after %d: %v, %v", from, evs, err)
+		}
+		for _, e := range evs {
+			idx = append(idx, fmt.Sprintf("%d:%s", e.Record.Index, e.Record.Key))
+		}
+		from = evs[len(evs)-1].Record.Index
+	}
+	if got := strings.Join(idx, " "); got != "1:p/1 2:p/2 3:p/3 3:p/3b 4:p/4" || pages != 3 {
+		t.Fatalf("Events pages of %d bytes: %d pages, %s", 2*one, pages, got)
+	}
+	if evs, _ := s.Events("p/", 1, 100, one+1); len(evs) != 1 || evs[0].Record.Index != 2 {
+		t.Fatalf("index 3 must not follow index 2 into a page it overflows: %v", evs)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cxkv/cxkv/api/cxkvpb"
 )
 
 // A state snapshot travels as a stream:
@@ -150,7 +151,12 @@ func (s *Store) RestoreState(r io.Reader) error {
 	return guard(func() error { return b.Commit(pebble.Sync) })
 }
 
-const maxSnapshotField = 64 << 20
+// maxSnapshotField bounds one key or value of a snapshot stream, so a
+// corrupt length cannot make the receiver allocate without bound before the
+// checksum is read. It must be at least anything the state holds: a record
+// (a value is at most 1 MiB) or a result kept for a retry, which is an
+// answer and so below the message limit.
+const maxSnapshotField = cxkvpb.MaxMessageBytes
 
 func readN(r io.Reader, n uint64) ([]byte, error) {
 	if n > maxSnapshotField {

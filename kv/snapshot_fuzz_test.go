@@ -53,7 +53,7 @@ func dump(t *testing.T, s *kv.Store) ([]byte, []kv.Event) {
 	if _, err := ss.WriteTo(&state); err != nil {
 		t.Fatal(err)
 	}
-	events, err := s.Events("", 0, 1<<20)
+	events, err := s.Events("", 0, 1<<20, 1<<40)
 	if err != nil {
 		t.Fatal(err)
 	}

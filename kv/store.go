@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -42,9 +43,15 @@ func (s *Store) Close() error { return s.db.Close() }
 // Get returns the record of key, and whether it exists.
 func (s *Store) Get(key string) (Record, bool, error) { return getRecord(s.db, key) }
 
-// List returns up to limit records whose keys start with prefix and sort
-// after after, in key order, and whether more follow.
-func (s *Store) List(prefix, after string, limit int) ([]Record, bool, error) {
+// AnswerBytes is at most what the record adds to an answer that carries it:
+// its key and value, and room for its numbers and framing.
+func (r Record) AnswerBytes() int { return len(r.Key) + len(r.Value) + 64 }
+
+// List returns the records whose keys start with prefix and sort after
+// after, in key order, and whether more follow: up to limit of them, and no
+// more than maxBytes of AnswerBytes, except that the first record always
+// comes (a page must make progress).
+func (s *Store) List(prefix, after string, limit, maxBytes int) ([]Record, bool, error) {
 	if limit <= 0 {
 		return nil, false, errors.New("kv: list limit must be positive")
 	}
@@ -58,6 +65,7 @@ func (s *Store) List(prefix, after string, limit int) ([]Record, bool, error) {
 	}
 	defer it.Close()
 	var out []Record
+	size := 0
 	for ok := it.First(); ok; ok = it.Next() {
 		if len(out) == limit {
 			return out, true, nil
@@ -70,21 +78,24 @@ func (s *Store) List(prefix, after string, limit int) ([]Record, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
+		if size += r.AnswerBytes(); size > maxBytes && len(out) > 0 {
+			return out, true, nil
+		}
 		out = append(out, r)
 	}
 	return out, false, it.Error()
 }
 
-// Events returns up to limit events with index > afterIndex whose keys start
-// with prefix, in log order.
-func (s *Store) Events(prefix string, afterIndex uint64, limit int) ([]Event, error) {
+// Events returns the events with index > afterIndex whose keys start with
+// prefix, in log order: up to limit of them and maxBytes of their records'
+// AnswerBytes, except that a page never ends inside an index (see PageEvents).
+func (s *Store) Events(prefix string, afterIndex uint64, limit, maxBytes int) ([]Event, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(afterIndex+1, 0), UpperBound: []byte{prefixEvent + 1}})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
-	var out []Event
-	var lastIndex uint64
+	var p EventPage
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
@@ -94,18 +105,63 @@ func (s *Store) Events(prefix string, afterIndex uint64, limit int) ([]Event, er
 		if err != nil {
 			return nil, err
 		}
-		// A page never ends inside one index: a reader resuming after the
-		// last index it saw must not skip the rest of a transaction.
-		if len(out) >= limit && e.Record.Index != lastIndex {
+		if !p.Add(e, prefix, limit, maxBytes) {
 			break
 		}
-		lastIndex = e.Record.Index
-		if len(e.Record.Key) >= len(prefix) && e.Record.Key[:len(prefix)] == prefix {
-			out = append(out, e)
-		}
 	}
-	return out, it.Error()
+	return p.Events(), it.Error()
 }
+
+// EventPage gathers a page of events read in log order; the store and the
+// in-memory feed of recent events page the same way through it.
+//
+// A page never ends inside one index: a reader resuming after the last index
+// it saw must not skip the rest of a transaction. So the bounds apply at
+// index boundaries: the page takes whole indexes while they fit in limit
+// events and maxBytes of AnswerBytes, and always its first index, whatever
+// its size. Apply keeps one index's events within one answer (each carries a
+// record the Txn's answer carries too), so the first index fits a message.
+type EventPage struct {
+	out        []Event
+	size       int
+	last       uint64
+	done, full bool
+	cut        int // len(out) before the index being added
+	cutSize    int
+}
+
+// Add offers the next event in log order (those outside prefix count only
+// for where indexes end) and reports whether the caller should go on.
+func (p *EventPage) Add(e Event, prefix string, limit, maxBytes int) bool {
+	if p.done {
+		return false
+	}
+	if e.Record.Index != p.last {
+		if p.full || len(p.out) >= limit {
+			p.done = true
+			return false
+		}
+		p.cut, p.cutSize, p.last = len(p.out), p.size, e.Record.Index
+	}
+	if !strings.HasPrefix(e.Record.Key, prefix) {
+		return true
+	}
+	p.out = append(p.out, e)
+	p.size += e.Record.AnswerBytes()
+	if p.size > maxBytes && p.cut > 0 {
+		// This index does not fit behind the ones before it: it starts
+		// the next page.
+		p.out, p.size, p.done = p.out[:p.cut], p.cutSize, true
+		return false
+	}
+	if p.size >= maxBytes {
+		p.full = true
+	}
+	return true
+}
+
+// Events is the page.
+func (p *EventPage) Events() []Event { return p.out }
 
 // FirstEventIndex is the oldest index whose events are still held: a watcher
 // may start from FirstEventIndex-1 or later.

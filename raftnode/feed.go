@@ -2,7 +2,6 @@ package raftnode
 
 import (
 	"sort"
-	"strings"
 	"sync"
 
 	"github.com/cxkv/cxkv/kv"
@@ -66,26 +65,20 @@ func (f *eventFeed) append(evs []kv.Event) {
 	f.evs = append([]kv.Event(nil), f.evs[cut:]...)
 }
 
-// since returns up to limit events with index > from under prefix (never
-// ending inside an index), or ok false if the feed does not reach back to
-// from.
-func (f *eventFeed) since(prefix string, from uint64, limit int) (out []kv.Event, ok bool) {
+// since returns the events with index > from under prefix, paged as the
+// store pages them (kv.EventPage: limit events, maxBytes, never ending inside
+// an index), or ok false if the feed does not reach back to from.
+func (f *eventFeed) since(prefix string, from uint64, limit, maxBytes int) (out []kv.Event, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if from < f.floor {
 		return nil, false
 	}
-	i := sort.Search(len(f.evs), func(i int) bool { return f.evs[i].Record.Index > from })
-	var last uint64
-	for ; i < len(f.evs); i++ {
-		e := f.evs[i]
-		if len(out) >= limit && e.Record.Index != last {
+	var p kv.EventPage
+	for i := sort.Search(len(f.evs), func(i int) bool { return f.evs[i].Record.Index > from }); i < len(f.evs); i++ {
+		if !p.Add(f.evs[i], prefix, limit, maxBytes) {
 			break
 		}
-		if strings.HasPrefix(e.Record.Key, prefix) {
-			out = append(out, e)
-			last = e.Record.Index
-		}
 	}
-	return out, true
+	return p.Events(), true
 }

@@ -22,7 +22,7 @@ func indexes(evs []kv.Event) string {
 func TestEventFeed(t *testing.T) {
 	var f eventFeed
 	f.reset(10)
-	if _, ok := f.since("", 9, 10); ok {
+	if _, ok := f.since("", 9, 10, 1<<30); ok {
 		t.Fatal("since(9) served from a feed that starts after 10")
 	}
 	f.append([]kv.Event{ev(11, "a"), ev(11, "b"), ev(12, "a"), ev(14, "b")})
@@ -39,7 +39,7 @@ func TestEventFeed(t *testing.T) {
 		{"b", 12, 10, "14b "},
 		{"", 14, 10, ""},
 	} {
-		got, ok := f.since(c.prefix, c.from, c.limit)
+		got, ok := f.since(c.prefix, c.from, c.limit, 1<<30)
 		if !ok || indexes(got) != c.want {
 			t.Errorf("since(%q, %d, %d) = %q, %v; want %q", c.prefix, c.from, c.limit, indexes(got), ok, c.want)
 		}
@@ -55,10 +55,10 @@ func TestEventFeed(t *testing.T) {
 	if len(f.evs) > feedEvents || f.floor != uint64(100+(feedEvents-4)/2) || f.evs[0].Record.Index != f.floor+1 {
 		t.Fatalf("after trimming: %d events from %d, floor %d", len(f.evs), f.evs[0].Record.Index, f.floor)
 	}
-	if _, ok := f.since("", f.floor-1, 10); ok {
+	if _, ok := f.since("", f.floor-1, 10, 1<<30); ok {
 		t.Fatal("served from before the trimmed floor")
 	}
-	if got, ok := f.since("", f.floor, 1); !ok || len(got) != 2 {
+	if got, ok := f.since("", f.floor, 1, 1<<30); !ok || len(got) != 2 {
 		t.Fatalf("first index after the floor: %d events, want both of its events", len(got))
 	}
 }
@@ -74,7 +74,7 @@ func TestEventFeedBoundsBytes(t *testing.T) {
 	if f.bytes > feedBytes || len(f.evs) == 0 || f.evs[0].Record.Index != f.floor+1 {
 		t.Fatalf("feed holds %d bytes in %d events from %d (floor %d); want at most %d", f.bytes, len(f.evs), f.evs[0].Record.Index, f.floor, feedBytes)
 	}
-	if _, ok := f.since("", f.floor, 10); !ok {
+	if _, ok := f.since("", f.floor, 10, 1<<30); !ok {
 		t.Fatal("since(floor) refused")
 	}
 }

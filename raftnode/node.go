@@ -109,7 +109,7 @@ func Start(cfg Config) (*Node, error) {
 	n.listener = lis
 	n.transport = newTransport(n)
 	n.expiry = newExpiryQueue(n)
-	n.server = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20),
+	n.server = grpc.NewServer(grpc.MaxRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxSendMsgSize(cxkvpb.MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(n.refuseWhenHalted), grpc.ChainStreamInterceptor(n.refuseStreamWhenHalted))
 	cxkvpb.RegisterKVServer(n.server, &kvService{n: n})
 	cxkvpb.RegisterPeerServer(n.server, &peerService{n: n})

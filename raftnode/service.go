@@ -67,7 +67,7 @@ func (s *kvService) List(ctx context.Context, r *cxkvpb.ListRequest) (*cxkvpb.Li
 		limit = cmpxchg.DefaultListLimit
 	}
 	h := s.header()
-	recs, more, err := s.n.store.List(r.GetPrefix(), r.GetAfter(), limit)
+	recs, more, err := s.n.store.List(r.GetPrefix(), r.GetAfter(), limit, cmpxchg.MaxAnswerBytes)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -208,10 +208,10 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) 
 // in-memory feed when it reaches back that far, else from the store.
 func (s *kvService) events(prefix string, from uint64) ([]kv.Event, error) {
 	const page = 1000
-	if evs, ok := s.n.feed.since(prefix, from, page); ok {
+	if evs, ok := s.n.feed.since(prefix, from, page, cmpxchg.MaxAnswerBytes); ok {
 		return evs, nil
 	}
-	evs, err := s.n.store.Events(prefix, from, page)
+	evs, err := s.n.store.Events(prefix, from, page, cmpxchg.MaxAnswerBytes)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -86,7 +86,7 @@ func (m *MachineTarget) List(_ context.Context, r *cxkvpb.ListRequest) (*cxkvpb.
 	if limit == 0 {
 		limit = cmpxchg.DefaultListLimit
 	}
-	recs, more, err := m.store.List(r.GetPrefix(), r.GetAfter(), limit)
+	recs, more, err := m.store.List(r.GetPrefix(), r.GetAfter(), limit, cmpxchg.MaxAnswerBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -90,6 +90,7 @@ func (c *Cluster) Client(i int) cxkvpb.KVClient {
 	defer c.connMu.Unlock()
 	if c.conns[i] == nil {
 		conn, err := grpc.NewClient(c.cfgs[i].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)),
 			// Members restart within the test: reconnect in milliseconds,
 			// not after gRPC's default backoff of a second or more.
 			grpc.WithConnectParams(grpc.ConnectParams{
