@@ -39,6 +39,12 @@ func (c *Client) write(ctx context.Context, setID func(*cxkvpb.WriteID), f attem
 		if err != nil {
 			return err
 		}
+		if id.GetSeq() == 1 {
+			if err := c.openSession(ctx, id); err != nil {
+				return err
+			}
+			continue
+		}
 		setID(id)
 		err = c.do(ctx, id, f)
 		c.writes.end(id)
@@ -48,6 +54,33 @@ func (c *Client) write(ctx context.Context, setID func(*cxkvpb.WriteID), f attem
 		}
 		c.writes.rotate(id)
 	}
+}
+
+// sessionOpenKey is the key the no-op that opens a session compares; it is
+// only read.
+const sessionOpenKey = "cxkv/session-open"
+
+// openSession sends seq 1 of a fresh id: a Txn that only compares, so it
+// changes nothing, whose one job is to open the id's session. It goes first
+// because a session opens only with the first attempt of seq 1: were seq 1 a
+// caller's write, and its first attempt lost, every retry would be refused
+// (the cluster cannot tell it from a write whose session it forgot) and the
+// caller would get ErrOutcomeUnknown. A no-op can be lost harmlessly: then
+// the id is spent and the next write opens a fresh one. An error is the
+// caller's write's own: it was not sent.
+func (c *Client) openSession(ctx context.Context, id *cxkvpb.WriteID) error {
+	req := &cxkvpb.TxnRequest{Compares: []*cxkvpb.Compare{{Key: sessionOpenKey, Op: cxkvpb.Compare_ABSENT}}, WriteId: id}
+	err := c.do(ctx, id, func(ctx context.Context, kv cxkvpb.KVClient) (*cxkvpb.Header, error) {
+		resp, err := kv.Txn(ctx, req)
+		return resp.GetHeader(), err
+	})
+	c.writes.end(id)
+	var spent *sessionGoneError
+	if err != nil && (errors.As(err, &spent) || errors.Is(err, ErrOutcomeUnknown)) {
+		c.writes.rotate(id)
+		return nil
+	}
+	return err
 }
 
 // sessionGoneError is a write the cluster refused as outcome unknown when

@@ -15,7 +15,8 @@ import (
 //   - seq 1 of a client id goes alone, with new_client set on its first
 //     attempt only: it opens the id's session, and the cluster refuses any
 //     other write of an id it has no session for. The other writes wait
-//     until seq 1 is settled.
+//     until seq 1 is settled. It is a no-op (Client.openSession), never a
+//     caller's write.
 //   - at most maxWritesInFlight seqs span from the lowest in flight to the
 //     newest, one fewer than the results the cluster keeps per client
 //     (cxkvpb.MaxResultsPerSession): a write's result is never pushed out of

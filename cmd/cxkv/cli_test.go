@@ -364,8 +364,13 @@ func (s *script) normaliseTable(lines []string) string {
 }
 
 // hangingKV accepts writes and never answers them: the client cannot tell
-// whether they applied.
+// whether they applied. It does answer the no-op Txn a client opens its
+// session with, so the hanging write is the caller's own.
 type hangingKV struct{ cxkvpb.UnimplementedKVServer }
+
+func (hangingKV) Txn(context.Context, *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error) {
+	return &cxkvpb.TxnResponse{Successful: true}, nil
+}
 
 func (hangingKV) Put(ctx context.Context, _ *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
 	<-ctx.Done()
