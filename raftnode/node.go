@@ -17,7 +17,6 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/kv"
 	"go.etcd.io/raft/v3"
-	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 )
 
@@ -31,7 +30,7 @@ type Node struct {
 	rn        *raft.RawNode // owned by the Ready goroutine
 
 	propc   chan *proposal
-	recvc   chan *pb.Message
+	recvc   chan received
 	readc   chan *readRequest
 	reportc chan func(*raft.RawNode)
 	stopc   chan struct{}
@@ -48,11 +47,13 @@ type Node struct {
 	clock   *clusterClock
 	metrics metrics
 
-	nextProposal atomic.Uint64
-	transport    *transport
-	server       *grpc.Server
-	listener     net.Listener
-	stopOnce     sync.Once
+	nextProposal  atomic.Uint64
+	proposalBytes *byteBudget
+	receivedBytes *byteBudget
+	transport     *transport
+	server        *grpc.Server
+	listener      net.Listener
+	stopOnce      sync.Once
 }
 
 // Status is a member's view of the cluster.
@@ -73,10 +74,13 @@ func Start(cfg Config) (*Node, error) {
 		cfg:       cfg,
 		clusterID: ClusterID(cfg.Peers),
 		propc:     make(chan *proposal, 4096),
-		recvc:     make(chan *pb.Message, 4096),
+		recvc:     make(chan received, 4096),
 		readc:     make(chan *readRequest, 4096),
 		reportc:   make(chan func(*raft.RawNode), 256),
 		stopc:     make(chan struct{}),
+
+		proposalBytes: newByteBudget(maxProposalBytes),
+		receivedBytes: newByteBudget(maxReceivedBytes),
 	}
 	n.waits.init()
 	n.life.init()
@@ -144,9 +148,11 @@ func (n *Node) open() error {
 		// Bytes, not only messages: 256 appends of 1 MiB entries are
 		// 256 MiB queued for one slow follower.
 		MaxInflightBytes: maxInflightBytes,
-		CheckQuorum:      true,
-		PreVote:          true,
-		Logger:           raftLogger{n.cfg.Logger},
+		// The leader's uncommitted tail, in bytes (budget.go).
+		MaxUncommittedEntriesSize: maxUncommittedBytes,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Logger:                    raftLogger{n.cfg.Logger},
 	}
 	if n.rn, err = raft.NewRawNode(rc); err != nil {
 		return err

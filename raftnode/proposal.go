@@ -92,6 +92,10 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 	if err != nil {
 		return nil, 0, err
 	}
+	if !n.proposalBytes.tryTake(len(data)) {
+		return nil, 0, errBusy(n.cfg.ID, "writes in flight through it are at the limit (%d MiB)", maxProposalBytes>>20)
+	}
+	defer n.proposalBytes.give(len(data))
 	p := &proposal{id: cmd.ProposalId, data: data, done: make(chan proposalResult, 1)}
 	n.waits.add(p)
 	select {

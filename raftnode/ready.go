@@ -61,8 +61,9 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 	case <-tick:
 		n.rn.Tick()
 		n.reads.ticks++
-	case m := <-n.recvc:
-		n.rn.Step(m)
+	case r := <-n.recvc:
+		n.receivedBytes.give(r.size)
+		n.rn.Step(r.m)
 	case p := <-n.propc:
 		n.proposeNow(p)
 	case r := <-n.readc:
@@ -81,7 +82,13 @@ func (n *Node) queued() bool {
 func (n *Node) proposeNow(p *proposal) {
 	p.term = n.rn.BasicStatus().GetTerm()
 	if err := n.rn.Propose(p.data); err != nil {
-		n.waits.trigger(p.id, proposalResult{err: cmpxchg.Errorf(unavailable, "no leader to take the write (%v); it was not applied", err)})
+		err := cmpxchg.Errorf(unavailable, "no leader to take the write (%v); it was not applied", err)
+		if n.rn.BasicStatus().RaftState == raft.StateLeader {
+			// A leader drops a proposal only when its uncommitted
+			// tail is full (we never transfer leadership).
+			err = errBusy(n.cfg.ID, "its uncommitted log is at the limit (%d MiB)", maxUncommittedBytes>>20)
+		}
+		n.waits.trigger(p.id, proposalResult{err: err})
 	}
 }
 

@@ -315,22 +315,36 @@ func (s *peerService) Send(stream cxkvpb.Peer_SendServer) error {
 			if err := proto.Unmarshal(data, m); err != nil {
 				return err
 			}
-			if err := s.deliver(stream.Context(), m); err != nil {
+			if err := s.deliver(stream.Context(), m, len(data)); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-func (s *peerService) deliver(ctx context.Context, m *pb.Message) error {
+// deliver hands a received message of size bytes to the Ready loop, first
+// waiting for room in the member's received-bytes budget (budget.go).
+func (s *peerService) deliver(ctx context.Context, m *pb.Message, size int) error {
+	if err := s.n.receivedBytes.take(ctx, size); err != nil {
+		return err
+	}
 	select {
-	case s.n.recvc <- m:
+	case s.n.recvc <- received{m, size}:
 		return nil
 	case <-ctx.Done():
+		s.n.receivedBytes.give(size)
 		return ctx.Err()
 	case <-s.n.stopc:
+		s.n.receivedBytes.give(size)
 		return errStopped
 	}
+}
+
+// received is a peer's message on its way to the Ready loop, with the bytes
+// it holds of the received budget.
+type received struct {
+	m    *pb.Message
+	size int
 }
 
 // Snapshot receives a whole state stream before handing the message to raft
@@ -361,7 +375,7 @@ func (s *peerService) Snapshot(stream cxkvpb.Peer_SnapshotServer) error {
 		return errors.New("snapshot stream carried no MsgSnap")
 	}
 	m.Snapshot.Data = data
-	if err := s.deliver(stream.Context(), m); err != nil {
+	if err := s.deliver(stream.Context(), m, len(data)); err != nil {
 		return err
 	}
 	return stream.SendAndClose(&cxkvpb.PeerAck{})
