@@ -12,7 +12,7 @@ STATICCHECK_VERSION        := v0.8.2
 # Packages with goroutines run under the race detector.
 RACE_PKGS := ./kv/... ./raftnode/... ./internal/... ./cmd/cxkv/internal/... ./client/...
 
-.PHONY: all build test test-race test-short lint proto proto-check demo bench chaos clean tools-proto
+.PHONY: all build test test-race test-short lint proto proto-check demo bench chaos clean tools-proto release
 
 all: build
 
@@ -95,5 +95,24 @@ chaos: build
 	$(GO) build -o bin/cxkv-chaos ./cmd/cxkv-chaos
 	./bin/cxkv-chaos -bin $(BIN) -out chaos-out -duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
 
+# Static binaries (no cgo) for linux and darwin on amd64 and arm64 in dist/,
+# named cxkv-VERSION-OS-ARCH, with VERSION and the commit stamped in
+# (cxkv version prints them) and dist/SHA256SUMS (sha256sum -c checks it).
+# VERSION defaults to git describe; make release VERSION=v1.2.3 overrides.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+RELEASE_LDFLAGS := -s -w -X github.com/cxkv/cxkv/raftnode.version=$(VERSION) -X github.com/cxkv/cxkv/raftnode.revision=$(REVISION)
+RELEASE_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+
+release:
+	rm -rf dist && mkdir -p dist
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; out=dist/cxkv-$(VERSION)-$$os-$$arch; \
+		echo "build $$out"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(RELEASE_LDFLAGS)' -o $$out ./cmd/cxkv; \
+	done
+	cd dist && sha256sum cxkv-* > SHA256SUMS
+	@cat dist/SHA256SUMS
+
 clean:
-	rm -rf bin cxkv-data chaos-out
+	rm -rf bin cxkv-data chaos-out dist

@@ -15,9 +15,6 @@ import (
 // watch stream.
 const progressInterval = 100 * time.Millisecond
 
-// Version is reported by Status.
-var Version = "0.1.0-dev"
-
 // kvService is the client API. Every member serves all of it: writes are
 // proposed here and forwarded to the leader by raft; reads confirm through
 // ReadIndex, unless serializable.
@@ -122,7 +119,7 @@ func (s *kvService) Status(ctx context.Context, _ *cxkvpb.StatusRequest) (*cxkvp
 	first, _ := s.n.store.FirstEventIndex()
 	resp := &cxkvpb.StatusResponse{
 		Header: s.header(), Role: st.Role, CommitIndex: st.Commit,
-		FirstIndex: st.FirstIndex, LastIndex: st.LastIndex, Version: Version,
+		FirstIndex: st.FirstIndex, LastIndex: st.LastIndex, Version: Build().Version,
 		ClusterId: s.n.clusterID, WatchFromIndex: first - 1,
 	}
 	for id, addr := range s.n.cfg.Peers {

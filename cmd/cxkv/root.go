@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/cxkv/cxkv/raftnode"
 	"github.com/spf13/cobra"
 )
 
@@ -30,7 +31,9 @@ func newRootCmd(e env) *cobra.Command {
 		Long:          rootHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       raftnode.Build().String(),
 	}
+	root.SetVersionTemplate("cxkv {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	g := &globals{}
 	endpoints := defaultEndpoints
@@ -42,6 +45,6 @@ func newRootCmd(e env) *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of read commands: table or json")
 	root.AddCommand(newDemoCmd(g))
 	root.AddCommand(newServerCmd(), newGetCmd(g), newPutCmd(g), newDeleteCmd(g), newListCmd(g), newStatusCmd(g), newWatchCmd(g))
-	root.AddCommand(newTxnCmd(g), newLocksCmd(g), newForceReleaseCmd(g, e))
+	root.AddCommand(newTxnCmd(g), newLocksCmd(g), newForceReleaseCmd(g, e), newVersionCmd(g))
 	return root
 }
