@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -19,6 +20,8 @@ type Options struct {
 	// FS is the filesystem; nil means the OS. Tests pass a MemFS or an
 	// errorfs wrapper to inject faults.
 	FS vfs.FS
+	// Logger receives Pebble's logging (nil: discarded).
+	Logger *slog.Logger
 }
 
 // Store is a member's database. Its methods are safe for concurrent use;
@@ -29,7 +32,7 @@ type Store struct {
 
 // Open opens or creates the database in dir.
 func Open(dir string, opts Options) (*Store, error) {
-	po := &pebble.Options{FS: opts.FS, Logger: quietLogger{}}
+	po := &pebble.Options{FS: opts.FS, Logger: newPebbleLogger(opts.Logger)}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("kv: open %s: %w", dir, err)
@@ -39,6 +42,10 @@ func Open(dir string, opts Options) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
+
+// Metrics is Pebble's own account of the database (sizes, levels,
+// compactions, caches), exported by the member as Prometheus gauges.
+func (s *Store) Metrics() *pebble.Metrics { return s.db.Metrics() }
 
 // Get returns the record of key, and whether it exists.
 func (s *Store) Get(key string) (Record, bool, error) { return getRecord(s.db, key) }

@@ -44,6 +44,10 @@ type Config struct {
 	// WallClock is the member's wall clock (default time.Now). It stamps
 	// expires_at for people to read and decides nothing; tests skew it.
 	WallClock func() time.Time
+
+	// SlowRequest: log client requests that take this long or longer at
+	// WARN (method, key, time). Zero: off.
+	SlowRequest time.Duration
 }
 
 func (c *Config) withDefaults() error {

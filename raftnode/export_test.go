@@ -1,9 +1,19 @@
 package raftnode
 
+import "time"
+
 // SetProposalBudget sets the bytes of writes in flight through each member
 // started afterwards, and returns what restores it.
 func SetProposalBudget(n int64) (restore func()) {
 	old := maxProposalBytes
 	maxProposalBytes = n
 	return func() { maxProposalBytes = old }
+}
+
+// SetCensusEvery lets a test see the state's counts without waiting out the
+// cache; it returns the function that restores the default.
+func SetCensusEvery(d time.Duration) func() {
+	old := censusEvery
+	censusEvery = d
+	return func() { censusEvery = old }
 }

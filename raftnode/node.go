@@ -46,6 +46,7 @@ type Node struct {
 	expiry  *expiryQueue
 	clock   *clusterClock
 	metrics metrics
+	health  healthService
 
 	nextProposal  atomic.Uint64
 	proposalBytes *byteBudget
@@ -82,10 +83,11 @@ func Start(cfg Config) (*Node, error) {
 		proposalBytes: newByteBudget(maxProposalBytes),
 		receivedBytes: newByteBudget(maxReceivedBytes),
 	}
-	n.waits.init()
+	n.waits.init(&n.metrics)
 	n.life.init()
+	n.metrics.init(n)
 	n.applied.init()
-	store, err := kv.Open(cfg.DataDir, kv.Options{FS: cfg.FS})
+	store, err := kv.Open(cfg.DataDir, kv.Options{FS: cfg.FS, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -113,10 +115,11 @@ func Start(cfg Config) (*Node, error) {
 	n.listener = lis
 	n.transport = newTransport(n)
 	n.expiry = newExpiryQueue(n)
-	n.server = grpc.NewServer(grpc.MaxRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxSendMsgSize(cxkvpb.MaxMessageBytes),
-		grpc.ChainUnaryInterceptor(n.refuseWhenHalted), grpc.ChainStreamInterceptor(n.refuseStreamWhenHalted))
+	n.server = grpc.NewServer(append(n.serverOptions(), grpc.MaxRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxSendMsgSize(cxkvpb.MaxMessageBytes),
+		grpc.ChainUnaryInterceptor(n.refuseWhenHalted), grpc.ChainStreamInterceptor(n.refuseStreamWhenHalted))...)
 	cxkvpb.RegisterKVServer(n.server, &kvService{n: n})
 	cxkvpb.RegisterPeerServer(n.server, &peerService{n: n})
+	n.registerOperations()
 	n.done.Add(3)
 	go func() { defer n.done.Done(); n.server.Serve(lis) }()
 	go func() { defer n.done.Done(); n.run() }()
@@ -207,7 +210,7 @@ func (n *Node) Stop() error {
 		n.done.Wait()
 		n.waits.failAll(errStopped)
 		n.snaps.close()
-		err = n.store.Close()
+		err = n.metrics.closeStore(n.store.Close)
 	})
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/cmpxchg"
@@ -18,6 +19,8 @@ type proposal struct {
 	data []byte
 	term uint64 // set by the Ready goroutine when it hands the data to raft
 	done chan proposalResult
+
+	start time.Time // when the member received the write, for its latency
 }
 
 type proposalResult struct {
@@ -32,9 +35,11 @@ var errStopped = cmpxchg.Errorf(unavailable, "member is shutting down; the write
 type waitRegistry struct {
 	mu sync.Mutex
 	m  map[uint64]*proposal
+
+	obs *metrics // told how each write ended
 }
 
-func (w *waitRegistry) init() { w.m = map[uint64]*proposal{} }
+func (w *waitRegistry) init(obs *metrics) { w.m = map[uint64]*proposal{}; w.obs = obs }
 
 func (w *waitRegistry) add(p *proposal) {
 	w.mu.Lock()
@@ -44,6 +49,9 @@ func (w *waitRegistry) add(p *proposal) {
 
 func (w *waitRegistry) remove(id uint64) {
 	w.mu.Lock()
+	if p := w.m[id]; p != nil {
+		w.obs.proposalDone(p, proposalResult{err: errStopped})
+	}
 	delete(w.m, id)
 	w.mu.Unlock()
 }
@@ -54,6 +62,7 @@ func (w *waitRegistry) trigger(id uint64, r proposalResult) {
 	delete(w.m, id)
 	w.mu.Unlock()
 	if p != nil {
+		w.obs.proposalDone(p, r)
 		p.done <- r
 	}
 }
@@ -68,7 +77,9 @@ func (w *waitRegistry) failBefore(term uint64) {
 	for id, p := range w.m {
 		if p.term != 0 && p.term < term {
 			delete(w.m, id)
-			p.done <- proposalResult{err: cmpxchg.Errorf(unavailable, "leadership changed while the write was in flight; it may or may not have been applied")}
+			r := proposalResult{err: cmpxchg.Errorf(unavailable, "leadership changed while the write was in flight; it may or may not have been applied")}
+			w.obs.proposalDone(p, r)
+			p.done <- r
 		}
 	}
 }
@@ -78,6 +89,7 @@ func (w *waitRegistry) failAll(err error) {
 	defer w.mu.Unlock()
 	for id, p := range w.m {
 		delete(w.m, id)
+		w.obs.proposalDone(p, proposalResult{err: err})
 		p.done <- proposalResult{err: err}
 	}
 }
@@ -96,7 +108,7 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 		return nil, 0, errBusy(n.cfg.ID, "writes in flight through it are at the limit (%d MiB)", maxProposalBytes>>20)
 	}
 	defer n.proposalBytes.give(len(data))
-	p := &proposal{id: cmd.ProposalId, data: data, done: make(chan proposalResult, 1)}
+	p := &proposal{id: cmd.ProposalId, data: data, done: make(chan proposalResult, 1), start: time.Now()}
 	n.waits.add(p)
 	select {
 	case n.propc <- p:

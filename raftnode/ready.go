@@ -105,12 +105,11 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 	if *leader {
 		n.transport.send(rd.Messages)
 	}
+	start := time.Now()
 	wrote, err := persistReady(n.log, n.sm, rd)
+	n.metrics.readyPersisted(rd, wrote, time.Since(start), err)
 	if err != nil {
 		return err
-	}
-	if wrote {
-		n.metrics.persisted(len(rd.Entries), rd.MustSync)
 	}
 	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
 		if err := n.snapshotInstalled(rd.Snapshot.GetMetadata()); err != nil {
@@ -181,8 +180,10 @@ func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 	}
 	if es, ok := n.sm.(eventSource); ok {
 		n.feed.append(es.lastEvents())
+		n.metrics.expired(es.lastEvents())
 	}
 	n.applied.set(last)
+	n.metrics.applied(batch)
 	for i, e := range batch {
 		if e.Command == nil {
 			continue
@@ -226,10 +227,12 @@ func (n *Node) publishStatus() {
 	st := n.rn.BasicStatus()
 	first, _ := n.log.FirstIndex()
 	last, _ := n.log.LastIndex()
-	n.status.Store(&Status{
+	s := &Status{
 		ID: n.cfg.ID, Leader: st.Lead, Term: st.GetTerm(), Role: roleName(st.RaftState),
 		Commit: st.GetCommit(), Applied: n.applied.get(), FirstIndex: first, LastIndex: last,
-	})
+	}
+	n.status.Store(s)
+	n.observeStatus(*s)
 }
 
 func roleName(s raft.StateType) string {

@@ -152,6 +152,7 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) 
 	if from+1 < first {
 		return cmpxchg.Errorf(codes.OutOfRange, "history before index %d was compacted; watch from %d or later, after re-reading the keys", first, first-1)
 	}
+	defer s.n.metrics.watchOpened()()
 	ctx := stream.Context()
 	var lastSent time.Time
 	for {
@@ -168,6 +169,7 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) 
 			if err := stream.Send(resp); err != nil {
 				return err
 			}
+			s.n.metrics.watchEvents.Add(float64(len(resp.Events)))
 			lastSent = time.Now()
 			from = evs[len(evs)-1].Record.Index
 			continue

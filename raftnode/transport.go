@@ -115,6 +115,7 @@ func (t *transport) context(timeout time.Duration) (context.Context, context.Can
 // send queues messages; called from the Ready goroutine, never blocks.
 func (t *transport) send(msgs []*pb.Message) {
 	for _, m := range msgs {
+		t.n.metrics.heartbeat(m, true)
 		p := t.peers[m.GetTo()]
 		if p == nil {
 			continue
@@ -132,6 +133,7 @@ func (t *transport) send(msgs []*pb.Message) {
 		case p.q <- queued{m, size}:
 			p.queued.Add(int64(size))
 		default:
+			t.n.metrics.peerMessages(p.id, 1, errPeerQueueFull)
 			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
 		}
 	}
@@ -160,6 +162,7 @@ func (t *transport) stream(p *peer) {
 			}
 		}
 		if err != nil {
+			t.n.peerStream(p.id, 0, err)
 			t.n.cfg.Logger.Debug("peer stream broke", "peer", p.id, "err", err)
 			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
 		}
@@ -212,7 +215,9 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 			default:
 			}
 		}
-		if err := s.Send(batch); err != nil {
+		err := s.Send(batch)
+		t.n.peerStream(p.id, len(batch.Messages), err)
+		if err != nil {
 			return sent, err
 		}
 		sent = true
@@ -236,7 +241,10 @@ func (t *transport) sendSnapshot(p *peer, m *pb.Message) {
 		defer t.wg.Done()
 		defer t.n.snaps.release(held)
 		status := raft.SnapshotFinish
-		if err := t.streamSnapshot(p, m, held); err != nil {
+		start := time.Now()
+		err := t.streamSnapshot(p, m, held)
+		t.n.snapshotSent(p.id, held.index, start, err)
+		if err != nil {
 			t.n.cfg.Logger.Warn("sending snapshot failed", "peer", p.id, "err", err)
 			status = raft.SnapshotFailure
 		}
@@ -315,6 +323,7 @@ func (s *peerService) Send(stream cxkvpb.Peer_SendServer) error {
 			if err := proto.Unmarshal(data, m); err != nil {
 				return err
 			}
+			s.n.metrics.heartbeat(m, false)
 			if err := s.deliver(stream.Context(), m, len(data)); err != nil {
 				return err
 			}
@@ -350,6 +359,7 @@ type received struct {
 // Snapshot receives a whole state stream before handing the message to raft
 // with the stream as its data; the Ready goroutine validates and restores it.
 func (s *peerService) Snapshot(stream cxkvpb.Peer_SnapshotServer) error {
+	start := time.Now()
 	var m *pb.Message
 	var data []byte
 	for {
@@ -378,6 +388,7 @@ func (s *peerService) Snapshot(stream cxkvpb.Peer_SnapshotServer) error {
 	if err := s.deliver(stream.Context(), m, len(data)); err != nil {
 		return err
 	}
+	s.n.snapshotReceived(m, len(data), start)
 	return stream.SendAndClose(&cxkvpb.PeerAck{})
 }
 

@@ -44,7 +44,7 @@ func newRootCmd(e env) *cobra.Command {
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", defaultTimeout, "bound on the whole command, retries and failover included")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of read commands: table or json")
 	root.AddCommand(newDemoCmd(g))
-	root.AddCommand(newServerCmd(), newGetCmd(g), newPutCmd(g), newDeleteCmd(g), newListCmd(g), newStatusCmd(g), newWatchCmd(g))
+	root.AddCommand(newServerCmd(e), newGetCmd(g), newPutCmd(g), newDeleteCmd(g), newListCmd(g), newStatusCmd(g), newWatchCmd(g))
 	root.AddCommand(newTxnCmd(g), newLocksCmd(g), newForceReleaseCmd(g, e), newVersionCmd(g))
 	return root
 }

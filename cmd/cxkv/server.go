@@ -19,16 +19,18 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func newServerCmd() *cobra.Command {
+func newServerCmd(e env) *cobra.Command {
 	var (
-		id                  uint64
-		addr, dataDir, peer string
-		tick                time.Duration
-		electionTicks       int
-		snapshotEntries     uint64
-		limits              = cmpxchg.DefaultLimits()
-		logLevel            string
-		pprofAddr           string
+		id                     uint64
+		addr, dataDir, peer    string
+		listenAddr, advertise  string
+		tick                   time.Duration
+		electionTicks          int
+		snapshotEntries        uint64
+		limits                 = cmpxchg.DefaultLimits()
+		logLevel, logFormat    string
+		pprofAddr, metricsAddr string
+		slowRequest            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -39,21 +41,49 @@ with data in ./cxkv-data. A cluster names its members:
   cxkv server --id 1 --addr 127.0.0.1:7001 --data-dir data/1 \
     --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
 
+--addr is where the member listens and where peers and clients reach it.
+Behind NAT or in a container they differ: --listen-addr is the local
+address to bind (e.g. 0.0.0.0:7001) and --advertise-addr the address
+others dial, which is this member's entry in --cluster (the cluster id is
+derived from the --cluster addresses, so every member must name the same
+ones).
+
+--metrics-addr serves /metrics (Prometheus), /livez and /readyz over HTTP;
+the client port also serves the standard grpc.health.v1 service.
+
+Every flag can also be set from the environment: CXKV_ and the flag's name
+in upper case with - as _ (CXKV_DATA_DIR, CXKV_METRICS_ADDR, ...). A flag on
+the command line wins over the environment, which wins over the default.
+
 SIGTERM or SIGINT shuts the member down cleanly.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			peers, err := parseCluster(peer, id, addr)
+			if err := flagsFromEnv(cmd.Flags(), e.getenv); err != nil {
+				return usageError{err}
+			}
+			if advertise == "" {
+				advertise = addr
+			} else if cmd.Flags().Changed("addr") && addr != advertise {
+				return usageError{fmt.Errorf("--addr %s and --advertise-addr %s disagree: give one", addr, advertise)}
+			}
+			if listenAddr == "" {
+				listenAddr = advertise
+			} else if err := checkListenAddr(listenAddr); err != nil {
+				return usageError{fmt.Errorf("--listen-addr %q: %w", listenAddr, err)}
+			}
+			peers, err := parseCluster(peer, id, advertise)
 			if err != nil {
 				return usageError{err}
 			}
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)}
+			logger, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
+			if err != nil {
+				return usageError{err}
 			}
 			if err := limits.Validate(); err != nil {
 				return usageError{err}
 			}
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			routeGRPCLogs(logger)
+			logger.Info("starting", "version", raftnode.Build().String(), "id", id, "listen", listenAddr, "advertise", advertise)
 			if pprofAddr != "" {
 				stop, err := servePprof(pprofAddr, logger)
 				if err != nil {
@@ -61,13 +91,27 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 				}
 				defer stop()
 			}
+			lis, err := net.Listen("tcp", listenAddr)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", listenAddr, err)
+			}
 			node, err := raftnode.Start(raftnode.Config{
-				ID: id, Addr: addr, DataDir: dataDir, Peers: peers,
+				ID: id, Addr: advertise, Listener: lis, DataDir: dataDir, Peers: peers,
 				TickInterval: tick, ElectionTicks: electionTicks,
 				SnapshotEntries: snapshotEntries, Limits: limits, Logger: logger,
+				SlowRequest: slowRequest,
 			})
 			if err != nil {
+				lis.Close()
 				return err
+			}
+			if metricsAddr != "" {
+				stop, err := serveOperations(metricsAddr, node, logger)
+				if err != nil {
+					node.Stop()
+					return usageError{fmt.Errorf("--metrics-addr %q: %w", metricsAddr, err)}
+				}
+				defer stop()
 			}
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -88,7 +132,9 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 	}
 	f := cmd.Flags()
 	f.Uint64Var(&id, "id", 1, "this member's id (positive; must appear in --cluster)")
-	f.StringVar(&addr, "addr", "127.0.0.1:7001", "host:port this member serves peers and clients on")
+	f.StringVar(&addr, "addr", "127.0.0.1:7001", "host:port this member serves peers and clients on (listen and advertise alike)")
+	f.StringVar(&listenAddr, "listen-addr", "", "host:port to bind, if not the advertised address (e.g. 0.0.0.0:7001)")
+	f.StringVar(&advertise, "advertise-addr", "", "host:port peers and clients reach this member at: its entry in --cluster (default --addr)")
 	f.StringVar(&dataDir, "data-dir", "cxkv-data", "directory of this member's database")
 	f.StringVar(&peer, "cluster", "", "initial members as id=host:port,... (default: this member alone)")
 	f.DurationVar(&tick, "tick", 100*time.Millisecond, "raft tick interval")
@@ -98,8 +144,36 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 	f.IntVar(&limits.MaxTxnOps, "max-txn-ops", limits.MaxTxnOps, fmt.Sprintf("most compares plus operations in one transaction (at most %d)", cmpxchg.MaxTxnOpsLimit))
 	f.IntVar(&limits.MaxTxnBytes, "max-txn-bytes", limits.MaxTxnBytes, fmt.Sprintf("most bytes of keys and values in one transaction (at most %d)", cmpxchg.MaxTxnBytesLimit))
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "text (key=value) or json (one object a line)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /livez and /readyz over HTTP on host:port (default: off)")
+	f.DurationVar(&slowRequest, "slow-request", 0, "log client requests taking at least this long, with method and key (0: off)")
 	f.StringVar(&pprofAddr, "pprof", "", "serve Go profiles (CPU, heap, block, mutex) on host:port under /debug/pprof/; for profiling only, it samples blocking and lock contention")
+	documentEnv(f)
 	return cmd
+}
+
+// serveOperations serves the member's /metrics, /livez and /readyz on addr.
+func serveOperations(addr string, node *raftnode.Node, logger *slog.Logger) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: node.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(lis)
+	logger.Info("serving metrics and health", "addr", lis.Addr().String())
+	return func() { srv.Close() }, nil
+}
+
+// checkListenAddr accepts host:port with an empty host (all interfaces).
+func checkListenAddr(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("not host:port: %v", err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port %q is not 1..65535", port)
+	}
+	return nil
 }
 
 // servePprof serves net/http/pprof on addr. Block and mutex profiles are
