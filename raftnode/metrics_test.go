@@ -66,7 +66,9 @@ func TestMetricsFollowAWorkload(t *testing.T) {
 	}
 	// Locks as the SDK lays them out: a queue lock with a holder and one
 	// waiter, and a plain lock. A key that only looks like one is not counted.
-	owner := func(id string) string { return `{"owner":"` + id + `","host":"h","pid":1,"expires_at":"2030-01-01T00:00:00Z"}` }
+	owner := func(id string) string {
+		return `{"owner":"` + id + `","host":"h","pid":1,"expires_at":"2030-01-01T00:00:00Z"}`
+	}
 	put(t, kv, "jobs/a/.lock/0000000001", owner("o1"), 0)
 	put(t, kv, "jobs/a/.lock/0000000002", owner("o2"), 0)
 	put(t, kv, "jobs/b", owner("o3"), 0)
