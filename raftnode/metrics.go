@@ -105,9 +105,11 @@ func (m *metrics) init(n *Node) {
 			m.peerSent.WithLabelValues(p)
 			m.peerFailed.WithLabelValues(p)
 			m.peerUp.WithLabelValues(p)
+			m.peerRTT.WithLabelValues(p)
 		}
 	}
 	for _, op := range []string{"sent", "received", "installed"} {
+		m.snapshotSeconds.WithLabelValues(op)
 		for _, r := range []string{"ok", "failed"} {
 			m.snapshots.WithLabelValues(op, r)
 		}

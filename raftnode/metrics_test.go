@@ -18,11 +18,16 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
+// patientElections makes a loaded machine (the race detector, parallel
+// packages) unlikely to depose the leader mid-test: the exact counts below
+// assume one leader throughout.
+func patientElections(cfg *raftnode.Config) { cfg.ElectionTicks = 50 }
+
 // A known workload through the leader moves the leader's counters by
 // exactly what it did: scraped over HTTP before and after.
 func TestMetricsFollowAWorkload(t *testing.T) {
 	defer raftnode.SetCensusEvery(0)()
-	c := raftnodetest.Start(t, 3)
+	c := raftnodetest.Start(t, 3, patientElections)
 	li := c.WaitLeader()
 	leader := c.Members[li]
 	kv := c.Client(li)
@@ -214,7 +219,7 @@ func TestReadinessFollowsQuorum(t *testing.T) {
 // Snapshots sent by the leader and installed by a member that fell behind
 // are counted on both sides.
 func TestSnapshotMetrics(t *testing.T) {
-	c := raftnodetest.Start(t, 3, func(cfg *raftnode.Config) { cfg.SnapshotEntries = 20; cfg.CatchUpEntries = 5 })
+	c := raftnodetest.Start(t, 3, patientElections, func(cfg *raftnode.Config) { cfg.SnapshotEntries = 20; cfg.CatchUpEntries = 5 })
 	li := c.WaitLeader()
 	behind := (li + 1) % 3
 	c.Stop(behind)
