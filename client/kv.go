@@ -119,6 +119,7 @@ type Status struct {
 	ClusterID   uint64
 	Version     string
 	WatchFrom   uint64 // the oldest index a Watch can start from
+	DBSize      uint64 // bytes the member's database occupies on disk
 	Members     map[uint64]string
 	Unreachable error // set when the member did not answer
 }
@@ -145,7 +146,7 @@ func (c *Client) Status(ctx context.Context) ([]Status, error) {
 			Endpoint: ep.addr, MemberID: h.GetMemberId(), LeaderID: h.GetLeaderId(), Term: h.GetTerm(),
 			Role: resp.GetRole(), Applied: h.GetAppliedIndex(), Commit: resp.GetCommitIndex(),
 			FirstIndex: resp.GetFirstIndex(), LastIndex: resp.GetLastIndex(), ClusterID: resp.GetClusterId(),
-			Version: resp.GetVersion(), WatchFrom: resp.GetWatchFromIndex(), Members: map[uint64]string{},
+			Version: resp.GetVersion(), WatchFrom: resp.GetWatchFromIndex(), DBSize: resp.GetDbSizeBytes(), Members: map[uint64]string{},
 		}
 		for _, m := range resp.GetMembers() {
 			out[i].Members[m.GetId()] = m.GetAddr()

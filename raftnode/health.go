@@ -171,3 +171,11 @@ func (n *Node) snapshotReceived(m *pb.Message, size int, start time.Time) {
 	n.metrics.snapshot("received", start, nil)
 	n.cfg.Logger.Info("received snapshot", "from", m.GetFrom(), "index", m.GetSnapshot().GetMetadata().GetIndex(), "bytes", size, "took", time.Since(start))
 }
+
+// dbSize is the bytes the member's database occupies on disk (0 once it is
+// closed).
+func (n *Node) dbSize() uint64 {
+	var size uint64
+	n.metrics.withStore(func() { size = n.store.Metrics().DiskSpaceUsage() })
+	return size
+}

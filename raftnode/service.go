@@ -121,6 +121,7 @@ func (s *kvService) Status(ctx context.Context, _ *cxkvpb.StatusRequest) (*cxkvp
 		Header: s.header(), Role: st.Role, CommitIndex: st.Commit,
 		FirstIndex: st.FirstIndex, LastIndex: st.LastIndex, Version: Build().Version,
 		ClusterId: s.n.clusterID, WatchFromIndex: first - 1,
+		DbSizeBytes: s.n.dbSize(),
 	}
 	for id, addr := range s.n.cfg.Peers {
 		resp.Members = append(resp.Members, &cxkvpb.Member{Id: id, Addr: addr})

@@ -1535,8 +1535,10 @@ type StatusResponse struct {
 	ClusterId  uint64    `protobuf:"varint,8,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	// Oldest index a Watch may start from.
 	WatchFromIndex uint64 `protobuf:"varint,9,opt,name=watch_from_index,json=watchFromIndex,proto3" json:"watch_from_index,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Bytes the member's database occupies on disk.
+	DbSizeBytes   uint64 `protobuf:"varint,10,opt,name=db_size_bytes,json=dbSizeBytes,proto3" json:"db_size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -1628,6 +1630,13 @@ func (x *StatusResponse) GetClusterId() uint64 {
 func (x *StatusResponse) GetWatchFromIndex() uint64 {
 	if x != nil {
 		return x.WatchFromIndex
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetDbSizeBytes() uint64 {
+	if x != nil {
+		return x.DbSizeBytes
 	}
 	return 0
 }
@@ -2292,7 +2301,7 @@ const file_cxkv_proto_rawDesc = "" +
 	"\rStatusRequest\",\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xbe\x02\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xe2\x02\n" +
 	"\x0eStatusResponse\x12'\n" +
 	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12!\n" +
@@ -2305,7 +2314,9 @@ const file_cxkv_proto_rawDesc = "" +
 	"\aversion\x18\a \x01(\tR\aversion\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\b \x01(\x04R\tclusterId\x12(\n" +
-	"\x10watch_from_index\x18\t \x01(\x04R\x0ewatchFromIndex\"7\n" +
+	"\x10watch_from_index\x18\t \x01(\x04R\x0ewatchFromIndex\x12\"\n" +
+	"\rdb_size_bytes\x18\n" +
+	" \x01(\x04R\vdbSizeBytes\"7\n" +
 	"\rExpireCommand\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\xbd\x02\n" +

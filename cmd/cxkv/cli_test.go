@@ -240,7 +240,7 @@ var (
 	// reading order.
 	indexRE = regexp.MustCompile(`((?:index|token)[= ]|"(?:index|create_index|token)": ?)(\d+)`)
 	// JSON fields whose values depend on timing or the process.
-	jsonVaryRE = regexp.MustCompile(`("(?:term|commit_index|applied_index|leader|pid|time_left_ms)": ?)\d+|("(?:role|owner|host)": ?)"[^"]*"`)
+	jsonVaryRE = regexp.MustCompile(`("(?:term|commit_index|applied_index|leader|pid|time_left_ms|lag|db_size_bytes)": ?)\d+|("(?:role|owner|host|cluster_id|version)": ?)"[^"]*"`)
 )
 
 // columnRule says how a table column is normalised; columns without one
@@ -249,6 +249,7 @@ var columnRule = map[string]string{
 	"INDEX": "idx", "CREATED": "idx", "TOKEN": "idx",
 	"SINCE": "<time>", "LEFT": "<dur>", "PID": "<pid>", "HOST": "<host>",
 	"TERM": "<n>", "COMMIT": "<n>", "APPLIED": "<n>", "ROLE": "<role>", "LEADER": "<id>",
+	"LAG": "<n>", "DB": "<size>", "CLUSTER": "<id>", "VERSION": "<version>",
 }
 
 func (s *script) normalise(out string) string {

@@ -266,25 +266,41 @@ func newListCmd(g *globals) *cobra.Command {
 func newStatusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "each endpoint's view: role, leader, term, indexes",
-		Args:  cobra.NoArgs,
+		Short: "each endpoint's view: role, leader, term, indexes, lag, database size, version",
+		Long: `Ask every endpoint for its view of the cluster: member id, cluster id,
+role, the leader it knows, term, commit and applied index, lag (commit -
+applied), database size on disk and the version it runs. -o json prints
+an array. Exits 4 if no endpoint answers, or if none of those that answer
+knows a leader (the cluster has no quorum, or is electing one).`,
+		Args: cobra.NoArgs,
 		RunE: g.clientCmd(false, func(ctx context.Context, cmd *cobra.Command, c *client.Client, _ []string) error {
 			type row struct {
 				Endpoint string `json:"endpoint"`
 				ID       uint64 `json:"id,omitempty"`
+				Cluster  string `json:"cluster_id,omitempty"`
 				Role     string `json:"role,omitempty"`
 				Leader   uint64 `json:"leader,omitempty"`
 				Term     uint64 `json:"term,omitempty"`
 				Commit   uint64 `json:"commit_index,omitempty"`
 				Applied  uint64 `json:"applied_index,omitempty"`
+				Lag      uint64 `json:"lag"`
+				DBSize   uint64 `json:"db_size_bytes,omitempty"`
+				Version  string `json:"version,omitempty"`
 				Error    string `json:"error,omitempty"`
 			}
 			sts, err := c.Status(ctx)
 			rows := []row{}
+			leaders := 0
 			for _, st := range sts {
-				r := row{st.Endpoint, st.MemberID, st.Role, st.LeaderID, st.Term, st.Commit, st.Applied, ""}
+				var lag uint64
+				if st.Commit > st.Applied {
+					lag = st.Commit - st.Applied
+				}
+				r := row{st.Endpoint, st.MemberID, fmt.Sprintf("%x", st.ClusterID), st.Role, st.LeaderID, st.Term, st.Commit, st.Applied, lag, st.DBSize, st.Version, ""}
 				if st.Unreachable != nil {
 					r = row{Endpoint: st.Endpoint, Error: message(st.Unreachable)}
+				} else if st.LeaderID != 0 {
+					leaders++
 				}
 				rows = append(rows, r)
 			}
@@ -292,15 +308,18 @@ func newStatusCmd(g *globals) *cobra.Command {
 				printJSON(cmd.OutOrStdout(), rows)
 			} else {
 				tw := newTable(cmd.OutOrStdout())
-				fmt.Fprintln(tw, "ENDPOINT\tID\tROLE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tERROR")
+				fmt.Fprintln(tw, "ENDPOINT\tID\tCLUSTER\tROLE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tLAG\tDB\tVERSION\tERROR")
 				for _, r := range rows {
 					if r.Error != "" {
-						fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t%s\n", r.Endpoint, r.Error)
+						fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.Endpoint, r.Error)
 						continue
 					}
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t-\n", r.Endpoint, r.ID, r.Role, r.Leader, r.Term, r.Commit, r.Applied)
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t-\n", r.Endpoint, r.ID, r.Cluster, r.Role, r.Leader, r.Term, r.Commit, r.Applied, r.Lag, humanBytes(r.DBSize), r.Version)
 				}
 				tw.Flush()
+			}
+			if err == nil && leaders == 0 {
+				return errNoLeader
 			}
 			return err
 		}),

@@ -30,6 +30,10 @@ const (
 // has already printed the current state, so nothing more is said on stderr.
 var errCompareFailed = errors.New("compare failed")
 
+// errNoLeader is a cluster whose reachable members know no leader: no
+// quorum, or an election under way. Exit code 4, like an unreachable one.
+var errNoLeader = errors.New("no leader: the members that answered know none (no quorum, or an election is under way)")
+
 type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
@@ -78,7 +82,7 @@ func exitCode(err error) int {
 		return exitError
 	case errors.As(err, new(usageError)), isCobraUsage(err):
 		return exitUsage
-	case errors.As(err, new(*unavailableError)), client.IsUnavailable(err),
+	case errors.As(err, new(*unavailableError)), client.IsUnavailable(err), errors.Is(err, errNoLeader),
 		errors.Is(err, context.DeadlineExceeded):
 		return exitUnavailable
 	}
