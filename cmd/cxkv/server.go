@@ -71,10 +71,17 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			} else if err := checkListenAddr(listenAddr); err != nil {
 				return usageError{fmt.Errorf("--listen-addr %q: %w", listenAddr, err)}
 			}
-			peers, err := parseCluster(peer, id, advertise)
+			if cmd.Flags().Changed("id") && id == 0 {
+				return usageError{fmt.Errorf("--id must be positive")}
+			}
+			if !cmd.Flags().Changed("id") && peer != "" {
+				id = 0 // the member --cluster gives the advertised address
+			}
+			memberID, peers, err := parseCluster(peer, id, advertise)
 			if err != nil {
 				return usageError{err}
 			}
+			id = memberID
 			logger, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
 			if err != nil {
 				return usageError{err}
@@ -199,40 +206,52 @@ func servePprof(addr string, logger *slog.Logger) (stop func(), err error) {
 	return func() { srv.Close() }, nil
 }
 
-// parseCluster reads --cluster and checks it against --id and --addr.
-func parseCluster(spec string, id uint64, addr string) (map[uint64]string, error) {
-	if id == 0 {
-		return nil, fmt.Errorf("--id must be positive")
+// parseCluster reads --cluster and checks it against --id and --addr. An id
+// of 0 means --id was not given: the member is the one --cluster names at
+// addr, so every member of a StatefulSet can run the same flags.
+func parseCluster(spec string, id uint64, addr string) (uint64, map[uint64]string, error) {
+	if id == 0 && spec == "" {
+		return 0, nil, fmt.Errorf("--id must be positive")
 	}
 	if err := checkAddr(addr); err != nil {
-		return nil, fmt.Errorf("--addr %q: %w", addr, err)
+		return 0, nil, fmt.Errorf("--addr %q: %w", addr, err)
 	}
 	if spec == "" {
-		return map[uint64]string{id: addr}, nil
+		return id, map[uint64]string{id: addr}, nil
 	}
 	peers := map[uint64]string{}
 	for _, part := range strings.Split(spec, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 		pid, err := strconv.ParseUint(k, 10, 64)
 		if !ok || err != nil || pid == 0 {
-			return nil, fmt.Errorf("--cluster entry %q: want id=host:port with a positive id", part)
+			return 0, nil, fmt.Errorf("--cluster entry %q: want id=host:port with a positive id", part)
 		}
 		if err := checkAddr(v); err != nil {
-			return nil, fmt.Errorf("--cluster entry %q: %w", part, err)
+			return 0, nil, fmt.Errorf("--cluster entry %q: %w", part, err)
 		}
 		if _, dup := peers[pid]; dup {
-			return nil, fmt.Errorf("--cluster names member %d twice", pid)
+			return 0, nil, fmt.Errorf("--cluster names member %d twice", pid)
 		}
 		peers[pid] = v
 	}
+	if id == 0 {
+		for pid, a := range peers {
+			if a == addr {
+				id = pid
+			}
+		}
+		if id == 0 {
+			return 0, nil, fmt.Errorf("--cluster %q names no member at %s; give --id, or the address as --advertise-addr", spec, addr)
+		}
+	}
 	own, ok := peers[id]
 	if !ok {
-		return nil, fmt.Errorf("--cluster %q does not name this member (--id %d)", spec, id)
+		return 0, nil, fmt.Errorf("--cluster %q does not name this member (--id %d)", spec, id)
 	}
 	if own != addr {
-		return nil, fmt.Errorf("--addr %s differs from member %d's address %s in --cluster", addr, id, own)
+		return 0, nil, fmt.Errorf("--addr %s differs from member %d's address %s in --cluster", addr, id, own)
 	}
-	return peers, nil
+	return id, peers, nil
 }
 
 func checkAddr(a string) error {
