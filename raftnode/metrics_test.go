@@ -79,7 +79,7 @@ func TestMetricsFollowAWorkload(t *testing.T) {
 	put(t, kv, "jobs/b", owner("o3"), 0)
 	put(t, kv, "jobs/c/.lock/x", "not an owner", 0)
 	// One write with a write id opens an exactly-once session.
-	if _, err := kv.Put(ctx, &cxkvpb.PutRequest{Key: "s/1", Value: []byte("v"), WriteId: &cxkvpb.WriteID{ClientId: 77, Seq: 1}}); err != nil {
+	if _, err := kv.Put(ctx, &cxkvpb.PutRequest{Key: "s/1", Value: []byte("v"), WriteId: &cxkvpb.WriteID{ClientId: 77, Seq: 1, NewClient: true}}); err != nil {
 		t.Fatal(err)
 	}
 	const writes = puts + failedCompares + watched + 4 + 1
