@@ -126,6 +126,7 @@ func (t *transport) send(msgs []*pb.Message) {
 		}
 		size := proto.Size(m)
 		if p.queued.Load()+int64(size) > peerQueueBytes {
+			t.n.metrics.peerMessages(p.id, 1, errPeerQueueFull)
 			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
 			continue
 		}
