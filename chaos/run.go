@@ -15,19 +15,16 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"text/tabwriter"
 	"time"
 
-	"github.com/anishathalye/porcupine"
+	"github.com/cxkv/cxkv/chaos/workload"
 	"github.com/cxkv/cxkv/client"
 )
 
@@ -56,29 +53,13 @@ type Report struct {
 	Dir          string // the run's directory (removed on success unless Keep)
 	Duration     time.Duration
 	Faults       [numFaultKinds]int
-	KVOps        int // operations in the checked history
-	KVUnknown    int // of which the outcome was unknown
-	KeysChecked  int // keys read back after healing
-	LockAcquired int
-	LockAccesses int
-	LockRefused  int // accesses by holders that had lost their lock, stopped by the fence
-	HolderCrash  int
-	LostLate     int           // holders whose Lost() closed after the next holder entered (within 1s)
-	LostMaxLate  time.Duration // the latest of those
-	PeerConns    int           // peer connections relayed by the proxies
-	PeerConnsCut int           // sockets (both sides of a relay) closed by partitions
-	WatchEvents  int
-	WatchGaps    int // watches ended by ErrCompacted and restarted from the current index
-	GapWrites    int // acknowledged writes in those gaps, whose delivery could not be checked
-	Linearizable porcupine.CheckResult
-	Anomalies    []string
+	PeerConns    int // peer connections relayed by the proxies
+	PeerConnsCut int // sockets (both sides of a relay) closed by partitions
+	workload.Result
 }
 
 // OK reports whether no anomaly was found.
 func (r *Report) OK() bool { return len(r.Anomalies) == 0 }
-
-// endKey is written once the cluster has healed: the watcher must reach it.
-const endKey = "kv/zz-end"
 
 func (cfg *Config) defaults() error {
 	if cfg.Bin == "" || cfg.Dir == "" {
@@ -160,91 +141,30 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer admin.Close()
-	if _, err := writeUntil(ctx, admin, "chaos/ready", 30*time.Second); err != nil {
+	if _, err := workload.WriteUntil(ctx, admin, "chaos/ready", 30*time.Second); err != nil {
 		return nil, fmt.Errorf("chaos: the cluster did not come up: %w (logs in %s)", err, rep.Dir)
 	}
 	logf("cluster up: members %v", c.endpoints())
 
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0x776f726b))
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	w := newWatcher()
-	var watchWG sync.WaitGroup
-	watchWG.Add(1)
-	go func() { defer watchWG.Done(); w.run(watchCtx, admin, "kv/") }()
-
-	start := time.Now()
-	h := newHistory(start)
+	wl, err := workload.Start(ctx, workload.Config{NewClient: newCl, Seed: cfg.Seed,
+		KVWorkers: cfg.KVWorkers, LockWorkers: cfg.LockWorkers, LockTTL: cfg.LockTTL, Epoch: cfg.Epoch})
+	if err != nil {
+		return nil, err
+	}
 	runCtx, stopRun := context.WithTimeout(ctx, cfg.Duration)
 	defer stopRun()
-	var wg sync.WaitGroup
-	var clients []*client.Client
-	defer func() {
-		for _, cl := range clients {
-			cl.Close()
-		}
-	}()
-	for i := range cfg.KVWorkers {
-		cl, err := newCl()
-		if err != nil {
-			return nil, err
-		}
-		clients = append(clients, cl)
-		kw := &kvWorker{id: i, cl: cl, h: h, r: rand.New(rand.NewPCG(rng.Uint64(), uint64(i))),
-			epoch: func() int { return int(time.Since(start) / cfg.Epoch) }, groups: 2,
-			timeout: 4 * time.Second, seen: map[string]rec{}}
-		wg.Add(1)
-		go func() { defer wg.Done(); kw.run(runCtx) }()
-	}
-	res := newResource(time.Second)
-	var holderIDs sync.Mutex
-	nextHolder := 0
-	var lws []*lockWorker
-	for i := range cfg.LockWorkers {
-		lw := &lockWorker{id: i, name: "locks/queued", mode: client.QueueLock, ttl: cfg.LockTTL, newCl: newCl,
-			res: res, r: rand.New(rand.NewPCG(rng.Uint64(), uint64(i))), crash: make(chan struct{}, 1),
-			nextID: func() int { holderIDs.Lock(); defer holderIDs.Unlock(); nextHolder++; return nextHolder }}
-		if i%2 == 1 {
-			lw.name, lw.mode = "locks/plain", client.PlainLock
-		}
-		lws = append(lws, lw)
-		wg.Add(1)
-		go func() { defer wg.Done(); lw.run(runCtx) }()
-	}
 	nem := &nemesis{c: c, cl: admin, seed: cfg.Seed, electionTimeout: 10 * cfg.Tick, logf: logf,
-		crashHolder: func(pick int) bool {
-			select {
-			case lws[pick%len(lws)].crash <- struct{}{}:
-				return true
-			default:
-				return false
-			}
-		}}
+		crashHolder: wl.CrashHolder}
 	nemErr := make(chan error, 1)
 	go func() { nemErr <- nem.run(runCtx) }()
 	<-runCtx.Done()
 	if err := <-nemErr; err != nil {
 		return nil, fmt.Errorf("chaos: healing the cluster: %w", err)
 	}
-	logf("faults over, healed; waiting for the clients to finish")
-	wg.Wait()
+	logf("faults over, healed; stopping the clients and checking what they saw")
 	rep.Faults = nem.counts
-
-	// After healing: every key back, then the watcher must reach a write
-	// made after everything else.
-	endIndex, err := writeUntil(ctx, admin, endKey, time.Minute)
-	if err != nil {
-		rep.Anomalies = append(rep.Anomalies, fmt.Sprintf("the healed cluster did not accept a write within a minute: %v", err))
-	} else {
-		rep.Anomalies = append(rep.Anomalies, finalReads(ctx, admin, h)...)
-		wctx, cancel := context.WithTimeout(ctx, time.Minute)
-		if err := w.waitFor(wctx, endIndex); err != nil {
-			rep.Anomalies = append(rep.Anomalies, fmt.Sprintf("watch did not catch up after healing: %v", err))
-		}
-		cancel()
-	}
-	stopWatch()
-	watchWG.Wait()
+	res := wl.Finish(ctx, cfg.CheckTimeout)
+	rep.Result = *res
 	clusterUp = false
 	c.proxies.mu.Lock()
 	rep.PeerConns, rep.PeerConnsCut = c.proxies.relayed, c.proxies.cut
@@ -256,47 +176,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// Every partition would have been a no-op.
 		return nil, fmt.Errorf("chaos: no peer connection went through the proxies; is HTTPS_PROXY ignored? (logs in %s)", rep.Dir)
 	}
-	logf("cluster stopped; checking %d operations", len(h.ops))
-
-	rep.KVOps, rep.KVUnknown, rep.KeysChecked = len(h.ops), h.unknowns, len(h.keys)
-	result, info := porcupine.CheckOperationsVerbose(kvModel, h.ops, cfg.CheckTimeout)
-	rep.Linearizable = result
-	switch result {
-	case porcupine.Illegal:
-		rep.Anomalies = append(rep.Anomalies, "key-value history is not linearizable")
-	case porcupine.Unknown:
-		rep.Anomalies = append(rep.Anomalies, fmt.Sprintf("linearizability check did not finish within %v", cfg.CheckTimeout))
-	}
-	for _, lw := range lws {
-		rep.LockAcquired += lw.acquired
-		rep.HolderCrash += lw.crashes
-		for _, e := range lw.errs {
-			rep.Anomalies = append(rep.Anomalies, "lock worker: "+e)
-		}
-	}
-	res.wait()
-	rep.LockAccesses, rep.LockRefused = res.accesses, res.refused
-	rep.LostLate, rep.LostMaxLate = res.late, res.maxLate
-	rep.Anomalies = append(rep.Anomalies, res.anomalies...)
-	n, bad := checkWatch(w, h)
-	rep.WatchEvents, rep.WatchGaps = n, len(w.gaps)
-	for _, idx := range h.acked {
-		if w.inGap(idx) {
-			rep.GapWrites++
-		}
-	}
-	for kd := range h.delAck {
-		if w.inGap(kd[1].(uint64)) {
-			rep.GapWrites++
-		}
-	}
-	rep.Anomalies = append(rep.Anomalies, bad...)
-	if rep.LockAcquired == 0 {
-		rep.Anomalies = append(rep.Anomalies, "no lock was ever acquired")
-	}
 
 	if !rep.OK() {
-		if err := saveHistory(rep.Dir, h, info, result); err != nil {
+		if err := res.Save(rep.Dir); err != nil {
 			return rep, err
 		}
 		logf("FAILED: history and logs kept in %s", rep.Dir)
@@ -325,66 +207,6 @@ func writeUntil(ctx context.Context, cl *client.Client, key string, d time.Durat
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// finalReads reads back every key the workload wrote, adds the reads to the
-// history (so porcupine checks them too) and reports any acknowledged write
-// that is gone outright.
-func finalReads(ctx context.Context, cl *client.Client, h *history) []string {
-	keys := make([]string, 0, len(h.keys))
-	for k := range h.keys {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var bad []string
-	for _, k := range keys {
-		var r client.Record
-		var err error
-		call := h.now()
-		for range 10 {
-			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			r, err = cl.Get(rctx, k)
-			cancel()
-			if err == nil {
-				break
-			}
-		}
-		if err != nil {
-			bad = append(bad, fmt.Sprintf("final read of %s failed: %v", k, err))
-			continue
-		}
-		dir, base := filepath.Split(k)
-		var key int
-		fmt.Sscanf(base, "k%d", &key)
-		h.add(h.newClient(), kvInput{Kind: opGet, Group: filepath.Clean(dir), Key: key}, call, kvOutput{Rec: toRec(r)})
-		last := h.lastAck[k]
-		switch {
-		case r.Index != 0 && r.Index < last.Index:
-			bad = append(bad, fmt.Sprintf("lost write: %s holds %q@%d after an acknowledged write at %d", k, r.Value, r.Index, last.Index))
-		case r.Index == 0 && last.Value != "" && h.delUnk[k] == 0:
-			bad = append(bad, fmt.Sprintf("lost write: %s is absent after the acknowledged put %q@%d and no delete that may have applied", k, last.Value, last.Index))
-		}
-	}
-	return bad
-}
-
-// saveHistory writes the history as JSON and porcupine's visualisation.
-func saveHistory(dir string, h *history, info porcupine.LinearizationInfo, result porcupine.CheckResult) error {
-	f, err := os.Create(filepath.Join(dir, "history.json"))
-	if err != nil {
-		return err
-	}
-	enc := json.NewEncoder(f)
-	for _, op := range h.ops {
-		enc.Encode(op)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if result == porcupine.Illegal {
-		return porcupine.VisualizePath(kvModel, info, filepath.Join(dir, "history.html"))
-	}
-	return nil
 }
 
 // Print writes the report as a table.
