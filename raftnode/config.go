@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cxkv/cxkv/cmpxchg"
+	"github.com/jonboulle/clockwork"
 )
 
 // Config describes one member.
@@ -39,11 +40,21 @@ type Config struct {
 	// keeps its state itself and outlives the member: a test restarts a
 	// member on the same one.
 	StateMachine StateMachine
-	FS           vfs.FS
-	Logger       *slog.Logger
-	// WallClock is the member's wall clock (default time.Now). It stamps
+	// FS is the filesystem every byte of the member's data goes through
+	// (default: the OS's). Tests pass a crashable in-memory FS or one that
+	// fails syncs.
+	FS vfs.FS
+	// Clock drives the member's timers and time readings (default: the
+	// real clock).
+	Clock Clock
+	// WrapTransport, if set, wraps the member's peer transport: tests put a
+	// fault-injecting transport in front of the real one. The Reporter
+	// lets the wrapper report what it drops.
+	WrapTransport func(Transport, Reporter) Transport
+	// WallClock is the member's wall clock (default: Clock.Now). It stamps
 	// expires_at for people to read and decides nothing; tests skew it.
 	WallClock func() time.Time
+	Logger    *slog.Logger
 
 	// SlowRequest: log client requests that take this long or longer at
 	// WARN (method, key, time). Zero: off.
@@ -90,8 +101,11 @@ func (c *Config) withDefaults() error {
 	if c.FS == nil {
 		c.FS = vfs.Default
 	}
+	if c.Clock == nil {
+		c.Clock = clockwork.NewRealClock()
+	}
 	if c.WallClock == nil {
-		c.WallClock = time.Now
+		c.WallClock = c.Clock.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -58,7 +58,7 @@ type expiryQueue struct {
 const retryAfter = time.Second
 
 func newExpiryQueue(n *Node) *expiryQueue {
-	return &expiryQueue{n: n, latest: map[string]uint64{}, wake: make(chan struct{}, 1), now: time.Now}
+	return &expiryQueue{n: n, latest: map[string]uint64{}, wake: make(chan struct{}, 1), now: n.cfg.Clock.Now}
 }
 
 func (q *expiryQueue) schedule(key string, index uint64, ttl time.Duration) {
@@ -141,7 +141,7 @@ func (q *expiryQueue) due() ([]*expiryItem, time.Duration) {
 }
 
 func (q *expiryQueue) run(stop <-chan struct{}) {
-	timer := time.NewTimer(time.Hour)
+	timer := q.n.cfg.Clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		items, wait := q.due()
@@ -157,7 +157,7 @@ func (q *expiryQueue) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-q.wake:
-		case <-timer.C:
+		case <-timer.Chan():
 		}
 	}
 }

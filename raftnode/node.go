@@ -51,7 +51,7 @@ type Node struct {
 	nextProposal  atomic.Uint64
 	proposalBytes *byteBudget
 	receivedBytes *byteBudget
-	transport     *transport
+	transport     Transport
 	server        *grpc.Server
 	listener      net.Listener
 	stopOnce      sync.Once
@@ -96,7 +96,10 @@ func Start(cfg Config) (*Node, error) {
 	if n.sm == nil {
 		n.sm = newKVMachine(store, cfg.Limits)
 	}
-	n.clock = newClusterClock(nil)
+	// Cluster time runs on the member's Clock, so a test that jumps the
+	// clock moves the stamps too.
+	started := cfg.Clock.Now()
+	n.clock = newClusterClock(func() time.Duration { return cfg.Clock.Since(started) })
 	if err := n.open(); err != nil {
 		store.Close()
 		return nil, err
@@ -113,7 +116,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 	n.listener = lis
-	n.transport = newTransport(n)
+	n.transport = newPeerTransport(n)
 	n.expiry = newExpiryQueue(n)
 	n.server = grpc.NewServer(append(n.serverOptions(), grpc.MaxRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxSendMsgSize(cxkvpb.MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(n.refuseWhenHalted), grpc.ChainStreamInterceptor(n.refuseStreamWhenHalted))...)
@@ -206,7 +209,7 @@ func (n *Node) Stop() error {
 			n.server.Stop()
 			<-stopped
 		}
-		n.transport.stop()
+		n.transport.Stop()
 		n.done.Wait()
 		n.waits.failAll(errStopped)
 		n.snaps.close()

@@ -17,18 +17,18 @@ import (
 // before asking for a Ready is what batches concurrent requests into one
 // fsync and one apply batch.
 func (n *Node) run() {
-	ticker := time.NewTicker(n.cfg.TickInterval)
+	ticker := n.cfg.Clock.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	var term uint64
 	leader := false
 	for {
-		if !n.takeIn(ticker.C) {
+		if !n.takeIn(ticker.Chan()) {
 			return
 		}
 		// This goroutine is the queues' only reader, so while one holds
 		// something takeIn does not block.
 		for i := 0; i < 4096 && n.queued(); i++ {
-			if !n.takeIn(ticker.C) {
+			if !n.takeIn(ticker.Chan()) {
 				return
 			}
 		}
@@ -103,7 +103,7 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 	// A follower's messages go out only after the fsync: its
 	// acknowledgements must describe what is on its disk.
 	if *leader {
-		n.transport.send(rd.Messages)
+		n.transport.Send(rd.Messages)
 	}
 	start := time.Now()
 	wrote, err := persistReady(n.log, n.sm, rd)
@@ -120,7 +120,7 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 		}
 	}
 	if !*leader {
-		n.transport.send(rd.Messages)
+		n.transport.Send(rd.Messages)
 	}
 	if err := n.apply(rd.CommittedEntries, *leader); err != nil {
 		return err

@@ -171,7 +171,7 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) 
 				return err
 			}
 			s.n.metrics.watchEvents.Add(float64(len(resp.Events)))
-			lastSent = time.Now()
+			lastSent = s.n.cfg.Clock.Now()
 			from = evs[len(evs)-1].Record.Index
 			continue
 		}
@@ -185,13 +185,13 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) 
 			// watchers, a message per watcher per apply cost more than the
 			// writes.
 			from = applied
-			if time.Since(lastSent) >= progressInterval {
+			if s.n.cfg.Clock.Since(lastSent) >= progressInterval {
 				h := s.header()
 				h.AppliedIndex = applied
 				if err := stream.Send(&cxkvpb.WatchResponse{Header: h}); err != nil {
 					return err
 				}
-				lastSent = time.Now()
+				lastSent = s.n.cfg.Clock.Now()
 			}
 		}
 		select {

@@ -84,7 +84,8 @@ func newTransport(n *Node) *transport {
 	return t
 }
 
-func (t *transport) stop() {
+// Stop ends the peer streams and closes the connections.
+func (t *transport) Stop() {
 	close(t.stopc)
 	t.wg.Wait()
 	for _, p := range t.peers {
@@ -112,8 +113,8 @@ func (t *transport) context(timeout time.Duration) (context.Context, context.Can
 	return ctx, cancel
 }
 
-// send queues messages; called from the Ready goroutine, never blocks.
-func (t *transport) send(msgs []*pb.Message) {
+// Send queues messages; it never blocks.
+func (t *transport) Send(msgs []*pb.Message) {
 	for _, m := range msgs {
 		t.n.metrics.heartbeat(m, true)
 		p := t.peers[m.GetTo()]
@@ -140,12 +141,7 @@ func (t *transport) send(msgs []*pb.Message) {
 	}
 }
 
-func (t *transport) report(f func(*raft.RawNode)) {
-	select {
-	case t.n.reportc <- f:
-	default:
-	}
-}
+func (t *transport) report(f func(*raft.RawNode)) { reporter{t.n}.send(f) }
 
 func (t *transport) stream(p *peer) {
 	backoff := peerBackoffMin
