@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -31,6 +32,9 @@ type Config struct {
 	RetryTimeout time.Duration
 	// DialOptions are added to the gRPC dial options (e.g. TLS credentials).
 	DialOptions []grpc.DialOption
+	// Clock times lock leases and renewals (default: the real clock). Tests
+	// pass one that jumps.
+	Clock clockwork.Clock
 }
 
 // Client is a connection to a cxkv cluster. It is safe for concurrent use;
@@ -70,6 +74,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.RetryTimeout <= 0 {
 		cfg.RetryTimeout = 30 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
 	}
 	c := &Client{cfg: cfg}
 	c.ctx, c.cancel = context.WithCancel(context.Background())

@@ -135,7 +135,7 @@ func (m *ProcessMonitor) acquire(ctx context.Context, name string, wait bool) (*
 	if closed {
 		return nil, fmt.Errorf("cxkv: lock %q: process monitor closed", name)
 	}
-	start := time.Now()
+	start := m.c.cfg.Clock.Now()
 	var (
 		l   *Lock
 		err error
@@ -148,7 +148,7 @@ func (m *ProcessMonitor) acquire(ctx context.Context, name string, wait bool) (*
 	if err != nil {
 		return nil, err
 	}
-	l.waited = time.Since(start)
+	l.waited = m.c.cfg.Clock.Since(start)
 	l.watchKey()
 	m.mu.Lock()
 	m.held[l] = struct{}{}
@@ -163,7 +163,7 @@ func (m *ProcessMonitor) forget(l *Lock) {
 }
 
 func (m *ProcessMonitor) newLock(name, key string) *Lock {
-	now := time.Now()
+	now := m.c.cfg.Clock.Now()
 	l := &Lock{
 		m: m, name: name, key: key,
 		owner: Owner{ID: randomID(), Name: m.opts.Name, Host: m.host, PID: os.Getpid(), ExpiresAt: now.Add(m.opts.TTL)},
@@ -184,7 +184,7 @@ func (m *ProcessMonitor) newLock(name, key string) *Lock {
 func (l *Lock) create(ctx context.Context) (PutResult, error) {
 	value := l.owner.encode()
 	for {
-		sent := time.Now()
+		sent := l.m.c.cfg.Clock.Now()
 		res, err := l.m.c.Put(ctx, l.key, value, 0, WithTTL(l.m.opts.TTL))
 		if errors.Is(err, ErrOutcomeUnknown) && ctx.Err() == nil {
 			rec, gerr := l.m.c.Get(ctx, l.key)

@@ -35,7 +35,7 @@ func (m *ProcessMonitor) acquireQueued(ctx context.Context, name string, wait bo
 		}
 		if err == nil {
 			l.mu.Lock()
-			l.owner.AcquiredAt = time.Now()
+			l.owner.AcquiredAt = l.m.c.cfg.Clock.Now()
 			l.mu.Unlock()
 			return l, nil
 		}

@@ -34,7 +34,8 @@ func (l *Lock) renewLoop() {
 	defer close(l.renewDone)
 	ttl := l.m.opts.TTL
 	interval := ttl / 3
-	timer := time.NewTimer(interval)
+	clock := l.m.c.cfg.Clock
+	timer := clock.NewTimer(interval)
 	defer timer.Stop()
 	for {
 		select {
@@ -42,14 +43,14 @@ func (l *Lock) renewLoop() {
 			return
 		case <-l.m.c.ctx.Done():
 			return // the client is closed: nothing can renew
-		case <-timer.C:
+		case <-timer.Chan():
 		}
 		ok, retry := l.renewOnce(ttl)
 		if !ok {
 			return
 		}
 		if retry {
-			timer.Reset(min(interval/4, max(time.Until(l.leaseEnd)/2, 10*time.Millisecond)))
+			timer.Reset(min(interval/4, max(clock.Until(l.leaseEnd)/2, 10*time.Millisecond)))
 		} else {
 			timer.Reset(interval)
 		}
@@ -61,15 +62,16 @@ func (l *Lock) renewLoop() {
 func (l *Lock) renewOnce(ttl time.Duration) (ok, retry bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if time.Now().After(l.leaseEnd) {
+	clock := l.m.c.cfg.Clock
+	if clock.Now().After(l.leaseEnd) {
 		l.markLost("the lease ran out before a renewal succeeded")
 		return false, false
 	}
 	// The renewal may not outlive the lease: past it, the cluster may have
 	// handed the lock to someone else.
-	ctx, cancel := context.WithDeadline(l.m.c.ctx, l.leaseEnd)
+	ctx, cancel := context.WithTimeout(l.m.c.ctx, clock.Until(l.leaseEnd))
 	defer cancel()
-	sent := time.Now()
+	sent := clock.Now()
 	owner := l.owner
 	owner.ExpiresAt = sent.Add(ttl).Round(time.Millisecond)
 	value := owner.encode()
