@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/raftnode"
 	"google.golang.org/grpc"
@@ -112,6 +113,27 @@ func (c *Cluster) Stop(i int) {
 			c.t.Errorf("stop member %d: %v", i+1, err)
 		}
 		c.Members[i] = nil
+	}
+}
+
+// Crash stops member i as a power loss would leave it: whatever its Stop
+// reports is ignored (its disk is being abandoned), and its next start
+// (Revive) opens fs, the crashed disk's state. The caller cuts the member
+// off its peers before taking fs, so nothing it persists after fs was taken
+// reaches anyone.
+func (c *Cluster) Crash(i int, fs vfs.FS) {
+	if m := c.Members[i]; m != nil {
+		m.Stop()
+		c.Members[i] = nil
+	}
+	c.cfgs[i].FS = fs
+}
+
+// Revive starts a stopped or crashed member i again.
+func (c *Cluster) Revive(i int) {
+	c.t.Helper()
+	if c.Members[i] == nil {
+		c.start(i)
 	}
 }
 
