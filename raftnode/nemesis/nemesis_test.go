@@ -24,7 +24,7 @@ import (
 )
 
 var (
-	schedules = flag.Int("nemesis.schedules", 0, "seeded schedules to run (default 6, 2 with -short)")
+	schedules = flag.Int("nemesis.schedules", 0, "seeded schedules to run (default 10, about a minute; 2 with -short)")
 	length    = flag.Duration("nemesis.length", 0, "how long each schedule injects faults (default 4s)")
 )
 
@@ -74,7 +74,7 @@ var totals struct {
 func TestNemesis(t *testing.T) {
 	n := *schedules
 	if n == 0 {
-		n = 6
+		n = 10
 		if testing.Short() {
 			n = 2
 		}
