@@ -189,26 +189,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// writeUntil puts key until one put succeeds or d passes, and returns its
-// index.
-func writeUntil(ctx context.Context, cl *client.Client, key string, d time.Duration) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	for {
-		cur, err := cl.Get(ctx, key)
-		if err == nil {
-			res, err := cl.Put(ctx, key, []byte("x"), cur.Index)
-			if err == nil && res.Successful {
-				return res.Record.Index, nil
-			}
-		}
-		if ctx.Err() != nil {
-			return 0, fmt.Errorf("no successful put of %s: %w", key, ctx.Err())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // Print writes the report as a table.
 func (r *Report) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
