@@ -81,7 +81,11 @@ type Workload struct {
 }
 
 // endKey is written once the cluster has healed: the watcher must reach it.
-const endKey = "kv/zz-end"
+// startKey, outside the watched prefix, is the index the watch starts from.
+const (
+	endKey   = "kv/zz-end"
+	startKey = "workload/start"
+)
 
 // Start starts the watcher and the workers; they run until Finish.
 func Start(ctx context.Context, cfg Config) (*Workload, error) {
@@ -106,11 +110,20 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x776f726b))
+	// The watch starts at a write made before any worker starts, so every
+	// worker's write is after it. Watching "from now" instead started
+	// wherever the watch first reached a member: under a partition at the
+	// start, after writes it was then blamed for missing.
+	startIndex, err := WriteUntil(ctx, wl.admin, startKey, time.Minute)
+	if err != nil {
+		wl.admin.Close()
+		return nil, fmt.Errorf("workload: the cluster took no write to start from: %w", err)
+	}
 	watchCtx, stopW := context.WithCancel(context.Background())
 	wl.stopW = stopW
 	wl.w = newWatcher()
 	wl.watchWG.Add(1)
-	go func() { defer wl.watchWG.Done(); wl.w.run(watchCtx, wl.admin, "kv/") }()
+	go func() { defer wl.watchWG.Done(); wl.w.run(watchCtx, wl.admin, "kv/", startIndex) }()
 
 	start := time.Now()
 	wl.h = newHistory(start)

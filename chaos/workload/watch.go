@@ -30,8 +30,9 @@ type watcher struct {
 
 func newWatcher() *watcher { return &watcher{notify: make(chan struct{}, 1)} }
 
-func (w *watcher) run(ctx context.Context, cl *client.Client, prefix string) {
-	var from uint64 // 0: from now
+// run watches from index from on (never 0, "from now": the watch would see
+// only the writes after it reached a member, however late that is).
+func (w *watcher) run(ctx context.Context, cl *client.Client, prefix string, from uint64) {
 	for ctx.Err() == nil {
 		err := w.follow(ctx, cl, prefix, from)
 		if !errors.Is(err, client.ErrCompacted) {

@@ -24,7 +24,7 @@ import (
 )
 
 var (
-	schedules = flag.Int("nemesis.schedules", 0, "seeded schedules to run (default 10, about a minute; 2 with -short)")
+	schedules = flag.Int("nemesis.schedules", 0, "seeded schedules to run (default 10, about a minute; 1 of 8s with -short)")
 	length    = flag.Duration("nemesis.length", 0, "how long each schedule injects faults (default 4s)")
 )
 
@@ -76,12 +76,15 @@ func TestNemesis(t *testing.T) {
 	if n == 0 {
 		n = 10
 		if testing.Short() {
-			n = 2
+			n = 1 // the race run: one longer schedule, so a slowed cluster still takes locks
 		}
 	}
 	d := *length
 	if d == 0 {
 		d = 4 * time.Second
+		if testing.Short() {
+			d = 8 * time.Second
+		}
 	}
 	base := uint64(time.Now().UnixNano())
 	if s := os.Getenv("NEMESIS_SEED"); s != "" {
