@@ -52,6 +52,7 @@ type Node struct {
 	proposalBytes *byteBudget
 	receivedBytes *byteBudget
 	transport     Transport
+	grpcPeers     *transport // the transport under any wrapper
 	server        *grpc.Server
 	listener      net.Listener
 	stopOnce      sync.Once

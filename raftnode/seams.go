@@ -57,9 +57,11 @@ func (r reporter) send(f func(*raft.RawNode)) {
 	}
 }
 
-// newPeerTransport is the gRPC transport, wrapped as the config asks.
+// newPeerTransport is the gRPC transport (kept as n.grpcPeers, for its
+// counters), wrapped as the config asks.
 func newPeerTransport(n *Node) Transport {
-	var t Transport = newTransport(n)
+	n.grpcPeers = newTransport(n)
+	var t Transport = n.grpcPeers
 	if n.cfg.WrapTransport != nil {
 		t = n.cfg.WrapTransport(t, reporter{n})
 	}

@@ -223,7 +223,7 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 
 // PeerStreamResets is how many of this member's streams to its peers broke
 // after carrying messages.
-func (n *Node) PeerStreamResets() uint64 { return n.transport.resets.Load() }
+func (n *Node) PeerStreamResets() uint64 { return n.grpcPeers.resets.Load() }
 
 const snapshotChunk = 256 << 10
 
