@@ -43,28 +43,35 @@ tools-proto:
 	@test -x $(GOBIN)/protoc-gen-go || $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	@test -x $(GOBIN)/protoc-gen-go-grpc || $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
-# Regenerates the committed Go code from api/cxkvpb/cxkv.proto.
-proto: tools-proto
+# The generated Go code: the messages (api/cxkvpb) and the services
+# (api/cxkvrpc) come from two .proto files in two Go packages, so code that
+# needs only the messages does not link gRPC. PROTOC_GEN writes both under
+# the directory $(1), laid out as in the repository.
+PROTO_FILES := api/cxkvpb/cxkv.pb.go api/cxkvrpc/cxkv_rpc.pb.go api/cxkvrpc/cxkv_rpc_grpc.pb.go
+PROTOC_GEN = mkdir -p $(1)/api/cxkvpb $(1)/api/cxkvrpc && \
 	protoc --proto_path=api/cxkvpb \
 		--plugin=protoc-gen-go=$(GOBIN)/protoc-gen-go \
+		--go_out=$(1)/api/cxkvpb --go_opt=paths=source_relative \
+		api/cxkvpb/cxkv.proto && \
+	protoc --proto_path=api/cxkvpb --proto_path=api/cxkvrpc \
+		--plugin=protoc-gen-go=$(GOBIN)/protoc-gen-go \
 		--plugin=protoc-gen-go-grpc=$(GOBIN)/protoc-gen-go-grpc \
-		--go_out=api/cxkvpb --go_opt=paths=source_relative \
-		--go-grpc_out=api/cxkvpb --go-grpc_opt=paths=source_relative \
-		api/cxkvpb/cxkv.proto
+		--go_out=$(1)/api/cxkvrpc --go_opt=paths=source_relative \
+		--go-grpc_out=$(1)/api/cxkvrpc --go-grpc_opt=paths=source_relative \
+		api/cxkvrpc/cxkv_rpc.proto
+
+# Regenerates the committed Go code from the .proto files.
+proto: tools-proto
+	$(call PROTOC_GEN,.)
 
 # Regenerates into a temp dir and fails if the committed code differs: a
-# change to cxkv.proto must come with its generated code.
+# change to a .proto must come with its generated code.
 proto-check: tools-proto
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
-	protoc --proto_path=api/cxkvpb \
-		--plugin=protoc-gen-go=$(GOBIN)/protoc-gen-go \
-		--plugin=protoc-gen-go-grpc=$(GOBIN)/protoc-gen-go-grpc \
-		--go_out=$$tmp --go_opt=paths=source_relative \
-		--go-grpc_out=$$tmp --go-grpc_opt=paths=source_relative \
-		api/cxkvpb/cxkv.proto && \
-	for f in cxkv.pb.go cxkv_grpc.pb.go; do \
-		if ! cmp -s $$tmp/$$f api/cxkvpb/$$f; then \
-			echo "api/cxkvpb/$$f differs from what make proto generates:"; diff -u api/cxkvpb/$$f $$tmp/$$f | head -40; exit 1; \
+	$(call PROTOC_GEN,$$tmp) && \
+	for f in $(PROTO_FILES); do \
+		if ! cmp -s $$tmp/$$f $$f; then \
+			echo "$$f differs from what make proto generates:"; diff -u $$f $$tmp/$$f | head -40; exit 1; \
 		fi; \
 	done
 

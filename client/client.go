@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -56,7 +57,7 @@ type Client struct {
 type endpoint struct {
 	addr string
 	conn *grpc.ClientConn
-	kv   cxkvpb.KVClient
+	kv   cxkvrpc.KVClient
 	id   atomic.Uint64 // member id, once a response named it
 }
 
@@ -103,7 +104,7 @@ func New(cfg Config) (*Client, error) {
 			c.Close()
 			return nil, fmt.Errorf("cxkv: endpoint %q: %w", addr, err)
 		}
-		c.endpoints = append(c.endpoints, &endpoint{addr: addr, conn: conn, kv: cxkvpb.NewKVClient(conn)})
+		c.endpoints = append(c.endpoints, &endpoint{addr: addr, conn: conn, kv: cxkvrpc.NewKVClient(conn)})
 	}
 	if len(c.endpoints) == 0 {
 		return nil, fmt.Errorf("cxkv: no endpoints given")

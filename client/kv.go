@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 )
 
 // ReadOption adjusts a read.
@@ -29,7 +30,7 @@ func readOpts(opts []ReadOption) readOptions {
 func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (Record, error) {
 	req := &cxkvpb.GetRequest{Key: key, Serializable: readOpts(opts).serializable}
 	var resp *cxkvpb.GetResponse
-	err := c.do(ctx, nil, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
+	err := c.do(ctx, nil, func(ctx context.Context, kv cxkvrpc.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.Get(ctx, req)
 		return resp.GetHeader(), err
 	})
@@ -71,7 +72,7 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, expect uint6
 		return PutResult{}, fmt.Errorf("cxkv: put %q: negative TTL", key)
 	}
 	var resp *cxkvpb.PutResponse
-	err := c.write(ctx, func(id *cxkvpb.WriteID) { req.WriteId = id }, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
+	err := c.write(ctx, func(id *cxkvpb.WriteID) { req.WriteId = id }, func(ctx context.Context, kv cxkvrpc.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.Put(ctx, req)
 		return resp.GetHeader(), err
 	})
@@ -95,7 +96,7 @@ type DeleteResult struct {
 func (c *Client) Delete(ctx context.Context, key string, expect uint64) (DeleteResult, error) {
 	req := &cxkvpb.DeleteRequest{Key: key, ExpectIndex: expect}
 	var resp *cxkvpb.DeleteResponse
-	err := c.write(ctx, func(id *cxkvpb.WriteID) { req.WriteId = id }, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
+	err := c.write(ctx, func(id *cxkvpb.WriteID) { req.WriteId = id }, func(ctx context.Context, kv cxkvrpc.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.Delete(ctx, req)
 		return resp.GetHeader(), err
 	})

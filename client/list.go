@@ -5,6 +5,7 @@ import (
 	"iter"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 )
 
 // listPageSize is the page the List iterator asks for.
@@ -54,7 +55,7 @@ func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) it
 func (c *Client) listPage(ctx context.Context, prefix, after string, limit int, opts ...ReadOption) (recs []Record, more bool, applied uint64, err error) {
 	req := &cxkvpb.ListRequest{Prefix: prefix, After: after, Limit: uint32(limit), Serializable: readOpts(opts).serializable}
 	var resp *cxkvpb.ListResponse
-	err = c.do(ctx, nil, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
+	err = c.do(ctx, nil, func(ctx context.Context, kv cxkvrpc.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.List(ctx, req)
 		return resp.GetHeader(), err
 	})

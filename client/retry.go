@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -25,7 +26,7 @@ const (
 
 // attempt is one try of a call on one member; it returns the response
 // header so the client learns who leads.
-type attempt func(ctx context.Context, kv cxkvpb.KVClient) (*cxkvpb.Header, error)
+type attempt func(ctx context.Context, kv cxkvrpc.KVClient) (*cxkvpb.Header, error)
 
 // write runs f, a write carrying the write id setID gives it, under the
 // retry policy: a retry is answered from the cluster's memory of the first
@@ -70,7 +71,7 @@ const sessionOpenKey = "cxkv/session-open"
 // caller's write's own: it was not sent.
 func (c *Client) openSession(ctx context.Context, id *cxkvpb.WriteID) error {
 	req := &cxkvpb.TxnRequest{Compares: []*cxkvpb.Compare{{Key: sessionOpenKey, Op: cxkvpb.Compare_ABSENT}}, WriteId: id}
-	err := c.do(ctx, id, func(ctx context.Context, kv cxkvpb.KVClient) (*cxkvpb.Header, error) {
+	err := c.do(ctx, id, func(ctx context.Context, kv cxkvrpc.KVClient) (*cxkvpb.Header, error) {
 		resp, err := kv.Txn(ctx, req)
 		return resp.GetHeader(), err
 	})

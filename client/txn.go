@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 )
 
 // Compare is one condition of a transaction, evaluated against the state
@@ -70,7 +71,7 @@ func (c *Client) Txn(ctx context.Context, compares []Compare, ops []Op) (TxnResu
 		req.Ops = append(req.Ops, op.pb)
 	}
 	var resp *cxkvpb.TxnResponse
-	err := c.write(ctx, func(id *cxkvpb.WriteID) { req.WriteId = id }, func(ctx context.Context, kv cxkvpb.KVClient) (h *cxkvpb.Header, err error) {
+	err := c.write(ctx, func(id *cxkvpb.WriteID) { req.WriteId = id }, func(ctx context.Context, kv cxkvrpc.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.Txn(ctx, req)
 		return resp.GetHeader(), err
 	})

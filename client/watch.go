@@ -8,6 +8,7 @@ import (
 	"iter"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -107,7 +108,7 @@ func (c *Client) watchOnce(ctx context.Context, ep *endpoint, prefix string, fro
 // appliedIndex asks a member how far it has applied: the "now" of a watch.
 func (c *Client) appliedIndex(ctx context.Context) (uint64, error) {
 	var applied uint64
-	err := c.do(ctx, nil, func(ctx context.Context, kv cxkvpb.KVClient) (*cxkvpb.Header, error) {
+	err := c.do(ctx, nil, func(ctx context.Context, kv cxkvrpc.KVClient) (*cxkvpb.Header, error) {
 		resp, err := kv.Status(ctx, &cxkvpb.StatusRequest{})
 		applied = resp.GetHeader().GetAppliedIndex()
 		return resp.GetHeader(), err

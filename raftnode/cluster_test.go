@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/cmpxchg/cmpxchgtest"
 	"github.com/cxkv/cxkv/raftnode"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
@@ -22,7 +23,7 @@ type clusterTarget struct {
 	next int
 }
 
-func (t *clusterTarget) kv() cxkvpb.KVClient {
+func (t *clusterTarget) kv() cxkvrpc.KVClient {
 	t.next++
 	return t.c.Client(t.next % len(t.c.Members))
 }
@@ -49,7 +50,7 @@ func TestScriptsOnLiveCluster(t *testing.T) {
 	})
 }
 
-func put(t *testing.T, kv cxkvpb.KVClient, key, value string, expect uint64) *cxkvpb.PutResponse {
+func put(t *testing.T, kv cxkvrpc.KVClient, key, value string, expect uint64) *cxkvpb.PutResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -60,7 +61,7 @@ func put(t *testing.T, kv cxkvpb.KVClient, key, value string, expect uint64) *cx
 	return r
 }
 
-func get(t *testing.T, kv cxkvpb.KVClient, key string, serializable bool) *cxkvpb.Record {
+func get(t *testing.T, kv cxkvrpc.KVClient, key string, serializable bool) *cxkvpb.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

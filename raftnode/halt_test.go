@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/raftnode"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -59,7 +60,7 @@ func TestMemberHaltsOnStorageFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	kv := cxkvpb.NewKVClient(conn)
+	kv := cxkvrpc.NewKVClient(conn)
 	for deadline := time.Now().Add(5 * time.Second); n.Status().Role != "leader"; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no leader")
@@ -112,7 +113,7 @@ func TestMemberHaltsOnStorageFailure(t *testing.T) {
 	defer conn2.Close()
 	var rec *cxkvpb.Record
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		r, err := cxkvpb.NewKVClient(conn2).Get(ctx, &cxkvpb.GetRequest{Key: "acked"})
+		r, err := cxkvrpc.NewKVClient(conn2).Get(ctx, &cxkvpb.GetRequest{Key: "acked"})
 		if err == nil {
 			rec = r.GetRecord()
 			break

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
@@ -94,7 +94,7 @@ func (h *healthService) set(ready bool) {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	h.s.SetServingStatus("", st)
-	h.s.SetServingStatus(cxkvpb.KV_ServiceDesc.ServiceName, st)
+	h.s.SetServingStatus(cxkvrpc.KV_ServiceDesc.ServiceName, st)
 }
 
 // observeStatus runs in the Ready goroutine after each status it publishes:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
 
@@ -275,7 +276,7 @@ func TestCompareExchangeModel(t *testing.T) {
 // checks that the history is linearizable.
 func TestLinearizableUnderRestarts(t *testing.T) {
 	c := raftnodetest.Start(t, 3)
-	kvs := make([]cxkvpb.KVClient, len(c.Members))
+	kvs := make([]cxkvrpc.KVClient, len(c.Members))
 	for i := range kvs {
 		kvs[i] = c.Client(i)
 	}

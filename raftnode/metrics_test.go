@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/raftnode"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 	"google.golang.org/grpc"
@@ -183,7 +184,7 @@ func TestReadinessFollowsQuorum(t *testing.T) {
 		return func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			r, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: cxkvpb.KV_ServiceDesc.ServiceName})
+			r, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: cxkvrpc.KV_ServiceDesc.ServiceName})
 			return err == nil && r.GetStatus() == want
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/kv"
 	"go.etcd.io/raft/v3"
 	"google.golang.org/grpc"
@@ -121,8 +122,8 @@ func Start(cfg Config) (*Node, error) {
 	n.expiry = newExpiryQueue(n)
 	n.server = grpc.NewServer(append(n.serverOptions(), grpc.MaxRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxSendMsgSize(cxkvpb.MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(n.refuseWhenHalted), grpc.ChainStreamInterceptor(n.refuseStreamWhenHalted))...)
-	cxkvpb.RegisterKVServer(n.server, &kvService{n: n})
-	cxkvpb.RegisterPeerServer(n.server, &peerService{n: n})
+	cxkvrpc.RegisterKVServer(n.server, &kvService{n: n})
+	cxkvrpc.RegisterPeerServer(n.server, &peerService{n: n})
 	n.registerOperations()
 	n.done.Add(3)
 	go func() { defer n.done.Done(); n.server.Serve(lis) }()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/cmpxchg"
 	"github.com/cxkv/cxkv/kv"
 	"google.golang.org/grpc/codes"
@@ -19,7 +20,7 @@ const progressInterval = 100 * time.Millisecond
 // proposed here and forwarded to the leader by raft; reads confirm through
 // ReadIndex, unless serializable.
 type kvService struct {
-	cxkvpb.UnimplementedKVServer
+	cxkvrpc.UnimplementedKVServer
 	n *Node
 }
 
@@ -141,7 +142,7 @@ func (s *kvService) Status(ctx context.Context, _ *cxkvpb.StatusRequest) (*cxkvp
 // AppliedIndex is exactly the index the scan before it covered, never the
 // member's applied index at send time, which may have moved past events the
 // scan did not see.
-func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvpb.KV_WatchServer) error {
+func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer) error {
 	from := r.GetFromIndex()
 	if from == 0 {
 		from = s.n.applied.get()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
@@ -175,7 +176,7 @@ func (t *transport) stream(p *peer) {
 func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 	ctx, cancel := t.context(0)
 	defer cancel()
-	s, err := cxkvpb.NewPeerClient(p.conn).Send(ctx)
+	s, err := cxkvrpc.NewPeerClient(p.conn).Send(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -252,7 +253,7 @@ func (t *transport) sendSnapshot(p *peer, m *pb.Message) {
 func (t *transport) streamSnapshot(p *peer, m *pb.Message, held *heldSnapshot) error {
 	ctx, cancel := t.context(time.Minute)
 	defer cancel()
-	s, err := cxkvpb.NewPeerClient(p.conn).Snapshot(ctx)
+	s, err := cxkvrpc.NewPeerClient(p.conn).Snapshot(ctx)
 	if err != nil {
 		return err
 	}
@@ -275,7 +276,7 @@ func (t *transport) streamSnapshot(p *peer, m *pb.Message, held *heldSnapshot) e
 }
 
 type chunkWriter struct {
-	s   cxkvpb.Peer_SnapshotClient
+	s   cxkvrpc.Peer_SnapshotClient
 	buf []byte
 }
 
@@ -299,11 +300,11 @@ func (w *chunkWriter) flush() error {
 
 // peerService receives what other members' transports send.
 type peerService struct {
-	cxkvpb.UnimplementedPeerServer
+	cxkvrpc.UnimplementedPeerServer
 	n *Node
 }
 
-func (s *peerService) Send(stream cxkvpb.Peer_SendServer) error {
+func (s *peerService) Send(stream cxkvrpc.Peer_SendServer) error {
 	for {
 		batch, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -355,7 +356,7 @@ type received struct {
 
 // Snapshot receives a whole state stream before handing the message to raft
 // with the stream as its data; the Ready goroutine validates and restores it.
-func (s *peerService) Snapshot(stream cxkvpb.Peer_SnapshotServer) error {
+func (s *peerService) Snapshot(stream cxkvrpc.Peer_SnapshotServer) error {
 	start := time.Now()
 	var m *pb.Message
 	var data []byte

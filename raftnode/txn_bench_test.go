@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/raftnode"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
@@ -23,15 +24,15 @@ func BenchmarkWrites64(b *testing.B) {
 	const clients = 64
 	shapes := []struct {
 		name  string
-		write func(kv cxkvpb.KVClient, w int, seq uint64, idx []uint64) ([]uint64, error)
+		write func(kv cxkvrpc.KVClient, w int, seq uint64, idx []uint64) ([]uint64, error)
 	}{
-		{"put", func(kv cxkvpb.KVClient, w int, _ uint64, idx []uint64) ([]uint64, error) {
+		{"put", func(kv cxkvrpc.KVClient, w int, _ uint64, idx []uint64) ([]uint64, error) {
 			return benchPut(kv, w, nil, idx)
 		}},
-		{"put+dedup", func(kv cxkvpb.KVClient, w int, seq uint64, idx []uint64) ([]uint64, error) {
+		{"put+dedup", func(kv cxkvrpc.KVClient, w int, seq uint64, idx []uint64) ([]uint64, error) {
 			return benchPut(kv, w, &cxkvpb.WriteID{ClientId: uint64(w + 1), Seq: seq, AckedSeq: seq - 1, NewClient: seq == 1}, idx)
 		}},
-		{"txn-transfer", func(kv cxkvpb.KVClient, w int, seq uint64, idx []uint64) ([]uint64, error) {
+		{"txn-transfer", func(kv cxkvrpc.KVClient, w int, seq uint64, idx []uint64) ([]uint64, error) {
 			a, bk := fmt.Sprintf("acct/%d/a", w), fmt.Sprintf("acct/%d/b", w)
 			req := &cxkvpb.TxnRequest{
 				Ops:     []*cxkvpb.TxnOp{{Key: a, Value: []byte("90")}, {Key: bk, Value: []byte("110")}},
@@ -102,7 +103,7 @@ func BenchmarkWrites64(b *testing.B) {
 	}
 }
 
-func benchPut(kv cxkvpb.KVClient, w int, wid *cxkvpb.WriteID, idx []uint64) ([]uint64, error) {
+func benchPut(kv cxkvrpc.KVClient, w int, wid *cxkvpb.WriteID, idx []uint64) ([]uint64, error) {
 	r, err := kv.Put(context.Background(), &cxkvpb.PutRequest{Key: fmt.Sprintf("k/%d", w), Value: []byte("value"), ExpectIndex: idx[0], WriteId: wid})
 	if err != nil || !r.GetSuccessful() {
 		return nil, fmt.Errorf("put: %v %v", err, r.GetSuccessful())

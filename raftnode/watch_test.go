@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
 
@@ -33,7 +34,7 @@ func (w *watchLog) snapshot() ([]*cxkvpb.Event, []string) {
 // stream breaks it resumes on the next member from the last index it was
 // told about (the last event, or the last progress notice). member records
 // which member it is streaming from.
-func watchResuming(ctx context.Context, kvs []cxkvpb.KVClient, first int, prefix string, from uint64, member *atomic.Int32, w *watchLog) {
+func watchResuming(ctx context.Context, kvs []cxkvrpc.KVClient, first int, prefix string, from uint64, member *atomic.Int32, w *watchLog) {
 	m := first
 	for ctx.Err() == nil {
 		member.Store(int32(m))
@@ -74,7 +75,7 @@ func watchResuming(ctx context.Context, kvs []cxkvpb.KVClient, first int, prefix
 // leader, and the member the watcher streams from, stop and restart.
 func TestWatchExactlyOnceAcrossLeaderChange(t *testing.T) {
 	c := raftnodetest.Start(t, 3)
-	kvs := make([]cxkvpb.KVClient, len(c.Members))
+	kvs := make([]cxkvrpc.KVClient, len(c.Members))
 	for i := range kvs {
 		kvs[i] = c.Client(i)
 	}
@@ -287,7 +288,7 @@ func TestWatchProgressNoticeCoversOnlyWhatWasScanned(t *testing.T) {
 }
 
 // watchRaceRound reports whether a progress notice came before the event.
-func watchRaceRound(t *testing.T, kv cxkvpb.KVClient, prefix string, from uint64, putTook time.Duration) bool {
+func watchRaceRound(t *testing.T, kv cxkvrpc.KVClient, prefix string, from uint64, putTook time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	written := make(chan uint64, 1)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/client"
 	"github.com/cxkv/cxkv/cmpxchg/cmpxchgtest"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
@@ -367,7 +368,7 @@ func (s *script) normaliseTable(lines []string) string {
 // hangingKV accepts writes and never answers them: the client cannot tell
 // whether they applied. It does answer the no-op Txn a client opens its
 // session with, so the hanging write is the caller's own.
-type hangingKV struct{ cxkvpb.UnimplementedKVServer }
+type hangingKV struct{ cxkvrpc.UnimplementedKVServer }
 
 func (hangingKV) Txn(context.Context, *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error) {
 	return &cxkvpb.TxnResponse{Successful: true}, nil
@@ -384,7 +385,7 @@ func startHangingMember(t *testing.T) string {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	cxkvpb.RegisterKVServer(srv, hangingKV{})
+	cxkvrpc.RegisterKVServer(srv, hangingKV{})
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
 	return l.Addr().String()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -97,16 +98,16 @@ func (pc *procCluster) start(i int) {
 	}
 }
 
-func (pc *procCluster) client(i int) cxkvpb.KVClient {
+func (pc *procCluster) client(i int) cxkvrpc.KVClient {
 	conn, err := dial(pc.addrs[i])
 	if err != nil {
 		pc.t.Fatal(err)
 	}
 	pc.t.Cleanup(func() { conn.Close() })
-	return cxkvpb.NewKVClient(conn)
+	return cxkvrpc.NewKVClient(conn)
 }
 
-func (pc *procCluster) leader(clients []cxkvpb.KVClient) int {
+func (pc *procCluster) leader(clients []cxkvrpc.KVClient) int {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		for i, c := range clients {
@@ -128,7 +129,7 @@ func (pc *procCluster) leader(clients []cxkvpb.KVClient) int {
 // the index it was acknowledged with.
 func TestKill9LeaderLosesNoAcknowledgedWrite(t *testing.T) {
 	pc := startProcCluster(t)
-	clients := []cxkvpb.KVClient{pc.client(0), pc.client(1), pc.client(2)}
+	clients := []cxkvrpc.KVClient{pc.client(0), pc.client(1), pc.client(2)}
 	lead := pc.leader(clients)
 
 	var mu sync.Mutex
@@ -206,7 +207,7 @@ func TestServerRefusesForeignDataDirAndStopsOnSIGTERM(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := cxkvpb.NewKVClient(must(dial(addr)))
+	c := cxkvrpc.NewKVClient(must(dial(addr)))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/client"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -107,7 +107,7 @@ func checkEndpoint(ctx context.Context, ep string, timeout time.Duration) error 
 		return err
 	}
 	defer conn.Close()
-	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: cxkvpb.KV_ServiceDesc.ServiceName})
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: cxkvrpc.KV_ServiceDesc.ServiceName})
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("no answer within %s: %w", timeout, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/raftnode"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -86,7 +87,7 @@ func (c *Cluster) Endpoints() []string {
 }
 
 // Client is a KV client connected to member i (0-based).
-func (c *Cluster) Client(i int) cxkvpb.KVClient {
+func (c *Cluster) Client(i int) cxkvrpc.KVClient {
 	c.connMu.Lock()
 	defer c.connMu.Unlock()
 	if c.conns[i] == nil {
@@ -103,7 +104,7 @@ func (c *Cluster) Client(i int) cxkvpb.KVClient {
 		}
 		c.conns[i] = conn
 	}
-	return cxkvpb.NewKVClient(c.conns[i])
+	return cxkvrpc.NewKVClient(c.conns[i])
 }
 
 // Stop stops member i.
