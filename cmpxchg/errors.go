@@ -1,28 +1,67 @@
 package cmpxchg
 
 import (
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"errors"
+	"fmt"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
 )
 
-// Errors meant for clients are gRPC status errors created here, so the code
-// a client sees is decided in one place and the message names the problem.
+// The state machine speaks no RPC: it refuses a command with an Error
+// carrying one of its own Codes, and the service layer (raftnode) maps codes
+// to whatever its wire uses, in one place.
 
-func invalid(format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, format, args...)
+// Code says why the state machine refused a command.
+//
+// A code is stored as it is (CommandError.code) in the results the
+// exactly-once table keeps, so it lives in the replicated state and in
+// snapshots: a value never changes meaning and is never reused. The values
+// are those stored before the state machine had codes of its own (it stored
+// gRPC code numbers then), so old results read the same today. A new code
+// takes a new number.
+type Code uint32
+
+const (
+	// CodeInvalid: the command breaks a rule on keys, values, TTLs or the
+	// shape of a transaction. Nothing was written.
+	CodeInvalid Code = 3
+	// CodeForgotten: a retry of a write whose result the exactly-once table
+	// has forgotten. Nothing was written by the retry.
+	CodeForgotten Code = 9
+)
+
+// Error is a refusal by the state machine: a code for the caller to act on
+// and a message naming the problem.
+type Error struct {
+	Code    Code
+	Message string
 }
 
-// Errorf makes a client-facing error with the given code; raftnode uses it for
-// Unavailable and the like so every status error comes from this package.
-func Errorf(code codes.Code, format string, args ...any) error {
-	return status.Errorf(code, format, args...)
+func (e *Error) Error() string { return e.Message }
+
+func refusal(code Code, format string, args ...any) error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-func statusMessage(err error) string {
-	if s, ok := status.FromError(err); ok {
-		return s.Message()
+func invalid(format string, args ...any) error { return refusal(CodeInvalid, format, args...) }
+
+// ResultError returns the refusal a command's result carries, or nil if the
+// command was applied.
+func ResultError(res *cxkvpb.CommandResult) error {
+	e := res.GetError()
+	if e == nil {
+		return nil
 	}
-	return err.Error()
+	return &Error{Code: Code(e.GetCode()), Message: e.GetMessage()}
 }
 
-func statusOf(err error) (*status.Status, bool) { return status.FromError(err) }
+// refused is the result of a command the state machine refused. Only Errors
+// are stored: anything else would be a bug, and is stored as invalid rather
+// than with a code no reader knows.
+func refused(err error) *cxkvpb.CommandResult {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Code: CodeInvalid, Message: err.Error()}
+	}
+	return &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Error{Error: &cxkvpb.CommandError{Code: uint32(e.Code), Message: e.Message}}}
+}

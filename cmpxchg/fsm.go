@@ -20,7 +20,6 @@ package cmpxchg
 import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/kv"
-	"google.golang.org/grpc/codes"
 )
 
 // StateMachine applies committed commands. It holds only configuration; the
@@ -90,14 +89,6 @@ func structural(key string, ttl int64) error {
 		return err
 	}
 	return validateTTL(key, ttl)
-}
-
-func refused(err error) *cxkvpb.CommandResult {
-	code, msg := codes.Internal, err.Error()
-	if s, ok := statusOf(err); ok {
-		code, msg = s.Code(), s.Message()
-	}
-	return &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Error{Error: &cxkvpb.CommandError{Code: uint32(code), Message: msg}}}
 }
 
 func newRecord(prev kv.Record, found bool, key string, value []byte, ttl int64, index uint64, stamp int64) kv.Record {

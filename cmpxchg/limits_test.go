@@ -57,8 +57,8 @@ func TestApplyRefusesTxnAboveOpsLimitAsResult(t *testing.T) {
 	if e == nil {
 		t.Fatalf("a Txn of 70000 ops applied: %v", res.GetTxn().GetSuccessful())
 	}
-	if codes.Code(e.GetCode()) != codes.InvalidArgument || !strings.Contains(e.GetMessage(), "70000") {
-		t.Fatalf("refusal = %v %q; want InvalidArgument naming the 70000 ops", codes.Code(e.GetCode()), e.GetMessage())
+	if cmpxchg.Code(e.GetCode()) != cmpxchg.CodeInvalid || !strings.Contains(e.GetMessage(), "70000") {
+		t.Fatalf("refusal = %v %q; want CodeInvalid naming the 70000 ops", e.GetCode(), e.GetMessage())
 	}
 	if _, found, err := s.Get("k000000"); err != nil || found {
 		t.Fatalf("the refused Txn left k000000 (found=%v, err=%v)", found, err)

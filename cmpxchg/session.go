@@ -5,7 +5,6 @@ import (
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/kv"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -40,7 +39,7 @@ func (sm *StateMachine) applyOnce(b *kv.Batch, index uint64, cmd *cxkvpb.Command
 		if !w.Session {
 			why = "the client has no session (it expired, was evicted, or was never opened)"
 		}
-		return refused(Errorf(codes.FailedPrecondition,
+		return refused(refusal(CodeForgotten,
 			"write %d of client %x: outcome unknown: %s, so whether an earlier attempt was applied is unknown; this attempt was not applied",
 			w.Seq, w.Client, why)), table.Touch(&w)
 	case kv.Answered:

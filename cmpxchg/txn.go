@@ -5,7 +5,6 @@ import (
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/kv"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -75,7 +74,7 @@ func applyTxn(b *kv.Batch, index uint64, stamp int64, t *cxkvpb.TxnRequest) (*cx
 	}
 	out := &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Txn{Txn: resp}}
 	if n := proto.Size(out); n > MaxAnswerBytes {
-		return refused(Errorf(codes.InvalidArgument,
+		return refused(invalid(
 			"transaction's answer would be %d bytes (the values its compares and ops return); the limit is %d: nothing was applied; read large values in separate requests",
 			n, MaxAnswerBytes)), nil
 	}

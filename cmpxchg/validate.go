@@ -154,7 +154,7 @@ func ValidateTxn(r *cxkvpb.TxnRequest, l Limits) error {
 	size := 0
 	for i, c := range r.GetCompares() {
 		if err := ValidateKey(c.GetKey()); err != nil {
-			return invalid("compare %d: %s", i, statusMessage(err))
+			return invalid("compare %d: %s", i, err)
 		}
 		switch c.GetOp() {
 		case cxkvpb.Compare_INDEX_EQUAL:
@@ -169,15 +169,15 @@ func ValidateTxn(r *cxkvpb.TxnRequest, l Limits) error {
 	}
 	for i, op := range r.GetOps() {
 		if err := ValidateKey(op.GetKey()); err != nil {
-			return invalid("op %d: %s", i, statusMessage(err))
+			return invalid("op %d: %s", i, err)
 		}
 		switch op.GetType() {
 		case cxkvpb.TxnOp_PUT:
 			if err := validateValue(op.GetKey(), op.GetValue(), l); err != nil {
-				return invalid("op %d: %s", i, statusMessage(err))
+				return invalid("op %d: %s", i, err)
 			}
 			if err := validateTTL(op.GetKey(), op.GetTtlMs()); err != nil {
-				return invalid("op %d: %s", i, statusMessage(err))
+				return invalid("op %d: %s", i, err)
 			}
 		case cxkvpb.TxnOp_DELETE, cxkvpb.TxnOp_GET:
 		default:

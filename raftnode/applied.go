@@ -48,7 +48,7 @@ func (a *appliedIndex) wait(ctx context.Context, index uint64, stop <-chan struc
 		case <-ctx.Done():
 			return contextError(ctx.Err(), false)
 		case <-stop:
-			return errStopped
+			return errStopping
 		}
 	}
 }

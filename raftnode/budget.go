@@ -2,10 +2,9 @@ package raftnode
 
 import (
 	"context"
+	"fmt"
 
-	"github.com/cxkv/cxkv/cmpxchg"
 	"golang.org/x/sync/semaphore"
-	"google.golang.org/grpc/codes"
 )
 
 // Memory bounds by bytes. Counts alone (4096 proposals, 4096 received
@@ -57,5 +56,5 @@ func (b *byteBudget) give(n int) { b.sem.Release(b.weight(n)) }
 // errBusy refuses a write the member did not propose because a memory bound
 // is reached: retryable after a pause, and certainly not applied.
 func errBusy(member uint64, format string, args ...any) error {
-	return cmpxchg.Errorf(codes.ResourceExhausted, "member %d is busy: "+format+"; the write was not proposed (retry after a pause)", append([]any{member}, args...)...)
+	return fmt.Errorf("member %d is busy: "+format+"; %w", append(append([]any{member}, args...), errOverloaded)...)
 }

@@ -3,8 +3,8 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"fmt"
 
-	"github.com/cxkv/cxkv/cmpxchg"
 	"google.golang.org/grpc"
 )
 
@@ -50,7 +50,7 @@ func (n *Node) halt(err error) {
 
 func (n *Node) haltedError() error {
 	if err := n.Err(); err != nil {
-		return cmpxchg.Errorf(unavailable, "member halted: storage failed (%v); it serves nothing until restarted, and a write in flight may or may not have been applied", err)
+		return fmt.Errorf("%w (%v); it serves nothing until restarted, and a write in flight may or may not have been applied", errHalted, err)
 	}
 	return nil
 }
@@ -59,14 +59,14 @@ func (n *Node) haltedError() error {
 // in flight when it halts.
 func (n *Node) refuseWhenHalted(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := n.haltedError(); err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(n.life.ctx, cancel)()
 	resp, err := handler(ctx, req)
 	if herr := n.haltedError(); herr != nil {
-		return nil, herr
+		return nil, toStatus(herr)
 	}
 	return resp, err
 }
@@ -74,14 +74,14 @@ func (n *Node) refuseWhenHalted(ctx context.Context, req any, _ *grpc.UnaryServe
 // refuseStreamWhenHalted is refuseWhenHalted for streams (Watch, peers).
 func (n *Node) refuseStreamWhenHalted(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if err := n.haltedError(); err != nil {
-		return err
+		return toStatus(err)
 	}
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
 	defer context.AfterFunc(n.life.ctx, cancel)()
 	err := handler(srv, &streamWithContext{ServerStream: ss, ctx: ctx})
 	if herr := n.haltedError(); herr != nil {
-		return herr
+		return toStatus(herr)
 	}
 	return err
 }

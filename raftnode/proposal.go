@@ -2,7 +2,7 @@ package raftnode
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -29,7 +29,7 @@ type proposalResult struct {
 	err   error
 }
 
-var errStopped = cmpxchg.Errorf(unavailable, "member is shutting down; the write may or may not have been applied")
+var errStopped = fmt.Errorf("%w; the write may or may not have been applied", errStopping)
 
 // waitRegistry maps proposal ids to their waiters.
 type waitRegistry struct {
@@ -77,7 +77,7 @@ func (w *waitRegistry) failBefore(term uint64) {
 	for id, p := range w.m {
 		if p.term != 0 && p.term < term {
 			delete(w.m, id)
-			r := proposalResult{err: cmpxchg.Errorf(unavailable, "leadership changed while the write was in flight; it may or may not have been applied")}
+			r := proposalResult{err: fmt.Errorf("%w; it may or may not have been applied", errLeaderChanged)}
 			w.obs.proposalDone(p, r)
 			p.done <- r
 		}
@@ -117,15 +117,15 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 		return nil, 0, contextError(ctx.Err(), false)
 	case <-n.stopc:
 		n.waits.remove(p.id)
-		return nil, 0, errStopped
+		return nil, 0, fmt.Errorf("%w; the write was not proposed", errStopping)
 	}
 	select {
 	case r := <-p.done:
 		if r.err != nil {
 			return nil, 0, r.err
 		}
-		if e := r.res.GetError(); e != nil {
-			return nil, 0, cmpxchg.Errorf(codeOf(e.GetCode()), "%s", e.GetMessage())
+		if err := cmpxchg.ResultError(r.res); err != nil {
+			return nil, 0, err
 		}
 		return r.res, r.index, nil
 	case <-ctx.Done():
@@ -150,8 +150,6 @@ func (n *Node) proposeAsync(cmd *cxkvpb.Command) {
 	default: // the loop is saturated; the expiry queue retries
 	}
 }
-
-var errNotLeader = errors.New("no leader")
 
 // stamp sets the command's times: the cluster time that ages sessions (see
 // clock.go) and the wall clock that expires_at is read by.

@@ -62,7 +62,7 @@ func (n *Node) readIndex(ctx context.Context) error {
 	case <-ctx.Done():
 		return contextError(ctx.Err(), false)
 	case <-n.stopc:
-		return errStopped
+		return errStopping
 	}
 	select {
 	case index := <-req.done:
@@ -70,6 +70,6 @@ func (n *Node) readIndex(ctx context.Context) error {
 	case <-ctx.Done():
 		return contextError(ctx.Err(), false)
 	case <-n.stopc:
-		return errStopped
+		return errStopping
 	}
 }

@@ -82,7 +82,7 @@ func (n *Node) queued() bool {
 func (n *Node) proposeNow(p *proposal) {
 	p.term = n.rn.BasicStatus().GetTerm()
 	if err := n.rn.Propose(p.data); err != nil {
-		err := cmpxchg.Errorf(unavailable, "no leader to take the write (%v); it was not applied", err)
+		err := fmt.Errorf("%w (%v); it was not applied", errNoLeader, err)
 		if n.rn.BasicStatus().RaftState == raft.StateLeader {
 			// A leader drops a proposal only when its uncommitted
 			// tail is full (we never transfer leadership).

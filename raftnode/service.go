@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 
@@ -9,7 +10,6 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/cmpxchg"
 	"github.com/cxkv/cxkv/kv"
-	"google.golang.org/grpc/codes"
 )
 
 // progressInterval is the least time between two progress notices on one
@@ -40,7 +40,7 @@ func (s *kvService) read(ctx context.Context, serializable bool) error {
 
 func (s *kvService) Get(ctx context.Context, r *cxkvpb.GetRequest) (*cxkvpb.GetResponse, error) {
 	if err := cmpxchg.ValidateKey(r.GetKey()); err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	if err := s.read(ctx, r.GetSerializable()); err != nil {
 		return nil, toStatus(err)
@@ -55,7 +55,7 @@ func (s *kvService) Get(ctx context.Context, r *cxkvpb.GetRequest) (*cxkvpb.GetR
 
 func (s *kvService) List(ctx context.Context, r *cxkvpb.ListRequest) (*cxkvpb.ListResponse, error) {
 	if err := cmpxchg.ValidateList(r); err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	if err := s.read(ctx, r.GetSerializable()); err != nil {
 		return nil, toStatus(err)
@@ -77,41 +77,41 @@ func (s *kvService) List(ctx context.Context, r *cxkvpb.ListRequest) (*cxkvpb.Li
 }
 
 func (s *kvService) Put(ctx context.Context, r *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
-	if err := cmpxchg.ValidatePut(r, s.n.cfg.Limits); err != nil {
-		return nil, err
-	}
-	res, _, err := s.n.propose(ctx, &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: r}})
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	out := res.GetPut()
-	out.Header = s.header()
-	return out, nil
+	return write(s, ctx, cmpxchg.ValidatePut(r, s.n.cfg.Limits), &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: r}},
+		(*cxkvpb.CommandResult).GetPut, func(out *cxkvpb.PutResponse, h *cxkvpb.Header) { out.Header = h })
 }
 
 func (s *kvService) Delete(ctx context.Context, r *cxkvpb.DeleteRequest) (*cxkvpb.DeleteResponse, error) {
-	if err := cmpxchg.ValidateDelete(r, s.n.cfg.Limits); err != nil {
-		return nil, err
-	}
-	res, _, err := s.n.propose(ctx, &cxkvpb.Command{Op: &cxkvpb.Command_Delete{Delete: r}})
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	out := res.GetDelete()
-	out.Header = s.header()
-	return out, nil
+	return write(s, ctx, cmpxchg.ValidateDelete(r, s.n.cfg.Limits), &cxkvpb.Command{Op: &cxkvpb.Command_Delete{Delete: r}},
+		(*cxkvpb.CommandResult).GetDelete, func(out *cxkvpb.DeleteResponse, h *cxkvpb.Header) { out.Header = h })
 }
 
 func (s *kvService) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error) {
-	if err := cmpxchg.ValidateTxn(r, s.n.cfg.Limits); err != nil {
-		return nil, err
+	return write(s, ctx, cmpxchg.ValidateTxn(r, s.n.cfg.Limits), &cxkvpb.Command{Op: &cxkvpb.Command_Txn{Txn: r}},
+		(*cxkvpb.CommandResult).GetTxn, func(out *cxkvpb.TxnResponse, h *cxkvpb.Header) { out.Header = h })
+}
+
+// write is every write's path: refuse it if invalid (the result of its
+// validation), else put cmd through the log and answer with the result of
+// the kind the caller expects, stamped with this member's header.
+//
+// A result of another kind means the waiter was handed another entry's
+// result; it is refused as Internal rather than answered (or dereferenced).
+func write[R comparable](s *kvService, ctx context.Context, invalid error, cmd *cxkvpb.Command,
+	pick func(*cxkvpb.CommandResult) R, setHeader func(R, *cxkvpb.Header)) (R, error) {
+	var none R
+	if invalid != nil {
+		return none, toStatus(invalid)
 	}
-	res, _, err := s.n.propose(ctx, &cxkvpb.Command{Op: &cxkvpb.Command_Txn{Txn: r}})
+	res, index, err := s.n.propose(ctx, cmd)
 	if err != nil {
-		return nil, toStatus(err)
+		return none, toStatus(err)
 	}
-	out := res.GetTxn()
-	out.Header = s.header()
+	out := pick(res)
+	if out == none {
+		return none, toStatus(fmt.Errorf("the entry at index %d answered this write with a result of another kind; it may or may not have been applied", index))
+	}
+	setHeader(out, s.header())
 	return out, nil
 }
 
@@ -152,7 +152,7 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 		return toStatus(err)
 	}
 	if from+1 < first {
-		return cmpxchg.Errorf(codes.OutOfRange, "history before index %d was compacted; watch from %d or later, after re-reading the keys", first, first-1)
+		return toStatus(fmt.Errorf("%w before index %d; watch from %d or later, after re-reading the keys", errCompacted, first, first-1))
 	}
 	defer s.n.metrics.watchOpened()()
 	ctx := stream.Context()
@@ -200,7 +200,7 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 		case <-ctx.Done():
 			return nil
 		case <-s.n.stopc:
-			return cmpxchg.Errorf(codes.Unavailable, "member is shutting down; resume the watch on another member from index %d", from)
+			return toStatus(fmt.Errorf("%w; resume the watch on another member from index %d", errStopping, from))
 		}
 	}
 }
@@ -221,7 +221,7 @@ func (s *kvService) events(prefix string, from uint64) ([]kv.Event, error) {
 	if first, err := s.n.store.FirstEventIndex(); err != nil {
 		return nil, toStatus(err)
 	} else if from+1 < first {
-		return nil, cmpxchg.Errorf(codes.OutOfRange, "history after index %d was compacted while watching; re-read the keys and watch from %d or later", from, first-1)
+		return nil, toStatus(fmt.Errorf("%w after index %d while watching; re-read the keys and watch from %d or later", errCompacted, from, first-1))
 	}
 	return evs, nil
 }

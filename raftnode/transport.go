@@ -343,7 +343,7 @@ func (s *peerService) deliver(ctx context.Context, m *pb.Message, size int) erro
 		return ctx.Err()
 	case <-s.n.stopc:
 		s.n.receivedBytes.give(size)
-		return errStopped
+		return errStopping
 	}
 }
 

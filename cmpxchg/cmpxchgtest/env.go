@@ -7,6 +7,7 @@ package cmpxchgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/cmpxchg"
+	"github.com/cxkv/cxkv/raftnode"
 	"google.golang.org/grpc/status"
 )
 
@@ -71,6 +74,10 @@ func (e *env) handle(t *testing.T, d *datadriven.TestData) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	out, err := h(e, ctx, d)
+	if refusal := (*cmpxchg.Error)(nil); errors.As(err, &refusal) {
+		// The state machine's refusal, as a member would report it.
+		err = raftnode.StatusOf(err)
+	}
 	if err != nil {
 		if s, ok := status.FromError(err); ok {
 			return fmt.Sprintf("error: %s: %s\n", s.Code(), s.Message())

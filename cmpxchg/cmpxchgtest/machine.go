@@ -8,8 +8,6 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/cmpxchg"
 	"github.com/cxkv/cxkv/kv"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -61,8 +59,8 @@ func (m *MachineTarget) apply(cmd *cxkvpb.Command) (applied, error) {
 	if err := b.Commit(false); err != nil {
 		return applied{}, err
 	}
-	if e := res.GetError(); e != nil {
-		return applied{}, status.Error(codes.Code(e.GetCode()), e.GetMessage())
+	if err := cmpxchg.ResultError(res); err != nil {
+		return applied{}, err
 	}
 	return applied{index: m.last, result: res}, nil
 }
