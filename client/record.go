@@ -37,26 +37,18 @@ func fromProto(p *cxkvpb.Record) Record {
 	return r
 }
 
-// EventType says what changed a key.
+// EventType says what changed a key. Its values are the wire's
+// (cxkvpb.Event_Type), so a type this build does not know keeps its value.
 type EventType int
 
 const (
-	EventPut    EventType = iota // the key was written
-	EventDelete                  // the key was deleted by a Delete or a Txn
-	EventExpire                  // the cluster deleted the key when its TTL ran out
+	EventPut    = EventType(cxkvpb.Event_PUT)    // the key was written
+	EventDelete = EventType(cxkvpb.Event_DELETE) // the key was deleted by a Delete or a Txn
+	EventExpire = EventType(cxkvpb.Event_EXPIRE) // the cluster deleted the key when its TTL ran out
 )
 
-func (t EventType) String() string {
-	switch t {
-	case EventPut:
-		return "put"
-	case EventDelete:
-		return "delete"
-	case EventExpire:
-		return "expire"
-	}
-	return "unknown"
-}
+// String names the type as the wire's enum does, in lower case ("put").
+func (t EventType) String() string { return cxkvpb.Event_Type(t).Name() }
 
 // Event is one change, in log order. For a put, Record is the key after the
 // write; for a delete or expiry, Record.Index is the index of the deletion
@@ -67,12 +59,5 @@ type Event struct {
 }
 
 func eventFromProto(p *cxkvpb.Event) Event {
-	t := EventPut
-	switch p.GetType() {
-	case cxkvpb.Event_DELETE:
-		t = EventDelete
-	case cxkvpb.Event_EXPIRE:
-		t = EventExpire
-	}
-	return Event{Type: t, Record: fromProto(p.GetRecord())}
+	return Event{Type: EventType(p.GetType()), Record: fromProto(p.GetRecord())}
 }

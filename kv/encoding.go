@@ -22,7 +22,8 @@ type Record struct {
 	ExpiresAtUnixMs int64
 }
 
-// EventType says what an event did to its key.
+// EventType says what an event did to its key. Its names are the API's
+// (cxkvpb.Event_Type.Name); kv only stores the number.
 type EventType uint8
 
 const (
@@ -30,18 +31,6 @@ const (
 	EventDelete
 	EventExpire
 )
-
-func (t EventType) String() string {
-	switch t {
-	case EventPut:
-		return "put"
-	case EventDelete:
-		return "delete"
-	case EventExpire:
-		return "expire"
-	}
-	return fmt.Sprintf("EventType(%d)", uint8(t))
-}
 
 // Event is one change in the history. Record.Index is the index of the entry
 // that produced it; for deletes and expiries Record holds the removed value.
