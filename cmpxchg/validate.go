@@ -13,6 +13,14 @@ import (
 // MaxKeyBytes is the longest key, in bytes.
 const MaxKeyBytes = 1024
 
+// MaxTTL is the longest TTL a key may have: ten years (of 365 days). A TTL
+// travels in milliseconds (int64), becomes a time.Duration (int64
+// nanoseconds, about 292 years at most) in the leader's expiry queue, and is
+// added to the proposer's stamp for the record's expiry time; ten years
+// keeps each far from overflow, which once turned a TTL of 2^62 ms into a
+// key deleted at once.
+const MaxTTL = 10 * 365 * 24 * time.Hour
+
 // Limits bound what one request may carry and what the exactly-once table
 // remembers. Every member must run with the same limits on the dedup table,
 // because it is replicated state; request-size limits are checked before a
@@ -102,6 +110,9 @@ func validateValue(key string, value []byte, l Limits) error {
 func validateTTL(key string, ttlMs int64) error {
 	if ttlMs < 0 {
 		return invalid("ttl of %q is %dms; a TTL must be 0 (none) or positive", key, ttlMs)
+	}
+	if ttlMs > MaxTTL.Milliseconds() {
+		return invalid("ttl of %q is %dms; the limit is %dms (10 years)", key, ttlMs, MaxTTL.Milliseconds())
 	}
 	return nil
 }
