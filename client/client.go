@@ -93,6 +93,9 @@ func New(cfg Config) (*Client, error) {
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: cfg.DialTimeout,
 		}),
+		// Tells a write whose request never left this process (so cannot
+		// have applied) from one that may have: see outcomeOf.
+		grpc.WithStatsHandler(sendProbe{}),
 	}, cfg.DialOptions...)
 	for _, addr := range cfg.Endpoints {
 		addr = strings.TrimSpace(addr)

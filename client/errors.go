@@ -10,8 +10,10 @@ import (
 )
 
 // ErrOutcomeUnknown matches (errors.Is) the error of a write that may or may
-// not have been applied: the SDK sent it, lost the answer, and could not get
-// it back before the context ended or the retry budget ran out, or the
+// not have been applied: the SDK sent it, lost the answer or had it refused
+// after the write may have been proposed (the cluster said so, or gRPC
+// failed the call after the request left this process), and could not
+// settle it before the context ended or the retry budget ran out, or the
 // cluster had forgotten the result by the time a retry asked (the client's
 // session expired or was evicted). Read the key to find out; the owner value
 // of a lock exists for exactly this.

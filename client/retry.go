@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
@@ -107,25 +106,31 @@ func (c *Client) do(ctx context.Context, wid *cxkvpb.WriteID, f attempt) error {
 	for {
 		i, ep := c.pick()
 		actx, acancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		actx, sent := probeSend(actx)
 		h, err := f(actx, ep.kv)
 		acancel()
 		if err == nil {
 			c.observe(ep, h)
 			return nil
 		}
-		if write && mayHaveApplied(err) {
-			ambiguous = true
-			wid.NewClient = false // sent: a later attempt is a retry
-		}
-		if write && status.Code(err) == codes.FailedPrecondition {
-			// The cluster no longer knows this write id's outcome.
-			if ambiguous {
-				return &outcomeUnknownError{last: err}
+		if write {
+			switch outcomeOf(err, sent.Load()) {
+			case attemptSettled:
+				return err // the log's own answer to this write id
+			case attemptMaybeApplied:
+				ambiguous = true
+				wid.NewClient = false // sent: a later attempt is a retry
 			}
-			return &sessionGoneError{err: err}
+			if status.Code(err) == codes.FailedPrecondition {
+				// The cluster no longer knows this write id's outcome.
+				if ambiguous {
+					return &outcomeUnknownError{last: err}
+				}
+				return &sessionGoneError{err: err}
+			}
 		}
 		if !retryable(ctx, err) {
-			if ctx.Err() != nil && ambiguous {
+			if ambiguous {
 				return &outcomeUnknownError{last: err}
 			}
 			return err
@@ -178,30 +183,3 @@ func (r *retrier) next(ctx context.Context, failed int) error {
 
 // reset starts the pacing over, after progress.
 func (r *retrier) reset() { r.tries, r.backoff = 0, 0 }
-
-// mayHaveApplied reports whether a failed write attempt could still have
-// reached the log. Only errors that prove the request was never accepted
-// (connection refused before sending, a rejected argument) say no.
-func mayHaveApplied(err error) bool {
-	s, _ := status.FromError(err)
-	switch s.Code() {
-	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange, codes.ResourceExhausted, codes.Unimplemented:
-		return false
-	case codes.Unavailable:
-		// A connection that could not be made, or a member that refused
-		// before proposing (no leader), sent nothing to the log. Any other
-		// Unavailable (a stream cut mid-call, lost leadership, shutdown)
-		// may have.
-		return !containsAny(s.Message(), "Error while dialing", "connection refused", "no leader")
-	}
-	return true
-}
-
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
-}

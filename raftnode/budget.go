@@ -56,5 +56,5 @@ func (b *byteBudget) give(n int) { b.sem.Release(b.weight(n)) }
 // errBusy refuses a write the member did not propose because a memory bound
 // is reached: retryable after a pause, and certainly not applied.
 func errBusy(member uint64, format string, args ...any) error {
-	return fmt.Errorf("member %d is busy: "+format+"; %w", append(append([]any{member}, args...), errOverloaded)...)
+	return beforeProposing(fmt.Errorf("member %d is busy: "+format+"; %w", append(append([]any{member}, args...), errOverloaded)...))
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
+	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/cmpxchg"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -22,6 +25,73 @@ var (
 	errOverloaded    = errors.New("the write was not proposed (retry after a pause)")
 )
 
+// outcome is how far a failed write got: what its client may conclude.
+type outcome uint8
+
+const (
+	// notProposed: this attempt did not apply and cannot: it never reached
+	// the log, or Apply refused it without writing.
+	notProposed outcome = iota + 1
+	// settledRefused: Apply refused the write and wrote nothing; a retry
+	// with the same write id is answered the same.
+	settledRefused
+	// unknownOutcome: the write may be in the log.
+	unknownOutcome
+)
+
+var reasons = map[outcome]string{
+	notProposed:    cxkvpb.ReasonWriteNotApplied,
+	settledRefused: cxkvpb.ReasonWriteRefused,
+	unknownOutcome: cxkvpb.ReasonWriteOutcomeUnknown,
+}
+
+// writeError is a failed write and how far it got; toStatus sends the
+// outcome as a detail so the client decides on it, never on the text.
+type writeError struct {
+	err     error
+	outcome outcome
+	member  uint64 // the member that answered, for the detail's metadata
+}
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// beforeProposing marks an error that ended a write before it was handed to
+// Raft.
+func beforeProposing(err error) error { return &writeError{err: err, outcome: notProposed} }
+
+// writeFailure gives a failed write's error its outcome, unless it was
+// marked where it happened: a refusal by Apply is settled if its code says
+// nothing was written; anything else may have reached the log.
+func writeFailure(err error, member uint64) error {
+	var we *writeError
+	if !errors.As(err, &we) {
+		we = &writeError{err: err, outcome: unknownOutcome}
+		var refusal *cmpxchg.Error
+		if errors.As(err, &refusal) {
+			if r, ok := refusals[refusal.Code]; ok {
+				we.outcome = r.outcome
+			}
+		}
+	}
+	we.member = member
+	return we
+}
+
+// refusals maps the state machine's codes to gRPC codes and to what a
+// refusal tells the writer.
+var refusals = map[cmpxchg.Code]struct {
+	code    codes.Code
+	outcome outcome
+}{
+	// Nothing was written, and a retry with the same write id gets the
+	// same answer.
+	cmpxchg.CodeInvalid: {codes.InvalidArgument, settledRefused},
+	// This attempt was not applied; whether an earlier one was, the table
+	// no longer knows.
+	cmpxchg.CodeForgotten: {codes.FailedPrecondition, notProposed},
+}
+
 // contextError says what an ended request context means for a write that
 // may already be in the log: the client must not assume it failed.
 func contextError(err error, maybeApplied bool) error {
@@ -34,6 +104,7 @@ func contextError(err error, maybeApplied bool) error {
 // toStatus is the one place an error becomes a gRPC status: the state
 // machine's refusals by their code, the member's own failures and ended
 // contexts by their value, and anything else (a store failure) as Internal.
+// A failed write also says how far it got (cxkvpb.ErrorDomain's reasons).
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -41,7 +112,18 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err // from gRPC itself (a peer or stream call): keep its code
 	}
-	return status.Error(codeOf(err), err.Error())
+	st := status.New(codeOf(err), err.Error())
+	var we *writeError
+	if errors.As(err, &we) {
+		info := &errdetails.ErrorInfo{Domain: cxkvpb.ErrorDomain, Reason: reasons[we.outcome]}
+		if we.member != 0 {
+			info.Metadata = map[string]string{"member": strconv.FormatUint(we.member, 10)}
+		}
+		if withInfo, err := st.WithDetails(info); err == nil {
+			st = withInfo
+		}
+	}
+	return st.Err()
 }
 
 // StatusOf is toStatus for code that stands in for the service in tests
@@ -54,11 +136,8 @@ func codeOf(err error) codes.Code {
 	var refusal *cmpxchg.Error
 	switch {
 	case errors.As(err, &refusal):
-		switch refusal.Code {
-		case cmpxchg.CodeInvalid:
-			return codes.InvalidArgument
-		case cmpxchg.CodeForgotten:
-			return codes.FailedPrecondition
+		if r, ok := refusals[refusal.Code]; ok {
+			return r.code
 		}
 		// A code this build does not know: a result stored by a newer one.
 		return codes.Internal

@@ -102,7 +102,7 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 	n.stamp(cmd)
 	data, err := cmpxchg.EncodeCommand(cmd)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, beforeProposing(err)
 	}
 	if !n.proposalBytes.tryTake(len(data)) {
 		return nil, 0, errBusy(n.cfg.ID, "writes in flight through it are at the limit (%d MiB)", maxProposalBytes>>20)
@@ -114,10 +114,10 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 	case n.propc <- p:
 	case <-ctx.Done():
 		n.waits.remove(p.id)
-		return nil, 0, contextError(ctx.Err(), false)
+		return nil, 0, beforeProposing(contextError(ctx.Err(), false))
 	case <-n.stopc:
 		n.waits.remove(p.id)
-		return nil, 0, fmt.Errorf("%w; the write was not proposed", errStopping)
+		return nil, 0, beforeProposing(fmt.Errorf("%w; the write was not proposed", errStopping))
 	}
 	select {
 	case r := <-p.done:

@@ -88,7 +88,7 @@ func (n *Node) proposeNow(p *proposal) {
 			// tail is full (we never transfer leadership).
 			err = errBusy(n.cfg.ID, "its uncommitted log is at the limit (%d MiB)", maxUncommittedBytes>>20)
 		}
-		n.waits.trigger(p.id, proposalResult{err: err})
+		n.waits.trigger(p.id, proposalResult{err: beforeProposing(err)})
 	}
 }
 

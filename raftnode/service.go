@@ -101,15 +101,16 @@ func write[R comparable](s *kvService, ctx context.Context, invalid error, cmd *
 	pick func(*cxkvpb.CommandResult) R, setHeader func(R, *cxkvpb.Header)) (R, error) {
 	var none R
 	if invalid != nil {
-		return none, toStatus(invalid)
+		return none, toStatus(writeFailure(beforeProposing(invalid), s.n.cfg.ID))
 	}
 	res, index, err := s.n.propose(ctx, cmd)
 	if err != nil {
-		return none, toStatus(err)
+		return none, toStatus(writeFailure(err, s.n.cfg.ID))
 	}
 	out := pick(res)
 	if out == none {
-		return none, toStatus(fmt.Errorf("the entry at index %d answered this write with a result of another kind; it may or may not have been applied", index))
+		err := fmt.Errorf("the entry at index %d answered this write with a result of another kind; it may or may not have been applied", index)
+		return none, toStatus(writeFailure(err, s.n.cfg.ID))
 	}
 	setHeader(out, s.header())
 	return out, nil

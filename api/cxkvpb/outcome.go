@@ -1,0 +1,29 @@
+package cxkvpb
+
+// A member that fails a write says how far the write got, so a client never
+// has to guess from the code or the text: the status carries a
+// google.rpc.ErrorInfo detail with Domain ErrorDomain and one of the reasons
+// below, and metadata "member" (the id of the member that answered).
+//
+// An error without such a detail did not come from a member's write path: the
+// network or gRPC itself failed the call (a refused connection, a stream cut,
+// an answer over the client's receive limit). Then only the client knows
+// whether its request left it.
+const (
+	ErrorDomain = "cxkv"
+
+	// ReasonWriteNotApplied: this attempt did not apply and cannot apply
+	// later: it never reached the log (refused by validation, no leader to
+	// take it, the member stopping before it was handed to Raft), or Apply
+	// refused it without writing because the exactly-once table no longer
+	// knows the write id. It says nothing about earlier attempts of the same
+	// write.
+	ReasonWriteNotApplied = "WRITE_NOT_APPLIED"
+	// ReasonWriteRefused: the log settled the write as a refusal: Apply
+	// refused it and wrote nothing, and a retry with the same write id gets
+	// the same answer.
+	ReasonWriteRefused = "WRITE_REFUSED"
+	// ReasonWriteOutcomeUnknown: the write may be in the log and may apply
+	// (or have applied); retry with the same write id to learn its result.
+	ReasonWriteOutcomeUnknown = "WRITE_OUTCOME_UNKNOWN"
+)
