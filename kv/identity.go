@@ -26,3 +26,27 @@ func (s *Store) SetIdentity(member, cluster uint64) error {
 	v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, member), cluster)
 	return guard(func() error { return s.db.Set(identityKey, v, pebble.Sync) })
 }
+
+// ReserveProposalIDs reserves n ids that this data dir has never handed out
+// and returns the first. The stored mark moves past them durably before it
+// returns, so after a restart or a crash the next reservation starts above
+// every id handed out before. Callers serialize their calls.
+func (s *Store) ReserveProposalIDs(n uint64) (first uint64, err error) {
+	v, ok, err := getRaw(s.db, proposalIDsKey)
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		if len(v) != 8 {
+			return 0, fmt.Errorf("kv: data dir has a malformed proposal-id mark (%d bytes)", len(v))
+		}
+		first = binary.BigEndian.Uint64(v)
+	}
+	if first+n < first {
+		return 0, fmt.Errorf("kv: proposal ids exhausted at %d", first)
+	}
+	if err := s.db.Set(proposalIDsKey, binary.BigEndian.AppendUint64(nil, first+n), pebble.Sync); err != nil {
+		return 0, err
+	}
+	return first, nil
+}

@@ -13,7 +13,7 @@ import "encoding/binary"
 //	'L' be64(stamp) be64(client) sessions ordered by last use, for eviction (empty)
 //	'm' name                     state meta: applied index, conf state, event floor,
 //	                             session floor (no 'L' stamp is below it), counters
-//	'i' name                     member identity; never part of a snapshot
+//	'i' name                     member identity, proposal-id mark; never part of a snapshot
 //	'l' be64(index)              Raft log entry (a marshalled raftpb.Entry; see RaftLog)
 //	'h' name                     Raft HardState, log start, snapshot metadata, an
 //	                             unfinished snapshot install
@@ -36,6 +36,7 @@ const (
 	metaEventFloor    = "eventfloor"
 	metaSessionFloor  = "sessionfloor"
 	identityMemberKey = "member"
+	identityIDsKey    = "proposalids"
 )
 
 // statePrefixes are the prefixes that make up the replicated state. Events are
@@ -99,6 +100,7 @@ var (
 	raftTruncKey     = prefixed(prefixRaftMeta, "trunc")
 	raftInstallKey   = prefixed(prefixRaftMeta, "install")
 	identityKey      = prefixed(prefixIdentity, identityMemberKey)
+	proposalIDsKey   = prefixed(prefixIdentity, identityIDsKey)
 )
 
 // prefixEnd returns the smallest key greater than every key with prefix p.

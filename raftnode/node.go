@@ -49,7 +49,7 @@ type Node struct {
 	metrics metrics
 	health  healthService
 
-	nextProposal  atomic.Uint64
+	ids           proposalIDs
 	proposalBytes *byteBudget
 	receivedBytes *byteBudget
 	transport     Transport
@@ -138,6 +138,7 @@ func (n *Node) open() error {
 	if err := checkIdentity(n.store, n.cfg.ID, n.clusterID); err != nil {
 		return err
 	}
+	n.ids = proposalIDs{member: n.cfg.ID, reserve: n.store.ReserveProposalIDs}
 	var applied uint64
 	var err error
 	if n.log, applied, err = openStorage(n.store, n.sm); err != nil {

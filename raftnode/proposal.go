@@ -10,10 +10,10 @@ import (
 	"github.com/cxkv/cxkv/cmpxchg"
 )
 
-// A proposal is a command on its way through the log. Its id (member id in
-// the top 16 bits, a counter below) travels in the command so the member
-// that proposed it can find its waiter when the entry is applied — on this
-// member, since every member applies every entry.
+// A proposal is a command on its way through the log. Its id (proposalIDs)
+// travels in the command so the member that proposed it can find its waiter
+// when the entry is applied — on this member, since every member applies
+// every entry.
 type proposal struct {
 	id   uint64
 	data []byte
@@ -98,7 +98,11 @@ func (w *waitRegistry) failAll(err error) {
 func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.CommandResult, uint64, error) {
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
-	cmd.ProposalId = n.cfg.ID<<48 | n.nextProposal.Add(1)&(1<<48-1)
+	id, err := n.ids.id()
+	if err != nil {
+		return nil, 0, beforeProposing(err)
+	}
+	cmd.ProposalId = id
 	n.stamp(cmd)
 	data, err := cmpxchg.EncodeCommand(cmd)
 	if err != nil {
@@ -139,7 +143,12 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 
 // proposeAsync hands cmd to raft without waiting (the leader's expiries).
 func (n *Node) proposeAsync(cmd *cxkvpb.Command) {
-	cmd.ProposalId = n.cfg.ID<<48 | n.nextProposal.Add(1)&(1<<48-1)
+	id, err := n.ids.id()
+	if err != nil {
+		n.cfg.Logger.Error("cannot propose an expiry", "err", err)
+		return
+	}
+	cmd.ProposalId = id
 	n.stamp(cmd)
 	data, err := cmpxchg.EncodeCommand(cmd)
 	if err != nil {

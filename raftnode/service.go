@@ -93,10 +93,8 @@ func (s *kvService) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.TxnR
 
 // write is every write's path: refuse it if invalid (the result of its
 // validation), else put cmd through the log and answer with the result of
-// the kind the caller expects, stamped with this member's header.
-//
-// A result of another kind means the waiter was handed another entry's
-// result; it is refused as Internal rather than answered (or dereferenced).
+// the kind the caller expects, stamped with this member's header. Every
+// failure says how far the write got (writeFailure).
 func write[R comparable](s *kvService, ctx context.Context, invalid error, cmd *cxkvpb.Command,
 	pick func(*cxkvpb.CommandResult) R, setHeader func(R, *cxkvpb.Header)) (R, error) {
 	var none R
@@ -107,12 +105,22 @@ func write[R comparable](s *kvService, ctx context.Context, invalid error, cmd *
 	if err != nil {
 		return none, toStatus(writeFailure(err, s.n.cfg.ID))
 	}
-	out := pick(res)
-	if out == none {
-		err := fmt.Errorf("the entry at index %d answered this write with a result of another kind; it may or may not have been applied", index)
+	out, err := answerOf(res, index, pick)
+	if err != nil {
 		return none, toStatus(writeFailure(err, s.n.cfg.ID))
 	}
 	setHeader(out, s.header())
+	return out, nil
+}
+
+// answerOf picks the result of the kind a write expects. Another kind means
+// the waiter was handed another entry's result: refused, never answered.
+func answerOf[R comparable](res *cxkvpb.CommandResult, index uint64, pick func(*cxkvpb.CommandResult) R) (R, error) {
+	out := pick(res)
+	var none R
+	if out == none {
+		return none, fmt.Errorf("the entry at index %d answered this write with a result of another kind; it may or may not have been applied", index)
+	}
 	return out, nil
 }
 
