@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -25,6 +26,9 @@ func TestAnswerLostAfterProposingIsOutcomeUnknown(t *testing.T) {
 	for _, text := range []string{"connection refused", "no leader", "Error while dialing"} {
 		var calls atomic.Int32
 		lose := func(ctx context.Context, m string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			if p, ok := req.(*cxkvpb.PutRequest); !ok || p.GetKey() != "lost/"+text {
+				return invoker(ctx, m, req, reply, cc, opts...) // the SDK's own calls pass
+			}
 			if calls.Add(1) == 1 {
 				if err := invoker(ctx, m, req, reply, cc, opts...); err != nil {
 					return err
