@@ -43,9 +43,9 @@ func Open(dir string, opts Options) (*Store, error) {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Metrics is Pebble's own account of the database (sizes, levels,
-// compactions, caches), exported by the member as Prometheus gauges.
-func (s *Store) Metrics() *pebble.Metrics { return s.db.Metrics() }
+// DiskUsage is the bytes the database occupies on disk (WAL, tables,
+// manifests).
+func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }
 
 // Get returns the record of key, and whether it exists.
 func (s *Store) Get(key string) (Record, bool, error) { return getRecord(s.db, key) }

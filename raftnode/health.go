@@ -176,6 +176,6 @@ func (n *Node) snapshotReceived(m *pb.Message, size int, start time.Time) {
 // closed).
 func (n *Node) dbSize() uint64 {
 	var size uint64
-	n.metrics.withStore(func() { size = n.store.Metrics().DiskSpaceUsage() })
+	n.metrics.withStore(func() { size = n.store.DiskUsage() })
 	return size
 }

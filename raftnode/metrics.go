@@ -140,7 +140,7 @@ func (m *metrics) init(n *Node) {
 		ConstLabels: prometheus.Labels{"member": strconv.FormatUint(n.cfg.ID, 10), "cluster": fmt.Sprintf("%x", n.clusterID)},
 	}, func() float64 { return 1 }))
 
-	m.reg.MustRegister(newCensusCollector(n), &pebbleCollector{n: n})
+	m.reg.MustRegister(newCensusCollector(n), kv.NewCollector(func(f func(*kv.Store)) { m.withStore(func() { f(n.store) }) }))
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	m.grpc = grpcprom.NewServerMetrics(

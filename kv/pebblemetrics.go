@@ -1,4 +1,4 @@
-package raftnode
+package kv
 
 import (
 	"strconv"
@@ -8,8 +8,18 @@ import (
 )
 
 // pebbleCollector exports Pebble's own metrics of the member's database
-// (db.Metrics(), read when scraped) as cxkv_pebble_* series.
-type pebbleCollector struct{ n *Node }
+// (db.Metrics(), read when scraped) as cxkv_pebble_* series. It lives in kv
+// because kv is the one package that knows Pebble.
+type pebbleCollector struct {
+	with func(func(*Store))
+}
+
+// NewCollector returns a Prometheus collector of a store's own metrics. Each
+// scrape calls with, which hands the store to its argument, or does not call
+// it when there is no open store (before open, after close).
+func NewCollector(with func(func(*Store))) prometheus.Collector {
+	return &pebbleCollector{with: with}
+}
 
 type pebbleMetric struct {
 	desc  *prometheus.Desc
@@ -58,8 +68,8 @@ func (c *pebbleCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *pebbleCollector) Collect(ch chan<- prometheus.Metric) {
-	c.n.metrics.withStore(func() {
-		m := c.n.store.Metrics()
+	c.with(func(s *Store) {
+		m := s.db.Metrics()
 		for _, p := range pebbleMetrics {
 			ch <- prometheus.MustNewConstMetric(p.desc, p.kind, p.value(m))
 		}
