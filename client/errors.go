@@ -46,8 +46,9 @@ func IsUnavailable(err error) bool {
 var errNoEndpoint = errors.New("cxkv: no endpoint answered")
 
 // retryable reports whether an attempt's error is worth another attempt,
-// possibly on another member: the member was unreachable or had no quorum,
-// or the attempt's own timeout fired while the caller's context is alive.
+// possibly on another member: the member was unreachable, had no quorum or
+// was too busy to take a write, or the attempt's own timeout fired while the
+// caller's context is alive.
 func retryable(parent context.Context, err error) bool {
 	if parent.Err() != nil {
 		return false
@@ -58,6 +59,11 @@ func retryable(parent context.Context, err error) bool {
 	case codes.Canceled:
 		// The member cancelled (it is shutting down); ours is alive.
 		return true
+	case codes.ResourceExhausted:
+		// A busy member says the write was not proposed; backing off is
+		// what it asks for. Without that detail the code is gRPC's own
+		// message-size limit, which another attempt would meet again.
+		return outcomeOf(err, true) == attemptNotApplied
 	}
 	return false
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/client"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -89,5 +90,43 @@ func TestWriteNeverSentIsNotOutcomeUnknown(t *testing.T) {
 	_, err = c.Put(ctx, "k", []byte("x"), 0)
 	if err == nil || errors.Is(err, client.ErrOutcomeUnknown) {
 		t.Fatalf("Put to a closed port: %v; want an error that is not ErrOutcomeUnknown", err)
+	}
+}
+
+// A member too busy to take a write refuses it before proposing it, with
+// ResourceExhausted and a detail saying it did not apply. The SDK backs off
+// and retries it like Unavailable, so a burst of large writes is slowed down,
+// not failed; it used to hand the refusal to the caller.
+func TestBusyRefusalIsRetried(t *testing.T) {
+	cl, c := start(t)
+	var refusals atomic.Int32
+	busy := func(ctx context.Context, m string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if p, ok := req.(*cxkvpb.PutRequest); ok && p.GetKey() == "busy/k" && refusals.Add(1) <= 3 {
+			st, err := status.New(codes.ResourceExhausted, "member busy").WithDetails(&errdetails.ErrorInfo{
+				Domain: cxkvpb.ErrorDomain, Reason: cxkvpb.ReasonWriteNotApplied,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st.Err()
+		}
+		return invoker(ctx, m, req, reply, cc, opts...)
+	}
+	bc, err := client.New(client.Config{Endpoints: cl.Endpoints(), DialOptions: []grpc.DialOption{grpc.WithUnaryInterceptor(busy)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := bc.Put(ctx, "busy/k", []byte("v"), 0)
+	if err != nil || !res.Successful {
+		t.Fatalf("Put refused three times as busy, then accepted: %+v, %v; want it applied", res, err)
+	}
+	if n := refusals.Load(); n < 4 {
+		t.Fatalf("%d attempts; want the three refusals and one more", n)
+	}
+	if rec, _ := c.Get(ctx, "busy/k"); string(rec.Value) != "v" {
+		t.Fatalf("busy/k = %q after the retried write", rec.Value)
 	}
 }
