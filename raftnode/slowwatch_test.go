@@ -1,6 +1,7 @@
 package raftnode_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -8,7 +9,10 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // A watcher that stops reading fills its stream's flow-control window; the
@@ -36,8 +40,7 @@ func TestStalledWatcherDoesNotStallWrites(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				r, err := kv.Put(wctx, &cxkvpb.PutRequest{Key: fmt.Sprintf("s/%d/%d", w, i), Value: value})
-				if err != nil || !r.GetSuccessful() {
+				if err := putOnce(wctx, kv, fmt.Sprintf("s/%d/%d", w, i), value); err != nil {
 					t.Errorf("put while a watcher is stalled: %v", err)
 					return
 				}
@@ -62,6 +65,33 @@ func TestStalledWatcherDoesNotStallWrites(t *testing.T) {
 				last = idx
 			}
 			seen++
+		}
+	}
+}
+
+// putOnce creates key with value, retrying an attempt that failed with
+// Unavailable (on a loaded machine a leader change may cut a write short).
+// Creation is put-if-absent, so a retry of an attempt that did apply fails
+// its compare and finds the value it wrote: the key is written once either
+// way, and the watcher must see exactly one event for it. A stalled member
+// would not answer at all, and the caller's deadline reports that.
+func putOnce(ctx context.Context, kv cxkvrpc.KVClient, key string, value []byte) error {
+	for {
+		r, err := kv.Put(ctx, &cxkvpb.PutRequest{Key: key, Value: value})
+		switch {
+		case err == nil && r.GetSuccessful():
+			return nil
+		case err == nil && bytes.Equal(r.GetRecord().GetValue(), value):
+			return nil // an earlier attempt applied
+		case err == nil:
+			return fmt.Errorf("put of %s found %q", key, r.GetRecord().GetValue())
+		case status.Code(err) != codes.Unavailable:
+			return err
+		}
+		select { // pace the retries while an election runs
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
