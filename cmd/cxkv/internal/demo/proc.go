@@ -34,7 +34,7 @@ func (p *proc) killedByUs() bool { return p.killed.Load() }
 // stdout lines go to onLine instead.
 func startProc(name, bin string, args []string, out io.Writer, onLine func(string)) (*proc, error) {
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttrs()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
