@@ -26,13 +26,14 @@ type readBatcher struct {
 }
 
 // pump starts a round if none is in flight, or restarts one whose answer
-// never came (the leader changed, or the request was dropped).
-func (r *readBatcher) pump(rn *raft.RawNode, retryTicks int) {
+// never came (the leader changed, or the request was dropped). ready says
+// whether a round may start now (see readsMayStart).
+func (r *readBatcher) pump(rn *raft.RawNode, retryTicks int, ready func() bool) {
 	if len(r.inflight) > 0 && r.ticks-r.sentAt > retryTicks {
 		r.pending = append(r.inflight, r.pending...)
 		r.inflight = nil
 	}
-	if len(r.inflight) > 0 || len(r.pending) == 0 {
+	if len(r.inflight) > 0 || len(r.pending) == 0 || !ready() {
 		return
 	}
 	r.ctx++
@@ -51,6 +52,21 @@ func (r *readBatcher) answer(states []raft.ReadState) {
 		}
 		r.inflight = nil
 	}
+}
+
+// readsMayStart holds reads back on a leader until it has committed an entry
+// of its own term. raft does that itself for a leader with peers, but answers
+// a lone voter's ReadIndex at once with its commit index, and after a crash
+// that index may be below writes already acknowledged (a commit index moves
+// in Readies written without a sync). Once an entry of the current term is
+// committed, so is everything the member acknowledged before.
+func (n *Node) readsMayStart() bool {
+	st := n.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader {
+		return true // followers forward to the leader, which waits itself
+	}
+	term, err := n.log.Term(st.GetCommit())
+	return err == nil && term == st.GetTerm()
 }
 
 // readIndex returns once this member's state reflects every write

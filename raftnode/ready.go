@@ -32,7 +32,7 @@ func (n *Node) run() {
 				return
 			}
 		}
-		n.reads.pump(n.rn, 2*n.cfg.ElectionTicks)
+		n.reads.pump(n.rn, 2*n.cfg.ElectionTicks, n.readsMayStart)
 		if !n.rn.HasReady() {
 			continue
 		}
