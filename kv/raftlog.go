@@ -2,11 +2,13 @@ package kv
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -142,18 +144,59 @@ func (l *RaftLog) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 }
 
 // Term returns the term of the entry at index, and false if the log does not
-// hold it.
+// hold it. Raft asks for it before every append it sends, so it reads the
+// term field in place instead of decoding the entry: decoding copied the
+// whole entry (up to the maximum command size) to learn one number.
 func (l *RaftLog) Term(index uint64) (uint64, bool, error) {
-	v, ok, err := getRaw(l.db, raftEntryKey(index))
-	if err != nil || !ok {
+	v, closer, err := l.db.Get(raftEntryKey(index))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
 		return 0, false, err
 	}
-	e := &pb.Entry{}
-	if err := proto.Unmarshal(v, e); err != nil {
+	defer closer.Close()
+	term, err := entryTerm(v)
+	if err != nil {
 		return 0, false, fmt.Errorf("kv: log entry %d: %w", index, err)
 	}
-	return e.GetTerm(), true, nil
+	return term, true, nil
 }
+
+// entryTerm reads the Term field of an encoded pb.Entry without decoding
+// the rest. Every field is walked (skipping Data costs its length prefix
+// only), so an encoding that proto.Unmarshal would refuse is refused here
+// too, and the last Term field wins as it does there.
+func entryTerm(v []byte) (uint64, error) {
+	var term uint64
+	for len(v) > 0 {
+		num, typ, n := protowire.ConsumeTag(v)
+		if n < 0 {
+			return 0, protowire.ParseError(n)
+		}
+		v = v[n:]
+		if num == entryTermField {
+			if typ != protowire.VarintType {
+				return 0, fmt.Errorf("term field has wire type %d, want varint", typ)
+			}
+			t, n := protowire.ConsumeVarint(v)
+			if n < 0 {
+				return 0, protowire.ParseError(n)
+			}
+			term, v = t, v[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, v)
+		if n < 0 {
+			return 0, protowire.ParseError(n)
+		}
+		v = v[n:]
+	}
+	return term, nil
+}
+
+// entryTermField is pb.Entry's Term field number, from its descriptor.
+var entryTermField = (&pb.Entry{}).ProtoReflect().Descriptor().Fields().ByName("Term").Number()
 
 // Append writes ents and hs (either may be empty) in one batch, so the votes
 // and commit index a member acknowledges are durable with the entries they
