@@ -83,11 +83,13 @@ proto-check: tools-proto
 demo: build
 	./$(BIN) demo run
 
-# cxkv against etcd: both as 3-member clusters on loopback, every workload,
-# alternating rounds; prints the table, writes bench/results/latest.json.
+# cxkv against etcd (both 3-member clusters on loopback) and a single
+# durable Redis node (appendfsync always): every workload, alternating
+# rounds; prints the table, writes bench/results/latest.json.
 # BENCH_FLAGS passes flags, e.g. BENCH_FLAGS='-duration 20s -rounds 5'.
 bench: build
 	@test -x /usr/bin/etcd || command -v etcd >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq etcd-server etcd-client)
+	@test -x /usr/bin/redis-server || command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
 	cd bench && $(GO) build -o ../bin/cxkvbench ./cmd/cxkvbench
 	cd bench && ../bin/cxkvbench -cxkv ../$(BIN) $(BENCH_FLAGS)
 

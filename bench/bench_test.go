@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/cxkv/cxkv/client"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
@@ -21,7 +22,37 @@ func TestHarness(t *testing.T) {
 	t.Run("workloads", func(t *testing.T) { testWorkloads(t, cl) })
 	t.Run("broken-lock", func(t *testing.T) { testLockChecksCatchBrokenLock(t, cl) })
 	t.Run("wrong-reads", func(t *testing.T) { testChecksCatchWrongReads(t, cl) })
-	t.Run("delete-if", func(t *testing.T) { testDeleteIf(t, cl) })
+	t.Run("delete-if", func(t *testing.T) { testDeleteIf(t, Cxkv{Endpoints: cl.Endpoints()}) })
+}
+
+// TestRedisBackend runs every workload and the compare semantics against
+// miniredis, an in-process Redis that runs the same Lua scripts, so the
+// Redis column's code is exercised without a redis-server (make bench
+// installs one for the real figures).
+func TestRedisBackend(t *testing.T) {
+	srv := miniredis.RunT(t)
+	b := Redis{Addr: srv.Addr()}
+	t.Run("delete-if", func(t *testing.T) { testDeleteIf(t, b) })
+	for _, wl := range Workloads {
+		t.Run(wl, func(t *testing.T) {
+			res, err := Run(t.Context(), b, wl, Config{Duration: 300 * time.Millisecond, Prefix: "t/redis/" + wl})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.OK() || res.Ops == 0 {
+				t.Fatalf("invariant: %s (%+v)", res.Check, res)
+			}
+		})
+	}
+	t.Run("broken-lock", func(t *testing.T) {
+		res, err := Run(t.Context(), brokenLocks{b}, LockContended, Config{Duration: 300 * time.Millisecond, Prefix: "t/redis/broken"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.OK() {
+			t.Fatalf("check passed a lock that excludes nothing: %+v", res)
+		}
+	})
 }
 
 func testWorkloads(t *testing.T, cl *raftnodetest.Cluster) {
@@ -129,9 +160,9 @@ func testChecksCatchWrongReads(t *testing.T, cl *raftnodetest.Cluster) {
 	}
 }
 
-func testDeleteIf(t *testing.T, cl *raftnodetest.Cluster) {
+func testDeleteIf(t *testing.T, b Backend) {
 	ctx := t.Context()
-	c, err := Cxkv{Endpoints: cl.Endpoints()}.Connect(ctx)
+	c, err := b.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,5 +182,13 @@ func testDeleteIf(t *testing.T, cl *raftnodetest.Cluster) {
 	}
 	if _, got, err := c.Get(ctx, "d"); err != nil || got != 0 {
 		t.Fatalf("deleted key reads revision %d, %v", got, err)
+	}
+	// A key written again never takes a revision it had before, so a
+	// compare against the old one fails.
+	if ok, rev2, err := c.CAS(ctx, "d", []byte("z"), 0); err != nil || !ok || rev2 == rev {
+		t.Fatalf("recreate: %v rev %d (was %d) %v", ok, rev2, rev, err)
+	}
+	if v, got, err := c.Get(ctx, "d"); err != nil || string(v) != "z" {
+		t.Fatalf("recreated key reads %q at %d, %v", v, got, err)
 	}
 }

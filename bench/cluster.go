@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -236,6 +237,50 @@ func StartEtcd(ctx context.Context, bin, dir string) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// StartRedis starts one redis-server of bin with its data under dir: an
+// append-only file synced before every answer (appendfsync always), no RDB
+// snapshots, loopback only. It is one node, not three: Redis's replication
+// is asynchronous, so replicas would add no durability to an acknowledged
+// write, and a single durable node is what users run for locks.
+func StartRedis(ctx context.Context, bin, dir string) (*Cluster, error) {
+	ports, err := FreePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "redis")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return nil, err
+	}
+	c := &Cluster{Name: "redis", Endpoints: []string{fmt.Sprintf("127.0.0.1:%d", ports[0])}}
+	err = c.start("redis", dir, bin, "--port", fmt.Sprint(ports[0]), "--bind", "127.0.0.1", "--dir", data,
+		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no", "--protected-mode", "no")
+	if err != nil {
+		return nil, err
+	}
+	cl := redis.NewClient(&redis.Options{Addr: c.Endpoints[0]})
+	defer cl.Close()
+	err = c.waitReady(ctx, func(ctx context.Context) error { return cl.Set(ctx, "bench/ready", "1", 0).Err() })
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// RedisVersion is the version `redis-server --version` prints.
+func RedisVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(f, "v="); ok {
+			return v
+		}
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // EtcdVersion is the first line of `etcd --version`.

@@ -30,6 +30,8 @@ type Machine struct {
 	GoVersion   string `json:"go_version"`
 	EtcdVersion string `json:"etcd_version"`
 	EtcdClient  string `json:"etcd_client"`
+	// RedisVersion is redis-server's, empty when Redis did not run.
+	RedisVersion string `json:"redis_version,omitempty"`
 	// LoadBefore and LoadAfter are /proc/loadavg around the run: other
 	// work on the machine shows here, and it weighs on both sides.
 	LoadBefore string `json:"loadavg_before,omitempty"`
@@ -60,7 +62,15 @@ type Row struct {
 	EtcdP50   float64 `json:"etcd_p50_ms"`
 	CxkvMax   float64 `json:"cxkv_max_ms"`
 	EtcdMax   float64 `json:"etcd_max_ms"`
-	// Checks is "ok" when every run's invariant held on both sides.
+	// Redis is the same figure for the single durable Redis node (0 when
+	// it did not run), RedisRatio cxkv's against it oriented like Ratio,
+	// and RedisTarget the least RedisRatio the write path aims for (issue
+	// 18: a third of Redis's cas-parallel throughput with three replicas).
+	Redis       float64 `json:"redis,omitempty"`
+	RedisP99    float64 `json:"redis_p99_ms,omitempty"`
+	RedisRatio  float64 `json:"redis_ratio,omitempty"`
+	RedisTarget float64 `json:"redis_target,omitempty"`
+	// Checks is "ok" when every run's invariant held on every side.
 	Checks string `json:"checks"`
 }
 
@@ -72,11 +82,12 @@ type rowSpec struct {
 	latency               bool // the headline is p50 latency, not throughput
 	unit                  string
 	target, p99Target     float64
+	redisTarget           float64
 }
 
 var rowSpecs = []rowSpec{
 	{label: CASSeq, workload: CASSeq, cxkv: "cxkv", latency: true, unit: "p50 ms", target: 2},
-	{label: CASParallel, workload: CASParallel, cxkv: "cxkv", unit: "ops/s", target: 2},
+	{label: CASParallel, workload: CASParallel, cxkv: "cxkv", unit: "ops/s", target: 2, redisTarget: 1.0 / 3},
 	{label: LockContended, workload: LockContended, cxkv: "cxkv", unit: "handoffs/s", target: 2, p99Target: 1},
 	{label: LockContended + " (plain)", workload: LockContended, cxkv: "cxkv-plain", unit: "handoffs/s"},
 	{label: LockMany, workload: LockMany, cxkv: "cxkv", unit: "acq/s", target: 2},
@@ -103,7 +114,20 @@ func Summarize(runs []Result) []Row {
 		}
 		r.P99Ratio = ratio(r.EtcdP99, r.CxkvP99)
 		r.Met = r.Ratio >= r.Target && r.P99Ratio >= r.P99Target
-		for _, run := range append(x, e...) {
+		rd := pick(runs, s.workload, "redis")
+		if len(rd) > 0 {
+			r.RedisP99 = median(rd, func(r Result) float64 { return r.P99 })
+			if s.latency {
+				r.Redis = median(rd, func(r Result) float64 { return r.P50 })
+				r.RedisRatio = ratio(r.Redis, r.CxkvP50)
+			} else {
+				r.Redis = median(rd, func(r Result) float64 { return r.OpsPerSec })
+				r.RedisRatio = ratio(r.CxkvOps, r.Redis)
+			}
+			r.RedisTarget = s.redisTarget
+			r.Met = r.Met && r.RedisRatio >= r.RedisTarget
+		}
+		for _, run := range append(append(x, e...), rd...) {
 			if !run.OK() {
 				r.Checks = fmt.Sprintf("%s round %d: %s", run.Backend, run.Round, run.Check)
 				r.Met = false
@@ -111,7 +135,7 @@ func Summarize(runs []Result) []Row {
 			}
 		}
 		for _, run := range runs {
-			if run.Error != "" && run.Workload == s.workload && (run.Backend == s.cxkv || run.Backend == "etcd") {
+			if run.Error != "" && run.Workload == s.workload && (run.Backend == s.cxkv || run.Backend == "etcd" || run.Backend == "redis") {
 				r.Checks += fmt.Sprintf("; %s round %d not measured: %s", run.Backend, run.Round, run.Error)
 			}
 		}
@@ -153,7 +177,7 @@ func ratio(a, b float64) float64 {
 // WriteTable prints the summary, one row per workload, aligned for the
 // terminal or as Markdown.
 func WriteTable(w io.Writer, rows []Row, markdown bool) {
-	head := []string{"workload", "metric", "cxkv", "etcd", "ratio", "target", "p99 cxkv ms", "p99 etcd ms", "p99 ratio", "checks"}
+	head := []string{"workload", "metric", "cxkv", "etcd", "ratio", "redis", "vs redis", "target", "p99 cxkv ms", "p99 etcd ms", "p99 redis ms", "p99 ratio", "checks"}
 	var lines [][]string
 	for _, r := range rows {
 		target := "-"
@@ -161,6 +185,9 @@ func WriteTable(w io.Writer, rows []Row, markdown bool) {
 			target = fmt.Sprintf("≥%g", r.Target)
 			if r.P99Target > 0 {
 				target += fmt.Sprintf(", p99 ≥%g", r.P99Target)
+			}
+			if r.RedisTarget > 0 {
+				target += fmt.Sprintf(", vs redis ≥%.2g", r.RedisTarget)
 			}
 			if r.Met {
 				target += " met"
@@ -172,8 +199,12 @@ func WriteTable(w io.Writer, rows []Row, markdown bool) {
 		if !strings.HasPrefix(checks, "ok") {
 			checks = "FAILED: " + checks
 		}
-		lines = append(lines, []string{r.Workload, r.Metric, num(r.Cxkv), num(r.Etcd), fmt.Sprintf("%.2fx", r.Ratio), target,
-			num(r.CxkvP99), num(r.EtcdP99), fmt.Sprintf("%.2fx", r.P99Ratio), checks})
+		redis, vsRedis := "-", "-"
+		if r.Redis > 0 {
+			redis, vsRedis = num(r.Redis), fmt.Sprintf("%.2fx", r.RedisRatio)
+		}
+		lines = append(lines, []string{r.Workload, r.Metric, num(r.Cxkv), num(r.Etcd), fmt.Sprintf("%.2fx", r.Ratio), redis, vsRedis, target,
+			num(r.CxkvP99), num(r.EtcdP99), dash(r.RedisP99), fmt.Sprintf("%.2fx", r.P99Ratio), checks})
 	}
 	writeGrid(w, head, lines, markdown)
 }
@@ -184,7 +215,7 @@ func WriteDetail(w io.Writer, runs []Result, markdown bool) {
 	head := []string{"workload", "backend", "ops/s", "p50 ms", "p99 ms", "max ms", "hold p50 ms", "server CPU ms/op", "client CPU ms/op", "ops per worker (min..max)", "rounds"}
 	var lines [][]string
 	for _, wl := range Workloads {
-		for _, b := range []string{"cxkv", "cxkv-plain", "etcd"} {
+		for _, b := range []string{"cxkv", "cxkv-plain", "etcd", "redis"} {
 			rs := pick(runs, wl, b)
 			if len(rs) == 0 {
 				continue

@@ -47,3 +47,31 @@ func TestSummarizeOrientsRatiosAndTargets(t *testing.T) {
 		t.Errorf("markdown table:\n%s", buf.String())
 	}
 }
+
+// Redis's column is oriented like etcd's (> 1: cxkv better) and its
+// cas-parallel target is a third of Redis's throughput.
+func TestSummarizeComparesWithRedis(t *testing.T) {
+	run := func(wl, b string, ops, p50 float64) Result {
+		return Result{Workload: wl, Backend: b, OpsPerSec: ops, P50: p50, P99: 2 * p50, Check: "ok"}
+	}
+	runs := []Result{
+		run(CASSeq, "cxkv", 1000, 1), run(CASSeq, "etcd", 500, 2), run(CASSeq, "redis", 2500, 0.4),
+		run(CASParallel, "cxkv", 6000, 10), run(CASParallel, "etcd", 3000, 20), run(CASParallel, "redis", 20000, 3),
+	}
+	rows := map[string]Row{}
+	for _, r := range Summarize(runs) {
+		rows[r.Workload] = r
+	}
+	if r := rows[CASSeq]; r.Redis != 0.4 || r.RedisRatio != 0.4 || r.RedisTarget != 0 || !r.Met {
+		t.Errorf("cas-seq: redis p50 0.4 vs 1 reads 0.40x, no redis target: %+v", r)
+	}
+	if r := rows[CASParallel]; r.Redis != 20000 || r.RedisRatio != 0.3 || r.Met {
+		t.Errorf("cas-parallel: 6000 vs 20000 ops/s reads 0.30x, short of a third: %+v", r)
+	}
+	runs[3].OpsPerSec = 7000
+	for _, r := range Summarize(runs) {
+		if r.Workload == CASParallel && !r.Met {
+			t.Errorf("cas-parallel: 2.33x etcd and 0.35x redis meets both targets: %+v", r)
+		}
+	}
+}

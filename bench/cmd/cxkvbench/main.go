@@ -37,6 +37,7 @@ func run() error {
 	var (
 		cxkvBin   = flag.String("cxkv", "../bin/cxkv", "cxkv binary")
 		etcdBin   = flag.String("etcd", "", "etcd binary (default: etcd on PATH, else /usr/bin/etcd)")
+		redisBin  = flag.String("redis", "", "redis-server binary (default: redis-server on PATH, else /usr/bin/redis-server)")
 		duration  = flag.Duration("duration", 8*time.Second, "length of one run of one workload on one backend")
 		rounds    = flag.Int("rounds", 3, "runs of each workload on each backend; the table shows medians")
 		only      = flag.String("workloads", strings.Join(bench.Workloads, ","), "workloads to run, comma-separated")
@@ -47,7 +48,7 @@ func run() error {
 		repo      = flag.String("repo", "..", "the cxkv repository, for its commit")
 		pprofDir  = flag.String("pprof", "", "if set, start cxkv with --pprof and save each member's CPU, block and mutex profiles of round 1's cxkv runs here")
 		tmpParent = flag.String("tmp", "", "directory for the clusters' data dirs (default: the system temp dir)")
-		only1     = flag.String("backends", "cxkv,etcd", "backends to run (both for a comparison)")
+		only1     = flag.String("backends", "cxkv,etcd,redis", "backends to run, comma-separated (cxkv, etcd, redis)")
 		keep      = flag.Bool("keep", false, "keep the data dirs and member logs (printed at the end) instead of removing them")
 	)
 	flag.Parse()
@@ -63,9 +64,25 @@ func run() error {
 			*etcdBin = p
 		}
 	}
-	for _, b := range []string{*cxkvBin, *etcdBin} {
+	if *redisBin == "" {
+		*redisBin = "/usr/bin/redis-server"
+		if p, err := exec.LookPath("redis-server"); err == nil {
+			*redisBin = p
+		}
+	}
+	chosen := strings.Split(*only1, ",")
+	for _, b := range chosen {
+		if !slices.Contains([]string{"cxkv", "etcd", "redis"}, b) {
+			return fmt.Errorf("unknown backend %q (have cxkv, etcd, redis)", b)
+		}
+	}
+	bins := []string{*cxkvBin, *etcdBin}
+	if slices.Contains(chosen, "redis") {
+		bins = append(bins, *redisBin)
+	}
+	for _, b := range bins {
 		if _, err := os.Stat(b); err != nil {
-			return fmt.Errorf("%v (make bench builds cxkv and installs etcd-server)", err)
+			return fmt.Errorf("%v (make bench builds cxkv and installs etcd-server and redis-server)", err)
 		}
 	}
 
@@ -89,11 +106,12 @@ func run() error {
 		Machine: bench.Machine{
 			Cores: runtime.NumCPU(), CPU: cpuModel(), OS: runtime.GOOS + "/" + runtime.GOARCH,
 			GoVersion: runtime.Version(), EtcdVersion: bench.EtcdVersion(*etcdBin), EtcdClient: etcdClientVersion(),
-			LoadBefore: loadAvg(),
+			RedisVersion: bench.RedisVersion(*redisBin),
+			LoadBefore:   loadAvg(),
 		},
 	}
-	fmt.Printf("cxkv %s vs etcd %s (client %s); %d cores, %s; %d rounds of %v per workload and backend; load average %s\n",
-		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration, rep.Machine.LoadBefore)
+	fmt.Printf("cxkv %s vs etcd %s (client %s) and redis %s; %d cores, %s; %d rounds of %v per workload and backend; load average %s\n",
+		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration, rep.Machine.LoadBefore)
 
 	for _, files := range []int{1, 3} {
 		f, err := bench.MeasureFsync(dir, files, *fsyncFor)
@@ -123,14 +141,19 @@ func run() error {
 		return fmt.Errorf("cxkv: %w", err)
 	}
 	defer cx.Stop()
-	fmt.Printf("etcd on %s; cxkv on %s; data in %s\n", strings.Join(etcd.Endpoints, ","), strings.Join(cx.Endpoints, ","), dir)
-
-	var backends []bench.Backend
-	for _, b := range []bench.Backend{bench.Cxkv{Endpoints: cx.Endpoints}, bench.Etcd{Endpoints: etcd.Endpoints}} {
-		if slices.Contains(strings.Split(*only1, ","), b.Name()) {
-			backends = append(backends, b)
+	clusters := map[string]*bench.Cluster{"cxkv": cx, "cxkv-plain": cx, "etcd": etcd}
+	backends := []bench.Backend{bench.Cxkv{Endpoints: cx.Endpoints}, bench.Etcd{Endpoints: etcd.Endpoints}}
+	if slices.Contains(chosen, "redis") {
+		rd, err := bench.StartRedis(ctx, *redisBin, dir)
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
 		}
+		defer rd.Stop()
+		clusters["redis"] = rd
+		backends = append(backends, bench.Redis{Addr: rd.Endpoints[0]})
 	}
+	fmt.Printf("etcd on %s; cxkv on %s; data in %s\n", strings.Join(etcd.Endpoints, ","), strings.Join(cx.Endpoints, ","), dir)
+	backends = slices.DeleteFunc(backends, func(b bench.Backend) bool { return !slices.Contains(chosen, b.Name()) })
 	plainB := bench.Cxkv{Endpoints: cx.Endpoints, Mode: client.PlainLock, Label: "cxkv-plain"}
 
 	// Warm both up (connections, leaders settled, pages cached) off the record.
@@ -157,10 +180,7 @@ func run() error {
 				if *pprofDir != "" && round == 1 && b.Name() != "etcd" {
 					prof = startProfiles(ctx, pprofPorts, *duration, filepath.Join(*pprofDir, wl+"-"+b.Name()))
 				}
-				cl := cx
-				if b.Name() == "etcd" {
-					cl = etcd
-				}
+				cl := clusters[b.Name()]
 				res, err := bench.Run(ctx, b, wl, bench.Config{
 					Duration: *duration, Prefix: fmt.Sprintf("bench/%s/%s/r%d", wl, b.Name(), round), ServerCPU: cl.CPUTime,
 				})
@@ -181,14 +201,16 @@ func run() error {
 				rep.Runs = append(rep.Runs, res)
 				fmt.Printf("round %d %-15s %-10s %8.0f ops/s  p50 %7.2fms  p99 %7.2fms  max %7.1fms  workers %d..%d  server CPU %.2fms/op%s\n",
 					round, wl, b.Name(), res.OpsPerSec, res.P50, res.P99, res.Max, res.MinWorkerOps, res.MaxWorkerOps, res.ServerCPUPerOp, mark)
-				if err := cx.Alive(); err != nil {
-					return err
-				}
-				if err := etcd.Alive(); err != nil {
-					return err
-				}
-				if err != nil {
-					fmt.Fprintf(os.Stderr, "member logs:\n%s%s", cx.LogTails(10), etcd.LogTails(10))
+				for _, c := range []*bench.Cluster{cx, etcd, clusters["redis"]} {
+					if c == nil {
+						continue
+					}
+					if err := c.Alive(); err != nil {
+						return err
+					}
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "%s logs:\n%s", c.Name, c.LogTails(10))
+					}
 				}
 			}
 		}
@@ -227,8 +249,8 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 	}
 	defer f.Close()
 	w := bufio.NewWriter(f)
-	fmt.Fprintf(w, "Measured %s at cxkv %s: etcd %s (client %s), %d cores (%s), %s, %d rounds of %s per workload and backend, medians; load average %s before, %s after.\n\n",
-		rep.Date.Format("2006-01-02"), rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.Cores, rep.Machine.CPU, rep.Machine.GoVersion, rep.Rounds, rep.Duration, rep.Machine.LoadBefore, rep.Machine.LoadAfter)
+	fmt.Fprintf(w, "Measured %s at cxkv %s: etcd %s (client %s), redis %s, %d cores (%s), %s, %d rounds of %s per workload and backend, medians; load average %s before, %s after.\n\n",
+		rep.Date.Format("2006-01-02"), rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.CPU, rep.Machine.GoVersion, rep.Rounds, rep.Duration, rep.Machine.LoadBefore, rep.Machine.LoadAfter)
 	bench.WriteTable(w, rep.Summary, true)
 	fmt.Fprintln(w)
 	bench.WriteDetail(w, rep.Runs, true)
