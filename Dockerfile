@@ -4,8 +4,9 @@
 #   docker build --build-arg VERSION=$(git describe --tags --always --dirty) \
 #     --build-arg REVISION=$(git rev-parse HEAD) -t cxkv .
 #
-# Ports: 7001 peers and clients (gRPC, with grpc.health.v1), 9101 /metrics,
-# /livez, /readyz. Data in /var/lib/cxkv (a volume). Every server flag can
+# Ports: 7001 clients (gRPC, with grpc.health.v1), 7101 peers (Raft, when
+# CXKV_PEER_ADDR or CXKV_PEER_LISTEN_ADDR + CXKV_PEER_ADVERTISE_ADDR give it;
+# otherwise peers share 7001), 9101 /metrics, /livez, /readyz. Data in /var/lib/cxkv (a volume). Every server flag can
 # be set as an environment variable (CXKV_ID, CXKV_CLUSTER, ...).
 
 FROM golang:1.26 AS build
@@ -31,6 +32,6 @@ ENV CXKV_DATA_DIR=/var/lib/cxkv \
     CXKV_METRICS_ADDR=0.0.0.0:9101 \
     CXKV_LOG_FORMAT=json
 VOLUME /var/lib/cxkv
-EXPOSE 7001 9101
+EXPOSE 7001 7101 9101
 ENTRYPOINT ["/usr/local/bin/cxkv"]
 CMD ["server"]

@@ -14,13 +14,23 @@ import (
 
 // Config describes one member.
 type Config struct {
-	ID   uint64
-	Addr string // host:port for peers and clients: one gRPC server
+	ID uint64
+	// Addr is the client address (host:port): the KV and health services,
+	// and the Raft service too unless PeerAddr gives peers a port of
+	// their own.
+	Addr string
 	// Listener, if set, is used instead of listening on Addr (tests pass a
 	// listener on port 0).
 	Listener net.Listener
-	DataDir  string
-	// Peers is the initial membership, this member included.
+	// PeerAddr, if set, is the address other members reach this one's Raft
+	// service at, on a gRPC server of its own (peerserver.go): its entry
+	// in Peers. Empty: peers share the client server on Addr.
+	PeerAddr string
+	// PeerListener, if set, is used instead of listening on PeerAddr.
+	PeerListener net.Listener
+	DataDir      string
+	// Peers is the initial membership, this member included: member id to
+	// peer address (PeerAddr, or Addr when peers share the client port).
 	Peers map[uint64]string
 
 	TickInterval   time.Duration // default 100ms
@@ -65,8 +75,11 @@ func (c *Config) withDefaults() error {
 	if c.ID == 0 {
 		return errors.New("raftnode: member id must be positive")
 	}
+	if c.PeerAddr == "" && c.PeerListener != nil {
+		c.PeerAddr = c.PeerListener.Addr().String()
+	}
 	if len(c.Peers) == 0 {
-		c.Peers = map[uint64]string{c.ID: c.Addr}
+		c.Peers = map[uint64]string{c.ID: c.peerAddr()}
 	}
 	if _, ok := c.Peers[c.ID]; !ok {
 		return fmt.Errorf("raftnode: the cluster does not name member %d", c.ID)
@@ -113,3 +126,14 @@ func (c *Config) withDefaults() error {
 	c.Logger = c.Logger.With("member", c.ID)
 	return nil
 }
+
+// peerAddr is where the other members reach this one.
+func (c *Config) peerAddr() string {
+	if c.PeerAddr != "" {
+		return c.PeerAddr
+	}
+	return c.Addr
+}
+
+// separatePeers reports whether peers have a port of their own.
+func (c *Config) separatePeers() bool { return c.PeerAddr != "" }

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/kv"
 	"go.etcd.io/raft/v3"
@@ -53,9 +52,11 @@ type Node struct {
 	proposalBytes *byteBudget
 	receivedBytes *byteBudget
 	transport     Transport
-	grpcPeers     *transport // the transport under any wrapper
-	server        *grpc.Server
+	grpcPeers     *transport   // the transport under any wrapper
+	server        *grpc.Server // clients' (and peers' without a port of their own)
 	listener      net.Listener
+	peerServer    *grpc.Server // nil when peers share the client server
+	peerListener  net.Listener
 	stopOnce      sync.Once
 }
 
@@ -68,7 +69,7 @@ type Status struct {
 }
 
 // Start opens the member's data dir, joins or bootstraps the cluster, and
-// serves peers and clients on cfg.Addr.
+// serves clients on cfg.Addr and peers on cfg.PeerAddr (or cfg.Addr).
 func Start(cfg Config) (*Node, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
@@ -118,18 +119,21 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 	n.listener = lis
+	if err := n.listenPeers(); err != nil {
+		store.Close()
+		return nil, err
+	}
 	n.transport = newPeerTransport(n)
 	n.expiry = newExpiryQueue(n)
-	n.server = grpc.NewServer(append(n.serverOptions(), grpc.MaxRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxSendMsgSize(cxkvpb.MaxMessageBytes),
-		grpc.ChainUnaryInterceptor(n.refuseWhenHalted), grpc.ChainStreamInterceptor(n.refuseStreamWhenHalted))...)
+	n.server = n.newServer()
 	cxkvrpc.RegisterKVServer(n.server, &kvService{n: n})
-	cxkvrpc.RegisterPeerServer(n.server, &peerService{n: n})
+	n.servePeers()
 	n.registerOperations()
 	n.done.Add(3)
 	go func() { defer n.done.Done(); n.server.Serve(lis) }()
 	go func() { defer n.done.Done(); n.run() }()
 	go func() { defer n.done.Done(); n.expiry.run(n.stopc) }()
-	cfg.Logger.Info("member started", "addr", lis.Addr().String(), "cluster", fmt.Sprintf("%x", n.clusterID), "applied", n.applied.get())
+	cfg.Logger.Info("member started", "addr", lis.Addr().String(), "peer_addr", n.PeerAddr(), "cluster", fmt.Sprintf("%x", n.clusterID), "applied", n.applied.get())
 	return n, nil
 }
 
@@ -180,7 +184,7 @@ func (n *Node) open() error {
 	return n.snaps.init(n)
 }
 
-// Addr is the address the member serves on.
+// Addr is the address the member serves clients on.
 func (n *Node) Addr() string { return n.listener.Addr().String() }
 
 // Status returns the member's latest view of the cluster.
@@ -212,6 +216,7 @@ func (n *Node) Stop() error {
 			n.server.Stop()
 			<-stopped
 		}
+		n.stopPeers()
 		n.transport.Stop()
 		n.done.Wait()
 		n.waits.failAll(errStopped)

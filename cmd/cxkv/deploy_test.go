@@ -91,11 +91,11 @@ func TestDeployFilesParse(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"cxkv1", "cxkv2", "cxkv3"} {
-		adv, _ := dig(compose, "services", name, "environment", "CXKV_ADVERTISE_ADDR").(string)
+		adv, _ := dig(compose, "services", name, "environment", "CXKV_PEER_ADVERTISE_ADDR").(string)
 		cluster, _ := dig(compose, "services", name, "environment", "CXKV_CLUSTER").(string)
 		id, _ := dig(compose, "services", name, "environment", "CXKV_ID").(string)
 		if adv == "" || !strings.Contains(cluster, id+"="+adv) {
-			t.Errorf("compose.yaml %s: advertises %q as member %q, not its entry in CXKV_CLUSTER %q", name, adv, id, cluster)
+			t.Errorf("compose.yaml %s: advertises its peer port as %q as member %q, not its entry in CXKV_CLUSTER %q", name, adv, id, cluster)
 		}
 	}
 	prom := yamlDocs(t, filepath.Join(deployDir, "prometheus", "prometheus.yml"))[0]

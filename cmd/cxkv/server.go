@@ -31,6 +31,7 @@ func newServerCmd(e env) *cobra.Command {
 		logLevel, logFormat    string
 		pprofAddr, metricsAddr string
 		slowRequest            time.Duration
+		peerAddrs              peerAddrFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -47,6 +48,15 @@ address to bind (e.g. 0.0.0.0:7001) and --advertise-addr the address
 others dial, which is this member's entry in --cluster (the cluster id is
 derived from the --cluster addresses, so every member must name the same
 ones).
+
+--peer-addr gives the Raft traffic between members a port of its own
+(with --peer-listen-addr and --peer-advertise-addr where they differ): the
+client port then serves clients only, and --cluster names every member's
+peer address:
+
+  cxkv server --id 1 --addr 127.0.0.1:7001 --peer-addr 127.0.0.1:7101 \
+    --data-dir data/1 \
+    --cluster 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103
 
 --metrics-addr serves /metrics (Prometheus), /livez and /readyz over HTTP;
 the client port also serves the standard grpc.health.v1 service.
@@ -71,13 +81,26 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			} else if err := checkListenAddr(listenAddr); err != nil {
 				return usageError{fmt.Errorf("--listen-addr %q: %w", listenAddr, err)}
 			}
+			peerListen, peerAdvertise, err := peerAddrs.resolve()
+			if err != nil {
+				return usageError{err}
+			}
+			if err := checkAddr(advertise); err != nil {
+				return usageError{fmt.Errorf("--addr %q: %w", advertise, err)}
+			}
+			// --cluster names peer addresses: the client address when
+			// peers share it.
+			ownPeer := advertise
+			if peerAdvertise != "" {
+				ownPeer = peerAdvertise
+			}
 			if cmd.Flags().Changed("id") && id == 0 {
 				return usageError{fmt.Errorf("--id must be positive")}
 			}
 			if !cmd.Flags().Changed("id") && peer != "" {
 				id = 0 // the member --cluster gives the advertised address
 			}
-			memberID, peers, err := parseCluster(peer, id, advertise)
+			memberID, peers, err := parseCluster(peer, id, ownPeer)
 			if err != nil {
 				return usageError{err}
 			}
@@ -90,7 +113,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 				return usageError{err}
 			}
 			routeGRPCLogs(logger)
-			logger.Info("starting", "version", raftnode.Build().String(), "id", id, "listen", listenAddr, "advertise", advertise)
+			logger.Info("starting", "version", raftnode.Build().String(), "id", id, "listen", listenAddr, "advertise", advertise, "peer_listen", peerListen, "peer_advertise", peerAdvertise)
 			if pprofAddr != "" {
 				stop, err := servePprof(pprofAddr, logger)
 				if err != nil {
@@ -102,14 +125,25 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", listenAddr, err)
 			}
+			var peerLis net.Listener
+			if peerListen != "" {
+				if peerLis, err = net.Listen("tcp", peerListen); err != nil {
+					lis.Close()
+					return fmt.Errorf("listen for peers on %s: %w", peerListen, err)
+				}
+			}
 			node, err := raftnode.Start(raftnode.Config{
 				ID: id, Addr: advertise, Listener: lis, DataDir: dataDir, Peers: peers,
+				PeerAddr: peerAdvertise, PeerListener: peerLis,
 				TickInterval: tick, ElectionTicks: electionTicks,
 				SnapshotEntries: snapshotEntries, Limits: limits, Logger: logger,
 				SlowRequest: slowRequest,
 			})
 			if err != nil {
 				lis.Close()
+				if peerLis != nil {
+					peerLis.Close()
+				}
 				return err
 			}
 			if metricsAddr != "" {
@@ -142,8 +176,9 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 	f.StringVar(&addr, "addr", "127.0.0.1:7001", "host:port this member serves peers and clients on (listen and advertise alike)")
 	f.StringVar(&listenAddr, "listen-addr", "", "host:port to bind, if not the advertised address (e.g. 0.0.0.0:7001)")
 	f.StringVar(&advertise, "advertise-addr", "", "host:port peers and clients reach this member at: its entry in --cluster (default --addr)")
+	peerAddrs.register(f)
 	f.StringVar(&dataDir, "data-dir", "cxkv-data", "directory of this member's database")
-	f.StringVar(&peer, "cluster", "", "initial members as id=host:port,... (default: this member alone)")
+	f.StringVar(&peer, "cluster", "", "initial members as id=host:port,... with each member's peer address (default: this member alone)")
 	f.DurationVar(&tick, "tick", 100*time.Millisecond, "raft tick interval")
 	f.IntVar(&electionTicks, "election-ticks", 10, "ticks without a leader before an election")
 	f.Uint64Var(&snapshotEntries, "snapshot-entries", 10000, "applied entries between snapshots (the log keeps half that behind one)")
@@ -206,15 +241,13 @@ func servePprof(addr string, logger *slog.Logger) (stop func(), err error) {
 	return func() { srv.Close() }, nil
 }
 
-// parseCluster reads --cluster and checks it against --id and --addr. An id
-// of 0 means --id was not given: the member is the one --cluster names at
-// addr, so every member of a StatefulSet can run the same flags.
+// parseCluster reads --cluster and checks it against --id and this member's
+// peer address (its client address when peers share the port). An id of 0
+// means --id was not given: the member is the one --cluster names at addr,
+// so every member of a StatefulSet can run the same flags.
 func parseCluster(spec string, id uint64, addr string) (uint64, map[uint64]string, error) {
 	if id == 0 && spec == "" {
 		return 0, nil, fmt.Errorf("--id must be positive")
-	}
-	if err := checkAddr(addr); err != nil {
-		return 0, nil, fmt.Errorf("--addr %q: %w", addr, err)
 	}
 	if spec == "" {
 		return id, map[uint64]string{id: addr}, nil
@@ -241,7 +274,7 @@ func parseCluster(spec string, id uint64, addr string) (uint64, map[uint64]strin
 			}
 		}
 		if id == 0 {
-			return 0, nil, fmt.Errorf("--cluster %q names no member at %s; give --id, or the address as --advertise-addr", spec, addr)
+			return 0, nil, fmt.Errorf("--cluster %q names no member at %s; give --id, or the address --cluster names as --advertise-addr (--peer-advertise-addr with a peer port)", spec, addr)
 		}
 	}
 	own, ok := peers[id]
@@ -249,7 +282,7 @@ func parseCluster(spec string, id uint64, addr string) (uint64, map[uint64]strin
 		return 0, nil, fmt.Errorf("--cluster %q does not name this member (--id %d)", spec, id)
 	}
 	if own != addr {
-		return 0, nil, fmt.Errorf("--addr %s differs from member %d's address %s in --cluster", addr, id, own)
+		return 0, nil, fmt.Errorf("this member's peer address %s differs from member %d's address %s in --cluster", addr, id, own)
 	}
 	return id, peers, nil
 }

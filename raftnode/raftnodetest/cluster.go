@@ -57,6 +57,14 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 		for _, o := range opts {
 			o(&cfg)
 		}
+		if cfg.PeerAddr == peerPortAny {
+			l, err := net.Listen("tcp", cfg.PeerAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.PeerListener, cfg.PeerAddr = l, l.Addr().String()
+			peers[cfg.ID] = cfg.PeerAddr // the map every member shares
+		}
 		c.cfgs = append(c.cfgs, cfg)
 	}
 	for i := range c.cfgs {
@@ -74,10 +82,27 @@ func (c *Cluster) start(i int) {
 		c.t.Fatalf("start member %d: %v", i+1, err)
 	}
 	c.Members[i] = node
-	c.cfgs[i].Listener = nil // a restart listens on the same address again
+	// A restart listens on the same addresses again.
+	c.cfgs[i].Listener, c.cfgs[i].PeerListener = nil, nil
 }
 
-// Endpoints are the members' addresses.
+const peerPortAny = "127.0.0.1:0"
+
+// PeerPorts gives every member a peer port of its own beside its client
+// port: the Raft service is served there only.
+func PeerPorts() Option { return func(c *raftnode.Config) { c.PeerAddr = peerPortAny } }
+
+// PeerAddrs are the members' peer addresses (their client addresses when
+// peers share them).
+func (c *Cluster) PeerAddrs() []string {
+	var out []string
+	for _, cfg := range c.cfgs {
+		out = append(out, cfg.Peers[cfg.ID])
+	}
+	return out
+}
+
+// Endpoints are the members' client addresses.
 func (c *Cluster) Endpoints() []string {
 	var out []string
 	for _, cfg := range c.cfgs {

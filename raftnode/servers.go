@@ -1,0 +1,74 @@
+package raftnode
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
+	"google.golang.org/grpc"
+)
+
+// A member serves two audiences: clients (KV, health) on Addr, and the other
+// members (the Raft service) on PeerAddr. With no PeerAddr both share the
+// client server, the simple case of one port. With one, the Raft service is
+// served only there, so a firewall (and, with TLS, the peer CA) can keep
+// clients away from it, and the client port no longer answers Raft calls.
+
+// newServer builds a gRPC server with the member's limits and interceptors:
+// request metrics, the slow-request log, and the refusal of every call on a
+// halted member.
+func (n *Node) newServer(opts ...grpc.ServerOption) *grpc.Server {
+	opts = append(opts, n.serverOptions()...)
+	opts = append(opts, grpc.MaxRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxSendMsgSize(cxkvpb.MaxMessageBytes),
+		grpc.ChainUnaryInterceptor(n.refuseWhenHalted), grpc.ChainStreamInterceptor(n.refuseStreamWhenHalted))
+	return grpc.NewServer(opts...)
+}
+
+// listenPeers opens the peer port, if the member has one of its own.
+func (n *Node) listenPeers() error {
+	if !n.cfg.separatePeers() {
+		return nil
+	}
+	lis := n.cfg.PeerListener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", n.cfg.PeerAddr); err != nil {
+			return fmt.Errorf("listen for peers on %s: %w", n.cfg.PeerAddr, err)
+		}
+	}
+	n.peerListener = lis
+	return nil
+}
+
+// servePeers registers the Raft service: on a server of its own when the
+// member has a peer port, on the client server otherwise.
+func (n *Node) servePeers() {
+	if n.peerListener == nil {
+		cxkvrpc.RegisterPeerServer(n.server, &peerService{n: n})
+		return
+	}
+	n.peerServer = n.newServer()
+	cxkvrpc.RegisterPeerServer(n.peerServer, &peerService{n: n})
+	n.metrics.grpc.InitializeMetrics(n.peerServer)
+	n.done.Add(1)
+	go func() { defer n.done.Done(); n.peerServer.Serve(n.peerListener) }()
+}
+
+// stopPeers closes the peer server at once: incoming peer streams never end
+// by themselves, and a sender whose stream breaks retries or gives up
+// (raft retransmits), so there is nothing to drain.
+func (n *Node) stopPeers() {
+	if n.peerServer != nil {
+		n.peerServer.Stop()
+	}
+}
+
+// PeerAddr is the address the member serves its peers on: its own peer
+// port, or the client address when peers share it.
+func (n *Node) PeerAddr() string {
+	if n.peerListener != nil {
+		return n.peerListener.Addr().String()
+	}
+	return n.Addr()
+}
