@@ -23,7 +23,10 @@ import (
 type Cluster struct {
 	Name      string
 	Endpoints []string
-	procs     []*proc
+	// MetricsURLs are the members' /metrics, when the harness asked for
+	// them (CxkvOptions.TraceWrites).
+	MetricsURLs []string
+	procs       []*proc
 }
 
 type proc struct {
@@ -131,10 +134,20 @@ func (c *Cluster) waitReady(ctx context.Context, ready func(context.Context) err
 	return fmt.Errorf("%s not ready within 30s: %v", c.Name, last)
 }
 
+// CxkvOptions are what the harness may ask of cxkv members beyond their
+// defaults.
+type CxkvOptions struct {
+	// PprofPorts, if set, serve each member's profiles on its port.
+	PprofPorts []int
+	// TraceWrites starts the members with --trace-writes and
+	// --metrics-addr, so Cluster.ScrapeStages reads where writes spend
+	// their time.
+	TraceWrites bool
+}
+
 // StartCxkv starts a 3-member cxkv cluster of bin with data under dir, at
-// default settings (fsync on). Non-nil pprofPorts serve each member's
-// profiles on its port.
-func StartCxkv(ctx context.Context, bin, dir string, pprofPorts []int) (*Cluster, error) {
+// default settings (fsync on) unless opts says otherwise.
+func StartCxkv(ctx context.Context, bin, dir string, opts CxkvOptions) (*Cluster, error) {
 	ports, err := FreePorts(3)
 	if err != nil {
 		return nil, err
@@ -145,11 +158,22 @@ func StartCxkv(ctx context.Context, bin, dir string, pprofPorts []int) (*Cluster
 		c.Endpoints = append(c.Endpoints, fmt.Sprintf("127.0.0.1:%d", p))
 		spec = append(spec, fmt.Sprintf("%d=127.0.0.1:%d", i+1, p))
 	}
+	var metricsPorts []int
+	if opts.TraceWrites {
+		if metricsPorts, err = FreePorts(3); err != nil {
+			return nil, err
+		}
+	}
 	for i := range ports {
 		args := []string{"server", "--id", fmt.Sprint(i + 1), "--addr", c.Endpoints[i],
 			"--data-dir", filepath.Join(dir, "cxkv", fmt.Sprint(i+1)), "--cluster", strings.Join(spec, ",")}
-		if pprofPorts != nil {
-			args = append(args, "--pprof", fmt.Sprintf("127.0.0.1:%d", pprofPorts[i]))
+		if opts.PprofPorts != nil {
+			args = append(args, "--pprof", fmt.Sprintf("127.0.0.1:%d", opts.PprofPorts[i]))
+		}
+		if opts.TraceWrites {
+			addr := fmt.Sprintf("127.0.0.1:%d", metricsPorts[i])
+			args = append(args, "--trace-writes", "--metrics-addr", addr)
+			c.MetricsURLs = append(c.MetricsURLs, "http://"+addr+"/metrics")
 		}
 		if err := c.start(fmt.Sprintf("cxkv-%d", i+1), dir, bin, args...); err != nil {
 			c.Stop()

@@ -28,7 +28,7 @@ func TestCxkvProcessCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	cl, err := StartCxkv(ctx, bin, dir, pprof)
+	cl, err := StartCxkv(ctx, bin, dir, CxkvOptions{PprofPorts: pprof, TraceWrites: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +55,29 @@ func TestCxkvProcessCluster(t *testing.T) {
 	}
 	if cl.CPUTime() <= cpu0 {
 		t.Errorf("members' CPU time did not grow over a run (%v)", cpu0)
+	}
+	// --trace-writes: the run's writes (and the workload's setup writes)
+	// show at every stage, in order.
+	before, err := cl.ScrapeStages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = Run(ctx, Cxkv{Endpoints: cl.Endpoints}, CASSeq, Config{Duration: 300 * time.Millisecond, Prefix: "t/proc2"})
+	if err != nil || !res.OK() {
+		t.Fatalf("cas-seq: %+v, %v", res, err)
+	}
+	after, err := cl.ScrapeStages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := StageDelta(before, after, res.Mean)
+	if len(stages) != 8 || stages[7].Name != "client" {
+		t.Fatalf("stages: %+v", stages)
+	}
+	for i, s := range stages[:7] {
+		if s.Count < res.Ops || (i > 0 && s.Mean < stages[i-1].Mean) {
+			t.Errorf("stage %s: %+v (cas-seq did %d writes; previous stage %+v)", s.Name, s, res.Ops, stages[max(0, i-1)])
+		}
 	}
 	cl.Stop()
 	stopped = true

@@ -9,6 +9,18 @@ import (
 // so recording stays off any shared lock.
 type samples []time.Duration
 
+// mean is the mean of all in milliseconds.
+func mean(all []time.Duration) float64 {
+	if len(all) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range all {
+		sum += d
+	}
+	return ms(sum) / float64(len(all))
+}
+
 // quantiles returns p50, p99 and max of all, in milliseconds.
 func quantiles(all []time.Duration) (p50, p99, max float64) {
 	if len(all) == 0 {

@@ -81,6 +81,7 @@ type Result struct {
 	Ops       int64   `json:"ops"`
 	Seconds   float64 `json:"seconds"`
 	OpsPerSec float64 `json:"ops_per_sec"`
+	Mean      float64 `json:"mean_ms"`
 	P50       float64 `json:"p50_ms"`
 	P99       float64 `json:"p99_ms"`
 	Max       float64 `json:"max_ms"`
@@ -102,6 +103,9 @@ type Result struct {
 	MaxWorkerOps   int64   `json:"max_worker_ops"`
 	// Check is "ok" or what the invariant check found wrong.
 	Check string `json:"check"`
+	// Stages is where a cxkv write's time went (cxkvbench -stages): the
+	// leader's per-stage times over the run, then the client's.
+	Stages []Stage `json:"stages,omitempty"`
 	// Error is set when the run could not be measured (an operation
 	// failed); its figures are then left out of the medians.
 	Error string `json:"error,omitempty"`
@@ -277,6 +281,7 @@ func (r *runner) measure(w worker) (Result, error) {
 		res.ServerCPUPerOp = ms(cpu) / float64(res.Ops)
 		res.ClientCPUPerOp = ms(self) / float64(res.Ops)
 	}
+	res.Mean = mean(all)
 	res.P50, res.P99, res.Max = quantiles(all)
 	res.MinWorkerOps, res.MaxWorkerOps = perG[0], perG[0]
 	for _, n := range perG {

@@ -69,6 +69,11 @@ type Config struct {
 	// SlowRequest: log client requests that take this long or longer at
 	// WARN (method, key, time). Zero: off.
 	SlowRequest time.Duration
+	// TraceWrites is a benchmark mode: the leader times each write it
+	// received at every stage of its path (writetrace.go) and exports
+	// cxkv_write_stage_seconds. Off in production: it costs a lookup and
+	// a few clock readings per write.
+	TraceWrites bool
 }
 
 func (c *Config) withDefaults() error {

@@ -47,6 +47,7 @@ type Node struct {
 	clock   *clusterClock
 	metrics metrics
 	health  healthService
+	tracer  *writeTracer // nil unless cfg.TraceWrites
 
 	ids           proposalIDs
 	proposalBytes *byteBudget
@@ -89,6 +90,9 @@ func Start(cfg Config) (*Node, error) {
 	n.waits.init(&n.metrics)
 	n.life.init()
 	n.metrics.init(n)
+	if cfg.TraceWrites {
+		n.tracer = newWriteTracer(n.metrics.reg)
+	}
 	n.applied.init()
 	store, err := kv.Open(cfg.DataDir, kv.Options{FS: cfg.FS, Logger: cfg.Logger})
 	if err != nil {

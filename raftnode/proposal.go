@@ -20,7 +20,8 @@ type proposal struct {
 	term uint64 // set by the Ready goroutine when it hands the data to raft
 	done chan proposalResult
 
-	start time.Time // when the member received the write, for its latency
+	start  time.Time    // when the member received the write, for its latency
+	stamps *writeStamps // its stages, when writes are traced (writetrace.go)
 }
 
 type proposalResult struct {
@@ -45,6 +46,12 @@ func (w *waitRegistry) add(p *proposal) {
 	w.mu.Lock()
 	w.m[p.id] = p
 	w.mu.Unlock()
+}
+
+func (w *waitRegistry) get(id uint64) *proposal {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.m[id]
 }
 
 func (w *waitRegistry) remove(id uint64) {
@@ -113,6 +120,9 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 	}
 	defer n.proposalBytes.give(len(data))
 	p := &proposal{id: cmd.ProposalId, data: data, done: make(chan proposalResult, 1), start: time.Now()}
+	if n.tracer != nil {
+		p.stamps = new(writeStamps)
+	}
 	n.waits.add(p)
 	select {
 	case n.propc <- p:
@@ -127,6 +137,9 @@ func (n *Node) propose(ctx context.Context, cmd *cxkvpb.Command) (*cxkvpb.Comman
 	case r := <-p.done:
 		if r.err != nil {
 			return nil, 0, r.err
+		}
+		if p.stamps != nil {
+			n.tracer.observe(p.start, p.stamps)
 		}
 		if err := cmpxchg.ResultError(r.res); err != nil {
 			return nil, 0, err

@@ -64,6 +64,9 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 	case r := <-n.recvc:
 		n.receivedBytes.give(r.size)
 		n.rn.Step(r.m)
+		if n.tracer != nil {
+			n.tracer.stepped(r.m)
+		}
 	case p := <-n.propc:
 		n.proposeNow(p)
 	case r := <-n.readc:
@@ -81,6 +84,9 @@ func (n *Node) queued() bool {
 
 func (n *Node) proposeNow(p *proposal) {
 	p.term = n.rn.BasicStatus().GetTerm()
+	if p.stamps != nil {
+		p.stamps[stageTaken] = time.Now()
+	}
 	if err := n.rn.Propose(p.data); err != nil {
 		err := fmt.Errorf("%w (%v); it was not applied", errNoLeader, err)
 		if n.rn.BasicStatus().RaftState == raft.StateLeader {
@@ -95,6 +101,16 @@ func (n *Node) proposeNow(p *proposal) {
 func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 	if rd.SoftState != nil {
 		*leader = rd.SoftState.RaftState == raft.StateLeader
+		if n.tracer != nil {
+			n.tracer.reset()
+		}
+	}
+	if n.tracer != nil && *leader {
+		now := time.Now()
+		n.tracer.readied(rd.Entries, &n.waits, now)
+		for _, e := range rd.CommittedEntries {
+			n.tracer.stamp(e.GetIndex(), stageCommitted, now)
+		}
 	}
 	// A leader sends before its own fsync, so the followers' fsyncs overlap
 	// its own (Raft thesis 10.2.1; etcd does the same): the leader counts
@@ -110,6 +126,9 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 	n.metrics.readyPersisted(rd, wrote, time.Since(start), err)
 	if err != nil {
 		return err
+	}
+	if n.tracer != nil {
+		n.tracer.persisted(rd.Entries, time.Now())
 	}
 	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
 		if err := n.snapshotInstalled(rd.Snapshot.GetMetadata()); err != nil {
@@ -184,9 +203,14 @@ func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 	}
 	n.applied.set(last)
 	n.metrics.applied(batch)
+	appliedAt := time.Now()
 	for i, e := range batch {
 		if e.Command == nil {
 			continue
+		}
+		if n.tracer != nil {
+			n.tracer.stamp(e.Index, stageApplied, appliedAt)
+			n.tracer.done(e.Index)
 		}
 		n.clock.observe(e.Command.GetClusterMs())
 		if leader {

@@ -32,6 +32,7 @@ func newServerCmd(e env) *cobra.Command {
 		pprofAddr, metricsAddr string
 		slowRequest            time.Duration
 		peerAddrs              peerAddrFlags
+		traceWrites            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -137,7 +138,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 				PeerAddr: peerAdvertise, PeerListener: peerLis,
 				TickInterval: tick, ElectionTicks: electionTicks,
 				SnapshotEntries: snapshotEntries, Limits: limits, Logger: logger,
-				SlowRequest: slowRequest,
+				SlowRequest: slowRequest, TraceWrites: traceWrites,
 			})
 			if err != nil {
 				lis.Close()
@@ -189,6 +190,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 	f.StringVar(&logFormat, "log-format", "text", "text (key=value) or json (one object a line)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /livez and /readyz over HTTP on host:port (default: off)")
 	f.DurationVar(&slowRequest, "slow-request", 0, "log client requests taking at least this long, with method and key (0: off)")
+	f.BoolVar(&traceWrites, "trace-writes", false, "benchmark mode: time every write through the leader at each stage of its path (cxkv_write_stage_seconds on --metrics-addr); costs a little per write")
 	f.StringVar(&pprofAddr, "pprof", "", "serve Go profiles (CPU, heap, block, mutex) on host:port under /debug/pprof/; for profiling only, it samples blocking and lock contention")
 	documentEnv(f)
 	return cmd

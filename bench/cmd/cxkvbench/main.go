@@ -49,6 +49,7 @@ func run() error {
 		pprofDir  = flag.String("pprof", "", "if set, start cxkv with --pprof and save each member's CPU, block and mutex profiles of round 1's cxkv runs here")
 		tmpParent = flag.String("tmp", "", "directory for the clusters' data dirs (default: the system temp dir)")
 		only1     = flag.String("backends", "cxkv,etcd,redis", "backends to run, comma-separated (cxkv, etcd, redis)")
+		stages    = flag.Bool("stages", false, "start cxkv with --trace-writes and report where a write's time goes, stage by stage (the tracing costs a little; compare headline figures from runs without it)")
 		keep      = flag.Bool("keep", false, "keep the data dirs and member logs (printed at the end) instead of removing them")
 	)
 	flag.Parse()
@@ -136,7 +137,7 @@ func run() error {
 		return fmt.Errorf("etcd: %w", err)
 	}
 	defer etcd.Stop()
-	cx, err := bench.StartCxkv(ctx, *cxkvBin, dir, pprofPorts)
+	cx, err := bench.StartCxkv(ctx, *cxkvBin, dir, bench.CxkvOptions{PprofPorts: pprofPorts, TraceWrites: *stages})
 	if err != nil {
 		return fmt.Errorf("cxkv: %w", err)
 	}
@@ -181,9 +182,23 @@ func run() error {
 					prof = startProfiles(ctx, pprofPorts, *duration, filepath.Join(*pprofDir, wl+"-"+b.Name()))
 				}
 				cl := clusters[b.Name()]
+				var before bench.StageHistograms
+				if *stages && cl == cx {
+					before, err = cx.ScrapeStages(ctx)
+					if err != nil {
+						return fmt.Errorf("scrape stages: %w", err)
+					}
+				}
 				res, err := bench.Run(ctx, b, wl, bench.Config{
 					Duration: *duration, Prefix: fmt.Sprintf("bench/%s/%s/r%d", wl, b.Name(), round), ServerCPU: cl.CPUTime,
 				})
+				if before != nil && err == nil {
+					after, serr := cx.ScrapeStages(ctx)
+					if serr != nil {
+						return fmt.Errorf("scrape stages: %w", serr)
+					}
+					res.Stages = bench.StageDelta(before, after, res.Mean)
+				}
 				prof.wait()
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -222,6 +237,10 @@ func run() error {
 	bench.WriteTable(os.Stdout, rep.Summary, false)
 	fmt.Println()
 	bench.WriteDetail(os.Stdout, rep.Runs, false)
+	if *stages {
+		fmt.Println()
+		bench.WriteStages(os.Stdout, rep.Runs, false)
+	}
 	if err := writeOutputs(rep, *out, *mdOut); err != nil {
 		return err
 	}
@@ -255,6 +274,10 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 	fmt.Fprintln(w)
 	bench.WriteDetail(w, rep.Runs, true)
 	fmt.Fprintln(w)
+	if bench.HasStages(rep.Runs) {
+		bench.WriteStages(w, rep.Runs, true)
+		fmt.Fprintln(w)
+	}
 	bench.WriteFsync(w, rep.Fsync, true)
 	return w.Flush()
 }
