@@ -20,6 +20,9 @@ type Record struct {
 	// to expire, for display: expiry runs on the leader's monotonic clock
 	// and comes late, never early, after a failover.
 	ExpiresAt time.Time
+	// Session is the id of the session the key is attached to ("" for
+	// none): the key is deleted with it (see SessionKey).
+	Session string
 }
 
 // Exists reports whether the key was present.
@@ -29,7 +32,7 @@ func fromProto(p *cxkvpb.Record) Record {
 	if p == nil {
 		return Record{}
 	}
-	r := Record{Key: p.GetKey(), Value: p.GetValue(), Index: p.GetIndex(), CreateIndex: p.GetCreateIndex()}
+	r := Record{Key: p.GetKey(), Value: p.GetValue(), Index: p.GetIndex(), CreateIndex: p.GetCreateIndex(), Session: p.GetSession()}
 	if p.GetTtlMs() > 0 {
 		r.TTL = time.Duration(p.GetTtlMs()) * time.Millisecond
 		r.ExpiresAt = time.UnixMilli(p.GetExpiresAtUnixMs())

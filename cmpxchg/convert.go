@@ -9,7 +9,7 @@ import (
 func RecordToProto(r kv.Record) *cxkvpb.Record {
 	return &cxkvpb.Record{
 		Key: r.Key, Value: r.Value, Index: r.Index, CreateIndex: r.CreateIndex,
-		TtlMs: r.TTLMillis, ExpiresAtUnixMs: r.ExpiresAtUnixMs,
+		TtlMs: r.TTLMillis, ExpiresAtUnixMs: r.ExpiresAtUnixMs, Session: r.Session,
 	}
 }
 

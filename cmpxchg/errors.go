@@ -28,6 +28,12 @@ const (
 	// CodeForgotten: a retry of a write whose result the exactly-once table
 	// has forgotten. Nothing was written by the retry.
 	CodeForgotten Code = 9
+	// CodeNoSession: a put would attach its key to a session whose key does
+	// not exist. Nothing was written.
+	CodeNoSession Code = 5
+	// CodeSessionFull: a put would take a session past MaxSessionKeys or
+	// MaxSessionBytes. Nothing was written.
+	CodeSessionFull Code = 10
 )
 
 // Error is a refusal by the state machine: a code for the caller to act on

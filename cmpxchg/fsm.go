@@ -18,6 +18,8 @@
 package cmpxchg
 
 import (
+	"errors"
+
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/kv"
 )
@@ -62,8 +64,7 @@ func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) 
 		if err := ValidatePut(op.Put, hardLimits); err != nil {
 			return refused(err), nil
 		}
-		r, err := applyPut(b, index, stamp, op.Put)
-		return &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Put{Put: r}}, err
+		return applyPut(b, index, stamp, op.Put)
 	case *cxkvpb.Command_Delete:
 		if err := structural(op.Delete.GetKey(), 0); err != nil {
 			return refused(err), nil
@@ -91,8 +92,8 @@ func structural(key string, ttl int64) error {
 	return validateTTL(key, ttl)
 }
 
-func newRecord(prev kv.Record, found bool, key string, value []byte, ttl int64, index uint64, stamp int64) kv.Record {
-	r := kv.Record{Key: key, Value: value, Index: index, CreateIndex: index, TTLMillis: ttl}
+func newRecord(prev kv.Record, found bool, key string, value []byte, ttl int64, session string, index uint64, stamp int64) kv.Record {
+	r := kv.Record{Key: key, Value: value, Index: index, CreateIndex: index, TTLMillis: ttl, Session: session}
 	if found {
 		r.CreateIndex = prev.CreateIndex
 	}
@@ -102,35 +103,35 @@ func newRecord(prev kv.Record, found bool, key string, value []byte, ttl int64, 
 	return r
 }
 
-func applyPut(b *kv.Batch, index uint64, stamp int64, p *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
+func applyPut(b *kv.Batch, index uint64, stamp int64, p *cxkvpb.PutRequest) (*cxkvpb.CommandResult, error) {
 	cur, found, err := b.Get(p.GetKey())
 	if err != nil {
 		return nil, err
 	}
 	expect := p.GetExpectIndex()
 	if (expect == 0 && found) || (expect != 0 && (!found || cur.Index != expect)) {
-		return &cxkvpb.PutResponse{Successful: false, Record: RecordToProto(cur)}, nil
+		return putResult(&cxkvpb.PutResponse{Successful: false, Record: RecordToProto(cur)}), nil
 	}
-	r := newRecord(cur, found, p.GetKey(), p.GetValue(), p.GetTtlMs(), index, stamp)
-	if err := put(b, r); err != nil {
-		return nil, err
+	r := newRecord(cur, found, p.GetKey(), p.GetValue(), p.GetTtlMs(), p.GetSession(), index, stamp)
+	w := newPlan(b, index)
+	if err := w.put(cur, found, r); err != nil {
+		return refusedOr(err)
 	}
-	return &cxkvpb.PutResponse{Successful: true, Record: RecordToProto(r)}, nil
+	return putResult(&cxkvpb.PutResponse{Successful: true, Record: RecordToProto(r)}), w.commit()
 }
 
-func put(b *kv.Batch, r kv.Record) error {
-	if err := b.Put(r); err != nil {
-		return err
-	}
-	return b.AddEvent(kv.Event{Type: kv.EventPut, Record: r})
+func putResult(r *cxkvpb.PutResponse) *cxkvpb.CommandResult {
+	return &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Put{Put: r}}
 }
 
-func remove(b *kv.Batch, cur kv.Record, index uint64, t kv.EventType) error {
-	if err := b.Delete(cur.Key); err != nil {
-		return err
+// refusedOr turns a plan's refusal into a result; any other error is the
+// store's.
+func refusedOr(err error) (*cxkvpb.CommandResult, error) {
+	var e *Error
+	if errors.As(err, &e) {
+		return refused(e), nil
 	}
-	cur.Index = index
-	return b.AddEvent(kv.Event{Type: t, Record: cur})
+	return nil, err
 }
 
 func applyDelete(b *kv.Batch, index uint64, d *cxkvpb.DeleteRequest) (*cxkvpb.DeleteResponse, error) {
@@ -143,7 +144,11 @@ func applyDelete(b *kv.Batch, index uint64, d *cxkvpb.DeleteRequest) (*cxkvpb.De
 		return resp, nil
 	}
 	resp.Successful = true
-	return resp, remove(b, cur, index, kv.EventDelete)
+	w := newPlan(b, index)
+	if err := w.remove(cur, kv.EventDelete); err != nil {
+		return nil, err // a removal is never refused (MaxSessionKeys)
+	}
+	return resp, w.commit()
 }
 
 func applyExpire(b *kv.Batch, index uint64, e *cxkvpb.ExpireCommand) error {
@@ -151,5 +156,9 @@ func applyExpire(b *kv.Batch, index uint64, e *cxkvpb.ExpireCommand) error {
 	if err != nil || !found || cur.Index != e.GetIndex() {
 		return err // renewed or deleted since the leader queued it: nothing to do
 	}
-	return remove(b, cur, index, kv.EventExpire)
+	w := newPlan(b, index)
+	if err := w.remove(cur, kv.EventExpire); err != nil {
+		return err
+	}
+	return w.commit()
 }

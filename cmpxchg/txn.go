@@ -2,6 +2,8 @@ package cmpxchg
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/kv"
@@ -37,37 +39,17 @@ func applyTxn(b *kv.Batch, index uint64, stamp int64, t *cxkvpb.TxnRequest) (*cx
 			resp.FailedCompare = int32(i)
 		}
 	}
-	var writes []txnWrite
+	w := newPlan(b, index)
 	if resp.FailedCompare < 0 {
 		resp.Successful = true
-		// Later ops see earlier ones' writes through this overlay; it is
-		// only looked up, never iterated: writes happen in the order of ops.
-		type seen struct {
-			rec   kv.Record
-			found bool
-		}
-		overlay := map[string]seen{}
-		for _, op := range t.GetOps() {
-			s, ok := overlay[op.GetKey()]
-			if !ok {
-				var err error
-				if s.rec, s.found, err = b.Get(op.GetKey()); err != nil {
-					return nil, err
+		for i, op := range t.GetOps() {
+			res, err := w.op(op, stamp)
+			if err != nil {
+				var e *Error
+				if errors.As(err, &e) {
+					return refused(&Error{Code: e.Code, Message: fmt.Sprintf("op %d: %s", i, e.Message)}), nil
 				}
-			}
-			cur, found := s.rec, s.found
-			res := &cxkvpb.TxnOpResult{Found: found, Record: RecordToProto(cur)}
-			switch op.GetType() {
-			case cxkvpb.TxnOp_PUT:
-				r := newRecord(cur, found, op.GetKey(), op.GetValue(), op.GetTtlMs(), index, stamp)
-				writes = append(writes, txnWrite{rec: r, put: true})
-				overlay[r.Key] = seen{r, true}
-				res.Record = RecordToProto(r)
-			case cxkvpb.TxnOp_DELETE:
-				if found {
-					writes = append(writes, txnWrite{rec: cur})
-					overlay[cur.Key] = seen{kv.Record{Key: cur.Key}, false}
-				}
+				return nil, err
 			}
 			resp.Results = append(resp.Results, res)
 		}
@@ -78,25 +60,42 @@ func applyTxn(b *kv.Batch, index uint64, stamp int64, t *cxkvpb.TxnRequest) (*cx
 			"transaction's answer would be %d bytes (the values its compares and ops return); the limit is %d: nothing was applied; read large values in separate requests",
 			n, MaxAnswerBytes)), nil
 	}
-	for _, w := range writes {
-		var err error
-		if w.put {
-			err = put(b, w.rec)
-		} else {
-			err = remove(b, w.rec, index, kv.EventDelete)
-		}
-		if err != nil {
-			return nil, err
-		}
+	// Only a session's end adds events beyond the ops' own, which the
+	// answer already bounds.
+	if w.events > kv.MaxEventsPerIndex || w.eventBytes > MaxAnswerBytes {
+		return refused(invalid(
+			"transaction would leave %d events of %d bytes at one index, with the keys of the sessions it ends; the limits are %d events and %d bytes: nothing was applied; end those sessions in separate requests",
+			w.events, w.eventBytes, kv.MaxEventsPerIndex, MaxAnswerBytes)), nil
 	}
-	return out, nil
+	return out, w.commit()
 }
 
-// txnWrite is one write of a transaction: a put of rec, or (put false) the
-// deletion of rec.
-type txnWrite struct {
-	rec kv.Record
-	put bool
+// op plans one op of a transaction and returns its result.
+func (p *plan) op(op *cxkvpb.TxnOp, stamp int64) (*cxkvpb.TxnOpResult, error) {
+	if op.GetType() == cxkvpb.TxnOp_HEAD {
+		r, found, err := p.head(op.GetKey())
+		return &cxkvpb.TxnOpResult{Found: found, Record: RecordToProto(r)}, err
+	}
+	cur, found, err := p.get(op.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	res := &cxkvpb.TxnOpResult{Found: found, Record: RecordToProto(cur)}
+	switch op.GetType() {
+	case cxkvpb.TxnOp_PUT:
+		r := newRecord(cur, found, op.GetKey(), op.GetValue(), op.GetTtlMs(), op.GetSession(), p.index, stamp)
+		if err := p.put(cur, found, r); err != nil {
+			return nil, err
+		}
+		res.Record = RecordToProto(r)
+	case cxkvpb.TxnOp_DELETE:
+		if found {
+			if err := p.remove(cur, kv.EventDelete); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return res, nil
 }
 
 func holds(c *cxkvpb.Compare, cur kv.Record, found bool) bool {

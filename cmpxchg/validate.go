@@ -125,7 +125,10 @@ func ValidatePut(r *cxkvpb.PutRequest, l Limits) error {
 	if err := validateValue(r.GetKey(), r.GetValue(), l); err != nil {
 		return err
 	}
-	return validateTTL(r.GetKey(), r.GetTtlMs())
+	if err := validateTTL(r.GetKey(), r.GetTtlMs()); err != nil {
+		return err
+	}
+	return validateAttach(r.GetKey(), r.GetSession())
 }
 
 // ValidateDelete checks a Delete before it is proposed.
@@ -140,9 +143,14 @@ func ValidateDelete(r *cxkvpb.DeleteRequest, _ Limits) error {
 }
 
 // ValidateList checks a List.
-func ValidateList(r *cxkvpb.ListRequest) error {
-	if r.GetLimit() > MaxListLimit {
-		return invalid("list limit is %d; the maximum is %d", r.GetLimit(), MaxListLimit)
+func ValidateList(r *cxkvpb.ListRequest) error { return validatePageLimit(r.GetLimit()) }
+
+// ValidateSessions checks a Sessions listing, a List of session keys.
+func ValidateSessions(r *cxkvpb.SessionsRequest) error { return validatePageLimit(r.GetLimit()) }
+
+func validatePageLimit(limit uint32) error {
+	if limit > MaxListLimit {
+		return invalid("list limit is %d; the maximum is %d", limit, MaxListLimit)
 	}
 	return nil
 }
@@ -190,7 +198,13 @@ func ValidateTxn(r *cxkvpb.TxnRequest, l Limits) error {
 			if err := validateTTL(op.GetKey(), op.GetTtlMs()); err != nil {
 				return invalid("op %d: %s", i, err)
 			}
-		case cxkvpb.TxnOp_DELETE, cxkvpb.TxnOp_GET:
+			if err := validateAttach(op.GetKey(), op.GetSession()); err != nil {
+				return invalid("op %d: %s", i, err)
+			}
+		case cxkvpb.TxnOp_DELETE, cxkvpb.TxnOp_GET, cxkvpb.TxnOp_HEAD:
+			if op.GetSession() != "" {
+				return invalid("op %d on %q: only a put attaches a key to a session", i, op.GetKey())
+			}
 		default:
 			return invalid("op %d on %q: unknown type %d", i, op.GetKey(), op.GetType())
 		}

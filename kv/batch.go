@@ -27,8 +27,12 @@ func (s *Store) NewBatch() *Batch {
 // Get reads a record as the batch would leave it.
 func (b *Batch) Get(key string) (Record, bool, error) { return getRecord(b.b, key) }
 
-// Put writes a record and keeps the TTL index in step with it.
+// Put writes a record and keeps the TTL index and the session index
+// (attach.go) in step with it.
 func (b *Batch) Put(r Record) error {
+	if err := b.reattach(r.Key, &r); err != nil {
+		return err
+	}
 	b.buf = encodeRecord(b.buf[:0], r)
 	if err := b.b.Set(recordKey(r.Key), b.buf, nil); err != nil {
 		return err
@@ -39,8 +43,11 @@ func (b *Batch) Put(r Record) error {
 	return b.b.Delete(ttlKey(r.Key), nil)
 }
 
-// Delete removes a record and its TTL index entry.
+// Delete removes a record, its TTL index entry and its session index entry.
 func (b *Batch) Delete(key string) error {
+	if err := b.reattach(key, nil); err != nil {
+		return err
+	}
 	if err := b.b.Delete(recordKey(key), nil); err != nil {
 		return err
 	}
@@ -101,4 +108,29 @@ func (b *Batch) Counter(name string) (uint64, error) { return getUint64(b.b, met
 // SetCounter writes a named counter of the state.
 func (b *Batch) SetCounter(name string, v uint64) error {
 	return b.b.Set(metaKey("n/"+name), binary.BigEndian.AppendUint64(nil, v), nil)
+}
+
+// Scan calls fn for every record whose key starts with prefix, in key
+// order, as the batch would leave them; it stops at fn's first error.
+func (b *Batch) Scan(prefix string, fn func(Record) error) error {
+	lower := recordKey(prefix)
+	it, err := b.b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		r, err := decodeRecord(string(it.Key()[1:]), v)
+		if err != nil {
+			return err
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return it.Error()
 }

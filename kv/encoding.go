@@ -9,7 +9,14 @@ import (
 // uvarints and length-prefixed bytes. Apply decodes a record for every write,
 // so this path avoids reflection and allocates only the value.
 
-const encodingVersion = 1
+// A record is written in version 1 unless it is attached to a session;
+// version 2 carries the session's id first, so a writer can learn a stored
+// record's session and value size (peekRecord) without copying its value.
+// Records of either version are read; one of an unknown version is refused.
+const (
+	encodingVersion         = 1
+	encodingVersionAttached = 2
+)
 
 // Record is the state of one key. It mirrors cxkvpb.Record without importing
 // the API: kv sits below everything.
@@ -20,6 +27,8 @@ type Record struct {
 	CreateIndex     uint64
 	TTLMillis       int64
 	ExpiresAtUnixMs int64
+	// Session is the id of the session the key is attached to, "" for none.
+	Session string
 }
 
 // EventType says what an event did to its key. Its names are the API's
@@ -41,7 +50,13 @@ type Event struct {
 
 // encodeRecord encodes everything but the key, which lives in the Pebble key.
 func encodeRecord(dst []byte, r Record) []byte {
-	dst = append(dst, encodingVersion)
+	if r.Session == "" {
+		dst = append(dst, encodingVersion)
+	} else {
+		dst = append(dst, encodingVersionAttached)
+		dst = binary.AppendUvarint(dst, uint64(len(r.Session)))
+		dst = append(dst, r.Session...)
+	}
 	dst = binary.AppendUvarint(dst, r.Index)
 	dst = binary.AppendUvarint(dst, r.CreateIndex)
 	dst = binary.AppendVarint(dst, r.TTLMillis)
@@ -55,8 +70,12 @@ func encodeRecord(dst []byte, r Record) []byte {
 func decodeRecord(key string, buf []byte) (Record, error) {
 	r := Record{Key: key}
 	d := decoder{buf: buf, what: "record"}
-	if v := d.byte(); d.err == nil && v != encodingVersion {
-		return Record{}, fmt.Errorf("kv: record of %q has encoding version %d; this build reads %d", key, v, encodingVersion)
+	switch v := d.byte(); {
+	case d.err != nil, v == encodingVersion:
+	case v == encodingVersionAttached:
+		r.Session = string(d.bytes())
+	default:
+		return Record{}, fmt.Errorf("kv: record of %q has encoding version %d; this build reads %d and %d", key, v, encodingVersion, encodingVersionAttached)
 	}
 	r.Index = d.uvarint()
 	r.CreateIndex = d.uvarint()
@@ -67,6 +86,31 @@ func decodeRecord(key string, buf []byte) (Record, error) {
 		return Record{}, fmt.Errorf("kv: record of %q: %w", key, err)
 	}
 	return r, nil
+}
+
+// peekRecord reads what keeping the session index in step needs of a stored
+// record: its session and its AnswerBytes, without copying the value.
+func peekRecord(key string, buf []byte) (session string, answerBytes uint64, err error) {
+	d := decoder{buf: buf, what: "record"}
+	switch v := d.byte(); {
+	case d.err != nil, v == encodingVersion:
+	case v == encodingVersionAttached:
+		session = string(d.bytes())
+	default:
+		return "", 0, fmt.Errorf("kv: record of %q has encoding version %d; this build reads %d and %d", key, v, encodingVersion, encodingVersionAttached)
+	}
+	d.uvarint()
+	d.uvarint()
+	d.varint()
+	d.varint()
+	n := d.uvarint()
+	if d.err == nil && n != uint64(len(d.buf)) {
+		d.fail("length")
+	}
+	if d.err != nil {
+		return "", 0, fmt.Errorf("kv: record of %q: %w", key, d.err)
+	}
+	return session, uint64(len(key)) + n + answerOverhead, nil
 }
 
 func encodeEvent(dst []byte, e Event) []byte {

@@ -11,6 +11,8 @@ import "encoding/binary"
 //	's' be64(client) be64(seq)   remembered result of a client's write (opaque)
 //	'S' be64(client)             a client's session header (opaque)
 //	'L' be64(stamp) be64(client) sessions ordered by last use, for eviction (empty)
+//	'a' be16(len) session key    a key attached to a session (empty; see attach.go)
+//	'A' session                  a session's tally: keys attached and their bytes
 //	'm' name                     state meta: applied index, conf state, event floor,
 //	                             session floor (no 'L' stamp is below it), counters
 //	'i' name                     member identity, proposal-id mark; never part of a snapshot
@@ -27,6 +29,8 @@ const (
 	prefixResult      = 's'
 	prefixSession     = 'S'
 	prefixSessionLRU  = 'L'
+	prefixAttached    = 'a'
+	prefixTally       = 'A'
 	prefixMeta        = 'm'
 	prefixIdentity    = 'i'
 	prefixRaftEntry   = 'l'
@@ -41,7 +45,7 @@ const (
 
 // statePrefixes are the prefixes that make up the replicated state. Events are
 // history, not state: a restored member starts its history at the snapshot.
-var statePrefixes = []byte{prefixSessionLRU, prefixSession, prefixRecord, prefixResult, prefixTTL, prefixMeta}
+var statePrefixes = []byte{prefixSessionLRU, prefixSession, prefixRecord, prefixResult, prefixTTL, prefixMeta, prefixAttached, prefixTally}
 
 func prefixed(p byte, s string) []byte {
 	k := make([]byte, 1+len(s))
@@ -53,6 +57,19 @@ func prefixed(p byte, s string) []byte {
 func recordKey(key string) []byte { return prefixed(prefixRecord, key) }
 func ttlKey(key string) []byte    { return prefixed(prefixTTL, key) }
 func metaKey(name string) []byte  { return prefixed(prefixMeta, name) }
+
+// attachedPrefix is where the keys attached to session are listed; the
+// session's length comes first so one session's keys never run into
+// another's whose id extends it.
+func attachedPrefix(session string) []byte {
+	k := make([]byte, 3, 3+len(session))
+	k[0] = prefixAttached
+	binary.BigEndian.PutUint16(k[1:], uint16(len(session)))
+	return append(k, session...)
+}
+
+func attachedKey(session, key string) []byte { return append(attachedPrefix(session), key...) }
+func tallyKey(session string) []byte         { return prefixed(prefixTally, session) }
 
 func eventKey(index uint64, n uint16) []byte {
 	k := make([]byte, 11)

@@ -52,7 +52,9 @@ func (s *Store) Get(key string) (Record, bool, error) { return getRecord(s.db, k
 
 // AnswerBytes is at most what the record adds to an answer that carries it:
 // its key and value, and room for its numbers and framing.
-func (r Record) AnswerBytes() int { return len(r.Key) + len(r.Value) + 64 }
+func (r Record) AnswerBytes() int { return len(r.Key) + len(r.Value) + answerOverhead }
+
+const answerOverhead = 64
 
 // List returns the records whose keys start with prefix and sort after
 // after, in key order, and whether more follow: up to limit of them, and no

@@ -43,6 +43,9 @@ func (t *clusterTarget) List(ctx context.Context, r *cxkvpb.ListRequest) (*cxkvp
 func (t *clusterTarget) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error) {
 	return t.kv().Txn(ctx, r)
 }
+func (t *clusterTarget) Sessions(ctx context.Context, r *cxkvpb.SessionsRequest) (*cxkvpb.SessionsResponse, error) {
+	return t.kv().Sessions(ctx, r)
+}
 
 func TestScriptsOnLiveCluster(t *testing.T) {
 	cmpxchgtest.RunScripts(t, "../testdata/cmpxchg", func(t *testing.T) cmpxchgtest.Target {

@@ -90,6 +90,10 @@ var refusals = map[cmpxchg.Code]struct {
 	// This attempt was not applied; whether an earlier one was, the table
 	// no longer knows.
 	cmpxchg.CodeForgotten: {codes.FailedPrecondition, notProposed},
+	// The session a put would attach to does not exist, or is full; nothing
+	// was written, and a retry with the same write id gets the same answer.
+	cmpxchg.CodeNoSession:   {codes.NotFound, settledRefused},
+	cmpxchg.CodeSessionFull: {codes.FailedPrecondition, settledRefused},
 }
 
 // contextError says what an ended request context means for a write that

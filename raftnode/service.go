@@ -76,6 +76,32 @@ func (s *kvService) List(ctx context.Context, r *cxkvpb.ListRequest) (*cxkvpb.Li
 	return resp, nil
 }
 
+func (s *kvService) Sessions(ctx context.Context, r *cxkvpb.SessionsRequest) (*cxkvpb.SessionsResponse, error) {
+	if err := cmpxchg.ValidateSessions(r); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.read(ctx, r.GetSerializable()); err != nil {
+		return nil, toStatus(err)
+	}
+	limit := int(r.GetLimit())
+	if limit == 0 {
+		limit = cmpxchg.DefaultListLimit
+	}
+	h := s.header()
+	infos, more, err := s.n.store.ListSessions(r.GetPrefix(), r.GetAfter(), limit, cmpxchg.MaxAnswerBytes)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &cxkvpb.SessionsResponse{Header: h, More: more}
+	for _, in := range infos {
+		resp.Sessions = append(resp.Sessions, &cxkvpb.Session{
+			Id: in.ID, Record: cmpxchg.RecordToProto(in.Record),
+			AttachedKeys: in.Tally.Keys, AttachedBytes: in.Tally.Bytes,
+		})
+	}
+	return resp, nil
+}
+
 func (s *kvService) Put(ctx context.Context, r *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
 	return write(s, ctx, cmpxchg.ValidatePut(r, s.n.cfg.Limits), &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: r}},
 		(*cxkvpb.CommandResult).GetPut, func(out *cxkvpb.PutResponse, h *cxkvpb.Header) { out.Header = h })

@@ -86,6 +86,13 @@ const (
 	TxnOp_PUT    TxnOp_Type = 0
 	TxnOp_DELETE TxnOp_Type = 1
 	TxnOp_GET    TxnOp_Type = 2
+	// key is a prefix: the result is the record under it with the lowest
+	// create_index (a queue's head: the oldest entry), as this op sees the
+	// state (after the earlier ops of the transaction), found = false if
+	// none. A lock waiter that creates its queue entry and asks HEAD of the
+	// queue's prefix in one transaction learns in that one entry whether it
+	// holds the lock. Costs one pass over the keys under the prefix.
+	TxnOp_HEAD TxnOp_Type = 3
 )
 
 // Enum value maps for TxnOp_Type.
@@ -94,11 +101,13 @@ var (
 		0: "PUT",
 		1: "DELETE",
 		2: "GET",
+		3: "HEAD",
 	}
 	TxnOp_Type_value = map[string]int32{
 		"PUT":    0,
 		"DELETE": 1,
 		"GET":    2,
+		"HEAD":   3,
 	}
 )
 
@@ -194,8 +203,12 @@ type Record struct {
 	// that proposed the write. For display only: expiry is decided by the
 	// leader's monotonic clock and may come later than this, never earlier.
 	ExpiresAtUnixMs int64 `protobuf:"varint,6,opt,name=expires_at_unix_ms,json=expiresAtUnixMs,proto3" json:"expires_at_unix_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The session the key is attached to ("" for none): when that session's
+	// key (SessionKeyPrefix + session) is deleted or expires, this key is
+	// deleted in the same log entry. See docs/DESIGN.md, "Sessions".
+	Session       string `protobuf:"bytes,7,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Record) Reset() {
@@ -268,6 +281,13 @@ func (x *Record) GetExpiresAtUnixMs() int64 {
 		return x.ExpiresAtUnixMs
 	}
 	return 0
+}
+
+func (x *Record) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
 }
 
 // Header says which member answered and how far its state had come.
@@ -539,9 +559,15 @@ type PutRequest struct {
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// 0: create only if absent. N > 0: replace only if the key's index is N.
-	ExpectIndex   uint64   `protobuf:"varint,3,opt,name=expect_index,json=expectIndex,proto3" json:"expect_index,omitempty"`
-	TtlMs         int64    `protobuf:"varint,4,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
-	WriteId       *WriteID `protobuf:"bytes,5,opt,name=write_id,json=writeId,proto3" json:"write_id,omitempty"`
+	ExpectIndex uint64   `protobuf:"varint,3,opt,name=expect_index,json=expectIndex,proto3" json:"expect_index,omitempty"`
+	TtlMs       int64    `protobuf:"varint,4,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	WriteId     *WriteID `protobuf:"bytes,5,opt,name=write_id,json=writeId,proto3" json:"write_id,omitempty"`
+	// Attach the key to this session (its id; the session's key is
+	// SessionKeyPrefix + session). Like ttl_ms, every put sets it: "" detaches
+	// a key that was attached. The session must exist when the put applies,
+	// or the put is refused with NotFound and nothing is written. A session's
+	// own key cannot be attached (InvalidArgument).
+	Session       string `protobuf:"bytes,6,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -609,6 +635,13 @@ func (x *PutRequest) GetWriteId() *WriteID {
 		return x.WriteId
 	}
 	return nil
+}
+
+func (x *PutRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
 }
 
 type PutResponse struct {
@@ -1005,11 +1038,13 @@ func (x *Compare) GetValue() []byte {
 }
 
 type TxnOp struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          TxnOp_Type             `protobuf:"varint,1,opt,name=type,proto3,enum=cxkv.v1.TxnOp_Type" json:"type,omitempty"`
-	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
-	TtlMs         int64                  `protobuf:"varint,4,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  TxnOp_Type             `protobuf:"varint,1,opt,name=type,proto3,enum=cxkv.v1.TxnOp_Type" json:"type,omitempty"`
+	Key   string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Value []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	TtlMs int64                  `protobuf:"varint,4,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// PUT: attach the key to this session, as PutRequest.session.
+	Session       string `protobuf:"bytes,5,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1072,11 +1107,20 @@ func (x *TxnOp) GetTtlMs() int64 {
 	return 0
 }
 
+func (x *TxnOp) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
 type TxnOpResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// put: the new record; delete: the record that was there; get: the record.
+	// put: the new record; delete: the record that was there; get: the
+	// record; head: the oldest record under the prefix.
 	Record *Record `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
-	// delete and get: whether the key existed.
+	// delete, get and head: whether the key (for head: any key under the
+	// prefix) existed.
 	Found         bool `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1436,6 +1480,211 @@ func (x *WatchResponse) GetEvents() []*Event {
 	return nil
 }
 
+type SessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sessions whose id starts with prefix.
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Return sessions whose id is strictly greater than after (for paging).
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// Sessions per page; 0 means the server default (as List).
+	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Serializable  bool   `protobuf:"varint,4,opt,name=serializable,proto3" json:"serializable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsRequest) Reset() {
+	*x = SessionsRequest{}
+	mi := &file_cxkv_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsRequest) ProtoMessage() {}
+
+func (x *SessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsRequest.ProtoReflect.Descriptor instead.
+func (*SessionsRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SessionsRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *SessionsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *SessionsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *SessionsRequest) GetSerializable() bool {
+	if x != nil {
+		return x.Serializable
+	}
+	return false
+}
+
+type Session struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's id (its key less SessionKeyPrefix).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The session's key as a record: value (the owner, by the SDK's
+	// convention), index, TTL.
+	Record *Record `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	// Keys attached to the session now, and their size as the cluster counts
+	// it (key + value + 64 bytes each).
+	AttachedKeys  uint64 `protobuf:"varint,3,opt,name=attached_keys,json=attachedKeys,proto3" json:"attached_keys,omitempty"`
+	AttachedBytes uint64 `protobuf:"varint,4,opt,name=attached_bytes,json=attachedBytes,proto3" json:"attached_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Session) Reset() {
+	*x = Session{}
+	mi := &file_cxkv_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Session) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Session) ProtoMessage() {}
+
+func (x *Session) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Session.ProtoReflect.Descriptor instead.
+func (*Session) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Session) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Session) GetRecord() *Record {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *Session) GetAttachedKeys() uint64 {
+	if x != nil {
+		return x.AttachedKeys
+	}
+	return 0
+}
+
+func (x *Session) GetAttachedBytes() uint64 {
+	if x != nil {
+		return x.AttachedBytes
+	}
+	return 0
+}
+
+type SessionsResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Header   *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Sessions []*Session             `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// More sessions follow; ask again with after = the last id returned.
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsResponse) Reset() {
+	*x = SessionsResponse{}
+	mi := &file_cxkv_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsResponse) ProtoMessage() {}
+
+func (x *SessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsResponse.ProtoReflect.Descriptor instead.
+func (*SessionsResponse) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SessionsResponse) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *SessionsResponse) GetSessions() []*Session {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *SessionsResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1444,7 +1693,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cxkv_proto_msgTypes[19]
+	mi := &file_cxkv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1705,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[19]
+	mi := &file_cxkv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1718,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{19}
+	return file_cxkv_proto_rawDescGZIP(), []int{22}
 }
 
 type Member struct {
@@ -1482,7 +1731,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_cxkv_proto_msgTypes[20]
+	mi := &file_cxkv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1743,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[20]
+	mi := &file_cxkv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1756,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{20}
+	return file_cxkv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Member) GetId() uint64 {
@@ -1546,7 +1795,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cxkv_proto_msgTypes[21]
+	mi := &file_cxkv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1807,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[21]
+	mi := &file_cxkv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1820,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{21}
+	return file_cxkv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StatusResponse) GetHeader() *Header {
@@ -1656,7 +1905,7 @@ type ExpireCommand struct {
 
 func (x *ExpireCommand) Reset() {
 	*x = ExpireCommand{}
-	mi := &file_cxkv_proto_msgTypes[22]
+	mi := &file_cxkv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1917,7 @@ func (x *ExpireCommand) String() string {
 func (*ExpireCommand) ProtoMessage() {}
 
 func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[22]
+	mi := &file_cxkv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1930,7 @@ func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireCommand.ProtoReflect.Descriptor instead.
 func (*ExpireCommand) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{22}
+	return file_cxkv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExpireCommand) GetKey() string {
@@ -1725,7 +1974,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_cxkv_proto_msgTypes[23]
+	mi := &file_cxkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1986,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[23]
+	mi := &file_cxkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1999,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{23}
+	return file_cxkv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Command) GetProposalId() uint64 {
@@ -1862,7 +2111,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_cxkv_proto_msgTypes[24]
+	mi := &file_cxkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +2123,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[24]
+	mi := &file_cxkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2136,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{24}
+	return file_cxkv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CommandResult) GetResult() isCommandResult_Result {
@@ -1973,7 +2222,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2234,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2247,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{25}
+	return file_cxkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CommandError) GetCode() uint32 {
@@ -2029,7 +2278,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2290,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2303,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{26}
+	return file_cxkv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RaftBatch) GetClusterId() uint64 {
@@ -2093,7 +2342,7 @@ type PeerAck struct {
 
 func (x *PeerAck) Reset() {
 	*x = PeerAck{}
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2354,7 @@ func (x *PeerAck) String() string {
 func (*PeerAck) ProtoMessage() {}
 
 func (x *PeerAck) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2367,7 @@ func (x *PeerAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerAck.ProtoReflect.Descriptor instead.
 func (*PeerAck) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{27}
+	return file_cxkv_proto_rawDescGZIP(), []int{30}
 }
 
 // SnapshotChunk streams a state snapshot; the first chunk carries the
@@ -2134,7 +2383,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_cxkv_proto_msgTypes[28]
+	mi := &file_cxkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2146,7 +2395,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[28]
+	mi := &file_cxkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2159,7 +2408,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{28}
+	return file_cxkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SnapshotChunk) GetClusterId() uint64 {
@@ -2188,14 +2437,15 @@ var File_cxkv_proto protoreflect.FileDescriptor
 const file_cxkv_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"cxkv.proto\x12\acxkv.v1\"\xad\x01\n" +
+	"cxkv.proto\x12\acxkv.v1\"\xc7\x01\n" +
 	"\x06Record\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12!\n" +
 	"\fcreate_index\x18\x04 \x01(\x04R\vcreateIndex\x12\x15\n" +
 	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\x12+\n" +
-	"\x12expires_at_unix_ms\x18\x06 \x01(\x03R\x0fexpiresAtUnixMs\"{\n" +
+	"\x12expires_at_unix_ms\x18\x06 \x01(\x03R\x0fexpiresAtUnixMs\x12\x18\n" +
+	"\asession\x18\a \x01(\tR\asession\"{\n" +
 	"\x06Header\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\x04R\bmemberId\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
@@ -2214,14 +2464,15 @@ const file_cxkv_proto_rawDesc = "" +
 	"\vGetResponse\x12'\n" +
 	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12'\n" +
 	"\x06record\x18\x02 \x01(\v2\x0f.cxkv.v1.RecordR\x06record\x12\x14\n" +
-	"\x05found\x18\x03 \x01(\bR\x05found\"\x9b\x01\n" +
+	"\x05found\x18\x03 \x01(\bR\x05found\"\xb5\x01\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12!\n" +
 	"\fexpect_index\x18\x03 \x01(\x04R\vexpectIndex\x12\x15\n" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12+\n" +
-	"\bwrite_id\x18\x05 \x01(\v2\x10.cxkv.v1.WriteIDR\awriteId\"\x7f\n" +
+	"\bwrite_id\x18\x05 \x01(\v2\x10.cxkv.v1.WriteIDR\awriteId\x12\x18\n" +
+	"\asession\x18\x06 \x01(\tR\asession\"\x7f\n" +
 	"\vPutResponse\x12'\n" +
 	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x1e\n" +
 	"\n" +
@@ -2257,17 +2508,19 @@ const file_cxkv_proto_rawDesc = "" +
 	"\vINDEX_EQUAL\x10\x00\x12\n" +
 	"\n" +
 	"\x06ABSENT\x10\x01\x12\x0f\n" +
-	"\vVALUE_EQUAL\x10\x02\"\x95\x01\n" +
+	"\vVALUE_EQUAL\x10\x02\"\xb9\x01\n" +
 	"\x05TxnOp\x12'\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x13.cxkv.v1.TxnOp.TypeR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x12\x15\n" +
-	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\"$\n" +
+	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x18\n" +
+	"\asession\x18\x05 \x01(\tR\asession\".\n" +
 	"\x04Type\x12\a\n" +
 	"\x03PUT\x10\x00\x12\n" +
 	"\n" +
 	"\x06DELETE\x10\x01\x12\a\n" +
-	"\x03GET\x10\x02\"L\n" +
+	"\x03GET\x10\x02\x12\b\n" +
+	"\x04HEAD\x10\x03\"L\n" +
 	"\vTxnOpResult\x12'\n" +
 	"\x06record\x18\x01 \x01(\v2\x0f.cxkv.v1.RecordR\x06record\x12\x14\n" +
 	"\x05found\x18\x02 \x01(\bR\x05found\"\x89\x01\n" +
@@ -2300,7 +2553,21 @@ const file_cxkv_proto_rawDesc = "" +
 	"\x06EXPIRE\x10\x02\"`\n" +
 	"\rWatchResponse\x12'\n" +
 	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12&\n" +
-	"\x06events\x18\x02 \x03(\v2\x0e.cxkv.v1.EventR\x06events\"\x0f\n" +
+	"\x06events\x18\x02 \x03(\v2\x0e.cxkv.v1.EventR\x06events\"y\n" +
+	"\x0fSessionsRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\"\n" +
+	"\fserializable\x18\x04 \x01(\bR\fserializable\"\x8e\x01\n" +
+	"\aSession\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
+	"\x06record\x18\x02 \x01(\v2\x0f.cxkv.v1.RecordR\x06record\x12#\n" +
+	"\rattached_keys\x18\x03 \x01(\x04R\fattachedKeys\x12%\n" +
+	"\x0eattached_bytes\x18\x04 \x01(\x04R\rattachedBytes\"}\n" +
+	"\x10SessionsResponse\x12'\n" +
+	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12,\n" +
+	"\bsessions\x18\x02 \x03(\v2\x10.cxkv.v1.SessionR\bsessions\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"\x0f\n" +
 	"\rStatusRequest\",\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
@@ -2371,40 +2638,43 @@ func file_cxkv_proto_rawDescGZIP() []byte {
 }
 
 var file_cxkv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_cxkv_proto_goTypes = []any{
-	(Compare_Op)(0),        // 0: cxkv.v1.Compare.Op
-	(TxnOp_Type)(0),        // 1: cxkv.v1.TxnOp.Type
-	(Event_Type)(0),        // 2: cxkv.v1.Event.Type
-	(*Record)(nil),         // 3: cxkv.v1.Record
-	(*Header)(nil),         // 4: cxkv.v1.Header
-	(*WriteID)(nil),        // 5: cxkv.v1.WriteID
-	(*GetRequest)(nil),     // 6: cxkv.v1.GetRequest
-	(*GetResponse)(nil),    // 7: cxkv.v1.GetResponse
-	(*PutRequest)(nil),     // 8: cxkv.v1.PutRequest
-	(*PutResponse)(nil),    // 9: cxkv.v1.PutResponse
-	(*DeleteRequest)(nil),  // 10: cxkv.v1.DeleteRequest
-	(*DeleteResponse)(nil), // 11: cxkv.v1.DeleteResponse
-	(*ListRequest)(nil),    // 12: cxkv.v1.ListRequest
-	(*ListResponse)(nil),   // 13: cxkv.v1.ListResponse
-	(*Compare)(nil),        // 14: cxkv.v1.Compare
-	(*TxnOp)(nil),          // 15: cxkv.v1.TxnOp
-	(*TxnOpResult)(nil),    // 16: cxkv.v1.TxnOpResult
-	(*TxnRequest)(nil),     // 17: cxkv.v1.TxnRequest
-	(*TxnResponse)(nil),    // 18: cxkv.v1.TxnResponse
-	(*WatchRequest)(nil),   // 19: cxkv.v1.WatchRequest
-	(*Event)(nil),          // 20: cxkv.v1.Event
-	(*WatchResponse)(nil),  // 21: cxkv.v1.WatchResponse
-	(*StatusRequest)(nil),  // 22: cxkv.v1.StatusRequest
-	(*Member)(nil),         // 23: cxkv.v1.Member
-	(*StatusResponse)(nil), // 24: cxkv.v1.StatusResponse
-	(*ExpireCommand)(nil),  // 25: cxkv.v1.ExpireCommand
-	(*Command)(nil),        // 26: cxkv.v1.Command
-	(*CommandResult)(nil),  // 27: cxkv.v1.CommandResult
-	(*CommandError)(nil),   // 28: cxkv.v1.CommandError
-	(*RaftBatch)(nil),      // 29: cxkv.v1.RaftBatch
-	(*PeerAck)(nil),        // 30: cxkv.v1.PeerAck
-	(*SnapshotChunk)(nil),  // 31: cxkv.v1.SnapshotChunk
+	(Compare_Op)(0),          // 0: cxkv.v1.Compare.Op
+	(TxnOp_Type)(0),          // 1: cxkv.v1.TxnOp.Type
+	(Event_Type)(0),          // 2: cxkv.v1.Event.Type
+	(*Record)(nil),           // 3: cxkv.v1.Record
+	(*Header)(nil),           // 4: cxkv.v1.Header
+	(*WriteID)(nil),          // 5: cxkv.v1.WriteID
+	(*GetRequest)(nil),       // 6: cxkv.v1.GetRequest
+	(*GetResponse)(nil),      // 7: cxkv.v1.GetResponse
+	(*PutRequest)(nil),       // 8: cxkv.v1.PutRequest
+	(*PutResponse)(nil),      // 9: cxkv.v1.PutResponse
+	(*DeleteRequest)(nil),    // 10: cxkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),   // 11: cxkv.v1.DeleteResponse
+	(*ListRequest)(nil),      // 12: cxkv.v1.ListRequest
+	(*ListResponse)(nil),     // 13: cxkv.v1.ListResponse
+	(*Compare)(nil),          // 14: cxkv.v1.Compare
+	(*TxnOp)(nil),            // 15: cxkv.v1.TxnOp
+	(*TxnOpResult)(nil),      // 16: cxkv.v1.TxnOpResult
+	(*TxnRequest)(nil),       // 17: cxkv.v1.TxnRequest
+	(*TxnResponse)(nil),      // 18: cxkv.v1.TxnResponse
+	(*WatchRequest)(nil),     // 19: cxkv.v1.WatchRequest
+	(*Event)(nil),            // 20: cxkv.v1.Event
+	(*WatchResponse)(nil),    // 21: cxkv.v1.WatchResponse
+	(*SessionsRequest)(nil),  // 22: cxkv.v1.SessionsRequest
+	(*Session)(nil),          // 23: cxkv.v1.Session
+	(*SessionsResponse)(nil), // 24: cxkv.v1.SessionsResponse
+	(*StatusRequest)(nil),    // 25: cxkv.v1.StatusRequest
+	(*Member)(nil),           // 26: cxkv.v1.Member
+	(*StatusResponse)(nil),   // 27: cxkv.v1.StatusResponse
+	(*ExpireCommand)(nil),    // 28: cxkv.v1.ExpireCommand
+	(*Command)(nil),          // 29: cxkv.v1.Command
+	(*CommandResult)(nil),    // 30: cxkv.v1.CommandResult
+	(*CommandError)(nil),     // 31: cxkv.v1.CommandError
+	(*RaftBatch)(nil),        // 32: cxkv.v1.RaftBatch
+	(*PeerAck)(nil),          // 33: cxkv.v1.PeerAck
+	(*SnapshotChunk)(nil),    // 34: cxkv.v1.SnapshotChunk
 }
 var file_cxkv_proto_depIdxs = []int32{
 	4,  // 0: cxkv.v1.GetResponse.header:type_name -> cxkv.v1.Header
@@ -2430,21 +2700,24 @@ var file_cxkv_proto_depIdxs = []int32{
 	3,  // 20: cxkv.v1.Event.record:type_name -> cxkv.v1.Record
 	4,  // 21: cxkv.v1.WatchResponse.header:type_name -> cxkv.v1.Header
 	20, // 22: cxkv.v1.WatchResponse.events:type_name -> cxkv.v1.Event
-	4,  // 23: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
-	23, // 24: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
-	8,  // 25: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
-	10, // 26: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
-	17, // 27: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
-	25, // 28: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
-	9,  // 29: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
-	11, // 30: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
-	18, // 31: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
-	28, // 32: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	3,  // 23: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
+	4,  // 24: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
+	23, // 25: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
+	4,  // 26: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
+	26, // 27: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
+	8,  // 28: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
+	10, // 29: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
+	17, // 30: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
+	28, // 31: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
+	9,  // 32: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
+	11, // 33: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
+	18, // 34: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
+	31, // 35: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_cxkv_proto_init() }
@@ -2452,13 +2725,13 @@ func file_cxkv_proto_init() {
 	if File_cxkv_proto != nil {
 		return
 	}
-	file_cxkv_proto_msgTypes[23].OneofWrappers = []any{
+	file_cxkv_proto_msgTypes[26].OneofWrappers = []any{
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
 		(*Command_Txn)(nil),
 		(*Command_Expire)(nil),
 	}
-	file_cxkv_proto_msgTypes[24].OneofWrappers = []any{
+	file_cxkv_proto_msgTypes[27].OneofWrappers = []any{
 		(*CommandResult_Put)(nil),
 		(*CommandResult_Delete)(nil),
 		(*CommandResult_Txn)(nil),
@@ -2470,7 +2743,7 @@ func file_cxkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cxkv_proto_rawDesc), len(file_cxkv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

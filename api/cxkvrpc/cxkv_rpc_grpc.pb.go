@@ -26,13 +26,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KV_Get_FullMethodName    = "/cxkv.v1.KV/Get"
-	KV_Put_FullMethodName    = "/cxkv.v1.KV/Put"
-	KV_Delete_FullMethodName = "/cxkv.v1.KV/Delete"
-	KV_List_FullMethodName   = "/cxkv.v1.KV/List"
-	KV_Txn_FullMethodName    = "/cxkv.v1.KV/Txn"
-	KV_Watch_FullMethodName  = "/cxkv.v1.KV/Watch"
-	KV_Status_FullMethodName = "/cxkv.v1.KV/Status"
+	KV_Get_FullMethodName      = "/cxkv.v1.KV/Get"
+	KV_Put_FullMethodName      = "/cxkv.v1.KV/Put"
+	KV_Delete_FullMethodName   = "/cxkv.v1.KV/Delete"
+	KV_List_FullMethodName     = "/cxkv.v1.KV/List"
+	KV_Txn_FullMethodName      = "/cxkv.v1.KV/Txn"
+	KV_Watch_FullMethodName    = "/cxkv.v1.KV/Watch"
+	KV_Status_FullMethodName   = "/cxkv.v1.KV/Status"
+	KV_Sessions_FullMethodName = "/cxkv.v1.KV/Sessions"
 )
 
 // KVClient is the client API for KV service.
@@ -48,6 +49,9 @@ type KVClient interface {
 	Txn(ctx context.Context, in *cxkvpb.TxnRequest, opts ...grpc.CallOption) (*cxkvpb.TxnResponse, error)
 	Watch(ctx context.Context, in *cxkvpb.WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[cxkvpb.WatchResponse], error)
 	Status(ctx context.Context, in *cxkvpb.StatusRequest, opts ...grpc.CallOption) (*cxkvpb.StatusResponse, error)
+	// Sessions lists sessions (keys under SessionKeyPrefix) with the count of
+	// keys attached to each.
+	Sessions(ctx context.Context, in *cxkvpb.SessionsRequest, opts ...grpc.CallOption) (*cxkvpb.SessionsResponse, error)
 }
 
 type kVClient struct {
@@ -137,6 +141,16 @@ func (c *kVClient) Status(ctx context.Context, in *cxkvpb.StatusRequest, opts ..
 	return out, nil
 }
 
+func (c *kVClient) Sessions(ctx context.Context, in *cxkvpb.SessionsRequest, opts ...grpc.CallOption) (*cxkvpb.SessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(cxkvpb.SessionsResponse)
+	err := c.cc.Invoke(ctx, KV_Sessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -150,6 +164,9 @@ type KVServer interface {
 	Txn(context.Context, *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error)
 	Watch(*cxkvpb.WatchRequest, grpc.ServerStreamingServer[cxkvpb.WatchResponse]) error
 	Status(context.Context, *cxkvpb.StatusRequest) (*cxkvpb.StatusResponse, error)
+	// Sessions lists sessions (keys under SessionKeyPrefix) with the count of
+	// keys attached to each.
+	Sessions(context.Context, *cxkvpb.SessionsRequest) (*cxkvpb.SessionsResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -180,6 +197,9 @@ func (UnimplementedKVServer) Watch(*cxkvpb.WatchRequest, grpc.ServerStreamingSer
 }
 func (UnimplementedKVServer) Status(context.Context, *cxkvpb.StatusRequest) (*cxkvpb.StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedKVServer) Sessions(context.Context, *cxkvpb.SessionsRequest) (*cxkvpb.SessionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Sessions not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -321,6 +341,24 @@ func _KV_Status_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_Sessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(cxkvpb.SessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).Sessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_Sessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).Sessions(ctx, req.(*cxkvpb.SessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -351,6 +389,10 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _KV_Status_Handler,
+		},
+		{
+			MethodName: "Sessions",
+			Handler:    _KV_Sessions_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -31,6 +31,7 @@ type Target interface {
 	Delete(context.Context, *cxkvpb.DeleteRequest) (*cxkvpb.DeleteResponse, error)
 	List(context.Context, *cxkvpb.ListRequest) (*cxkvpb.ListResponse, error)
 	Txn(context.Context, *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error)
+	Sessions(context.Context, *cxkvpb.SessionsRequest) (*cxkvpb.SessionsResponse, error)
 }
 
 // RunScripts runs every *.txt file directly in dir, each against a new target.
@@ -56,14 +57,15 @@ type env struct {
 }
 
 var handlers = map[string]func(*env, context.Context, *datadriven.TestData) (string, error){
-	"get":    handleGet,
-	"put":    handlePut,
-	"delete": handleDelete,
-	"list":   handleList,
-	"txn":    handleTxn,
-	"expire": handleExpire,
-	"dup":    handleDup,
-	"stamp":  handleStamp,
+	"get":      handleGet,
+	"put":      handlePut,
+	"delete":   handleDelete,
+	"list":     handleList,
+	"txn":      handleTxn,
+	"sessions": handleSessions,
+	"expire":   handleExpire,
+	"dup":      handleDup,
+	"stamp":    handleStamp,
 }
 
 func (e *env) handle(t *testing.T, d *datadriven.TestData) string {
@@ -110,6 +112,9 @@ func (e *env) record(r *cxkvpb.Record) string {
 	s := fmt.Sprintf("%s=%s index=%s create=%s", r.GetKey(), r.GetValue(), e.idx(r.GetIndex()), e.idx(r.GetCreateIndex()))
 	if r.GetTtlMs() > 0 {
 		s += fmt.Sprintf(" ttl=%dms", r.GetTtlMs())
+	}
+	if r.GetSession() != "" {
+		s += " session=" + r.GetSession()
 	}
 	return s
 }

@@ -7,14 +7,14 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 )
 
-// put key=K value=V [expect=0|@N] [ttl=MS] [client=C seq=S acked=A]
+// put key=K value=V [expect=0|@N] [ttl=MS] [session=ID] [client=C seq=S acked=A]
 func handlePut(e *env, ctx context.Context, d *datadriven.TestData) (string, error) {
 	a := args(d)
 	expect, err := e.index(orZero(a["expect"]))
 	if err != nil {
 		return "", err
 	}
-	req := &cxkvpb.PutRequest{Key: key(a), Value: value(a, "value"), ExpectIndex: expect, TtlMs: int64Arg(a, "ttl"), WriteId: e.writeID(a)}
+	req := &cxkvpb.PutRequest{Key: key(a), Value: value(a, "value"), ExpectIndex: expect, TtlMs: int64Arg(a, "ttl"), Session: a["session"], WriteId: e.writeID(a)}
 	e.lastWrite = func(ctx context.Context) (string, error) {
 		r, err := e.target.Put(ctx, req)
 		if err != nil {

@@ -12,7 +12,8 @@ import (
 
 // txn [client=C seq=S acked=A]
 // compare index KEY @N | compare absent KEY | compare value KEY V
-// put KEY V [ttl=MS] | delete KEY | get KEY
+// put KEY V [ttl=MS] [session=ID] | delete KEY | get KEY | head PREFIX
+// (any op takes the options, so scripts can show a misplaced one refused)
 func handleTxn(e *env, ctx context.Context, d *datadriven.TestData) (string, error) {
 	req := &cxkvpb.TxnRequest{WriteId: e.writeID(args(d))}
 	for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
@@ -62,15 +63,13 @@ func (e *env) txnLine(req *cxkvpb.TxnRequest, f []string) error {
 		}
 		req.Compares = append(req.Compares, c)
 	case "put":
-		op := &cxkvpb.TxnOp{Type: cxkvpb.TxnOp_PUT, Key: k, Value: []byte(word(2))}
-		if strings.HasPrefix(word(3), "ttl=") {
-			op.TtlMs, _ = strconv.ParseInt(strings.TrimPrefix(word(3), "ttl="), 10, 64)
-		}
-		req.Ops = append(req.Ops, op)
+		return addOp(req, &cxkvpb.TxnOp{Type: cxkvpb.TxnOp_PUT, Key: k, Value: []byte(word(2))}, f[min(3, len(f)):])
 	case "delete":
-		req.Ops = append(req.Ops, &cxkvpb.TxnOp{Type: cxkvpb.TxnOp_DELETE, Key: k})
+		return addOp(req, &cxkvpb.TxnOp{Type: cxkvpb.TxnOp_DELETE, Key: k}, f[2:])
 	case "get":
-		req.Ops = append(req.Ops, &cxkvpb.TxnOp{Type: cxkvpb.TxnOp_GET, Key: k})
+		return addOp(req, &cxkvpb.TxnOp{Type: cxkvpb.TxnOp_GET, Key: k}, f[2:])
+	case "head":
+		return addOp(req, &cxkvpb.TxnOp{Type: cxkvpb.TxnOp_HEAD, Key: k}, f[2:])
 	case "repeat-compares": // repeat-compares N KEY: N absent-compares, for the limit scripts
 		n, _ := strconv.Atoi(word(1))
 		for i := 0; i < n; i++ {
@@ -79,6 +78,22 @@ func (e *env) txnLine(req *cxkvpb.TxnRequest, f []string) error {
 	default:
 		return fmt.Errorf("unknown txn line")
 	}
+	return nil
+}
+
+// addOp appends op with its options (ttl=MS, session=ID).
+func addOp(req *cxkvpb.TxnRequest, op *cxkvpb.TxnOp, opts []string) error {
+	for _, w := range opts {
+		switch {
+		case strings.HasPrefix(w, "ttl="):
+			op.TtlMs, _ = strconv.ParseInt(strings.TrimPrefix(w, "ttl="), 10, 64)
+		case strings.HasPrefix(w, "session="):
+			op.Session = strings.TrimPrefix(w, "session=")
+		default:
+			return fmt.Errorf("unknown op option %q", w)
+		}
+	}
+	req.Ops = append(req.Ops, op)
 	return nil
 }
 

@@ -95,6 +95,28 @@ func (m *MachineTarget) List(_ context.Context, r *cxkvpb.ListRequest) (*cxkvpb.
 	return resp, nil
 }
 
+func (m *MachineTarget) Sessions(_ context.Context, r *cxkvpb.SessionsRequest) (*cxkvpb.SessionsResponse, error) {
+	if err := cmpxchg.ValidateSessions(r); err != nil {
+		return nil, err
+	}
+	limit := int(r.GetLimit())
+	if limit == 0 {
+		limit = cmpxchg.DefaultListLimit
+	}
+	infos, more, err := m.store.ListSessions(r.GetPrefix(), r.GetAfter(), limit, cmpxchg.MaxAnswerBytes)
+	if err != nil {
+		return nil, err
+	}
+	resp := &cxkvpb.SessionsResponse{More: more}
+	for _, in := range infos {
+		resp.Sessions = append(resp.Sessions, &cxkvpb.Session{
+			Id: in.ID, Record: cmpxchg.RecordToProto(in.Record),
+			AttachedKeys: in.Tally.Keys, AttachedBytes: in.Tally.Bytes,
+		})
+	}
+	return resp, nil
+}
+
 func (m *MachineTarget) Put(_ context.Context, r *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
 	if err := cmpxchg.ValidatePut(r, m.limits); err != nil {
 		return nil, err

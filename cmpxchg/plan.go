@@ -1,0 +1,230 @@
+package cmpxchg
+
+import (
+	"strings"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/kv"
+)
+
+// plan collects the writes of one command before any is made, so a command
+// is refused whole (nothing written) whatever stage finds it wrong: a
+// transaction's answer over MaxAnswerBytes, an attach to a missing or full
+// session, too many events at one index. Every write goes through it, so
+// the session rules hold for Put, Delete, Txn and Expire alike:
+//
+//   - removing a session's key (delete, txn delete, expire) removes every
+//     key attached to that session, in the same entry, after it, with the
+//     same event type, in a deterministic order (the stored attached keys
+//     in key order, then those the command attached, in write order);
+//   - a put may attach its key only to a session that exists at that point
+//     of the command, and only while the session stays within
+//     MaxSessionKeys and MaxSessionBytes.
+//
+// Later writes see earlier ones through the overlay. Maps here are only
+// looked up, never iterated: what is written, and in which order, follows
+// the writes slice.
+type plan struct {
+	b       *kv.Batch
+	index   uint64
+	overlay map[string]planned
+	tallies map[string]kv.Tally // sessions whose tally the plan changed
+	writes  []planWrite
+	// events and eventBytes count what the writes will add to the history:
+	// one index's events must fit kv.MaxEventsPerIndex and one answer.
+	events, eventBytes int
+}
+
+type planned struct {
+	rec   kv.Record
+	found bool
+}
+
+// planWrite is a put of rec, or (put false) the removal of rec with an
+// event of type kind.
+type planWrite struct {
+	rec  kv.Record
+	put  bool
+	kind kv.EventType
+}
+
+func newPlan(b *kv.Batch, index uint64) *plan {
+	return &plan{b: b, index: index, overlay: map[string]planned{}, tallies: map[string]kv.Tally{}}
+}
+
+// get reads key as the writes planned so far would leave it.
+func (p *plan) get(key string) (kv.Record, bool, error) {
+	if s, ok := p.overlay[key]; ok {
+		return s.rec, s.found, nil
+	}
+	return p.b.Get(key)
+}
+
+func (p *plan) tally(session string) (kv.Tally, error) {
+	if t, ok := p.tallies[session]; ok {
+		return t, nil
+	}
+	return p.b.Tally(session)
+}
+
+// put plans writing r over cur (found: whether cur exists). It refuses an
+// attach to a session that does not exist or that r would overfill.
+func (p *plan) put(cur kv.Record, found bool, r kv.Record) error {
+	if r.Session != "" {
+		if _, exists, err := p.get(cxkvpb.SessionKey(r.Session)); err != nil {
+			return err
+		} else if !exists {
+			return refusal(CodeNoSession, "session %q does not exist (it expired, was closed, or was never opened): %q was not written", r.Session, r.Key)
+		}
+	}
+	if err := p.detach(cur, found); err != nil {
+		return err
+	}
+	if r.Session != "" {
+		t, err := p.tally(r.Session)
+		if err != nil {
+			return err
+		}
+		t.Keys++
+		t.Bytes += uint64(r.AnswerBytes())
+		if t.Keys > MaxSessionKeys || t.Bytes > MaxSessionBytes {
+			return refusal(CodeSessionFull,
+				"session %q would hold %d keys of %d bytes with %q; a session holds at most %d keys and %d bytes (keys + values + 64 each), so that its end fits one log entry: nothing was written",
+				r.Session, t.Keys, t.Bytes, r.Key, MaxSessionKeys, MaxSessionBytes)
+		}
+		p.tallies[r.Session] = t
+	}
+	p.overlay[r.Key] = planned{r, true}
+	p.writes = append(p.writes, planWrite{rec: r, put: true})
+	p.events++
+	p.eventBytes += r.AnswerBytes()
+	return nil
+}
+
+// detach takes cur (if it exists and is attached) off its session's tally.
+func (p *plan) detach(cur kv.Record, found bool) error {
+	if !found || cur.Session == "" {
+		return nil
+	}
+	t, err := p.tally(cur.Session)
+	if err != nil {
+		return err
+	}
+	t.Keys--
+	t.Bytes -= uint64(cur.AnswerBytes())
+	p.tallies[cur.Session] = t
+	return nil
+}
+
+// remove plans removing cur, which exists, and if cur is a session's key,
+// every key attached to that session.
+func (p *plan) remove(cur kv.Record, kind kv.EventType) error {
+	if err := p.detach(cur, true); err != nil {
+		return err
+	}
+	p.overlay[cur.Key] = planned{kv.Record{Key: cur.Key}, false}
+	p.writes = append(p.writes, planWrite{rec: cur, kind: kind})
+	p.events++
+	p.eventBytes += cur.AnswerBytes()
+	id, ok := strings.CutPrefix(cur.Key, cxkvpb.SessionKeyPrefix)
+	if !ok {
+		return nil
+	}
+	keys, err := p.attached(id)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		rec, _, err := p.get(k)
+		if err != nil {
+			return err
+		}
+		// Attached keys are never session keys, so this goes one level.
+		if err := p.remove(rec, kind); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attached lists the keys attached to session as the plan leaves them: the
+// stored ones the plan has not touched, in key order, then those the plan
+// wrote that are attached to it, in the order first written.
+func (p *plan) attached(session string) ([]string, error) {
+	stored, err := p.b.Attached(session)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, k := range stored {
+		if _, touched := p.overlay[k]; !touched {
+			keys = append(keys, k)
+		}
+	}
+	listed := map[string]bool{}
+	for _, w := range p.writes {
+		k := w.rec.Key
+		if listed[k] {
+			continue
+		}
+		listed[k] = true
+		if s := p.overlay[k]; s.found && s.rec.Session == session {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+// head returns the record under prefix with the lowest create index (the
+// lowest key among equals), as the plan leaves the state.
+func (p *plan) head(prefix string) (kv.Record, bool, error) {
+	var best kv.Record
+	found := false
+	consider := func(r kv.Record) {
+		if !found || r.CreateIndex < best.CreateIndex || (r.CreateIndex == best.CreateIndex && r.Key < best.Key) {
+			best, found = r, true
+		}
+	}
+	err := p.b.Scan(prefix, func(r kv.Record) error {
+		if _, touched := p.overlay[r.Key]; !touched {
+			consider(r)
+		}
+		return nil
+	})
+	if err != nil {
+		return kv.Record{}, false, err
+	}
+	for _, w := range p.writes {
+		if s := p.overlay[w.rec.Key]; s.found && strings.HasPrefix(w.rec.Key, prefix) {
+			consider(s.rec)
+		}
+	}
+	if !found {
+		return kv.Record{Key: prefix}, false, nil
+	}
+	return best, true, nil
+}
+
+// commit makes the planned writes, in order, with their events.
+func (p *plan) commit() error {
+	for _, w := range p.writes {
+		if w.put {
+			if err := p.b.Put(w.rec); err != nil {
+				return err
+			}
+			if err := p.b.AddEvent(kv.Event{Type: kv.EventPut, Record: w.rec}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := p.b.Delete(w.rec.Key); err != nil {
+			return err
+		}
+		ev := w.rec
+		ev.Index = p.index
+		if err := p.b.AddEvent(kv.Event{Type: w.kind, Record: ev}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
