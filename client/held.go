@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/jonboulle/clockwork"
 )
 
 // Lock is a held lock. It stays held while its renewals succeed; Lost says
@@ -16,25 +18,29 @@ type Lock struct {
 	m      *ProcessMonitor
 	name   string
 	key    string
+	owner  Owner
+	value  []byte // owner, encoded: what the key holds for as long as it is ours
 	token  uint64
+	index  uint64 // the key's index when it was created: the watch starts there
 	waited time.Duration
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// mu orders renewals and guarded writes: both compare the key's
-	// current index, and a renewal changes it.
-	mu       sync.Mutex
-	owner    Owner
-	index    uint64
-	leaseEnd time.Time // on the monotonic clock: the earliest the cluster may delete the key
-	unlocked bool
+	// mu guards the lease and the unlocked flag. It is never held across
+	// a network call: a write stuck in its retries must not delay a
+	// renewal, nor the lease timer that closes Lost.
+	mu         sync.Mutex
+	leaseEnd   time.Time // on the monotonic clock: the earliest the cluster may delete the key
+	leaseTimer clockwork.Timer
+	unlocked   bool
 
 	lost       chan struct{}
 	lostOnce   sync.Once
 	lostReason string // set before lost closes
 
 	stopOnce  sync.Once
-	stopc     chan struct{}
+	stopc     chan struct{} // closed to stop renewing
+	renewing  bool          // the renewal loop was started; renewDone closes when it ends
 	renewDone chan struct{}
 
 	stopWatch func()
@@ -58,7 +64,9 @@ func (l *Lock) Waited() time.Duration { return l.waited }
 
 // Lost is closed when the lock is lost: a renewal found the key gone or
 // changed (an operator force-released it, or it expired), or renewals
-// failed until the lease ran out. It is not closed by Unlock.
+// failed until the lease ran out (a timer of its own closes it then, at the
+// lease end, before the cluster can give the lock to anyone else). It is not
+// closed by Unlock.
 func (l *Lock) Lost() <-chan struct{} { return l.lost }
 
 // Context is cancelled when the lock is lost or released: run the critical
@@ -72,9 +80,7 @@ func (l *Lock) watchKey() {
 	ctx, cancel := context.WithCancel(l.ctx)
 	l.stopWatch = cancel
 	l.watchDone = make(chan struct{})
-	l.mu.Lock()
 	from := l.index
-	l.mu.Unlock()
 	go func() {
 		defer close(l.watchDone)
 		for ev, err := range l.m.c.Watch(ctx, l.key, from) {
@@ -102,11 +108,65 @@ func (l *Lock) markLost(reason string) {
 		// Cancel first: whoever sees Lost closed must find the context ended.
 		l.cancel()
 		close(l.lost)
-		if l.stopc != nil {
-			l.stopOnce.Do(func() { close(l.stopc) })
-		}
+		l.stopOnce.Do(func() { close(l.stopc) })
 	})
+	l.stopLease()
 }
+
+// extendLease moves the lease end to end, if that is later, and arms the
+// timer that closes Lost there. The caller sent the write that set the
+// key's TTL at end minus the TTL (the lease rule, renew.go).
+func (l *Lock) extendLease(end time.Time) {
+	clock := l.m.c.cfg.Clock
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.unlocked || !end.After(l.leaseEnd) {
+		return
+	}
+	l.leaseEnd = end
+	if l.leaseTimer == nil {
+		l.leaseTimer = clock.AfterFunc(clock.Until(end), l.leaseExpired)
+	} else {
+		l.leaseTimer.Reset(clock.Until(end))
+	}
+}
+
+// leaseExpired runs at the lease end unless a renewal moved it.
+func (l *Lock) leaseExpired() {
+	l.mu.Lock()
+	if l.unlocked {
+		l.mu.Unlock()
+		return
+	}
+	if left := l.m.c.cfg.Clock.Until(l.leaseEnd); left > 0 {
+		l.leaseTimer.Reset(left) // a renewal raced the timer
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	l.markLost("the lease ran out before a renewal succeeded")
+}
+
+func (l *Lock) stopLease() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.leaseTimer != nil {
+		l.leaseTimer.Stop()
+	}
+}
+
+// leaseLeft is how long the lease has to run.
+func (l *Lock) leaseLeft() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m.c.cfg.Clock.Until(l.leaseEnd)
+}
+
+// held is the compare every write through the lock carries: the key still
+// holds this acquisition's owner. Renewals never change the value, so the
+// compare holds exactly as long as the key is ours, whichever renewal
+// landed last.
+func (l *Lock) held() Compare { return ValueIs(l.key, l.value) }
 
 func (l *Lock) lostErr() error {
 	select {
@@ -127,22 +187,26 @@ func (l *Lock) Unlock() error {
 
 // UnlockContext is Unlock under ctx.
 func (l *Lock) UnlockContext(ctx context.Context) error {
-	l.stopRenewal()
-	l.stopWatching() // before our own delete, which it would take for a loss
-	l.m.forget(l)
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	defer l.cancel()
 	if l.unlocked {
+		l.mu.Unlock()
 		return nil
 	}
 	l.unlocked = true
+	if l.leaseTimer != nil {
+		l.leaseTimer.Stop()
+	}
+	l.mu.Unlock()
+	l.cancel() // ends a renewal in flight, which would only delay the release
+	l.stopRenewal()
+	l.stopWatching() // before our own delete, which it would take for a loss
+	l.m.forget(l)
 	if err := l.lostErr(); err != nil {
 		return err
 	}
-	res, err := l.m.c.Delete(ctx, l.key, l.index)
+	res, err := l.m.c.Txn(ctx, []Compare{l.held()}, []Op{DeleteOp(l.key)})
 	if errors.Is(err, ErrOutcomeUnknown) {
-		if rec, gerr := l.m.c.Get(ctx, l.key); gerr == nil && rec.Index != l.index {
+		if rec, gerr := l.m.c.Get(ctx, l.key); gerr == nil && !bytes.Equal(rec.Value, l.value) {
 			return nil // our delete applied, or the lock was gone anyway
 		}
 	}
@@ -189,16 +253,21 @@ func (l *Lock) Delete(ctx context.Context, key string, expect uint64) (DeleteRes
 // Txn runs a transaction that also requires this lock to be still held.
 // If the lock is not, nothing applies and the error matches ErrLockLost;
 // otherwise the result is as Client.Txn's for the caller's compares.
+//
+// It holds no lock while it runs: a write that retries for long delays
+// neither the renewals nor Lost. The cluster's compare, not this process's
+// belief, decides whether it applies.
 func (l *Lock) Txn(ctx context.Context, compares []Compare, ops []Op) (TxnResult, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.unlocked {
+	unlocked := l.unlocked
+	l.mu.Unlock()
+	if unlocked {
 		return TxnResult{}, fmt.Errorf("%w: %q was unlocked", ErrLockLost, l.name)
 	}
 	if err := l.lostErr(); err != nil {
 		return TxnResult{}, err
 	}
-	all := append([]Compare{IndexIs(l.key, l.index)}, compares...)
+	all := append([]Compare{l.held()}, compares...)
 	res, err := l.m.c.Txn(ctx, all, ops)
 	if err != nil {
 		return TxnResult{}, err

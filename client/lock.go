@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +47,10 @@ var (
 	ErrLockLost = errors.New("cxkv: lock lost")
 	// ErrNotLocked is returned by ForceRelease when nobody holds the lock.
 	ErrNotLocked = errors.New("cxkv: lock is not held")
+	// ErrLockModeMismatch is returned by Lock and TryLock when the name is
+	// in use as a lock of the other LockMode: a PlainLock and a QueueLock
+	// of one name would not exclude each other, so the second is refused.
+	ErrLockModeMismatch = errors.New("cxkv: lock name in use in the other lock mode")
 )
 
 // LockOptions configure a ProcessMonitor.
@@ -166,83 +171,128 @@ func (m *ProcessMonitor) newLock(name, key string) *Lock {
 	now := m.c.cfg.Clock.Now()
 	l := &Lock{
 		m: m, name: name, key: key,
-		owner: Owner{ID: randomID(), Name: m.opts.Name, Host: m.host, PID: os.Getpid(), ExpiresAt: now.Add(m.opts.TTL)},
-		lost:  make(chan struct{}),
+		owner: Owner{ID: randomID(), Name: m.opts.Name, Host: m.host, PID: os.Getpid()},
+		lost:  make(chan struct{}), stopc: make(chan struct{}), renewDone: make(chan struct{}),
 	}
 	if m.opts.Mode == QueueLock {
 		l.owner.QueuedAt = now
 	} else {
 		l.owner.AcquiredAt = now
 	}
+	l.value = l.owner.encode()
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
 }
 
-// create writes the lock's entry if absent. A write whose outcome is unknown
-// is settled by reading the key back: the owner id says whether it is ours.
-// It returns the entry's record, or the current holder's on a failed compare.
-func (l *Lock) create(ctx context.Context) (PutResult, error) {
-	value := l.owner.encode()
-	for {
-		sent := l.m.c.cfg.Clock.Now()
-		res, err := l.m.c.Put(ctx, l.key, value, 0, WithTTL(l.m.opts.TTL))
-		if errors.Is(err, ErrOutcomeUnknown) && ctx.Err() == nil {
-			rec, gerr := l.m.c.Get(ctx, l.key)
-			if gerr != nil {
-				return PutResult{}, err
-			}
-			if o, ok := decodeOwner(rec.Value); ok && o.ID == l.owner.ID {
-				res, err = PutResult{Successful: true, Record: rec}, nil
-			} else if rec.Exists() {
-				res, err = PutResult{Record: rec}, nil
-			} else {
-				continue // not applied: try again
-			}
-		}
-		if err != nil {
-			return PutResult{}, err
-		}
-		if res.Successful {
-			l.index = res.Record.Index
-			l.leaseEnd = sent.Add(l.m.opts.TTL)
-		}
-		return res, nil
+// create writes the lock's entry if absent, and for a QueueLock only while
+// no PlainLock holds the name. It returns the entry's record, or on a failed
+// compare the record that failed it (the current holder's, for a
+// PlainLock; Index 0 if the entry was absent and the name was not).
+//
+// An attempt whose outcome is unknown may apply later, even after a retry
+// under a new write id, so every answer is judged by the value: an entry
+// holding this acquisition's owner is ours, whichever attempt wrote it. The
+// lease counts from the first attempt's sending, the earliest any of them
+// can have set the TTL.
+func (l *Lock) create(ctx context.Context) (rec Record, ok bool, err error) {
+	compares := []Compare{Absent(l.key)}
+	if l.key != l.name {
+		compares = append(compares, Absent(l.name))
 	}
+	first := l.m.c.cfg.Clock.Now()
+	for {
+		res, err := l.m.c.Txn(ctx, compares, []Op{PutOp(l.key, l.value, l.m.opts.TTL)})
+		if errors.Is(err, ErrOutcomeUnknown) && ctx.Err() == nil {
+			got, gerr := l.m.c.Get(ctx, l.key)
+			if gerr != nil {
+				return Record{}, false, err
+			}
+			if !got.Exists() {
+				continue // not applied yet: try again; the answer tells
+			}
+			res = TxnResult{Compared: []Record{got}}
+			if bytes.Equal(got.Value, l.value) {
+				res = TxnResult{Successful: true, Results: []Record{got}}
+			}
+		} else if err != nil {
+			return Record{}, false, err
+		}
+		switch {
+		case res.Successful:
+			rec, ok = res.Results[0], true
+		case bytes.Equal(res.Compared[0].Value, l.value):
+			rec, ok = res.Compared[0], true // an earlier attempt applied
+		case res.Compared[0].Exists():
+			return res.Compared[0], false, nil
+		default:
+			return Record{}, false, l.modeMismatch(res.Compared[1])
+		}
+		l.index = rec.Index
+		l.extendLease(first.Add(l.m.opts.TTL))
+		return rec, true, nil
+	}
+}
+
+// modeMismatch is the error for a name held by a lock of the other mode:
+// holder is the other mode's key.
+func (l *Lock) modeMismatch(holder Record) error {
+	other, what := PlainLock, "a PlainLock"
+	if l.m.opts.Mode == PlainLock {
+		other, what = QueueLock, "a QueueLock queue"
+	}
+	if _, isOwner := decodeOwner(holder.Value); !isOwner && other == PlainLock {
+		return fmt.Errorf("%w: key %q exists and is not a lock: a lock's name must not be a key of its own", ErrLockModeMismatch, l.name)
+	}
+	return fmt.Errorf("%w: %q is in use as %s (a %s lock), and this monitor takes %s locks", ErrLockModeMismatch, l.name, what, other, l.m.opts.Mode)
 }
 
 // abandon gives up an entry that never became (or no longer is) the lock:
 // renewal stops and the entry is deleted if it is still ours.
 func (l *Lock) abandon() {
-	l.stopRenewal()
+	l.mu.Lock()
+	l.unlocked = true
+	l.mu.Unlock()
 	l.cancel()
+	l.stopRenewal()
+	l.stopLease()
 	ctx, cancel := context.WithTimeout(context.Background(), l.m.c.cfg.RequestTimeout)
 	defer cancel()
-	l.mu.Lock()
-	idx := l.index
-	l.mu.Unlock()
-	if idx != 0 {
-		l.m.c.Delete(ctx, l.key, idx)
+	if l.index != 0 {
+		l.m.c.Txn(ctx, []Compare{l.held()}, []Op{DeleteOp(l.key)})
 	}
 }
 
+// acquirePlain races for the key name itself. Once it holds the key it
+// checks that no QueueLock queue of the name exists: a queue entry is
+// created only while the key is absent, so of a PlainLock and a queue that
+// overlap, the later one always sees the earlier and gives way.
 func (m *ProcessMonitor) acquirePlain(ctx context.Context, name string, wait bool) (*Lock, error) {
 	for {
 		l := m.newLock(name, name)
-		res, err := l.create(ctx)
+		rec, ok, err := l.create(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
 		}
-		if res.Successful {
-			l.token = res.Record.Index
+		if ok {
+			queue, _, err := m.c.ListPage(ctx, name+queueInfix, "", 1)
+			if err == nil && len(queue) > 0 {
+				err = l.modeMismatch(queue[0])
+			}
+			if err != nil {
+				l.abandon()
+				return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
+			}
+			l.token = rec.Index
 			l.startRenewal()
 			return l, nil
 		}
+		l.abandon()
 		if !wait {
-			return nil, lockedError(name, res.Record)
+			return nil, lockedError(name, rec)
 		}
 		// Wait for the holder's key to go (or a TTL, as a safety net), then
 		// race for it again.
-		if _, err := waitGone(ctx, m.c, name, res.Record.Index, m.opts.TTL); err != nil {
+		if _, err := waitGone(ctx, m.c, name, rec.Index, m.opts.TTL); err != nil {
 			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
 		}
 	}

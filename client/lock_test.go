@@ -282,7 +282,7 @@ func TestRenewalKeepsLock(t *testing.T) {
 	}
 	select {
 	case <-l.Lost():
-		t.Fatal("lost while renewals should succeed")
+		t.Fatalf("lost while renewals should succeed: %v", l.Unlock())
 	case <-time.After(4 * ttl):
 	}
 	if err := l.Unlock(); err != nil {

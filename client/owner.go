@@ -11,15 +11,18 @@ import (
 
 // Owner is the value a lock's key holds: who holds (or waits for) the lock.
 // ID is unique per acquisition, so a process whose write outcome was lost
-// recognises its own entry when it reads the key back.
+// recognises its own entry when it reads the key back. The value is
+// written once, when the key is created, and never changes while the key
+// lives: renewals and guarded writes compare it, and a compare on a value
+// that no renewal changes cannot go stale when a renewal lands late. When
+// the key expires is the key's own TTL (Record.ExpiresAt).
 type Owner struct {
 	ID         string    `json:"owner"`
 	Name       string    `json:"name,omitempty"`
 	Host       string    `json:"host"`
 	PID        int       `json:"pid"`
-	QueuedAt   time.Time `json:"queued_at,omitzero"`
-	AcquiredAt time.Time `json:"acquired_at,omitzero"`
-	ExpiresAt  time.Time `json:"expires_at"`
+	QueuedAt   time.Time `json:"queued_at,omitzero"`   // QueueLock: when the entry was created
+	AcquiredAt time.Time `json:"acquired_at,omitzero"` // PlainLock: when the key was created
 }
 
 func (o Owner) encode() []byte {

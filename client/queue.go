@@ -20,23 +20,20 @@ var errRequeue = errors.New("cxkv: queue entry vanished")
 func (m *ProcessMonitor) acquireQueued(ctx context.Context, name string, wait bool) (*Lock, error) {
 	for {
 		l := m.newLock(name, name+queueInfix+randomID())
-		res, err := l.create(ctx)
+		rec, ok, err := l.create(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
 		}
-		if !res.Successful {
+		if !ok {
 			continue // a random id collided: draw another
 		}
-		l.token = res.Record.CreateIndex
+		l.token = rec.CreateIndex
 		l.startRenewal()
 		err = l.waitTurn(ctx, wait)
 		if err == nil && l.lostErr() != nil {
 			err = errRequeue // our lease ran out while we waited
 		}
 		if err == nil {
-			l.mu.Lock()
-			l.owner.AcquiredAt = l.m.c.cfg.Clock.Now()
-			l.mu.Unlock()
 			return l, nil
 		}
 		l.abandon()
@@ -57,7 +54,8 @@ func (m *ProcessMonitor) acquireQueued(ctx context.Context, name string, wait bo
 //
 // A read must reflect at least our own entry and the deletion that woke us:
 // an entry, once deleted, is never written again (renewals compare its
-// index), so such a read never shows an earlier entry as gone before it is.
+// owner value, which needs the key to exist), so such a read never shows an
+// earlier entry as gone before it is.
 // A wait that sees no deletion within a TTL reads again: a safety net that
 // bounds the wait if a watch ever missed one.
 func (l *Lock) waitTurn(ctx context.Context, wait bool) error {

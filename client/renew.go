@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"time"
 )
@@ -11,25 +10,27 @@ import (
 // it applied that write (later), and a new leader counts a full TTL from its
 // takeover (later still). So the holder always believes the lock is gone no
 // later than the cluster deletes it, whatever the clocks' absolute values;
-// only their rates must agree.
+// only their rates must agree. The lease end is enforced by a timer
+// (Lock.extendLease), not by whichever renewal or write happens to look.
 
+// startRenewal starts the renewal loop. Only the goroutine that acquires
+// the lock calls it, before it hands the lock to anyone.
 func (l *Lock) startRenewal() {
-	l.stopc = make(chan struct{})
-	l.renewDone = make(chan struct{})
+	l.renewing = true
 	go l.renewLoop()
 }
 
 func (l *Lock) stopRenewal() {
-	if l.stopc == nil {
-		return
-	}
 	l.stopOnce.Do(func() { close(l.stopc) })
-	<-l.renewDone
+	if l.renewing {
+		<-l.renewDone
+	}
 }
 
-// renewLoop rewrites the key every TTL/3 with put-if-index on the index it
-// holds. A failed compare means someone else removed or rewrote the key: the
-// lock is lost at once. Errors are retried until the lease runs out.
+// renewLoop rewrites the key every TTL/3, if it still holds this
+// acquisition's owner. A failed compare means someone else removed or
+// rewrote the key: the lock is lost at once. Errors are retried sooner, until
+// the lease timer ends the lock.
 func (l *Lock) renewLoop() {
 	defer close(l.renewDone)
 	ttl := l.m.opts.TTL
@@ -50,7 +51,7 @@ func (l *Lock) renewLoop() {
 			return
 		}
 		if retry {
-			timer.Reset(min(interval/4, max(clock.Until(l.leaseEnd)/2, 10*time.Millisecond)))
+			timer.Reset(min(interval/4, max(l.leaseLeft()/2, 10*time.Millisecond)))
 		} else {
 			timer.Reset(interval)
 		}
@@ -59,43 +60,32 @@ func (l *Lock) renewLoop() {
 
 // renewOnce makes one renewal. It returns ok false once the lock is lost,
 // and retry true when the renewal should be tried again soon.
+//
+// A renewal compares the owner value, which no renewal changes, so one whose
+// outcome is unknown needs no reading back: if it applies late, the next
+// renewal's compare holds all the same. Only a renewal known to have applied
+// extends the lease, from the moment it was sent.
 func (l *Lock) renewOnce(ttl time.Duration) (ok, retry bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	clock := l.m.c.cfg.Clock
-	if clock.Now().After(l.leaseEnd) {
+	left := l.leaseLeft()
+	if left <= 0 {
 		l.markLost("the lease ran out before a renewal succeeded")
 		return false, false
 	}
-	// The renewal may not outlive the lease: past it, the cluster may have
-	// handed the lock to someone else.
-	ctx, cancel := context.WithTimeout(l.m.c.ctx, clock.Until(l.leaseEnd))
+	// The renewal may not outlive the lease (past it, the cluster may have
+	// handed the lock to someone else), nor the lock.
+	ctx, cancel := context.WithTimeout(l.ctx, left)
 	defer cancel()
-	sent := clock.Now()
-	owner := l.owner
-	owner.ExpiresAt = sent.Add(ttl).Round(time.Millisecond)
-	value := owner.encode()
-	res, err := l.m.c.Put(ctx, l.key, value, l.index, WithTTL(ttl))
+	stop := context.AfterFunc(l.m.c.ctx, cancel)
+	defer stop()
+	sent := l.m.c.cfg.Clock.Now()
+	res, err := l.m.c.Txn(ctx, []Compare{l.held()}, []Op{PutOp(l.key, l.value, ttl)})
 	if err != nil {
-		// Settle an unknown outcome by reading back: our value means the
-		// renewal applied.
-		rec, gerr := l.m.c.Get(ctx, l.key)
-		switch {
-		case gerr != nil || rec.Index == l.index:
-			return true, true
-		case bytes.Equal(rec.Value, value):
-			res, err = PutResult{Successful: true, Record: rec}, nil
-		default:
-			l.markLost("the key was deleted or rewritten by someone else")
-			return false, false
-		}
+		return true, true
 	}
 	if !res.Successful {
 		l.markLost("the key was deleted or rewritten by someone else")
 		return false, false
 	}
-	l.index = res.Record.Index
-	l.owner = owner
-	l.leaseEnd = sent.Add(ttl)
+	l.extendLease(sent.Add(ttl))
 	return true, false
 }

@@ -1,0 +1,297 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/client"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// writeKeys names the keys a write request touches, and its write id.
+func writeKeys(req any) (keys []string, id *cxkvpb.WriteID) {
+	switch r := req.(type) {
+	case *cxkvpb.PutRequest:
+		return []string{r.GetKey()}, r.GetWriteId()
+	case *cxkvpb.DeleteRequest:
+		return []string{r.GetKey()}, r.GetWriteId()
+	case *cxkvpb.TxnRequest:
+		for _, op := range r.GetOps() {
+			keys = append(keys, op.GetKey())
+		}
+		return keys, r.GetWriteId()
+	}
+	return nil, nil
+}
+
+func touches(req any, match func(key string) bool) bool {
+	keys, _ := writeKeys(req)
+	for _, k := range keys {
+		if match(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// unknownOutcome is what a member answers when a write may be in the log.
+func unknownOutcome() error {
+	st, _ := status.New(codes.Unavailable, "test: answer lost").WithDetails(&errdetails.ErrorInfo{
+		Domain: cxkvpb.ErrorDomain, Reason: cxkvpb.ReasonWriteOutcomeUnknown,
+	})
+	return st.Err()
+}
+
+var dropped = status.Error(codes.Unavailable, "test: dropped before sending")
+
+func noWatches(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, status.Error(codes.Unimplemented, "test: no watches")
+}
+
+// A guarded write stuck in its retries neither stops the lock's renewals
+// nor keeps Lost open past the lease end. The holder's client cannot watch,
+// so only its own lease timer can tell it the lock is gone.
+func TestStuckGuardedWriteKeepsLeaseRule(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			cl, c := start(t)
+			var (
+				blockRenewals atomic.Bool
+				lockKey       atomic.Value
+			)
+			lockKey.Store("")
+			intercept := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				if touches(req, func(k string) bool { return k == "gw-data" }) {
+					return dropped
+				}
+				if blockRenewals.Load() && touches(req, func(k string) bool { return k == lockKey.Load().(string) }) {
+					return dropped
+				}
+				return invoker(ctx, method, req, reply, cc, opts...)
+			}
+			a, err := client.New(client.Config{Endpoints: cl.Endpoints(), DialOptions: []grpc.DialOption{
+				grpc.WithStreamInterceptor(noWatches), grpc.WithUnaryInterceptor(intercept)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			ctx := context.Background()
+			ttl := time.Second
+			la, err := client.NewProcessMonitor(a, client.LockOptions{TTL: ttl, Mode: mode, Name: "a"}).Lock(ctx, "gw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			lockKey.Store(la.Key())
+			wctx, cancel := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				la.Put(wctx, "gw-data", []byte("a")) // retried until cancelled
+			}()
+			defer wg.Wait()
+			defer cancel()
+
+			b := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode, Name: "b"})
+			// Three TTLs with the guarded write stuck: the renewals go on.
+			time.Sleep(3 * ttl)
+			if lb, err := b.TryLock(ctx, "gw"); !errors.Is(err, client.ErrLocked) {
+				if lb != nil {
+					lb.Unlock()
+				}
+				t.Fatalf("TryLock while a holds the lock and its guarded write is retrying: %v; want ErrLocked (a's renewals stopped)", err)
+			}
+			select {
+			case <-la.Lost():
+				t.Fatal("a's Lost closed while its renewals should succeed")
+			default:
+			}
+			// Now a's renewals cannot reach the cluster: its lease ends,
+			// and Lost must close before anyone else is given the lock.
+			blockRenewals.Store(true)
+			lb, err := b.Lock(ctx, "gw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lb.Unlock()
+			select {
+			case <-la.Lost():
+			default:
+				t.Fatal("b was given the lock while a's Lost() was still open")
+			}
+		})
+	}
+}
+
+// heldWrite holds back the first write the test arms it for: every attempt
+// of it fails as outcome unknown, and it is delivered just before the next
+// write on the same keys, so it applies after the SDK read back and saw it
+// unapplied.
+type heldWrite struct {
+	mu      sync.Mutex
+	match   func(key string) bool
+	armed   bool
+	id      *cxkvpb.WriteID
+	method  string
+	req     any
+	reply   any
+	applied chan struct{}
+}
+
+func (h *heldWrite) arm(match func(string) bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.match, h.armed, h.applied = match, true, make(chan struct{})
+}
+
+func (h *heldWrite) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	h.mu.Lock()
+	if h.match == nil || !touches(req, h.match) {
+		h.mu.Unlock()
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	_, id := writeKeys(req)
+	if h.armed {
+		h.armed = false
+		h.id, h.method, h.req, h.reply = id, method, req, reply
+	}
+	if h.id != nil && id.GetClientId() == h.id.GetClientId() && id.GetSeq() == h.id.GetSeq() {
+		h.mu.Unlock()
+		return unknownOutcome()
+	}
+	if h.req != nil {
+		// A later write: the held one lands first.
+		err := invoker(context.Background(), h.method, h.req, h.reply, cc, opts...)
+		h.req = nil
+		close(h.applied)
+		if err != nil {
+			h.mu.Unlock()
+			return err
+		}
+	}
+	h.mu.Unlock()
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+func heldClient(t *testing.T, endpoints []string, h *heldWrite) *client.Client {
+	c, err := client.New(client.Config{Endpoints: endpoints, RetryTimeout: 300 * time.Millisecond,
+		DialOptions: []grpc.DialOption{grpc.WithUnaryInterceptor(h.intercept)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// A renewal whose outcome was unknown, read back as unapplied, may apply
+// later. The holder keeps the lock: the key still holds its value.
+func TestLateRenewalDoesNotLoseLock(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			cl, _ := start(t)
+			h := &heldWrite{}
+			c := heldClient(t, cl.Endpoints(), h)
+			ctx := context.Background()
+			ttl := 2 * time.Second
+			l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode}).Lock(ctx, "late")
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.arm(func(k string) bool { return k == l.Key() })
+			select {
+			case <-h.applied:
+			case <-l.Lost():
+			case <-time.After(5 * ttl):
+				t.Fatal("the held renewal was never delivered")
+			}
+			select {
+			case <-l.Lost():
+				t.Fatalf("the holder marked its lock lost after a late renewal applied, while the key holds its value: %v", l.Unlock())
+			case <-time.After(3 * ttl):
+			}
+			if err := l.Unlock(); err != nil {
+				t.Fatalf("Unlock: %v", err)
+			}
+		})
+	}
+}
+
+// A create whose outcome was unknown, read back as absent, retried under a
+// new write id, and applied late: the entry is the waiter's own, not an
+// orphan it then queues behind.
+func TestLateCreateIsNotAnOrphan(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			cl, c := start(t)
+			h := &heldWrite{}
+			hc := heldClient(t, cl.Endpoints(), h)
+			h.arm(func(k string) bool { return k == "orphan" || strings.HasPrefix(k, "orphan/") })
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			l, err := client.NewProcessMonitor(hc, client.LockOptions{TTL: time.Minute, Mode: mode}).Lock(ctx, "orphan")
+			if err != nil {
+				t.Fatalf("Lock after a late create: %v", err)
+			}
+			select {
+			case <-h.applied:
+			default:
+				t.Fatal("the held create was never delivered")
+			}
+			locks, err := client.ListLocks(ctx, c, "orphan")
+			if err != nil || len(locks) != 1 || len(locks[0].Waiters) != 0 || locks[0].Key != l.Key() {
+				t.Fatalf("ListLocks = %+v, %v; want only this holder's entry", locks, err)
+			}
+			if err := l.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+			if locks, _ := client.ListLocks(ctx, c, "orphan"); len(locks) != 0 {
+				t.Fatalf("after Unlock: %+v; want no entries left", locks)
+			}
+		})
+	}
+}
+
+// A PlainLock and a QueueLock of one name exclude each other: whichever
+// comes second is refused with an error naming the mix.
+func TestLockModesDoNotMix(t *testing.T) {
+	for _, first := range modes {
+		t.Run(first.String()+"-first", func(t *testing.T) {
+			_, c := start(t)
+			ctx := context.Background()
+			second := client.PlainLock
+			if first == client.PlainLock {
+				second = client.QueueLock
+			}
+			l1, err := client.NewProcessMonitor(c, client.LockOptions{TTL: 5 * time.Second, Mode: first}).Lock(ctx, "mix")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l1.Unlock()
+			for _, try := range []bool{true, false} {
+				mon := client.NewProcessMonitor(c, client.LockOptions{TTL: 5 * time.Second, Mode: second})
+				var l2 *client.Lock
+				if try {
+					l2, err = mon.TryLock(ctx, "mix")
+				} else {
+					l2, err = mon.Lock(ctx, "mix")
+				}
+				if err == nil {
+					l2.Unlock()
+					t.Fatalf("a %v and a %v both hold %q at once", first, second, "mix")
+				}
+				if !strings.Contains(err.Error(), first.String()) {
+					t.Fatalf("refused with %v; want an error naming the %v already in use", err, first)
+				}
+			}
+		})
+	}
+}
