@@ -267,6 +267,7 @@ func (l *Lock) abandon() {
 // created only while the key is absent, so of a PlainLock and a queue that
 // overlap, the later one always sees the earlier and gives way.
 func (m *ProcessMonitor) acquirePlain(ctx context.Context, name string, wait bool) (*Lock, error) {
+	breaks := 0
 	for {
 		l := m.newLock(name, name)
 		rec, ok, err := l.create(ctx)
@@ -290,11 +291,16 @@ func (m *ProcessMonitor) acquirePlain(ctx context.Context, name string, wait boo
 		if !wait {
 			return nil, lockedError(name, rec)
 		}
-		// Wait for the holder's key to go (or a TTL, as a safety net), then
-		// race for it again.
-		if _, err := waitGone(ctx, m.c, name, rec.Index, m.opts.TTL); err != nil {
+		// Wait for the holder's key to go (or a TTL, as a safety net, or
+		// the watch to fail), then race for it again.
+		if err := pauseAfterBreaks(ctx, m.c, breaks, m.opts.TTL); err != nil {
 			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
 		}
+		_, broke, err := waitGone(ctx, m.c, name, rec.Index, m.opts.TTL)
+		if err != nil {
+			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
+		}
+		breaks = nextBreaks(breaks, broke)
 	}
 }
 

@@ -260,6 +260,65 @@ func TestLateCreateIsNotAnOrphan(t *testing.T) {
 	}
 }
 
+// A queued waiter whose watch of its predecessor fails (history compacted,
+// or any other break) reads the queue again at once and goes on waiting.
+func TestWaiterSurvivesBrokenWatch(t *testing.T) {
+	for name, werr := range map[string]error{
+		"compacted": status.Error(codes.OutOfRange, "test: history compacted"),
+		"broken":    status.Error(codes.Internal, "test: stream broke"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			cl, c := start(t)
+			var failed atomic.Int32
+			breakFirst := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				if failed.Add(1) == 1 {
+					return nil, werr
+				}
+				return streamer(ctx, desc, cc, method, opts...)
+			}
+			wc, err := client.New(client.Config{Endpoints: cl.Endpoints(), DialOptions: []grpc.DialOption{grpc.WithStreamInterceptor(breakFirst)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wc.Close()
+			ctx := context.Background()
+			// A TTL of a minute: a waiter that fell back on its safety net
+			// would wait about that long.
+			ttl := time.Minute
+			holder, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Name: "holder"}).Lock(ctx, "bw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan error, 1)
+			var l *client.Lock
+			go func() {
+				var err error
+				l, err = client.NewProcessMonitor(wc, client.LockOptions{TTL: ttl, Name: "waiter"}).Lock(ctx, "bw")
+				got <- err
+			}()
+			// The waiter's first watch has failed; it is still queued.
+			deadline := time.Now().Add(5 * time.Second)
+			for failed.Load() < 2 && time.Now().Before(deadline) {
+				select {
+				case err := <-got:
+					t.Fatalf("Lock returned while the lock was held: %v", err)
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			holder.Unlock()
+			select {
+			case err := <-got:
+				if err != nil {
+					t.Fatalf("Lock after a broken watch: %v", err)
+				}
+				l.Unlock()
+			case <-time.After(5 * time.Second):
+				t.Fatal("the waiter did not take the released lock within 5s")
+			}
+		})
+	}
+}
+
 // A PlainLock and a QueueLock of one name exclude each other: whichever
 // comes second is refused with an error naming the mix.
 func TestLockModesDoNotMix(t *testing.T) {

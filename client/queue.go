@@ -57,10 +57,15 @@ func (m *ProcessMonitor) acquireQueued(ctx context.Context, name string, wait bo
 // owner value, which needs the key to exist), so such a read never shows an
 // earlier entry as gone before it is.
 // A wait that sees no deletion within a TTL reads again: a safety net that
-// bounds the wait if a watch ever missed one.
+// bounds the wait if a watch ever missed one. A watch that fails (its
+// history was compacted, or its stream broke for good) reads again at once:
+// what it would have reported is in the queue read. Watches that fail one
+// after another are paced (pauseAfterBreaks), so a member that refuses every
+// watch is not asked in a tight loop.
 func (l *Lock) waitTurn(ctx context.Context, wait bool) error {
 	c := l.m.c
 	atLeast := l.token
+	breaks := 0
 	for {
 		queue, applied, err := l.readQueue(ctx, atLeast)
 		if err != nil {
@@ -90,10 +95,14 @@ func (l *Lock) waitTurn(ctx context.Context, wait bool) error {
 		case !wait:
 			return lockedError(l.name, head)
 		}
-		gone, err := waitGone(ctx, c, pred.Key, applied, l.m.opts.TTL)
+		if err := pauseAfterBreaks(ctx, c, breaks, l.m.opts.TTL); err != nil {
+			return err
+		}
+		gone, broke, err := waitGone(ctx, c, pred.Key, applied, l.m.opts.TTL)
 		if err != nil {
 			return err
 		}
+		breaks = nextBreaks(breaks, broke)
 		atLeast = max(atLeast, gone)
 	}
 }
@@ -126,23 +135,53 @@ func (l *Lock) readQueue(ctx context.Context, atLeast uint64) (queue []Record, a
 }
 
 // waitGone waits until key is deleted or expires after index, and returns
-// the index of the deletion; or 0 after a wait of limit with neither.
-// The limit is jittered (±25%) so that waiters that fell back to reading
-// again do not do it in step.
-func waitGone(ctx context.Context, c *Client, key string, index uint64, limit time.Duration) (uint64, error) {
+// the index of the deletion; or 0 after a wait of limit with neither, or
+// with broke set when the watch failed: either way the caller reads again.
+// Only ctx's end and a closed Client are errors. The limit is jittered
+// (±25%) so that waiters that fell back to reading again do not do it in
+// step.
+func waitGone(ctx context.Context, c *Client, key string, index uint64, limit time.Duration) (gone uint64, broke bool, err error) {
 	limit = limit*3/4 + rand.N(limit/2+1)
 	wctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for ev, err := range c.Watch(wctx, key, index) {
 		if err != nil {
-			if ctx.Err() == nil && wctx.Err() != nil {
-				return 0, nil // read the queue again
+			switch {
+			case ctx.Err() != nil:
+				return 0, false, ctx.Err()
+			case errors.Is(err, ErrClosed):
+				return 0, false, err
+			case wctx.Err() != nil:
+				return 0, false, nil // the safety net: read again
 			}
-			return 0, err
+			return 0, true, nil // compacted or broken: read again
 		}
 		if ev.Record.Key == key && ev.Type != EventPut {
-			return ev.Record.Index, nil
+			return ev.Record.Index, false, nil
 		}
 	}
-	return 0, ctx.Err()
+	return 0, false, ctx.Err()
+}
+
+// pauseAfterBreaks waits before the next watch when the last breaks
+// watches in a row failed: 20 ms after the second, doubling up to TTL/3.
+func pauseAfterBreaks(ctx context.Context, c *Client, breaks int, ttl time.Duration) error {
+	if breaks < 2 {
+		return nil // the first failure reads again at once
+	}
+	t := c.cfg.Clock.NewTimer(min(backoffBase<<min(breaks-2, 16), ttl/3))
+	defer t.Stop()
+	select {
+	case <-t.Chan():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func nextBreaks(breaks int, broke bool) int {
+	if broke {
+		return breaks + 1
+	}
+	return 0
 }
