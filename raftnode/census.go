@@ -33,7 +33,7 @@ const (
 type censusCollector struct {
 	n *Node
 
-	keys, ttl, sessions, held, waiting, took *prometheus.Desc
+	keys, ttl, sessions, open, attached, held, waiting, took *prometheus.Desc
 
 	mu   sync.Mutex
 	at   time.Time
@@ -54,6 +54,8 @@ func newCensusCollector(n *Node) *censusCollector {
 		keys:     d("cxkv_keys", "Keys in the store."),
 		ttl:      d("cxkv_keys_with_ttl", "Keys with a TTL (they expire unless renewed)."),
 		sessions: d("cxkv_sessions", "Exactly-once client sessions the state machine remembers."),
+		open:     d("cxkv_sessions_open", "Sessions (leases: keys under cxkv/sessions/) open, whose end deletes the keys attached to them."),
+		attached: d("cxkv_session_attached_keys", "Keys attached to sessions (deleted with their session)."),
 		held:     d("cxkv_locks_held", "Locks held, by the Go SDK's key layout: queue locks with at least one entry plus plain lock keys."),
 		waiting:  d("cxkv_locks_waiting", "Waiters queued behind a held queue lock (plain-lock waiters leave no trace in the state)."),
 		took:     d(censusCollecting, "Time the last count of keys, sessions and locks took (it runs at most every 10s, on scrape)."),
@@ -61,7 +63,7 @@ func newCensusCollector(n *Node) *censusCollector {
 }
 
 func (c *censusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.keys, c.ttl, c.sessions, c.held, c.waiting, c.took} {
+	for _, d := range []*prometheus.Desc{c.keys, c.ttl, c.sessions, c.open, c.attached, c.held, c.waiting, c.took} {
 		ch <- d
 	}
 }
@@ -86,6 +88,8 @@ func (c *censusCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.keys, float64(c.last.Keys))
 	g(c.ttl, float64(c.last.KeysWithTTL))
 	g(c.sessions, float64(c.last.Sessions))
+	g(c.open, float64(c.last.OpenSessions))
+	g(c.attached, float64(c.last.AttachedKeys))
 	g(c.held, float64(c.last.locksHeld))
 	g(c.waiting, float64(c.last.locksWaiting))
 	g(c.took, c.last.took.Seconds())

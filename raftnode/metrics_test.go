@@ -83,7 +83,14 @@ func TestMetricsFollowAWorkload(t *testing.T) {
 	if _, err := kv.Put(ctx, &cxkvpb.PutRequest{Key: "s/1", Value: []byte("v"), WriteId: &cxkvpb.WriteID{ClientId: 77, Seq: 1, NewClient: true}}); err != nil {
 		t.Fatal(err)
 	}
-	const writes = puts + failedCompares + watched + 4 + 1
+	// A session with two keys attached.
+	put(t, kv, cxkvpb.SessionKey("m1"), "owner", 0)
+	for _, k := range []string{"att/1", "att/2"} {
+		if r, err := kv.Put(ctx, &cxkvpb.PutRequest{Key: k, Value: []byte("v"), Session: "m1"}); err != nil || !r.GetSuccessful() {
+			t.Fatalf("attach %s: %v, %v", k, r, err)
+		}
+	}
+	const writes = puts + failedCompares + watched + 4 + 1 + 3
 
 	after := raftnodetest.Scrape(t, leader.Handler())
 	delta := func(name string, labels ...string) float64 {
@@ -100,9 +107,11 @@ func TestMetricsFollowAWorkload(t *testing.T) {
 		{"gRPC Put OK", delta("cxkv_grpc_server_handled_total", "grpc_method=Put", "grpc_code=OK"), writes},
 		{"gRPC Put latencies", delta("cxkv_grpc_server_handling_seconds", "grpc_method=Put"), writes},
 		{"watch events sent", delta("cxkv_watch_events_sent_total"), watched},
-		{"keys", after.Value(t, "cxkv_keys"), puts + watched + 4 + 1},
+		{"keys", after.Value(t, "cxkv_keys"), puts + watched + 4 + 1 + 3},
 		{"keys with TTL", after.Value(t, "cxkv_keys_with_ttl"), 0},
 		{"sessions", after.Value(t, "cxkv_sessions"), 1},
+		{"sessions open", after.Value(t, "cxkv_sessions_open"), 1},
+		{"keys attached to sessions", after.Value(t, "cxkv_session_attached_keys"), 2},
 		{"locks held", after.Value(t, "cxkv_locks_held"), 2},
 		{"locks waiting", after.Value(t, "cxkv_locks_waiting"), 1},
 		{"has leader", after.Value(t, "cxkv_has_leader"), 1},

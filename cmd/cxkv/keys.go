@@ -22,10 +22,11 @@ type record struct {
 	CreateIndex uint64 `json:"create_index,omitempty"`
 	TTL         string `json:"ttl,omitempty"`
 	ExpiresAt   string `json:"expires_at,omitempty"`
+	Session     string `json:"session,omitempty"`
 }
 
 func toRecord(r client.Record) record {
-	out := record{Key: r.Key, Value: string(r.Value), Index: r.Index, CreateIndex: r.CreateIndex}
+	out := record{Key: r.Key, Value: string(r.Value), Index: r.Index, CreateIndex: r.CreateIndex, Session: r.Session}
 	if r.TTL > 0 {
 		out.TTL = r.TTL.String()
 		out.ExpiresAt = r.ExpiresAt.UTC().Format(time.RFC3339)
@@ -123,15 +124,18 @@ func newGetCmd(g *globals) *cobra.Command {
 
 func newPutCmd(g *globals) *cobra.Command {
 	var (
-		index uint64
-		ttl   time.Duration
+		index   uint64
+		ttl     time.Duration
+		session string
 	)
 	cmd := &cobra.Command{
 		Use:   "put KEY VALUE|-",
 		Short: "compare-exchange: write KEY if its index is --index (0: only if absent)",
 		Long: `Write KEY if its index is --index: 0 creates it only if absent, any other
 value replaces it only if that is its current index. VALUE - reads stdin.
-A failed compare prints the key's current state and exits 3.`,
+A failed compare prints the key's current state and exits 3. --session
+attaches the key to a session: it is deleted with the session (see
+cxkv sessions); if the session does not exist nothing is written (exit 1).`,
 		Args: exactArgs(2),
 		RunE: g.clientCmd(false, func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			key, value := args[0], []byte(args[1])
@@ -148,6 +152,9 @@ A failed compare prints the key's current state and exits 3.`,
 			if ttl > 0 {
 				opts = append(opts, client.WithTTL(ttl))
 			}
+			if session != "" {
+				opts = append(opts, client.InSession(session))
+			}
 			res, err := c.Put(ctx, key, value, index, opts...)
 			if err != nil {
 				return writeError(err, "put "+key, fmt.Sprintf("`cxkv get %s` shows your value at a new index if it applied", key))
@@ -157,6 +164,7 @@ A failed compare prints the key's current state and exits 3.`,
 	}
 	indexFlag(cmd, &index)
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "expire the key this long after the write unless renewed (e.g. 10s)")
+	cmd.Flags().StringVar(&session, "session", "", "attach the key to this session (its id): deleted with it")
 	return cmd
 }
 
