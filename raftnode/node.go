@@ -48,6 +48,7 @@ type Node struct {
 	metrics metrics
 	health  healthService
 	tracer  *writeTracer // nil unless cfg.TraceWrites
+	applier *applier
 
 	ids           proposalIDs
 	proposalBytes *byteBudget
@@ -133,8 +134,10 @@ func Start(cfg Config) (*Node, error) {
 	cxkvrpc.RegisterKVServer(n.server, &kvService{n: n})
 	n.servePeers()
 	n.registerOperations()
-	n.done.Add(3)
+	n.applier = newApplier(n)
+	n.done.Add(4)
 	go func() { defer n.done.Done(); n.server.Serve(lis) }()
+	go func() { defer n.done.Done(); n.applier.run() }()
 	go func() { defer n.done.Done(); n.run() }()
 	go func() { defer n.done.Done(); n.expiry.run(n.stopc) }()
 	cfg.Logger.Info("member started", "addr", lis.Addr().String(), "peer_addr", n.PeerAddr(), "cluster", fmt.Sprintf("%x", n.clusterID), "applied", n.applied.get())

@@ -19,8 +19,16 @@ import (
 func (n *Node) run() {
 	ticker := n.cfg.Clock.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	// The applier drains what it was handed and exits once the loop ends.
+	defer close(n.applier.jobs)
 	var term uint64
 	leader := false
+	fail := func(err error) {
+		n.halt(err)
+		n.applier.wait()
+		n.waits.failAll(n.haltedError())
+		<-n.stopc
+	}
 	for {
 		if !n.takeIn(ticker.Chan()) {
 			return
@@ -32,19 +40,22 @@ func (n *Node) run() {
 				return
 			}
 		}
+		if err := n.applier.failed(); err != nil {
+			fail(err)
+			return
+		}
 		n.reads.pump(n.rn, 2*n.cfg.ElectionTicks, n.readsMayStart)
 		if !n.rn.HasReady() {
 			continue
 		}
 		rd := n.rn.Ready()
-		if err := n.handleReady(rd, &leader); err != nil {
-			n.halt(err)
-			n.waits.failAll(n.haltedError())
-			<-n.stopc
+		termChanged := rd.HardState != nil && rd.HardState.GetTerm() > term
+		if err := n.handleReady(rd, &leader, termChanged); err != nil {
+			fail(err)
 			return
 		}
-		if hs := rd.HardState; hs != nil && hs.GetTerm() > term {
-			term = hs.GetTerm()
+		if termChanged {
+			term = rd.HardState.GetTerm()
 			n.waits.failBefore(term)
 		}
 		n.rn.Advance(rd)
@@ -98,7 +109,15 @@ func (n *Node) proposeNow(p *proposal) {
 	}
 }
 
-func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
+func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error {
+	snapshot := rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot)
+	inline := mustApplyInline(rd.SoftState != nil, snapshot, termChanged, rd.CommittedEntries)
+	if inline {
+		n.applier.wait()
+		if err := n.applier.failed(); err != nil {
+			return err
+		}
+	}
 	if rd.SoftState != nil {
 		*leader = rd.SoftState.RaftState == raft.StateLeader
 		if n.tracer != nil {
@@ -110,6 +129,7 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 		n.tracer.readied(rd.Entries, &n.waits, now)
 		for _, e := range rd.CommittedEntries {
 			n.tracer.stamp(e.GetIndex(), stageCommitted, now)
+			n.tracer.done(e.GetIndex()) // the applier stamps the rest
 		}
 	}
 	// A leader sends before its own fsync, so the followers' fsyncs overlap
@@ -130,7 +150,7 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 	if n.tracer != nil {
 		n.tracer.persisted(rd.Entries, time.Now())
 	}
-	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
+	if snapshot {
 		if err := n.snapshotInstalled(rd.Snapshot.GetMetadata()); err != nil {
 			return err
 		}
@@ -141,18 +161,35 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool) error {
 	if !*leader {
 		n.transport.Send(rd.Messages)
 	}
-	if err := n.apply(rd.CommittedEntries, *leader); err != nil {
-		return err
+	if inline {
+		if err := n.apply(rd.CommittedEntries, *leader); err != nil {
+			return err
+		}
+	} else {
+		n.applier.hand(rd.CommittedEntries, *leader)
 	}
+	// A read waits for its index to be applied (readIndex), so it may be
+	// answered before the applier catches up.
 	n.reads.answer(rd.ReadStates)
 	if rd.SoftState != nil {
 		n.expiry.leadershipChanged(*leader)
+	}
+	// A snapshot reads the state at the applied index: only with the
+	// applier idle.
+	if !n.snapshotDue() {
+		return nil
+	}
+	n.applier.wait()
+	if err := n.applier.failed(); err != nil {
+		return err
 	}
 	return n.maybeSnapshot()
 }
 
 // apply runs committed entries through the state machine as one unit, then
-// answers the proposals they carried.
+// answers the proposals they carried. It runs on the applier's goroutine,
+// or on the Ready loop's with the applier idle; only then may ents hold a
+// conf change, whose ApplyConfChange touches the RawNode.
 func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 	if len(ents) == 0 {
 		return nil
@@ -209,8 +246,9 @@ func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 			continue
 		}
 		if n.tracer != nil {
-			n.tracer.stamp(e.Index, stageApplied, appliedAt)
-			n.tracer.done(e.Index)
+			if p := n.waits.get(e.Command.GetProposalId()); p != nil && p.stamps != nil {
+				p.stamps[stageApplied] = appliedAt
+			}
 		}
 		n.clock.observe(e.Command.GetClusterMs())
 		if leader {

@@ -95,19 +95,25 @@ func (h *snapshotHolder) close() {
 	h.release(cur)
 }
 
-// maybeSnapshot takes a new snapshot every SnapshotEntries applied entries
-// and compacts the log and the history behind it, keeping CatchUpEntries.
-func (n *Node) maybeSnapshot() error {
-	applied := n.applied.get()
+// snapshotDue reports whether SnapshotEntries were applied since the
+// current snapshot.
+func (n *Node) snapshotDue() bool {
 	n.snaps.mu.Lock()
 	var at uint64
 	if n.snaps.cur != nil {
 		at = n.snaps.cur.index
 	}
 	n.snaps.mu.Unlock()
-	if applied < at+n.cfg.SnapshotEntries {
+	return n.applied.get() >= at+n.cfg.SnapshotEntries
+}
+
+// maybeSnapshot takes a new snapshot every SnapshotEntries applied entries
+// and compacts the log and the history behind it, keeping CatchUpEntries.
+func (n *Node) maybeSnapshot() error {
+	if !n.snapshotDue() {
 		return nil
 	}
+	applied := n.applied.get()
 	if err := n.snaps.take(n); err != nil {
 		return err
 	}
