@@ -28,7 +28,12 @@ type Config struct {
 	PeerAddr string
 	// PeerListener, if set, is used instead of listening on PeerAddr.
 	PeerListener net.Listener
-	DataDir      string
+	// ClientTLS, if set, secures the client port (tls.go); PeerTLS the peer
+	// port, both ways: the member requires its peers' certificates and
+	// presents its own when it dials them. Either needs a peer port of its
+	// own, so each port has one TLS configuration.
+	ClientTLS, PeerTLS *TLSFiles
+	DataDir            string
 	// Peers is the initial membership, this member included: member id to
 	// peer address (PeerAddr, or Addr when peers share the client port).
 	Peers map[uint64]string
@@ -85,6 +90,19 @@ func (c *Config) withDefaults() error {
 	}
 	if len(c.Peers) == 0 {
 		c.Peers = map[uint64]string{c.ID: c.peerAddr()}
+	}
+	if (c.ClientTLS != nil || c.PeerTLS != nil) && !c.separatePeers() {
+		return errors.New("raftnode: TLS needs a peer port of its own (PeerAddr), so clients and peers each have their own certificates")
+	}
+	if c.ClientTLS != nil {
+		if err := c.ClientTLS.check("client", false); err != nil {
+			return err
+		}
+	}
+	if c.PeerTLS != nil {
+		if err := c.PeerTLS.check("peer", true); err != nil {
+			return err
+		}
 	}
 	if _, ok := c.Peers[c.ID]; !ok {
 		return fmt.Errorf("raftnode: the cluster does not name member %d", c.ID)

@@ -23,6 +23,7 @@ var (
 	errLeaderChanged = errors.New("leadership changed while the write was in flight")
 	errCompacted     = errors.New("watch history compacted")
 	errOverloaded    = errors.New("the write was not proposed (retry after a pause)")
+	errPeerRefused   = errors.New("raft messages refused")
 )
 
 // outcome is how far a failed write got: what its client may conclude.
@@ -156,6 +157,8 @@ func codeOf(err error) codes.Code {
 		return codes.OutOfRange
 	case errors.Is(err, errOverloaded):
 		return codes.ResourceExhausted
+	case errors.Is(err, errPeerRefused):
+		return codes.PermissionDenied
 	}
 	return codes.Internal
 }

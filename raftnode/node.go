@@ -59,6 +59,8 @@ type Node struct {
 	listener      net.Listener
 	peerServer    *grpc.Server // nil when peers share the client server
 	peerListener  net.Listener
+	peerGuard     peerGuard
+	tls           memberTLS
 	stopOnce      sync.Once
 }
 
@@ -124,13 +126,13 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 	n.listener = lis
-	if err := n.listenPeers(); err != nil {
+	if err := n.prepareServers(); err != nil {
 		store.Close()
 		return nil, err
 	}
 	n.transport = newPeerTransport(n)
 	n.expiry = newExpiryQueue(n)
-	n.server = n.newServer()
+	n.server = n.newClientServer()
 	cxkvrpc.RegisterKVServer(n.server, &kvService{n: n})
 	n.servePeers()
 	n.registerOperations()

@@ -7,6 +7,8 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // A member serves two audiences: clients (KV, health) on Addr, and the other
@@ -14,6 +16,55 @@ import (
 // client server, the simple case of one port. With one, the Raft service is
 // served only there, so a firewall (and, with TLS, the peer CA) can keep
 // clients away from it, and the client port no longer answers Raft calls.
+
+// memberTLS is what secures the member's ports; nil fields are plaintext.
+type memberTLS struct {
+	client, peer *certFiles
+}
+
+// prepareServers reads the TLS files, sets up the peer guard and opens the
+// peer port, if the member has one of its own: everything that can fail
+// before the servers start.
+func (n *Node) prepareServers() error {
+	var err error
+	if f := n.cfg.ClientTLS; f != nil {
+		if n.tls.client, err = loadCertFiles(*f, n.cfg.Logger.With("port", "client")); err != nil {
+			return fmt.Errorf("client TLS: %w", err)
+		}
+	}
+	if f := n.cfg.PeerTLS; f != nil {
+		if n.tls.peer, err = loadCertFiles(*f, n.cfg.Logger.With("port", "peer")); err != nil {
+			return fmt.Errorf("peer TLS: %w", err)
+		}
+	}
+	n.peerGuard.init(n)
+	return n.listenPeers()
+}
+
+// newClientServer is the client port's server.
+func (n *Node) newClientServer() *grpc.Server {
+	if n.tls.client == nil {
+		return n.newServer()
+	}
+	return n.newServer(grpc.Creds(&fileCreds{files: n.tls.client, clientAuth: n.cfg.ClientTLS.ClientCertAuth}))
+}
+
+// newPeerServer is the peer port's server: with peer TLS it requires a
+// certificate from the peer CA, and counts the handshakes it refuses.
+func (n *Node) newPeerServer() *grpc.Server {
+	if n.tls.peer == nil {
+		return n.newServer()
+	}
+	return n.newServer(grpc.Creds(&fileCreds{files: n.tls.peer, clientAuth: true, refused: n.peerGuard.handshakeFailed}))
+}
+
+// peerDialCreds are what the transport dials its peers with.
+func (n *Node) peerDialCreds() credentials.TransportCredentials {
+	if n.tls.peer == nil {
+		return insecure.NewCredentials()
+	}
+	return &fileCreds{files: n.tls.peer}
+}
 
 // newServer builds a gRPC server with the member's limits and interceptors:
 // request metrics, the slow-request log, and the refusal of every call on a
@@ -48,7 +99,7 @@ func (n *Node) servePeers() {
 		cxkvrpc.RegisterPeerServer(n.server, &peerService{n: n})
 		return
 	}
-	n.peerServer = n.newServer()
+	n.peerServer = n.newPeerServer()
 	cxkvrpc.RegisterPeerServer(n.peerServer, &peerService{n: n})
 	n.metrics.grpc.InitializeMetrics(n.peerServer)
 	n.done.Add(1)

@@ -3,7 +3,6 @@ package raftnode
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -14,7 +13,6 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -71,7 +69,7 @@ func newTransport(n *Node) *transport {
 		if id == n.cfg.ID {
 			continue
 		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(n.peerDialCreds()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)))
 		if err != nil {
 			n.cfg.Logger.Error("bad peer address", "peer", id, "addr", addr, "err", err)
@@ -305,6 +303,7 @@ type peerService struct {
 }
 
 func (s *peerService) Send(stream cxkvrpc.Peer_SendServer) error {
+	var admitted uint64 // the sender peerGuard admitted this stream for
 	for {
 		batch, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -313,12 +312,18 @@ func (s *peerService) Send(stream cxkvrpc.Peer_SendServer) error {
 		if err != nil {
 			return err
 		}
-		if batch.GetClusterId() != s.n.clusterID {
-			return fmt.Errorf("member %d of cluster %x refuses messages from member %d of cluster %x", s.n.cfg.ID, s.n.clusterID, batch.GetFrom(), batch.GetClusterId())
+		if admitted == 0 || batch.GetFrom() != admitted || batch.GetClusterId() != s.n.clusterID {
+			if err := s.n.peerGuard.admit(stream.Context(), batch.GetClusterId(), batch.GetFrom()); err != nil {
+				return err
+			}
+			admitted = batch.GetFrom()
 		}
 		for _, data := range batch.GetMessages() {
 			m := &pb.Message{}
 			if err := proto.Unmarshal(data, m); err != nil {
+				return err
+			}
+			if err := s.n.peerGuard.sender(admitted, m.GetFrom()); err != nil {
 				return err
 			}
 			s.n.metrics.heartbeat(m, false)
@@ -369,11 +374,11 @@ func (s *peerService) Snapshot(stream cxkvrpc.Peer_SnapshotServer) error {
 			return err
 		}
 		if m == nil {
-			if c.GetClusterId() != s.n.clusterID {
-				return fmt.Errorf("snapshot from another cluster (%x)", c.GetClusterId())
-			}
 			m = &pb.Message{}
 			if err := proto.Unmarshal(c.GetMessage(), m); err != nil {
+				return err
+			}
+			if err := s.n.peerGuard.admit(stream.Context(), c.GetClusterId(), m.GetFrom()); err != nil {
 				return err
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/cxkv/cxkv/raftnode"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -27,6 +28,7 @@ type Cluster struct {
 	cfgs    []raftnode.Config
 	connMu  sync.Mutex
 	conns   []*grpc.ClientConn
+	creds   credentials.TransportCredentials // Client's; plaintext if nil
 }
 
 // Option adjusts every member's config.
@@ -116,7 +118,11 @@ func (c *Cluster) Client(i int) cxkvrpc.KVClient {
 	c.connMu.Lock()
 	defer c.connMu.Unlock()
 	if c.conns[i] == nil {
-		conn, err := grpc.NewClient(c.cfgs[i].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		creds := c.creds
+		if creds == nil {
+			creds = insecure.NewCredentials()
+		}
+		conn, err := grpc.NewClient(c.cfgs[i].Addr, grpc.WithTransportCredentials(creds),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)),
 			// Members restart within the test: reconnect in milliseconds,
 			// not after gRPC's default backoff of a second or more.
