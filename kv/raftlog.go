@@ -213,11 +213,7 @@ func (l *RaftLog) Append(ents []*pb.Entry, hs *pb.HardState, last uint64, sync b
 		}
 	}
 	for _, e := range ents {
-		data, err := proto.Marshal(e)
-		if err != nil {
-			return false, err
-		}
-		if err := b.Set(raftEntryKey(e.GetIndex()), data, nil); err != nil {
+		if err := setEntry(b, e); err != nil {
 			return false, err
 		}
 	}
@@ -235,6 +231,29 @@ func (l *RaftLog) Append(ents []*pb.Entry, hs *pb.HardState, last uint64, sync b
 	}
 	return true, guard(func() error { return b.Commit(syncOpt(sync)) })
 }
+
+// setEntry encodes e straight into the batch at its key: an entry (up to
+// the largest command) is copied once, not marshalled into a buffer of its
+// own and then copied into the batch.
+func setEntry(b *pebble.Batch, e *pb.Entry) error {
+	key := raftEntryKey(e.GetIndex())
+	op := b.SetDeferred(len(key), entryMarshal.Size(e))
+	copy(op.Key, key)
+	out, err := entryMarshal.MarshalAppend(op.Value[:0], e)
+	if err != nil {
+		return err
+	}
+	if len(out) != len(op.Value) || (len(out) > 0 && &out[0] != &op.Value[0]) {
+		// MarshalAppend wrote elsewhere than the batch: Size disagreed
+		// with the encoding. Never store a half-written entry.
+		return fmt.Errorf("kv: log entry %d encoded to %d bytes, sized %d", e.GetIndex(), len(out), len(op.Value))
+	}
+	return op.Finish()
+}
+
+// entryMarshal encodes entries; Deterministic keeps Size and the encoding
+// in agreement for the same entry.
+var entryMarshal = proto.MarshalOptions{Deterministic: true}
 
 // Truncate drops the entries in [from, index] and records (index, term) as
 // the point before the first entry held. It is not synced: losing it in a
@@ -295,11 +314,7 @@ func (l *RaftLog) FinishInstall(meta *pb.SnapshotMetadata, hs *pb.HardState, ent
 		return err
 	}
 	for _, e := range ents {
-		data, err := proto.Marshal(e)
-		if err != nil {
-			return err
-		}
-		if err := b.Set(raftEntryKey(e.GetIndex()), data, nil); err != nil {
+		if err := setEntry(b, e); err != nil {
 			return err
 		}
 	}
