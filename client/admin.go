@@ -15,8 +15,8 @@ type LockInfo struct {
 	Mode      LockMode
 	Owner     Owner
 	Token     uint64
-	Index     uint64 // the key's current index (renewals change it)
-	TTL       time.Duration
+	Index     uint64        // the key's current index (renewals change it)
+	TTL       time.Duration // the key's, or its session's
 	ExpiresAt time.Time
 	Waiters   []Owner // queued waiters, next first (QueueLock)
 }
@@ -56,6 +56,24 @@ func ListLocks(ctx context.Context, c *Client, prefix string) ([]LockInfo, error
 		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	// A lock attached to its monitor's session lives as long as the
+	// session: its TTL and expiry are the session's.
+	sessions := map[string]Record{}
+	for i := range out {
+		id := out[i].Owner.Session
+		if id == "" || out[i].TTL != 0 {
+			continue
+		}
+		rec, ok := sessions[id]
+		if !ok {
+			var err error
+			if rec, err = c.Get(ctx, SessionKey(id)); err != nil {
+				return nil, err
+			}
+			sessions[id] = rec
+		}
+		out[i].TTL, out[i].ExpiresAt = rec.TTL, rec.ExpiresAt
+	}
 	return out, nil
 }
 

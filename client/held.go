@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
-	"github.com/jonboulle/clockwork"
 )
 
-// Lock is a held lock. It stays held while its renewals succeed; Lost says
-// when it no longer is. Release it with Unlock, typically deferred.
+// Lock is a held lock. It stays held while its monitor's session lives and
+// nobody deletes its key; Lost says when it no longer is. Release it with
+// Unlock, typically deferred.
 type Lock struct {
 	m      *ProcessMonitor
+	s      *lockSession // the session its key is attached to
 	name   string
 	key    string
 	owner  Owner
@@ -26,22 +27,15 @@ type Lock struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// mu guards the lease and the unlocked flag. It is never held across
-	// a network call: a write stuck in its retries must not delay a
-	// renewal, nor the lease timer that closes Lost.
-	mu         sync.Mutex
-	leaseEnd   time.Time // on the monotonic clock: the earliest the cluster may delete the key
-	leaseTimer clockwork.Timer
-	unlocked   bool
+	// mu guards unlocked. It is never held across a network call: a write
+	// stuck in its retries must delay neither the session's renewals nor
+	// its lease timer.
+	mu       sync.Mutex
+	unlocked bool
 
 	lost       chan struct{}
 	lostOnce   sync.Once
 	lostReason string // set before lost closes
-
-	stopOnce  sync.Once
-	stopc     chan struct{} // closed to stop renewing
-	renewing  bool          // the renewal loop was started; renewDone closes when it ends
-	renewDone chan struct{}
 
 	stopWatch func()
 	watchDone chan struct{}
@@ -62,11 +56,11 @@ func (l *Lock) Token() uint64 { return l.token }
 // Waited is how long Lock waited for the lock.
 func (l *Lock) Waited() time.Duration { return l.waited }
 
-// Lost is closed when the lock is lost: a renewal found the key gone or
-// changed (an operator force-released it, or it expired), or renewals
-// failed until the lease ran out (a timer of its own closes it then, at the
-// lease end, before the cluster can give the lock to anyone else). It is not
-// closed by Unlock.
+// Lost is closed when the lock is lost: its key was deleted (an operator
+// force-released it) or the monitor's session ended (a renewal found it
+// expired or closed, or renewals failed until the lease ran out: a timer
+// closes Lost then, at the lease end, before the cluster can give the lock
+// to anyone else). It is not closed by Unlock.
 func (l *Lock) Lost() <-chan struct{} { return l.lost }
 
 // Context is cancelled when the lock is lost or released: run the critical
@@ -108,64 +102,12 @@ func (l *Lock) markLost(reason string) {
 		// Cancel first: whoever sees Lost closed must find the context ended.
 		l.cancel()
 		close(l.lost)
-		l.stopOnce.Do(func() { close(l.stopc) })
 	})
-	l.stopLease()
-}
-
-// extendLease moves the lease end to end, if that is later, and arms the
-// timer that closes Lost there. The caller sent the write that set the
-// key's TTL at end minus the TTL (the lease rule, renew.go).
-func (l *Lock) extendLease(end time.Time) {
-	clock := l.m.c.cfg.Clock
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.unlocked || !end.After(l.leaseEnd) {
-		return
-	}
-	l.leaseEnd = end
-	if l.leaseTimer == nil {
-		l.leaseTimer = clock.AfterFunc(clock.Until(end), l.leaseExpired)
-	} else {
-		l.leaseTimer.Reset(clock.Until(end))
-	}
-}
-
-// leaseExpired runs at the lease end unless a renewal moved it.
-func (l *Lock) leaseExpired() {
-	l.mu.Lock()
-	if l.unlocked {
-		l.mu.Unlock()
-		return
-	}
-	if left := l.m.c.cfg.Clock.Until(l.leaseEnd); left > 0 {
-		l.leaseTimer.Reset(left) // a renewal raced the timer
-		l.mu.Unlock()
-		return
-	}
-	l.mu.Unlock()
-	l.markLost("the lease ran out before a renewal succeeded")
-}
-
-func (l *Lock) stopLease() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.leaseTimer != nil {
-		l.leaseTimer.Stop()
-	}
-}
-
-// leaseLeft is how long the lease has to run.
-func (l *Lock) leaseLeft() time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.m.c.cfg.Clock.Until(l.leaseEnd)
 }
 
 // held is the compare every write through the lock carries: the key still
-// holds this acquisition's owner. Renewals never change the value, so the
-// compare holds exactly as long as the key is ours, whichever renewal
-// landed last.
+// holds this acquisition's owner. Nothing rewrites the value while the key
+// lives, so the compare holds exactly as long as the key is ours.
 func (l *Lock) held() Compare { return ValueIs(l.key, l.value) }
 
 func (l *Lock) lostErr() error {
@@ -193,14 +135,11 @@ func (l *Lock) UnlockContext(ctx context.Context) error {
 		return nil
 	}
 	l.unlocked = true
-	if l.leaseTimer != nil {
-		l.leaseTimer.Stop()
-	}
 	l.mu.Unlock()
-	l.cancel() // ends a renewal in flight, which would only delay the release
-	l.stopRenewal()
+	l.cancel()
 	l.stopWatching() // before our own delete, which it would take for a loss
 	l.m.forget(l)
+	l.s.detach(l)
 	if err := l.lostErr(); err != nil {
 		return err
 	}
@@ -255,7 +194,7 @@ func (l *Lock) Delete(ctx context.Context, key string, expect uint64) (DeleteRes
 // otherwise the result is as Client.Txn's for the caller's compares.
 //
 // It holds no lock while it runs: a write that retries for long delays
-// neither the renewals nor Lost. The cluster's compare, not this process's
+// neither the session's renewals nor Lost. The cluster's compare, not this process's
 // belief, decides whether it applies.
 func (l *Lock) Txn(ctx context.Context, compares []Compare, ops []Op) (TxnResult, error) {
 	l.mu.Lock()

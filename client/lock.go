@@ -1,8 +1,8 @@
 package client
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -55,9 +55,10 @@ var (
 
 // LockOptions configure a ProcessMonitor.
 type LockOptions struct {
-	// TTL is how long a lock outlives its holder's last renewal: the time
-	// after which a crashed holder's lock is released. Renewal runs every
-	// TTL/3. Default 10s; at least 100ms.
+	// TTL is how long the monitor's locks outlive its last renewal: the
+	// time after which a crashed process's locks are released. The monitor
+	// renews its one session every TTL/3, whatever the number of locks.
+	// Default 10s; at least 100ms.
 	TTL time.Duration
 	// Mode is how waiters wait; QueueLock by default.
 	Mode LockMode
@@ -65,16 +66,22 @@ type LockOptions struct {
 	Name string
 }
 
-// ProcessMonitor hands out expiring locks for one process. Locks it still
-// holds when Close is called are released.
+// ProcessMonitor hands out expiring locks for one process. It opens one
+// session (a lease, session.go) on its first acquisition and attaches every
+// lock key and queue entry to it: one renewal write every TTL/3 keeps all of
+// them, and if the process dies they all go when the session expires. Locks
+// it still holds when Close is called are released.
 type ProcessMonitor struct {
 	c    *Client
 	opts LockOptions
 	host string
+	pid  int
 
-	mu    sync.Mutex
-	held  map[*Lock]struct{}
-	close bool
+	mu      sync.Mutex // never held across a network call
+	held    map[*Lock]struct{}
+	close   bool
+	sess    *lockSession  // the live session, nil if none
+	opening chan struct{} // closed when an opening under way ends
 }
 
 // NewProcessMonitor returns a ProcessMonitor taking locks through c.
@@ -87,10 +94,11 @@ func NewProcessMonitor(c *Client, opts LockOptions) *ProcessMonitor {
 		opts.Name = defaultOwnerName()
 	}
 	host, _ := os.Hostname()
-	return &ProcessMonitor{c: c, opts: opts, host: host, held: map[*Lock]struct{}{}}
+	return &ProcessMonitor{c: c, opts: opts, host: host, pid: os.Getpid(), held: map[*Lock]struct{}{}}
 }
 
-// Close releases every lock this monitor still holds.
+// Close releases every lock this monitor still holds and closes its
+// session.
 func (m *ProcessMonitor) Close() error {
 	m.mu.Lock()
 	m.close = true
@@ -98,6 +106,7 @@ func (m *ProcessMonitor) Close() error {
 	for l := range m.held {
 		locks = append(locks, l)
 	}
+	s := m.sess
 	m.mu.Unlock()
 	var errs []error
 	for _, l := range locks {
@@ -105,7 +114,75 @@ func (m *ProcessMonitor) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	if s != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.c.cfg.RequestTimeout)
+		defer cancel()
+		if err := s.close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("cxkv: close lock session: %w", err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+func (m *ProcessMonitor) sessionValue() []byte {
+	b, err := json.Marshal(monitorSession{Monitor: m.opts.Name, Host: m.host, PID: m.pid, OpenedAt: m.c.cfg.Clock.Now()})
+	if err != nil {
+		panic(err) // strings, an int and a time always marshal
+	}
+	return b
+}
+
+var errMonitorClosed = errors.New("process monitor closed")
+
+// session returns the monitor's live session, opening one if there is none.
+// One acquisition opens it; the others wait for that one.
+func (m *ProcessMonitor) session(ctx context.Context) (*lockSession, error) {
+	for {
+		m.mu.Lock()
+		if m.close {
+			m.mu.Unlock()
+			return nil, errMonitorClosed
+		}
+		if s := m.sess; s != nil {
+			m.mu.Unlock()
+			return s, nil
+		}
+		if wait := m.opening; wait != nil {
+			m.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		m.opening = done
+		m.mu.Unlock()
+		s, err := m.openSession(ctx)
+		m.mu.Lock()
+		m.opening = nil
+		close(done)
+		closed := m.close
+		if err == nil && !closed {
+			m.sess = s
+		}
+		m.mu.Unlock()
+		if err == nil && closed {
+			s.close(ctx)
+			return nil, errMonitorClosed
+		}
+		return s, err
+	}
+}
+
+// sessionOver forgets s once it is over.
+func (m *ProcessMonitor) sessionOver(s *lockSession) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sess == s {
+		m.sess = nil
+	}
 }
 
 // Lock blocks until it holds the lock called name, or ctx ends.
@@ -134,12 +211,6 @@ func (m *ProcessMonitor) acquire(ctx context.Context, name string, wait bool) (*
 	if err := validLockName(name); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	closed := m.close
-	m.mu.Unlock()
-	if closed {
-		return nil, fmt.Errorf("cxkv: lock %q: process monitor closed", name)
-	}
 	start := m.c.cfg.Clock.Now()
 	var (
 		l   *Lock
@@ -151,7 +222,7 @@ func (m *ProcessMonitor) acquire(ctx context.Context, name string, wait bool) (*
 		l, err = m.acquireQueued(ctx, name, wait)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
 	}
 	l.waited = m.c.cfg.Clock.Since(start)
 	l.watchKey()
@@ -167,71 +238,76 @@ func (m *ProcessMonitor) forget(l *Lock) {
 	m.mu.Unlock()
 }
 
-func (m *ProcessMonitor) newLock(name, key string) *Lock {
-	now := m.c.cfg.Clock.Now()
-	l := &Lock{
-		m: m, name: name, key: key,
-		owner: Owner{ID: randomID(), Name: m.opts.Name, Host: m.host, PID: os.Getpid()},
-		lost:  make(chan struct{}), stopc: make(chan struct{}), renewDone: make(chan struct{}),
+// newLock returns a lock whose key will be attached to the monitor's live
+// session (opened if need be), registered with it so that the session's end
+// marks it lost.
+func (m *ProcessMonitor) newLock(ctx context.Context, name, key string) (*Lock, error) {
+	for {
+		s, err := m.session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		now := m.c.cfg.Clock.Now()
+		l := &Lock{
+			m: m, s: s, name: name, key: key,
+			owner: Owner{ID: randomID(), Name: m.opts.Name, Host: m.host, PID: m.pid, Session: s.id},
+			lost:  make(chan struct{}),
+		}
+		if m.opts.Mode == QueueLock {
+			l.owner.QueuedAt = now
+		} else {
+			l.owner.AcquiredAt = now
+		}
+		l.value = l.owner.encode()
+		l.ctx, l.cancel = context.WithCancel(context.Background())
+		if s.attach(l) {
+			return l, nil
+		}
+		l.cancel() // the session ended meanwhile: take the next
 	}
-	if m.opts.Mode == QueueLock {
-		l.owner.QueuedAt = now
-	} else {
-		l.owner.AcquiredAt = now
-	}
-	l.value = l.owner.encode()
-	l.ctx, l.cancel = context.WithCancel(context.Background())
-	return l
 }
 
-// create writes the lock's entry if absent, and for a QueueLock only while
-// no PlainLock holds the name. It returns the entry's record, or on a failed
-// compare the record that failed it (the current holder's, for a
-// PlainLock; Index 0 if the entry was absent and the name was not).
+// create writes the lock's key attached to the session, if absent, and
+// asks in the same write for the oldest entry of name's queue: for a
+// QueueLock, whether the new entry holds the lock at once; for a
+// PlainLock, whether a queue of the other mode exists. A queue entry is
+// created only while NAME is absent, so of a PlainLock and a queue that
+// overlap, the later always sees the earlier and gives way.
 //
-// An attempt whose outcome is unknown may apply later, even after a retry
-// under a new write id, so every answer is judged by the value: an entry
-// holding this acquisition's owner is ours, whichever attempt wrote it. The
-// lease counts from the first attempt's sending, the earliest any of them
-// can have set the TTL.
-func (l *Lock) create(ctx context.Context) (rec Record, ok bool, err error) {
+// It returns the key's record and the queue's head (Index 0: none, or not
+// known because an earlier attempt is what applied); or, with ok false, the
+// record that failed the compare (the current holder's, for a PlainLock).
+func (l *Lock) create(ctx context.Context) (rec, head Record, ok bool, err error) {
 	compares := []Compare{Absent(l.key)}
 	if l.key != l.name {
 		compares = append(compares, Absent(l.name))
 	}
-	first := l.m.c.cfg.Clock.Now()
-	for {
-		res, err := l.m.c.Txn(ctx, compares, []Op{PutOp(l.key, l.value, l.m.opts.TTL)})
-		if errors.Is(err, ErrOutcomeUnknown) && ctx.Err() == nil {
-			got, gerr := l.m.c.Get(ctx, l.key)
-			if gerr != nil {
-				return Record{}, false, err
-			}
-			if !got.Exists() {
-				continue // not applied yet: try again; the answer tells
-			}
-			res = TxnResult{Compared: []Record{got}}
-			if bytes.Equal(got.Value, l.value) {
-				res = TxnResult{Successful: true, Results: []Record{got}}
-			}
-		} else if err != nil {
-			return Record{}, false, err
+	put := PutOp(l.key, l.value, 0).InSession(l.s.id)
+	res, err := createOwned(ctx, l.m.c, compares, put, l.value, HeadOp(l.name+queueInfix))
+	if IsNoSession(err) {
+		l.s.end("the monitor's session expired or was closed")
+		return Record{}, Record{}, false, errSessionGone
+	}
+	if err != nil {
+		return Record{}, Record{}, false, err
+	}
+	switch {
+	case res.Successful:
+		l.index = res.Results[0].Index
+		if len(res.Results) > 1 {
+			head = res.Results[1]
 		}
-		switch {
-		case res.Successful:
-			rec, ok = res.Results[0], true
-		case bytes.Equal(res.Compared[0].Value, l.value):
-			rec, ok = res.Compared[0], true // an earlier attempt applied
-		case res.Compared[0].Exists():
-			return res.Compared[0], false, nil
-		default:
-			return Record{}, false, l.modeMismatch(res.Compared[1])
-		}
-		l.index = rec.Index
-		l.extendLease(first.Add(l.m.opts.TTL))
-		return rec, true, nil
+		return res.Results[0], head, true, nil
+	case res.Compared[0].Exists():
+		return res.Compared[0], Record{}, false, nil
+	default:
+		return Record{}, Record{}, false, l.modeMismatch(res.Compared[1])
 	}
 }
+
+// errSessionGone says the session a write attached to had ended: the
+// acquisition starts over on a new one.
+var errSessionGone = errors.New("cxkv: lock session gone")
 
 // modeMismatch is the error for a name held by a lock of the other mode:
 // holder is the other mode's key.
@@ -246,45 +322,51 @@ func (l *Lock) modeMismatch(holder Record) error {
 	return fmt.Errorf("%w: %q is in use as %s (a %s lock), and this monitor takes %s locks", ErrLockModeMismatch, l.name, what, other, l.m.opts.Mode)
 }
 
-// abandon gives up an entry that never became (or no longer is) the lock:
-// renewal stops and the entry is deleted if it is still ours.
+// abandon gives up a key that never became (or no longer is) the lock: it
+// leaves the session and is deleted if it is still ours.
 func (l *Lock) abandon() {
 	l.mu.Lock()
 	l.unlocked = true
 	l.mu.Unlock()
 	l.cancel()
-	l.stopRenewal()
-	l.stopLease()
+	l.s.detach(l)
+	if l.index == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.m.c.cfg.RequestTimeout)
 	defer cancel()
-	if l.index != 0 {
-		l.m.c.Txn(ctx, []Compare{l.held()}, []Op{DeleteOp(l.key)})
-	}
+	l.m.c.Txn(ctx, []Compare{l.held()}, []Op{DeleteOp(l.key)})
 }
 
-// acquirePlain races for the key name itself. Once it holds the key it
-// checks that no QueueLock queue of the name exists: a queue entry is
-// created only while the key is absent, so of a PlainLock and a queue that
-// overlap, the later one always sees the earlier and gives way.
+// acquirePlain races for the key name itself.
 func (m *ProcessMonitor) acquirePlain(ctx context.Context, name string, wait bool) (*Lock, error) {
 	breaks := 0
 	for {
-		l := m.newLock(name, name)
-		rec, ok, err := l.create(ctx)
+		l, err := m.newLock(ctx, name, name)
 		if err != nil {
-			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
+			return nil, err
+		}
+		rec, queue, ok, err := l.create(ctx)
+		if ok && queue.Index == 0 {
+			// An earlier attempt applied, so the write's own look at the
+			// queue is not ours: look again.
+			var recs []Record
+			if recs, _, err = m.c.ListPage(ctx, name+queueInfix, "", 1); err == nil && len(recs) > 0 {
+				queue = recs[0]
+			}
+		}
+		if err == nil && queue.Exists() {
+			err = l.modeMismatch(queue)
+		}
+		if err != nil {
+			l.abandon()
+			if errors.Is(err, errSessionGone) {
+				continue
+			}
+			return nil, err
 		}
 		if ok {
-			queue, _, err := m.c.ListPage(ctx, name+queueInfix, "", 1)
-			if err == nil && len(queue) > 0 {
-				err = l.modeMismatch(queue[0])
-			}
-			if err != nil {
-				l.abandon()
-				return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
-			}
 			l.token = rec.Index
-			l.startRenewal()
 			return l, nil
 		}
 		l.abandon()
@@ -294,11 +376,11 @@ func (m *ProcessMonitor) acquirePlain(ctx context.Context, name string, wait boo
 		// Wait for the holder's key to go (or a TTL, as a safety net, or
 		// the watch to fail), then race for it again.
 		if err := pauseAfterBreaks(ctx, m.c, breaks, m.opts.TTL); err != nil {
-			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
+			return nil, err
 		}
 		_, broke, err := waitGone(ctx, m.c, name, rec.Index, m.opts.TTL)
 		if err != nil {
-			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
+			return nil, err
 		}
 		breaks = nextBreaks(breaks, broke)
 	}

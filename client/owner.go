@@ -23,6 +23,19 @@ type Owner struct {
 	PID        int       `json:"pid"`
 	QueuedAt   time.Time `json:"queued_at,omitzero"`   // QueueLock: when the entry was created
 	AcquiredAt time.Time `json:"acquired_at,omitzero"` // PlainLock: when the key was created
+	// Session is the id of the monitor's session the key is attached to:
+	// the key lives as long as that session does.
+	Session string `json:"session,omitempty"`
+}
+
+// monitorSession is the value of a monitor's session key. Its first field
+// is not "owner", so neither ListLocks nor the members' lock census takes a
+// session for a lock.
+type monitorSession struct {
+	Monitor  string    `json:"monitor"`
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	OpenedAt time.Time `json:"opened_at"`
 }
 
 func (o Owner) encode() []byte {

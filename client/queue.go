@@ -3,42 +3,57 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"time"
 )
 
-// errRequeue says a waiter's entry vanished (it expired while the waiter
-// could not renew it): the waiter must queue again, at the back.
+// errRequeue says a waiter's entry vanished (its session ended, or an
+// operator deleted it): the waiter must queue again, at the back.
 var errRequeue = errors.New("cxkv: queue entry vanished")
 
 // acquireQueued takes a place in the lock's queue and waits for its turn.
 // The queue is the set of entries under name+queueInfix; each waiter's
 // entry is created with put-if-absent, so create indexes order the queue,
 // and the entry with the lowest one holds the lock. Its create index is
-// the fencing token: successive holders hold in create-index order.
+// the fencing token: successive holders hold in create-index order. The
+// write that creates the entry also answers the queue's head, so an
+// uncontended acquisition is that one write.
 func (m *ProcessMonitor) acquireQueued(ctx context.Context, name string, wait bool) (*Lock, error) {
 	for {
-		l := m.newLock(name, name+queueInfix+randomID())
-		rec, ok, err := l.create(ctx)
+		l, err := m.newLock(ctx, name, name+queueInfix+randomID())
 		if err != nil {
-			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
+			return nil, err
 		}
-		if !ok {
+		rec, head, ok, err := l.create(ctx)
+		switch {
+		case errors.Is(err, errSessionGone):
+			l.abandon()
+			continue
+		case err != nil:
+			l.abandon()
+			return nil, err
+		case !ok:
+			l.abandon()
 			continue // a random id collided: draw another
 		}
 		l.token = rec.CreateIndex
-		l.startRenewal()
+		switch {
+		case head.Key == l.key:
+			return l, nil
+		case head.Exists() && !wait:
+			l.abandon()
+			return nil, lockedError(name, head)
+		}
 		err = l.waitTurn(ctx, wait)
 		if err == nil && l.lostErr() != nil {
-			err = errRequeue // our lease ran out while we waited
+			err = errRequeue // the session ended while we waited
 		}
 		if err == nil {
 			return l, nil
 		}
 		l.abandon()
 		if !errors.Is(err, errRequeue) {
-			return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
+			return nil, err
 		}
 	}
 }

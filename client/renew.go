@@ -1,91 +1,248 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
-// The lease. A holder counts its lease from the moment it *sent* the write
-// that set the TTL, on its own monotonic clock; the cluster counts from when
-// it applied that write (later), and a new leader counts a full TTL from its
-// takeover (later still). So the holder always believes the lock is gone no
-// later than the cluster deletes it, whatever the clocks' absolute values;
-// only their rates must agree. The lease end is enforced by a timer
-// (Lock.extendLease), not by whichever renewal or write happens to look.
+// A ProcessMonitor holds one session (session.go) and attaches every lock
+// key and queue entry it creates to it, so one renewal write every TTL/3
+// keeps all of them, whatever their number.
+//
+// The lease. The monitor counts the session's lease from the moment it
+// *sent* the write that set the session's TTL, on its own monotonic clock;
+// the cluster counts from when it applied that write (later), and a new
+// leader counts a full TTL from its takeover (later still). So the monitor
+// always believes the session, and with it every attached lock, gone no later
+// than the cluster deletes them, whatever the clocks' absolute values; only
+// their rates must agree. A timer at the lease end (lockSession.leaseTimer)
+// closes every attached lock's Lost there, whatever else the process does.
 
-// startRenewal starts the renewal loop. Only the goroutine that acquires
-// the lock calls it, before it hands the lock to anyone.
-func (l *Lock) startRenewal() {
-	l.renewing = true
-	go l.renewLoop()
+// lockSession is one session of a monitor. Once over it stays over: the
+// monitor opens a new one for later acquisitions.
+type lockSession struct {
+	m     *ProcessMonitor
+	id    string
+	key   string
+	value []byte // the monitor's owner; never changes, renewals compare it
+
+	// mu guards what follows. It is never held across a network call.
+	mu       sync.Mutex
+	leaseEnd time.Time
+	timer    clockwork.Timer
+	locks    map[*Lock]struct{} // attached: held and waiting
+	over     bool
+	reason   string
+
+	ctx       context.Context // ends with the session: a renewal in flight stops
+	cancel    context.CancelFunc
+	stopc     chan struct{}
+	stopOnce  sync.Once
+	renewDone chan struct{}
 }
 
-func (l *Lock) stopRenewal() {
-	l.stopOnce.Do(func() { close(l.stopc) })
-	if l.renewing {
-		<-l.renewDone
+// openSession creates a session with put-if-absent. Like a lock's create, an
+// attempt whose outcome was unknown is judged by the value the key holds,
+// and the lease counts from the first attempt's sending.
+func (m *ProcessMonitor) openSession(ctx context.Context) (*lockSession, error) {
+	id := NewSessionID()
+	s := &lockSession{
+		m: m, id: id, key: SessionKey(id), value: m.sessionValue(),
+		locks: map[*Lock]struct{}{}, stopc: make(chan struct{}), renewDone: make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	first := m.c.cfg.Clock.Now()
+	if _, err := createOwned(ctx, m.c, []Compare{Absent(s.key)}, PutOp(s.key, s.value, m.opts.TTL), s.value); err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("cxkv: open lock session: %w", err)
+	}
+	s.extendLease(first.Add(m.opts.TTL))
+	go s.renewLoop()
+	return s, nil
+}
+
+// createOwned runs a transaction whose put creates a key holding value if
+// compares hold. An attempt whose outcome is unknown may apply later, even
+// after a retry under a new write id, so every answer is judged by the
+// value: a key holding value is ours, whichever attempt wrote it. It
+// returns the transaction's result; a failed compare is not an error.
+func createOwned(ctx context.Context, c *Client, compares []Compare, put Op, value []byte, more ...Op) (TxnResult, error) {
+	key := put.pb.GetKey()
+	for {
+		res, err := c.Txn(ctx, compares, append([]Op{put}, more...))
+		if errors.Is(err, ErrOutcomeUnknown) && ctx.Err() == nil {
+			got, gerr := c.Get(ctx, key)
+			if gerr != nil {
+				return TxnResult{}, err
+			}
+			if !got.Exists() {
+				continue // not applied yet: try again; the answer tells
+			}
+			if bytes.Equal(got.Value, value) {
+				return TxnResult{Successful: true, Results: []Record{got}}, nil
+			}
+			return TxnResult{FailedCompare: 0, Compared: []Record{got}}, nil
+		}
+		if err != nil {
+			return TxnResult{}, err
+		}
+		if !res.Successful && bytes.Equal(res.Compared[0].Value, value) {
+			// An earlier attempt applied.
+			return TxnResult{Successful: true, Results: []Record{res.Compared[0]}}, nil
+		}
+		return res, nil
 	}
 }
 
-// renewLoop rewrites the key every TTL/3, if it still holds this
-// acquisition's owner. A failed compare means someone else removed or
-// rewrote the key: the lock is lost at once. Errors are retried sooner, until
-// the lease timer ends the lock.
-func (l *Lock) renewLoop() {
-	defer close(l.renewDone)
-	ttl := l.m.opts.TTL
+// attach registers l with the session; false if the session is over.
+func (s *lockSession) attach(l *Lock) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.over {
+		return false
+	}
+	s.locks[l] = struct{}{}
+	return true
+}
+
+func (s *lockSession) detach(l *Lock) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.locks, l)
+}
+
+// extendLease moves the lease end to end, if later, and arms the timer
+// that ends the session there. The caller sent the write that set the
+// session's TTL at end minus the TTL.
+func (s *lockSession) extendLease(end time.Time) {
+	clock := s.m.c.cfg.Clock
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.over || !end.After(s.leaseEnd) {
+		return
+	}
+	s.leaseEnd = end
+	if s.timer == nil {
+		s.timer = clock.AfterFunc(clock.Until(end), s.leaseExpired)
+	} else {
+		s.timer.Reset(clock.Until(end))
+	}
+}
+
+func (s *lockSession) leaseExpired() {
+	s.mu.Lock()
+	if left := s.m.c.cfg.Clock.Until(s.leaseEnd); left > 0 && !s.over {
+		s.timer.Reset(left) // a renewal raced the timer
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.end("the monitor's session lease ran out before a renewal succeeded")
+}
+
+func (s *lockSession) leaseLeft() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m.c.cfg.Clock.Until(s.leaseEnd)
+}
+
+// end marks the session over and every lock attached to it lost. It does
+// not wait for the renewal loop (it may be running on it).
+func (s *lockSession) end(reason string) {
+	s.mu.Lock()
+	if s.over {
+		s.mu.Unlock()
+		return
+	}
+	s.over, s.reason = true, reason
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	locks := s.locks
+	s.locks = nil
+	s.mu.Unlock()
+	s.stopOnce.Do(func() { close(s.stopc) })
+	s.cancel()
+	s.m.sessionOver(s)
+	for l := range locks {
+		l.markLost(reason)
+	}
+}
+
+// close ends the session on purpose: renewals stop and its key is deleted,
+// which deletes whatever is still attached.
+func (s *lockSession) close(ctx context.Context) error {
+	s.end("the process monitor was closed")
+	<-s.renewDone
+	_, err := s.m.c.Txn(ctx, []Compare{ValueIs(s.key, s.value)}, []Op{DeleteOp(s.key)})
+	return err
+}
+
+// renewLoop rewrites the session's key every TTL/3 if it still holds the
+// monitor's owner. A failed compare means the session expired or was
+// closed: it is over at once. Errors are retried sooner, until the lease
+// timer ends the session.
+func (s *lockSession) renewLoop() {
+	defer close(s.renewDone)
+	ttl := s.m.opts.TTL
 	interval := ttl / 3
-	clock := l.m.c.cfg.Clock
+	clock := s.m.c.cfg.Clock
 	timer := clock.NewTimer(interval)
 	defer timer.Stop()
 	for {
 		select {
-		case <-l.stopc:
+		case <-s.stopc:
 			return
-		case <-l.m.c.ctx.Done():
+		case <-s.m.c.ctx.Done():
 			return // the client is closed: nothing can renew
 		case <-timer.Chan():
 		}
-		ok, retry := l.renewOnce(ttl)
+		ok, retry := s.renewOnce(ttl)
 		if !ok {
 			return
 		}
 		if retry {
-			timer.Reset(min(interval/4, max(l.leaseLeft()/2, 10*time.Millisecond)))
+			timer.Reset(min(interval/4, max(s.leaseLeft()/2, 10*time.Millisecond)))
 		} else {
 			timer.Reset(interval)
 		}
 	}
 }
 
-// renewOnce makes one renewal. It returns ok false once the lock is lost,
-// and retry true when the renewal should be tried again soon.
+// renewOnce makes one renewal. It returns ok false once the session is
+// over, and retry true when the renewal should be tried again soon.
 //
-// A renewal compares the owner value, which no renewal changes, so one whose
-// outcome is unknown needs no reading back: if it applies late, the next
-// renewal's compare holds all the same. Only a renewal known to have applied
-// extends the lease, from the moment it was sent.
-func (l *Lock) renewOnce(ttl time.Duration) (ok, retry bool) {
-	left := l.leaseLeft()
+// A renewal compares the owner value, which no renewal changes, so one
+// whose outcome is unknown needs no reading back: if it applies late, the
+// next renewal's compare holds all the same. Only a renewal known to have
+// applied extends the lease, from the moment it was sent.
+func (s *lockSession) renewOnce(ttl time.Duration) (ok, retry bool) {
+	left := s.leaseLeft()
 	if left <= 0 {
-		l.markLost("the lease ran out before a renewal succeeded")
+		s.end("the monitor's session lease ran out before a renewal succeeded")
 		return false, false
 	}
 	// The renewal may not outlive the lease (past it, the cluster may have
-	// handed the lock to someone else), nor the lock.
-	ctx, cancel := context.WithTimeout(l.ctx, left)
+	// handed the locks to someone else), nor the session.
+	ctx, cancel := context.WithTimeout(s.ctx, left)
 	defer cancel()
-	stop := context.AfterFunc(l.m.c.ctx, cancel)
+	stop := context.AfterFunc(s.m.c.ctx, cancel)
 	defer stop()
-	sent := l.m.c.cfg.Clock.Now()
-	res, err := l.m.c.Txn(ctx, []Compare{l.held()}, []Op{PutOp(l.key, l.value, ttl)})
+	sent := s.m.c.cfg.Clock.Now()
+	res, err := s.m.c.Txn(ctx, []Compare{ValueIs(s.key, s.value)}, []Op{PutOp(s.key, s.value, ttl)})
 	if err != nil {
 		return true, true
 	}
 	if !res.Successful {
-		l.markLost("the key was deleted or rewritten by someone else")
+		s.end("the monitor's session was closed or expired")
 		return false, false
 	}
-	l.extendLease(sent.Add(ttl))
+	s.extendLease(sent.Add(ttl))
 	return true, false
 }

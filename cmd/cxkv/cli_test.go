@@ -241,7 +241,7 @@ var (
 	// reading order.
 	indexRE = regexp.MustCompile(`((?:index|token)[= ]|"(?:index|create_index|token)": ?)(\d+)`)
 	// JSON fields whose values depend on timing or the process.
-	jsonVaryRE = regexp.MustCompile(`("(?:term|commit_index|applied_index|leader|pid|time_left_ms|lag|db_size_bytes)": ?)\d+|("(?:role|owner|host|cluster_id|version)": ?)"[^"]*"`)
+	jsonVaryRE = regexp.MustCompile(`("(?:term|commit_index|applied_index|leader|pid|time_left_ms|lag|db_size_bytes)": ?)\d+|("(?:role|owner|session|host|cluster_id|version)": ?)"[^"]*"`)
 )
 
 // columnRule says how a table column is normalised; columns without one
