@@ -28,6 +28,10 @@ type plan struct {
 	b       *kv.Batch
 	index   uint64
 	overlay map[string]planned
+	// read remembers what get read from the batch, so a command that looks
+	// at one key many times (every attach of a transaction reads its
+	// session's key) reads the store once. The overlay comes first.
+	read    map[string]planned
 	tallies map[string]kv.Tally // sessions whose tally the plan changed
 	writes  []planWrite
 	// events and eventBytes count what the writes will add to the history:
@@ -49,7 +53,7 @@ type planWrite struct {
 }
 
 func newPlan(b *kv.Batch, index uint64) *plan {
-	return &plan{b: b, index: index, overlay: map[string]planned{}, tallies: map[string]kv.Tally{}}
+	return &plan{b: b, index: index, overlay: map[string]planned{}, read: map[string]planned{}, tallies: map[string]kv.Tally{}}
 }
 
 // get reads key as the writes planned so far would leave it.
@@ -57,7 +61,14 @@ func (p *plan) get(key string) (kv.Record, bool, error) {
 	if s, ok := p.overlay[key]; ok {
 		return s.rec, s.found, nil
 	}
-	return p.b.Get(key)
+	if s, ok := p.read[key]; ok {
+		return s.rec, s.found, nil
+	}
+	r, found, err := p.b.Get(key)
+	if err == nil {
+		p.read[key] = planned{r, found}
+	}
+	return r, found, err
 }
 
 func (p *plan) tally(session string) (kv.Tally, error) {

@@ -129,7 +129,9 @@ func (s *Store) Events(prefix string, afterIndex uint64, limit, maxBytes int) ([
 // index boundaries: the page takes whole indexes while they fit in limit
 // events and maxBytes of AnswerBytes, and always its first index, whatever
 // its size. Apply keeps one index's events within one answer (each carries a
-// record the Txn's answer carries too), so the first index fits a message.
+// record the Txn's answer carries too, and a session's end is bounded by
+// the session limits, cmpxchg.MaxSessionBytes), so the first index fits a
+// message.
 type EventPage struct {
 	out        []Event
 	size       int
