@@ -22,6 +22,7 @@ type globals struct {
 	endpoints string
 	timeout   time.Duration
 	output    string
+	tls       clientTLSFlags
 }
 
 func (g *globals) json() bool { return g.output == "json" }
@@ -40,7 +41,12 @@ func (g *globals) connect() (*client.Client, error) {
 	if len(eps) == 0 {
 		return nil, usageError{fmt.Errorf("--endpoints %q: no endpoint given", g.endpoints)}
 	}
+	tlsCfg, err := g.tls.config()
+	if err != nil {
+		return nil, usageError{err}
+	}
 	c, err := client.New(client.Config{
+		TLS:            tlsCfg,
 		Endpoints:      eps,
 		DialTimeout:    min(2*time.Second, g.timeout),
 		RequestTimeout: g.timeout,

@@ -11,7 +11,7 @@ import (
 	"github.com/cxkv/cxkv/client"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -41,7 +41,11 @@ array). Exits 1 if any endpoint is unhealthy or unreachable within
 			if len(eps) == 0 {
 				return usageError{fmt.Errorf("--endpoints %q: no endpoint given", g.endpoints)}
 			}
-			rows := checkEndpoints(cmd.Context(), eps, g.timeout)
+			creds, err := g.tls.creds()
+			if err != nil {
+				return usageError{err}
+			}
+			rows := checkEndpoints(cmd.Context(), eps, creds, g.timeout)
 			unhealthy := 0
 			for _, r := range rows {
 				if !r.Healthy {
@@ -80,7 +84,7 @@ type endpointHealth struct {
 
 // checkEndpoints asks each endpoint's health service about cxkv.KV, all at
 // once, each bounded by timeout.
-func checkEndpoints(ctx context.Context, eps []string, timeout time.Duration) []endpointHealth {
+func checkEndpoints(ctx context.Context, eps []string, creds credentials.TransportCredentials, timeout time.Duration) []endpointHealth {
 	rows := make([]endpointHealth, len(eps))
 	var wg sync.WaitGroup
 	for i, ep := range eps {
@@ -88,7 +92,7 @@ func checkEndpoints(ctx context.Context, eps []string, timeout time.Duration) []
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			err := checkEndpoint(ctx, ep, timeout)
+			err := checkEndpoint(ctx, ep, creds, timeout)
 			rows[i] = endpointHealth{Endpoint: ep, Healthy: err == nil, TookMS: float64(time.Since(start).Microseconds()) / 1000}
 			if err != nil {
 				rows[i].Error = message(err)
@@ -99,10 +103,10 @@ func checkEndpoints(ctx context.Context, eps []string, timeout time.Duration) []
 	return rows
 }
 
-func checkEndpoint(ctx context.Context, ep string, timeout time.Duration) error {
+func checkEndpoint(ctx context.Context, ep string, creds credentials.TransportCredentials, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
 	}

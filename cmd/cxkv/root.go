@@ -12,7 +12,9 @@ put creates a key with --index 0 (only if absent) or replaces it with the
 key's current index; delete needs the current index. A failed compare is
 reported with the current holder and exit code 3.
 
-Client commands take --endpoints (or CXKV_ENDPOINTS); --timeout bounds the
+Client commands take --endpoints (or CXKV_ENDPOINTS), and --cacert, --cert
+and --key for members serving TLS (or CXKV_CACERT, CXKV_CERT, CXKV_KEY);
+--timeout bounds the
 whole command, retries and failover across the endpoints included. Read
 commands print tables, or JSON with -o json.
 
@@ -43,6 +45,7 @@ func newRootCmd(e env) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.endpoints, "endpoints", endpoints, "comma-separated member addresses (env CXKV_ENDPOINTS)")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", defaultTimeout, "bound on the whole command, retries and failover included")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of read commands: table or json")
+	g.tls.register(root.PersistentFlags(), e.getenv)
 	root.AddCommand(newDemoCmd(g))
 	root.AddCommand(newServerCmd(e), newGetCmd(g), newPutCmd(g), newDeleteCmd(g), newListCmd(g), newStatusCmd(g), newWatchCmd(g))
 	root.AddCommand(newTxnCmd(g), newLocksCmd(g), newForceReleaseCmd(g, e), newVersionCmd(g), newEndpointCmd(g))

@@ -33,6 +33,7 @@ func newServerCmd(e env) *cobra.Command {
 		slowRequest            time.Duration
 		peerAddrs              peerAddrFlags
 		traceWrites            bool
+		tlsFlags               serverTLSFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -58,6 +59,13 @@ peer address:
   cxkv server --id 1 --addr 127.0.0.1:7001 --peer-addr 127.0.0.1:7101 \
     --data-dir data/1 \
     --cluster 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103
+
+TLS takes etcd's flags: --cert-file, --key-file, --trusted-ca-file and
+--client-cert-auth for the client port, --peer-cert-file, --peer-key-file
+and --peer-trusted-ca-file for mutual TLS between members (a member then
+accepts Raft traffic only from a certificate of the peer CA that covers a
+current member's peer address). TLS needs --peer-addr. Certificate, key and
+CA files are re-read when they change: replace them to rotate, no restart.
 
 --metrics-addr serves /metrics (Prometheus), /livez and /readyz over HTTP;
 the client port also serves the standard grpc.health.v1 service.
@@ -88,6 +96,10 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			}
 			if err := checkAddr(advertise); err != nil {
 				return usageError{fmt.Errorf("--addr %q: %w", advertise, err)}
+			}
+			clientTLS, peerTLS, err := tlsFlags.resolve(peerAdvertise != "")
+			if err != nil {
+				return usageError{err}
 			}
 			// --cluster names peer addresses: the client address when
 			// peers share it.
@@ -135,7 +147,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			}
 			node, err := raftnode.Start(raftnode.Config{
 				ID: id, Addr: advertise, Listener: lis, DataDir: dataDir, Peers: peers,
-				PeerAddr: peerAdvertise, PeerListener: peerLis,
+				PeerAddr: peerAdvertise, PeerListener: peerLis, ClientTLS: clientTLS, PeerTLS: peerTLS,
 				TickInterval: tick, ElectionTicks: electionTicks,
 				SnapshotEntries: snapshotEntries, Limits: limits, Logger: logger,
 				SlowRequest: slowRequest, TraceWrites: traceWrites,
@@ -178,6 +190,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 	f.StringVar(&listenAddr, "listen-addr", "", "host:port to bind, if not the advertised address (e.g. 0.0.0.0:7001)")
 	f.StringVar(&advertise, "advertise-addr", "", "host:port peers and clients reach this member at: its entry in --cluster (default --addr)")
 	peerAddrs.register(f)
+	tlsFlags.register(f)
 	f.StringVar(&dataDir, "data-dir", "cxkv-data", "directory of this member's database")
 	f.StringVar(&peer, "cluster", "", "initial members as id=host:port,... with each member's peer address (default: this member alone)")
 	f.DurationVar(&tick, "tick", 100*time.Millisecond, "raft tick interval")
