@@ -83,7 +83,7 @@ func TestStuckGuardedWriteKeepsLeaseRule(t *testing.T) {
 			}
 			defer a.Close()
 			ctx := context.Background()
-			ttl := time.Second
+			ttl := 2 * time.Second
 			la, err := client.NewProcessMonitor(a, client.LockOptions{TTL: ttl, Mode: mode, Name: "a"}).Lock(ctx, "gw")
 			if err != nil {
 				t.Fatal(err)

@@ -51,7 +51,7 @@ func TestMonitorRenewsOneSession(t *testing.T) {
 	cl, _ := start(t)
 	c, calls := countingClient(t, cl.Endpoints())
 	ctx := context.Background()
-	ttl := 600 * time.Millisecond
+	ttl := 1500 * time.Millisecond
 	mon := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl})
 	defer mon.Close()
 	var locks []*client.Lock
@@ -64,7 +64,7 @@ func TestMonitorRenewsOneSession(t *testing.T) {
 	}
 	calls.take()
 	began := time.Now()
-	time.Sleep(5 * ttl)
+	time.Sleep(3 * ttl)
 	writes := calls.take()[txnMethod]
 	renewals := int(time.Since(began) / (ttl / 3))
 	t.Logf("%d writes while holding %d locks for %v (TTL %v)", writes, len(locks), time.Since(began), ttl)
@@ -120,7 +120,7 @@ func TestForceReleaseOfOneLockLeavesTheOthers(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			_, c := start(t)
 			ctx := context.Background()
-			ttl := 600 * time.Millisecond
+			ttl := 1500 * time.Millisecond
 			mon := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode})
 			defer mon.Close()
 			a, err := mon.Lock(ctx, "fr1/a")
@@ -139,7 +139,7 @@ func TestForceReleaseOfOneLockLeavesTheOthers(t *testing.T) {
 			case <-time.After(ttl / 3):
 				t.Fatal("a's Lost did not close at once after its force-release")
 			}
-			time.Sleep(3 * ttl)
+			time.Sleep(2 * ttl)
 			select {
 			case <-b.Lost():
 				t.Fatalf("b was lost with a: %v", b.Unlock())
