@@ -38,3 +38,31 @@ func TestFailedSyncIsAFatalErrorOfTheWrite(t *testing.T) {
 		t.Fatalf("append with a failing sync: %v, want a FatalError caused by the injected error", err)
 	}
 }
+
+// Reserving proposal ids is a synced write like any other: a failed sync
+// there is the write's FatalError too, not a panic that ends the process
+// (the nemesis's disk faults met it on a member's first write after a
+// restart).
+func TestFailedSyncWhileReservingProposalIDsIsAFatalError(t *testing.T) {
+	var failing atomic.Bool
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && (op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo) {
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
+	s, err := Open("db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.ReserveProposalIDs(10); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	_, err = s.ReserveProposalIDs(10)
+	var fatal *FatalError
+	if !errors.As(err, &fatal) || !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("reserve with a failing sync: %v, want a FatalError caused by the injected error", err)
+	}
+}

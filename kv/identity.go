@@ -45,7 +45,8 @@ func (s *Store) ReserveProposalIDs(n uint64) (first uint64, err error) {
 	if first+n < first {
 		return 0, fmt.Errorf("kv: proposal ids exhausted at %d", first)
 	}
-	if err := s.db.Set(proposalIDsKey, binary.BigEndian.AppendUint64(nil, first+n), pebble.Sync); err != nil {
+	mark := binary.BigEndian.AppendUint64(nil, first+n)
+	if err := guard(func() error { return s.db.Set(proposalIDsKey, mark, pebble.Sync) }); err != nil {
 		return 0, err
 	}
 	return first, nil
