@@ -127,20 +127,30 @@ func (l *Lock) Unlock() error {
 	return l.UnlockContext(ctx)
 }
 
-// UnlockContext is Unlock under ctx.
-func (l *Lock) UnlockContext(ctx context.Context) error {
+// release ends the lock in this process (no watch, not the monitor's, not
+// attached to the session's bookkeeping) without deleting its key: Unlock
+// deletes it next, ProcessMonitor.Close deletes the whole session. It
+// reports whether this call released it (false: an earlier one did), and
+// the loss error if the lock had been lost.
+func (l *Lock) release() (first bool, err error) {
 	l.mu.Lock()
 	if l.unlocked {
 		l.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	l.unlocked = true
 	l.mu.Unlock()
 	l.cancel()
-	l.stopWatching() // before our own delete, which it would take for a loss
+	l.stopWatching() // before the key's deletion, which it would take for a loss
 	l.m.forget(l)
 	l.s.detach(l)
-	if err := l.lostErr(); err != nil {
+	return true, l.lostErr()
+}
+
+// UnlockContext is Unlock under ctx.
+func (l *Lock) UnlockContext(ctx context.Context) error {
+	first, err := l.release()
+	if !first || err != nil {
 		return err
 	}
 	res, err := l.m.c.Txn(ctx, []Compare{l.held()}, []Op{DeleteOp(l.key)})

@@ -98,7 +98,9 @@ func NewProcessMonitor(c *Client, opts LockOptions) *ProcessMonitor {
 }
 
 // Close releases every lock this monitor still holds and closes its
-// session.
+// session, in one write: deleting the session deletes every key attached to
+// it. It returns an error matching ErrLockLost for each lock that had been
+// lost.
 func (m *ProcessMonitor) Close() error {
 	m.mu.Lock()
 	m.close = true
@@ -110,7 +112,7 @@ func (m *ProcessMonitor) Close() error {
 	m.mu.Unlock()
 	var errs []error
 	for _, l := range locks {
-		if err := l.Unlock(); err != nil {
+		if _, err := l.release(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -158,19 +158,24 @@ func TestForceReleaseOfOneLockLeavesTheOthers(t *testing.T) {
 	}
 }
 
-// Close releases the monitor's locks and closes its session: nothing of it
-// is left in the cluster.
+// Close releases the monitor's locks and closes its session in one write:
+// nothing of it is left in the cluster.
 func TestMonitorCloseLeavesNothing(t *testing.T) {
-	_, c := start(t)
+	cl, c := start(t)
+	mc, calls := countingClient(t, cl.Endpoints())
 	ctx := context.Background()
-	mon := client.NewProcessMonitor(c, client.LockOptions{TTL: time.Minute})
-	for _, name := range []string{"mc/a", "mc/b"} {
-		if _, err := mon.Lock(ctx, name); err != nil {
+	mon := client.NewProcessMonitor(mc, client.LockOptions{TTL: time.Minute})
+	for i := range 20 {
+		if _, err := mon.Lock(ctx, fmt.Sprintf("mc/%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	calls.take()
 	if err := mon.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if got := calls.take(); len(got) != 1 || got[txnMethod] != 1 {
+		t.Fatalf("Close of 20 locks made calls %v; want one Txn", got)
 	}
 	if locks, err := client.ListLocks(ctx, c, "mc/"); err != nil || len(locks) != 0 {
 		t.Fatalf("after Close: %+v, %v; want no locks", locks, err)
