@@ -47,7 +47,12 @@ func newDemoClusterCmd() *cobra.Command {
 		Long: `Starts three cxkv server processes on 127.0.0.1 (--base-port, +1, +2),
 prints their logs prefixed [m1], [m2], [m3] and the --endpoints to give
 workers. Ctrl-C stops all three. Data lives in a temp dir removed on exit,
-unless --keep or --data-dir (a kept dir starts again on its own ports).`,
+unless --keep or --data-dir (a kept dir starts again on its own ports).
+
+--tls makes a throwaway client CA and peer CA (crypto/x509, in the data
+dir's tls/, new on every start), runs the members with mutual TLS on both
+ports and peers on ports of their own, and prints the CXKV_CACERT,
+CXKV_CERT and CXKV_KEY to export in the other terminals.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext()
@@ -60,6 +65,7 @@ unless --keep or --data-dir (a kept dir starts again on its own ports).`,
 	f.StringVar(&cfg.DataDir, "data-dir", "", "parent of the members' data dirs (default: a temp dir)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep the temp data dir on exit")
 	f.IntVar(&cfg.BasePort, "base-port", 7301, "member 1 listens on this port, 2 and 3 on the next two")
+	f.BoolVar(&cfg.TLS, "tls", false, "mutual TLS on both ports with a throwaway CA (peers then on --base-port+100..); prints the CLI's variables")
 	return cmd
 }
 
@@ -97,6 +103,9 @@ locks, exit.`,
 			cfg.Endpoints = client.ParseEndpoints(g.endpoints)
 			if len(cfg.Endpoints) == 0 {
 				return usageError{errors.New("no --endpoints")}
+			}
+			if cfg.TLS, err = g.tls.config(); err != nil {
+				return usageError{err}
 			}
 			if types != "" {
 				cfg.Rooms.Types = strings.Split(types, ",")

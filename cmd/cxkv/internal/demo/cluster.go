@@ -26,6 +26,9 @@ type ClusterConfig struct {
 	// Log receives the members' output, a line at a time prefixed "[m1] ";
 	// nil writes each member's output to Dir/m<N>.log instead.
 	Log io.Writer
+	// TLS runs the members with mutual TLS on both ports, peers on ports of
+	// their own (BasePort+100..), with a throwaway CA made in Dir/tls.
+	TLS bool
 }
 
 const members = 3
@@ -34,6 +37,8 @@ const members = 3
 type Cluster struct {
 	cfg   ClusterConfig
 	addrs []string
+	peers []string // peer addresses with TLS; nil: peers share addrs
+	tls   *demoTLS
 	mu    sync.Mutex
 	procs []*proc // index i is member i+1; nil while down
 	logs  []io.Closer
@@ -42,7 +47,8 @@ type Cluster struct {
 // layout is what a data dir remembers of its cluster, so that a kept dir
 // can be started again on the same ports.
 type layout struct {
-	Addrs []string `json:"addrs"`
+	Addrs     []string `json:"addrs"`
+	PeerAddrs []string `json:"peer_addrs,omitempty"`
 }
 
 const layoutFile = "cluster.json"
@@ -70,16 +76,34 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 		if err := json.Unmarshal(b, &l); err != nil || len(l.Addrs) != members {
 			return nil, fmt.Errorf("%s: not a demo cluster layout", filepath.Join(cfg.Dir, layoutFile))
 		}
-		c.addrs = l.Addrs
+		if cfg.TLS != (len(l.PeerAddrs) == members) {
+			return nil, fmt.Errorf("%s: a cluster made %s --tls; start it the same way", cfg.Dir, map[bool]string{true: "with", false: "without"}[len(l.PeerAddrs) == members])
+		}
+		c.addrs, c.peers = l.Addrs, l.PeerAddrs
 	} else {
 		addrs, err := clusterAddrs(cfg.BasePort)
 		if err != nil {
 			return nil, err
 		}
 		c.addrs = addrs
-		b, _ := json.Marshal(layout{Addrs: addrs})
+		if cfg.TLS {
+			peerBase := 0
+			if cfg.BasePort != 0 {
+				peerBase = cfg.BasePort + 100
+			}
+			if c.peers, err = clusterAddrs(peerBase); err != nil {
+				return nil, err
+			}
+		}
+		b, _ := json.Marshal(layout{Addrs: addrs, PeerAddrs: c.peers})
 		if err := os.WriteFile(filepath.Join(cfg.Dir, layoutFile), b, 0o644); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.TLS {
+		var err error
+		if c.tls, err = makeDemoTLS(filepath.Join(cfg.Dir, "tls")); err != nil {
+			return nil, fmt.Errorf("demo certificates: %w", err)
 		}
 	}
 	for id := 1; id <= members; id++ {
@@ -89,6 +113,16 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 		}
 	}
 	return c, nil
+}
+
+// ClientConfig is a client configuration for the cluster: its endpoints,
+// and with TLS a client certificate.
+func (c *Cluster) ClientConfig() client.Config {
+	cfg := client.Config{Endpoints: c.Endpoints()}
+	if c.tls != nil {
+		cfg.TLS = c.tls.client
+	}
+	return cfg
 }
 
 // clusterAddrs picks the members' addresses: base..base+2, or free ports.
@@ -118,7 +152,11 @@ func (c *Cluster) EndpointsFlag() string { return strings.Join(c.addrs, ",") }
 
 func (c *Cluster) spec() string {
 	var parts []string
-	for i, a := range c.addrs {
+	addrs := c.addrs
+	if c.peers != nil {
+		addrs = c.peers
+	}
+	for i, a := range addrs {
 		parts = append(parts, fmt.Sprintf("%d=%s", i+1, a))
 	}
 	return strings.Join(parts, ",")
@@ -134,6 +172,10 @@ func (c *Cluster) Start(id int) error {
 	args := []string{"server", "--id", strconv.Itoa(id), "--addr", c.addrs[id-1],
 		"--data-dir", filepath.Join(c.cfg.Dir, strconv.Itoa(id)), "--cluster", c.spec(),
 		"--tick", c.cfg.Tick.String()}
+	if c.tls != nil {
+		args = append(args, "--peer-addr", c.peers[id-1])
+		args = append(args, c.tls.serverArgs(id)...)
+	}
 	out := c.cfg.Log
 	if out == nil {
 		f, err := os.OpenFile(filepath.Join(c.cfg.Dir, fmt.Sprintf("m%d.log", id)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -277,6 +319,7 @@ type ServeConfig struct {
 	Keep     bool
 	BasePort int
 	Bin      string
+	TLS      bool      // mutual TLS on both ports (ClusterConfig.TLS)
 	Out      io.Writer // where the members' prefixed logs and the instructions go
 }
 
@@ -294,7 +337,7 @@ func ServeCluster(ctx context.Context, cfg ServeConfig) (err error) {
 	}
 	out := &lockedWriter{w: cfg.Out}
 	say := func(format string, args ...any) { fmt.Fprintf(out, "[demo] "+format+"\n", args...) }
-	cl, err := StartCluster(ClusterConfig{Bin: cfg.Bin, Dir: dir, BasePort: cfg.BasePort, Log: out})
+	cl, err := StartCluster(ClusterConfig{Bin: cfg.Bin, Dir: dir, BasePort: cfg.BasePort, Log: out, TLS: cfg.TLS})
 	if err != nil {
 		return err
 	}
@@ -307,7 +350,7 @@ func ServeCluster(ctx context.Context, cfg ServeConfig) (err error) {
 			say("data kept in %s (start it again with --data-dir %s)", dir, dir)
 		}
 	}()
-	c, err := client.New(client.Config{Endpoints: cl.Endpoints()})
+	c, err := client.New(cl.ClientConfig())
 	if err != nil {
 		return err
 	}
@@ -321,10 +364,18 @@ func ServeCluster(ctx context.Context, cfg ServeConfig) (err error) {
 	ep := cl.EndpointsFlag()
 	say("cluster up, leader m%d, data in %s", leader, dir)
 	for id := 1; id <= members; id++ {
-		say("  m%d: pid %d, %s", id, cl.Pid(id), cl.addrs[id-1])
+		if cl.peers != nil {
+			say("  m%d: pid %d, %s (peers: %s)", id, cl.Pid(id), cl.addrs[id-1], cl.peers[id-1])
+		} else {
+			say("  m%d: pid %d, %s", id, cl.Pid(id), cl.addrs[id-1])
+		}
 	}
 	say("in other terminals:")
 	say("  export CXKV_ENDPOINTS=%s", ep)
+	if cl.tls != nil {
+		say("  export %s", strings.Join(cl.tls.exports(), " "))
+		say("  (mutual TLS on both ports: the CLI and workers need these; without them they are refused)")
+	}
 	say("  cxkv demo worker --scenario interactive --id alice")
 	say("  cxkv demo worker --scenario rooms --id w1 --record w1.jsonl")
 	say("  cxkv demo worker --scenario bank --mode optimistic --id w2")

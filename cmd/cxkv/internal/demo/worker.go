@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,10 +16,11 @@ import (
 // WorkerConfig is one `cxkv demo worker`.
 type WorkerConfig struct {
 	Endpoints []string
-	Scenario  string // rooms, bank or interactive
-	ID        string // names the worker in records, lock owners and output
-	Record    string // JSON-lines file of what the worker did; "" records nothing
-	Mode      string // bank: lock or optimistic
+	TLS       *tls.Config // nil: plaintext
+	Scenario  string      // rooms, bank or interactive
+	ID        string      // names the worker in records, lock owners and output
+	Record    string      // JSON-lines file of what the worker did; "" records nothing
+	Mode      string      // bank: lock or optimistic
 	Duration  time.Duration
 	LockTTL   time.Duration
 	LockMode  client.LockMode
@@ -113,7 +115,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			cfg.LockTTL = 5 * time.Second // long enough to watch a crashed holder's lock run out
 		}
 	}
-	c, err := client.New(client.Config{Endpoints: cfg.Endpoints})
+	c, err := client.New(client.Config{Endpoints: cfg.Endpoints, TLS: cfg.TLS})
 	if err != nil {
 		return err
 	}
