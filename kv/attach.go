@@ -53,12 +53,17 @@ func (b *Batch) Attached(session string) ([]string, error) {
 // record is attached to (nothing if absent) to next's session (nothing when
 // next is nil: the key is being deleted). The caller writes the record.
 func (b *Batch) reattach(key string, next *Record) error {
-	raw, found, err := getRaw(b.b, recordKey(key))
-	if err != nil {
+	// Read in place: the value is only measured, never kept.
+	raw, closer, err := b.b.Get(recordKey(key))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
 		return err
-	}
-	if found {
+	default:
 		old, size, err := peekRecord(key, raw)
+		if cerr := closer.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
 			return err
 		}
