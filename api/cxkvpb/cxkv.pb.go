@@ -1721,10 +1721,20 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_cxkv_proto_rawDescGZIP(), []int{22}
 }
 
+// Member is a member as the replicated configuration records it. The same
+// message is the context of a membership change in the Raft log (see
+// docs/DESIGN.md, "Membership"), so every member learns every address.
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// host:port peers and clients reach the member at.
+	Addr string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// A learner receives the log but does not vote or count for a quorum.
+	Learner bool `protobuf:"varint,3,opt,name=learner,proto3" json:"learner,omitempty"`
+	// The member has started and announced itself: a member with this id and
+	// an empty data dir is a wiped disk, not a first start, and must not
+	// come back under the same id.
+	Started       bool `protobuf:"varint,4,opt,name=started,proto3" json:"started,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1773,6 +1783,619 @@ func (x *Member) GetAddr() string {
 	return ""
 }
 
+func (x *Member) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
+}
+
+func (x *Member) GetStarted() bool {
+	if x != nil {
+		return x.Started
+	}
+	return false
+}
+
+// MemberTable is the replicated membership: every member, and the ids that
+// were removed (an id is never reused).
+type MemberTable struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	Removed       []uint64               `protobuf:"varint,2,rep,packed,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberTable) Reset() {
+	*x = MemberTable{}
+	mi := &file_cxkv_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberTable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberTable) ProtoMessage() {}
+
+func (x *MemberTable) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberTable.ProtoReflect.Descriptor instead.
+func (*MemberTable) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *MemberTable) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MemberTable) GetRemoved() []uint64 {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+type MemberListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberListRequest) Reset() {
+	*x = MemberListRequest{}
+	mi := &file_cxkv_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberListRequest) ProtoMessage() {}
+
+func (x *MemberListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberListRequest.ProtoReflect.Descriptor instead.
+func (*MemberListRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{25}
+}
+
+// MemberStatus is one row of member list.
+type MemberStatus struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Member *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	Leader bool                   `protobuf:"varint,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	// The leader's view of how far the member's log matches its own; only
+	// set when the answering member is the leader.
+	MatchIndex uint64 `protobuf:"varint,3,opt,name=match_index,json=matchIndex,proto3" json:"match_index,omitempty"`
+	// The answering member's last log index minus match_index (leader only).
+	Lag           uint64 `protobuf:"varint,4,opt,name=lag,proto3" json:"lag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberStatus) Reset() {
+	*x = MemberStatus{}
+	mi := &file_cxkv_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberStatus) ProtoMessage() {}
+
+func (x *MemberStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
+func (*MemberStatus) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MemberStatus) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+func (x *MemberStatus) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *MemberStatus) GetMatchIndex() uint64 {
+	if x != nil {
+		return x.MatchIndex
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+type MemberListResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Header    *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	ClusterId uint64                 `protobuf:"varint,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Members   []*MemberStatus        `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	Removed   []uint64               `protobuf:"varint,4,rep,packed,name=removed,proto3" json:"removed,omitempty"`
+	// The answering member's role ("leader", "follower", ...).
+	Role          string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberListResponse) Reset() {
+	*x = MemberListResponse{}
+	mi := &file_cxkv_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberListResponse) ProtoMessage() {}
+
+func (x *MemberListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberListResponse.ProtoReflect.Descriptor instead.
+func (*MemberListResponse) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *MemberListResponse) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *MemberListResponse) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
+}
+
+func (x *MemberListResponse) GetMembers() []*MemberStatus {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MemberListResponse) GetRemoved() []uint64 {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *MemberListResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type MemberAddRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Learner       bool                   `protobuf:"varint,3,opt,name=learner,proto3" json:"learner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberAddRequest) Reset() {
+	*x = MemberAddRequest{}
+	mi := &file_cxkv_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberAddRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberAddRequest) ProtoMessage() {}
+
+func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
+func (*MemberAddRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *MemberAddRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *MemberAddRequest) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *MemberAddRequest) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
+}
+
+type MemberRemoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberRemoveRequest) Reset() {
+	*x = MemberRemoveRequest{}
+	mi := &file_cxkv_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberRemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberRemoveRequest) ProtoMessage() {}
+
+func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
+func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *MemberRemoveRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type MemberPromoteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberPromoteRequest) Reset() {
+	*x = MemberPromoteRequest{}
+	mi := &file_cxkv_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberPromoteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberPromoteRequest) ProtoMessage() {}
+
+func (x *MemberPromoteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberPromoteRequest.ProtoReflect.Descriptor instead.
+func (*MemberPromoteRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *MemberPromoteRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type MemberUpdateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberUpdateRequest) Reset() {
+	*x = MemberUpdateRequest{}
+	mi := &file_cxkv_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberUpdateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberUpdateRequest) ProtoMessage() {}
+
+func (x *MemberUpdateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberUpdateRequest.ProtoReflect.Descriptor instead.
+func (*MemberUpdateRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *MemberUpdateRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *MemberUpdateRequest) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+// MemberChangeResponse answers a membership change once it is applied on
+// the member that answers.
+type MemberChangeResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Header    *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	ClusterId uint64                 `protobuf:"varint,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// The membership after the change.
+	Members       []*Member `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberChangeResponse) Reset() {
+	*x = MemberChangeResponse{}
+	mi := &file_cxkv_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberChangeResponse) ProtoMessage() {}
+
+func (x *MemberChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberChangeResponse.ProtoReflect.Descriptor instead.
+func (*MemberChangeResponse) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *MemberChangeResponse) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *MemberChangeResponse) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
+}
+
+func (x *MemberChangeResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type MoveLeaderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The voter to hand leadership to; 0 means the most caught-up voter.
+	Id            uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveLeaderRequest) Reset() {
+	*x = MoveLeaderRequest{}
+	mi := &file_cxkv_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveLeaderRequest) ProtoMessage() {}
+
+func (x *MoveLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveLeaderRequest.ProtoReflect.Descriptor instead.
+func (*MoveLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *MoveLeaderRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type MoveLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	LeaderId      uint64                 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveLeaderResponse) Reset() {
+	*x = MoveLeaderResponse{}
+	mi := &file_cxkv_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveLeaderResponse) ProtoMessage() {}
+
+func (x *MoveLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveLeaderResponse.ProtoReflect.Descriptor instead.
+func (*MoveLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *MoveLeaderResponse) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *MoveLeaderResponse) GetLeaderId() uint64 {
+	if x != nil {
+		return x.LeaderId
+	}
+	return 0
+}
+
 type StatusResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -1795,7 +2418,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cxkv_proto_msgTypes[24]
+	mi := &file_cxkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +2430,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[24]
+	mi := &file_cxkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +2443,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{24}
+	return file_cxkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StatusResponse) GetHeader() *Header {
@@ -1905,7 +2528,7 @@ type ExpireCommand struct {
 
 func (x *ExpireCommand) Reset() {
 	*x = ExpireCommand{}
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2540,7 @@ func (x *ExpireCommand) String() string {
 func (*ExpireCommand) ProtoMessage() {}
 
 func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2553,7 @@ func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireCommand.ProtoReflect.Descriptor instead.
 func (*ExpireCommand) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{25}
+	return file_cxkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ExpireCommand) GetKey() string {
@@ -1974,7 +2597,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1986,7 +2609,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +2622,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{26}
+	return file_cxkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Command) GetProposalId() uint64 {
@@ -2111,7 +2734,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2746,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2759,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{27}
+	return file_cxkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CommandResult) GetResult() isCommandResult_Result {
@@ -2222,7 +2845,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_cxkv_proto_msgTypes[28]
+	mi := &file_cxkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2857,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[28]
+	mi := &file_cxkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2870,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{28}
+	return file_cxkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CommandError) GetCode() uint32 {
@@ -2278,7 +2901,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_cxkv_proto_msgTypes[29]
+	mi := &file_cxkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2913,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[29]
+	mi := &file_cxkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2926,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{29}
+	return file_cxkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RaftBatch) GetClusterId() uint64 {
@@ -2342,7 +2965,7 @@ type PeerAck struct {
 
 func (x *PeerAck) Reset() {
 	*x = PeerAck{}
-	mi := &file_cxkv_proto_msgTypes[30]
+	mi := &file_cxkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2977,7 @@ func (x *PeerAck) String() string {
 func (*PeerAck) ProtoMessage() {}
 
 func (x *PeerAck) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[30]
+	mi := &file_cxkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2990,7 @@ func (x *PeerAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerAck.ProtoReflect.Descriptor instead.
 func (*PeerAck) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{30}
+	return file_cxkv_proto_rawDescGZIP(), []int{41}
 }
 
 // SnapshotChunk streams a state snapshot; the first chunk carries the
@@ -2383,7 +3006,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_cxkv_proto_msgTypes[31]
+	mi := &file_cxkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +3018,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[31]
+	mi := &file_cxkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +3031,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{31}
+	return file_cxkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SnapshotChunk) GetClusterId() uint64 {
@@ -2568,10 +3191,50 @@ const file_cxkv_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12,\n" +
 	"\bsessions\x18\x02 \x03(\v2\x10.cxkv.v1.SessionR\bsessions\x12\x12\n" +
 	"\x04more\x18\x03 \x01(\bR\x04more\"\x0f\n" +
-	"\rStatusRequest\",\n" +
+	"\rStatusRequest\"`\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xe2\x02\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x18\n" +
+	"\alearner\x18\x03 \x01(\bR\alearner\x12\x18\n" +
+	"\astarted\x18\x04 \x01(\bR\astarted\"R\n" +
+	"\vMemberTable\x12)\n" +
+	"\amembers\x18\x01 \x03(\v2\x0f.cxkv.v1.MemberR\amembers\x12\x18\n" +
+	"\aremoved\x18\x02 \x03(\x04R\aremoved\"\x13\n" +
+	"\x11MemberListRequest\"\x82\x01\n" +
+	"\fMemberStatus\x12'\n" +
+	"\x06member\x18\x01 \x01(\v2\x0f.cxkv.v1.MemberR\x06member\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\bR\x06leader\x12\x1f\n" +
+	"\vmatch_index\x18\x03 \x01(\x04R\n" +
+	"matchIndex\x12\x10\n" +
+	"\x03lag\x18\x04 \x01(\x04R\x03lag\"\xbb\x01\n" +
+	"\x12MemberListResponse\x12'\n" +
+	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\x04R\tclusterId\x12/\n" +
+	"\amembers\x18\x03 \x03(\v2\x15.cxkv.v1.MemberStatusR\amembers\x12\x18\n" +
+	"\aremoved\x18\x04 \x03(\x04R\aremoved\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\"P\n" +
+	"\x10MemberAddRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x18\n" +
+	"\alearner\x18\x03 \x01(\bR\alearner\"%\n" +
+	"\x13MemberRemoveRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"&\n" +
+	"\x14MemberPromoteRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"9\n" +
+	"\x13MemberUpdateRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x89\x01\n" +
+	"\x14MemberChangeResponse\x12'\n" +
+	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\x04R\tclusterId\x12)\n" +
+	"\amembers\x18\x03 \x03(\v2\x0f.cxkv.v1.MemberR\amembers\"#\n" +
+	"\x11MoveLeaderRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"Z\n" +
+	"\x12MoveLeaderResponse\x12'\n" +
+	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\"\xe2\x02\n" +
 	"\x0eStatusResponse\x12'\n" +
 	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12!\n" +
@@ -2638,43 +3301,54 @@ func file_cxkv_proto_rawDescGZIP() []byte {
 }
 
 var file_cxkv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_cxkv_proto_goTypes = []any{
-	(Compare_Op)(0),          // 0: cxkv.v1.Compare.Op
-	(TxnOp_Type)(0),          // 1: cxkv.v1.TxnOp.Type
-	(Event_Type)(0),          // 2: cxkv.v1.Event.Type
-	(*Record)(nil),           // 3: cxkv.v1.Record
-	(*Header)(nil),           // 4: cxkv.v1.Header
-	(*WriteID)(nil),          // 5: cxkv.v1.WriteID
-	(*GetRequest)(nil),       // 6: cxkv.v1.GetRequest
-	(*GetResponse)(nil),      // 7: cxkv.v1.GetResponse
-	(*PutRequest)(nil),       // 8: cxkv.v1.PutRequest
-	(*PutResponse)(nil),      // 9: cxkv.v1.PutResponse
-	(*DeleteRequest)(nil),    // 10: cxkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),   // 11: cxkv.v1.DeleteResponse
-	(*ListRequest)(nil),      // 12: cxkv.v1.ListRequest
-	(*ListResponse)(nil),     // 13: cxkv.v1.ListResponse
-	(*Compare)(nil),          // 14: cxkv.v1.Compare
-	(*TxnOp)(nil),            // 15: cxkv.v1.TxnOp
-	(*TxnOpResult)(nil),      // 16: cxkv.v1.TxnOpResult
-	(*TxnRequest)(nil),       // 17: cxkv.v1.TxnRequest
-	(*TxnResponse)(nil),      // 18: cxkv.v1.TxnResponse
-	(*WatchRequest)(nil),     // 19: cxkv.v1.WatchRequest
-	(*Event)(nil),            // 20: cxkv.v1.Event
-	(*WatchResponse)(nil),    // 21: cxkv.v1.WatchResponse
-	(*SessionsRequest)(nil),  // 22: cxkv.v1.SessionsRequest
-	(*Session)(nil),          // 23: cxkv.v1.Session
-	(*SessionsResponse)(nil), // 24: cxkv.v1.SessionsResponse
-	(*StatusRequest)(nil),    // 25: cxkv.v1.StatusRequest
-	(*Member)(nil),           // 26: cxkv.v1.Member
-	(*StatusResponse)(nil),   // 27: cxkv.v1.StatusResponse
-	(*ExpireCommand)(nil),    // 28: cxkv.v1.ExpireCommand
-	(*Command)(nil),          // 29: cxkv.v1.Command
-	(*CommandResult)(nil),    // 30: cxkv.v1.CommandResult
-	(*CommandError)(nil),     // 31: cxkv.v1.CommandError
-	(*RaftBatch)(nil),        // 32: cxkv.v1.RaftBatch
-	(*PeerAck)(nil),          // 33: cxkv.v1.PeerAck
-	(*SnapshotChunk)(nil),    // 34: cxkv.v1.SnapshotChunk
+	(Compare_Op)(0),              // 0: cxkv.v1.Compare.Op
+	(TxnOp_Type)(0),              // 1: cxkv.v1.TxnOp.Type
+	(Event_Type)(0),              // 2: cxkv.v1.Event.Type
+	(*Record)(nil),               // 3: cxkv.v1.Record
+	(*Header)(nil),               // 4: cxkv.v1.Header
+	(*WriteID)(nil),              // 5: cxkv.v1.WriteID
+	(*GetRequest)(nil),           // 6: cxkv.v1.GetRequest
+	(*GetResponse)(nil),          // 7: cxkv.v1.GetResponse
+	(*PutRequest)(nil),           // 8: cxkv.v1.PutRequest
+	(*PutResponse)(nil),          // 9: cxkv.v1.PutResponse
+	(*DeleteRequest)(nil),        // 10: cxkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),       // 11: cxkv.v1.DeleteResponse
+	(*ListRequest)(nil),          // 12: cxkv.v1.ListRequest
+	(*ListResponse)(nil),         // 13: cxkv.v1.ListResponse
+	(*Compare)(nil),              // 14: cxkv.v1.Compare
+	(*TxnOp)(nil),                // 15: cxkv.v1.TxnOp
+	(*TxnOpResult)(nil),          // 16: cxkv.v1.TxnOpResult
+	(*TxnRequest)(nil),           // 17: cxkv.v1.TxnRequest
+	(*TxnResponse)(nil),          // 18: cxkv.v1.TxnResponse
+	(*WatchRequest)(nil),         // 19: cxkv.v1.WatchRequest
+	(*Event)(nil),                // 20: cxkv.v1.Event
+	(*WatchResponse)(nil),        // 21: cxkv.v1.WatchResponse
+	(*SessionsRequest)(nil),      // 22: cxkv.v1.SessionsRequest
+	(*Session)(nil),              // 23: cxkv.v1.Session
+	(*SessionsResponse)(nil),     // 24: cxkv.v1.SessionsResponse
+	(*StatusRequest)(nil),        // 25: cxkv.v1.StatusRequest
+	(*Member)(nil),               // 26: cxkv.v1.Member
+	(*MemberTable)(nil),          // 27: cxkv.v1.MemberTable
+	(*MemberListRequest)(nil),    // 28: cxkv.v1.MemberListRequest
+	(*MemberStatus)(nil),         // 29: cxkv.v1.MemberStatus
+	(*MemberListResponse)(nil),   // 30: cxkv.v1.MemberListResponse
+	(*MemberAddRequest)(nil),     // 31: cxkv.v1.MemberAddRequest
+	(*MemberRemoveRequest)(nil),  // 32: cxkv.v1.MemberRemoveRequest
+	(*MemberPromoteRequest)(nil), // 33: cxkv.v1.MemberPromoteRequest
+	(*MemberUpdateRequest)(nil),  // 34: cxkv.v1.MemberUpdateRequest
+	(*MemberChangeResponse)(nil), // 35: cxkv.v1.MemberChangeResponse
+	(*MoveLeaderRequest)(nil),    // 36: cxkv.v1.MoveLeaderRequest
+	(*MoveLeaderResponse)(nil),   // 37: cxkv.v1.MoveLeaderResponse
+	(*StatusResponse)(nil),       // 38: cxkv.v1.StatusResponse
+	(*ExpireCommand)(nil),        // 39: cxkv.v1.ExpireCommand
+	(*Command)(nil),              // 40: cxkv.v1.Command
+	(*CommandResult)(nil),        // 41: cxkv.v1.CommandResult
+	(*CommandError)(nil),         // 42: cxkv.v1.CommandError
+	(*RaftBatch)(nil),            // 43: cxkv.v1.RaftBatch
+	(*PeerAck)(nil),              // 44: cxkv.v1.PeerAck
+	(*SnapshotChunk)(nil),        // 45: cxkv.v1.SnapshotChunk
 }
 var file_cxkv_proto_depIdxs = []int32{
 	4,  // 0: cxkv.v1.GetResponse.header:type_name -> cxkv.v1.Header
@@ -2703,21 +3377,28 @@ var file_cxkv_proto_depIdxs = []int32{
 	3,  // 23: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
 	4,  // 24: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
 	23, // 25: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
-	4,  // 26: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
-	26, // 27: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
-	8,  // 28: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
-	10, // 29: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
-	17, // 30: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
-	28, // 31: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
-	9,  // 32: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
-	11, // 33: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
-	18, // 34: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
-	31, // 35: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	26, // 26: cxkv.v1.MemberTable.members:type_name -> cxkv.v1.Member
+	26, // 27: cxkv.v1.MemberStatus.member:type_name -> cxkv.v1.Member
+	4,  // 28: cxkv.v1.MemberListResponse.header:type_name -> cxkv.v1.Header
+	29, // 29: cxkv.v1.MemberListResponse.members:type_name -> cxkv.v1.MemberStatus
+	4,  // 30: cxkv.v1.MemberChangeResponse.header:type_name -> cxkv.v1.Header
+	26, // 31: cxkv.v1.MemberChangeResponse.members:type_name -> cxkv.v1.Member
+	4,  // 32: cxkv.v1.MoveLeaderResponse.header:type_name -> cxkv.v1.Header
+	4,  // 33: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
+	26, // 34: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
+	8,  // 35: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
+	10, // 36: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
+	17, // 37: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
+	39, // 38: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
+	9,  // 39: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
+	11, // 40: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
+	18, // 41: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
+	42, // 42: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_cxkv_proto_init() }
@@ -2725,13 +3406,13 @@ func file_cxkv_proto_init() {
 	if File_cxkv_proto != nil {
 		return
 	}
-	file_cxkv_proto_msgTypes[26].OneofWrappers = []any{
+	file_cxkv_proto_msgTypes[37].OneofWrappers = []any{
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
 		(*Command_Txn)(nil),
 		(*Command_Expire)(nil),
 	}
-	file_cxkv_proto_msgTypes[27].OneofWrappers = []any{
+	file_cxkv_proto_msgTypes[38].OneofWrappers = []any{
 		(*CommandResult_Put)(nil),
 		(*CommandResult_Delete)(nil),
 		(*CommandResult_Txn)(nil),
@@ -2743,7 +3424,7 @@ func file_cxkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cxkv_proto_rawDesc), len(file_cxkv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   32,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -406,6 +406,304 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Cluster_MemberList_FullMethodName    = "/cxkv.v1.Cluster/MemberList"
+	Cluster_MemberAdd_FullMethodName     = "/cxkv.v1.Cluster/MemberAdd"
+	Cluster_MemberRemove_FullMethodName  = "/cxkv.v1.Cluster/MemberRemove"
+	Cluster_MemberPromote_FullMethodName = "/cxkv.v1.Cluster/MemberPromote"
+	Cluster_MemberUpdate_FullMethodName  = "/cxkv.v1.Cluster/MemberUpdate"
+	Cluster_MoveLeader_FullMethodName    = "/cxkv.v1.Cluster/MoveLeader"
+)
+
+// ClusterClient is the client API for Cluster service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Cluster is the membership and leadership API. Changes are made by the
+// leader; a follower refuses them naming the leader.
+type ClusterClient interface {
+	MemberList(ctx context.Context, in *cxkvpb.MemberListRequest, opts ...grpc.CallOption) (*cxkvpb.MemberListResponse, error)
+	MemberAdd(ctx context.Context, in *cxkvpb.MemberAddRequest, opts ...grpc.CallOption) (*cxkvpb.MemberChangeResponse, error)
+	MemberRemove(ctx context.Context, in *cxkvpb.MemberRemoveRequest, opts ...grpc.CallOption) (*cxkvpb.MemberChangeResponse, error)
+	MemberPromote(ctx context.Context, in *cxkvpb.MemberPromoteRequest, opts ...grpc.CallOption) (*cxkvpb.MemberChangeResponse, error)
+	MemberUpdate(ctx context.Context, in *cxkvpb.MemberUpdateRequest, opts ...grpc.CallOption) (*cxkvpb.MemberChangeResponse, error)
+	MoveLeader(ctx context.Context, in *cxkvpb.MoveLeaderRequest, opts ...grpc.CallOption) (*cxkvpb.MoveLeaderResponse, error)
+}
+
+type clusterClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewClusterClient(cc grpc.ClientConnInterface) ClusterClient {
+	return &clusterClient{cc}
+}
+
+func (c *clusterClient) MemberList(ctx context.Context, in *cxkvpb.MemberListRequest, opts ...grpc.CallOption) (*cxkvpb.MemberListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(cxkvpb.MemberListResponse)
+	err := c.cc.Invoke(ctx, Cluster_MemberList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) MemberAdd(ctx context.Context, in *cxkvpb.MemberAddRequest, opts ...grpc.CallOption) (*cxkvpb.MemberChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(cxkvpb.MemberChangeResponse)
+	err := c.cc.Invoke(ctx, Cluster_MemberAdd_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) MemberRemove(ctx context.Context, in *cxkvpb.MemberRemoveRequest, opts ...grpc.CallOption) (*cxkvpb.MemberChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(cxkvpb.MemberChangeResponse)
+	err := c.cc.Invoke(ctx, Cluster_MemberRemove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) MemberPromote(ctx context.Context, in *cxkvpb.MemberPromoteRequest, opts ...grpc.CallOption) (*cxkvpb.MemberChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(cxkvpb.MemberChangeResponse)
+	err := c.cc.Invoke(ctx, Cluster_MemberPromote_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) MemberUpdate(ctx context.Context, in *cxkvpb.MemberUpdateRequest, opts ...grpc.CallOption) (*cxkvpb.MemberChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(cxkvpb.MemberChangeResponse)
+	err := c.cc.Invoke(ctx, Cluster_MemberUpdate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) MoveLeader(ctx context.Context, in *cxkvpb.MoveLeaderRequest, opts ...grpc.CallOption) (*cxkvpb.MoveLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(cxkvpb.MoveLeaderResponse)
+	err := c.cc.Invoke(ctx, Cluster_MoveLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ClusterServer is the server API for Cluster service.
+// All implementations must embed UnimplementedClusterServer
+// for forward compatibility.
+//
+// Cluster is the membership and leadership API. Changes are made by the
+// leader; a follower refuses them naming the leader.
+type ClusterServer interface {
+	MemberList(context.Context, *cxkvpb.MemberListRequest) (*cxkvpb.MemberListResponse, error)
+	MemberAdd(context.Context, *cxkvpb.MemberAddRequest) (*cxkvpb.MemberChangeResponse, error)
+	MemberRemove(context.Context, *cxkvpb.MemberRemoveRequest) (*cxkvpb.MemberChangeResponse, error)
+	MemberPromote(context.Context, *cxkvpb.MemberPromoteRequest) (*cxkvpb.MemberChangeResponse, error)
+	MemberUpdate(context.Context, *cxkvpb.MemberUpdateRequest) (*cxkvpb.MemberChangeResponse, error)
+	MoveLeader(context.Context, *cxkvpb.MoveLeaderRequest) (*cxkvpb.MoveLeaderResponse, error)
+	mustEmbedUnimplementedClusterServer()
+}
+
+// UnimplementedClusterServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedClusterServer struct{}
+
+func (UnimplementedClusterServer) MemberList(context.Context, *cxkvpb.MemberListRequest) (*cxkvpb.MemberListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MemberList not implemented")
+}
+func (UnimplementedClusterServer) MemberAdd(context.Context, *cxkvpb.MemberAddRequest) (*cxkvpb.MemberChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MemberAdd not implemented")
+}
+func (UnimplementedClusterServer) MemberRemove(context.Context, *cxkvpb.MemberRemoveRequest) (*cxkvpb.MemberChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MemberRemove not implemented")
+}
+func (UnimplementedClusterServer) MemberPromote(context.Context, *cxkvpb.MemberPromoteRequest) (*cxkvpb.MemberChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MemberPromote not implemented")
+}
+func (UnimplementedClusterServer) MemberUpdate(context.Context, *cxkvpb.MemberUpdateRequest) (*cxkvpb.MemberChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MemberUpdate not implemented")
+}
+func (UnimplementedClusterServer) MoveLeader(context.Context, *cxkvpb.MoveLeaderRequest) (*cxkvpb.MoveLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MoveLeader not implemented")
+}
+func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
+func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
+
+// UnsafeClusterServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ClusterServer will
+// result in compilation errors.
+type UnsafeClusterServer interface {
+	mustEmbedUnimplementedClusterServer()
+}
+
+func RegisterClusterServer(s grpc.ServiceRegistrar, srv ClusterServer) {
+	// If the following call panics, it indicates UnimplementedClusterServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Cluster_ServiceDesc, srv)
+}
+
+func _Cluster_MemberList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(cxkvpb.MemberListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).MemberList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_MemberList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).MemberList(ctx, req.(*cxkvpb.MemberListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_MemberAdd_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(cxkvpb.MemberAddRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).MemberAdd(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_MemberAdd_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).MemberAdd(ctx, req.(*cxkvpb.MemberAddRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_MemberRemove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(cxkvpb.MemberRemoveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).MemberRemove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_MemberRemove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).MemberRemove(ctx, req.(*cxkvpb.MemberRemoveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_MemberPromote_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(cxkvpb.MemberPromoteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).MemberPromote(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_MemberPromote_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).MemberPromote(ctx, req.(*cxkvpb.MemberPromoteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_MemberUpdate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(cxkvpb.MemberUpdateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).MemberUpdate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_MemberUpdate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).MemberUpdate(ctx, req.(*cxkvpb.MemberUpdateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_MoveLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(cxkvpb.MoveLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).MoveLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_MoveLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).MoveLeader(ctx, req.(*cxkvpb.MoveLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Cluster_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "cxkv.v1.Cluster",
+	HandlerType: (*ClusterServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "MemberList",
+			Handler:    _Cluster_MemberList_Handler,
+		},
+		{
+			MethodName: "MemberAdd",
+			Handler:    _Cluster_MemberAdd_Handler,
+		},
+		{
+			MethodName: "MemberRemove",
+			Handler:    _Cluster_MemberRemove_Handler,
+		},
+		{
+			MethodName: "MemberPromote",
+			Handler:    _Cluster_MemberPromote_Handler,
+		},
+		{
+			MethodName: "MemberUpdate",
+			Handler:    _Cluster_MemberUpdate_Handler,
+		},
+		{
+			MethodName: "MoveLeader",
+			Handler:    _Cluster_MoveLeader_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "cxkv_rpc.proto",
+}
+
+const (
 	Peer_Send_FullMethodName     = "/cxkv.v1.Peer/Send"
 	Peer_Snapshot_FullMethodName = "/cxkv.v1.Peer/Snapshot"
 )
