@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/kv"
 	"github.com/cxkv/cxkv/raftnode"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -35,16 +36,26 @@ func TestBootstrapLogIsIdenticalOnEveryMember(t *testing.T) {
 	// before it talks to anyone.
 	var want [][]byte
 	for id := uint64(1); id <= members; id++ {
-		cc, err := proto.Marshal(&pb.ConfChange{Type: pb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id)})
+		ctx, err := proto.MarshalOptions{Deterministic: true}.Marshal(&cxkvpb.Member{Id: id, Addr: peers[id]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, err := proto.Marshal(&pb.ConfChange{Type: pb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id), Context: ctx})
 		if err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, cc)
 	}
+	// No member listens until it starts, so a starting member does not
+	// wait for answers to its question whether it ran before: it starts
+	// on the port its listener held.
+	for _, l := range lis {
+		l.Close()
+	}
 	for _, id := range []uint64{1, 4, 7} {
 		data := filepath.Join(dir, fmt.Sprint(id))
 		n, err := raftnode.Start(raftnode.Config{
-			ID: id, Addr: peers[id], Listener: lis[id], DataDir: data, Peers: peers,
+			ID: id, Addr: peers[id], DataDir: data, Peers: peers,
 			TickInterval: 10 * time.Millisecond,
 		})
 		if err != nil {

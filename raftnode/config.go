@@ -36,7 +36,22 @@ type Config struct {
 	DataDir            string
 	// Peers is the initial membership, this member included: member id to
 	// peer address (PeerAddr, or Addr when peers share the client port).
+	// Only a member that bootstraps a new cluster (empty data dir, no Join)
+	// reads it; afterwards the members and their addresses come from the
+	// replicated configuration stored in the data dir.
 	Peers map[uint64]string
+	// ClusterToken tells apart clusters bootstrapped with the same member
+	// ids: the cluster id is ClusterID(ClusterToken, Peers).
+	ClusterToken string
+	// Join lists members of a running cluster for a member that starts
+	// with an empty data dir and was added (member add) to that cluster:
+	// it learns the cluster id and members from them instead of
+	// bootstrapping. Ignored once the data dir holds state.
+	Join []string
+	// JoinClusterID, if set, is the cluster the member must belong to:
+	// a join that reaches another cluster, or a data dir of another
+	// cluster, is refused.
+	JoinClusterID uint64
 
 	TickInterval   time.Duration // default 100ms
 	ElectionTicks  int           // default 10

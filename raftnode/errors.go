@@ -159,6 +159,16 @@ func codeOf(err error) codes.Code {
 		return codes.ResourceExhausted
 	case errors.Is(err, errPeerRefused):
 		return codes.PermissionDenied
+	case errors.Is(err, errRemoved):
+		return codes.Unavailable
+	case errors.Is(err, errInvalid):
+		return codes.InvalidArgument
+	case errors.Is(err, errMemberTaken):
+		return codes.AlreadyExists
+	case errors.Is(err, errNotMember):
+		return codes.NotFound
+	case errors.Is(err, errChangeRefused), errors.Is(err, errWipedMember):
+		return codes.FailedPrecondition
 	}
 	return codes.Internal
 }

@@ -44,12 +44,19 @@ func (n *Node) Err() error {
 
 // halt records the failure that stops the member; the first cause wins.
 func (n *Node) halt(err error) {
+	if errors.Is(err, errRemoved) {
+		n.cfg.Logger.Error("member stopped serving: it was removed from the cluster", "err", err)
+		n.life.cancel(err)
+		return
+	}
 	n.cfg.Logger.Error("member halted: storage failed; the process must restart", "err", err)
 	n.life.cancel(err)
 }
 
 func (n *Node) haltedError() error {
-	if err := n.Err(); err != nil {
+	if err := n.Err(); errors.Is(err, errRemoved) {
+		return err
+	} else if err != nil {
 		return fmt.Errorf("%w (%v); it serves nothing until restarted, and a write in flight may or may not have been applied", errHalted, err)
 	}
 	return nil

@@ -6,10 +6,9 @@ package raftnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"maps"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +49,10 @@ type Node struct {
 	tracer  *writeTracer // nil unless cfg.TraceWrites
 	applier *applier
 
+	members       membership
+	cluster       *clusterService
+	bootstrapping bool // a first start: bootstrap writes the first entries
+
 	ids           proposalIDs
 	proposalBytes *byteBudget
 	receivedBytes *byteBudget
@@ -79,23 +82,18 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:       cfg,
-		clusterID: ClusterID(cfg.Peers),
-		propc:     make(chan *proposal, 4096),
-		recvc:     make(chan received, 4096),
-		readc:     make(chan *readRequest, 4096),
-		reportc:   make(chan func(*raft.RawNode), 256),
-		stopc:     make(chan struct{}),
+		cfg:     cfg,
+		propc:   make(chan *proposal, 4096),
+		recvc:   make(chan received, 4096),
+		readc:   make(chan *readRequest, 4096),
+		reportc: make(chan func(*raft.RawNode), 256),
+		stopc:   make(chan struct{}),
 
 		proposalBytes: newByteBudget(maxProposalBytes),
 		receivedBytes: newByteBudget(maxReceivedBytes),
 	}
 	n.waits.init(&n.metrics)
 	n.life.init()
-	n.metrics.init(n)
-	if cfg.TraceWrites {
-		n.tracer = newWriteTracer(n.metrics.reg)
-	}
 	n.applied.init()
 	store, err := kv.Open(cfg.DataDir, kv.Options{FS: cfg.FS, Logger: cfg.Logger})
 	if err != nil {
@@ -113,6 +111,11 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.open(); err != nil {
 		store.Close()
 		return nil, err
+	}
+	// After open: the cluster id and the peers come from the data dir.
+	n.metrics.init(n)
+	if cfg.TraceWrites {
+		n.tracer = newWriteTracer(n.metrics.reg)
 	}
 	if err := n.observeStored(); err != nil {
 		store.Close()
@@ -132,29 +135,43 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.transport = newPeerTransport(n)
 	n.expiry = newExpiryQueue(n)
+	n.cluster = &clusterService{n: n}
 	n.server = n.newClientServer()
 	cxkvrpc.RegisterKVServer(n.server, &kvService{n: n})
 	n.servePeers()
+	cxkvrpc.RegisterClusterServer(n.server, n.cluster)
 	n.registerOperations()
 	n.applier = newApplier(n)
-	n.done.Add(4)
+	n.done.Add(1)
 	go func() { defer n.done.Done(); n.server.Serve(lis) }()
+	if n.bootstrapping {
+		if err := n.bootstrap(); err != nil {
+			n.Stop()
+			return nil, err
+		}
+	}
+	n.done.Add(4)
 	go func() { defer n.done.Done(); n.applier.run() }()
 	go func() { defer n.done.Done(); n.run() }()
 	go func() { defer n.done.Done(); n.expiry.run(n.stopc) }()
+	go func() { defer n.done.Done(); n.announce() }()
 	cfg.Logger.Info("member started", "addr", lis.Addr().String(), "peer_addr", n.PeerAddr(), "cluster", fmt.Sprintf("%x", n.clusterID), "applied", n.applied.get())
 	return n, nil
 }
 
 // open restores the log and state and creates the RawNode.
 func (n *Node) open() error {
-	if err := checkIdentity(n.store, n.cfg.ID, n.clusterID); err != nil {
-		return err
-	}
 	n.ids = proposalIDs{member: n.cfg.ID, reserve: n.store.ReserveProposalIDs}
 	var applied uint64
 	var err error
 	if n.log, applied, err = openStorage(n.store, n.sm); err != nil {
+		return err
+	}
+	last, err := n.log.LastIndex()
+	if err != nil {
+		return err
+	}
+	if err := n.identity(applied == 0 && last == 0); err != nil {
 		return err
 	}
 	n.feed.reset(applied)
@@ -179,17 +196,6 @@ func (n *Node) open() error {
 	if n.rn, err = raft.NewRawNode(rc); err != nil {
 		return err
 	}
-	if last, _ := n.log.LastIndex(); last == 0 {
-		// Every member writes these entries itself and raft never compares
-		// them, so they must come out the same everywhere: in id order.
-		var peers []raft.Peer
-		for _, id := range slices.Sorted(maps.Keys(n.cfg.Peers)) {
-			peers = append(peers, raft.Peer{ID: id})
-		}
-		if err := n.rn.Bootstrap(peers); err != nil {
-			return err
-		}
-	}
 	return n.snaps.init(n)
 }
 
@@ -198,7 +204,10 @@ func (n *Node) Addr() string { return n.listener.Addr().String() }
 
 // Status returns the member's latest view of the cluster.
 func (n *Node) Status() Status {
-	if n.Err() != nil {
+	if err := n.Err(); err != nil {
+		if errors.Is(err, errRemoved) {
+			return Status{ID: n.cfg.ID, Role: "removed"}
+		}
 		return Status{ID: n.cfg.ID, Role: "halted"}
 	}
 	if s := n.status.Load(); s != nil {

@@ -219,11 +219,11 @@ func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 			}
 			ent.Command = cmd
 		case pb.EntryConfChange, pb.EntryConfChangeV2:
-			cs, err := n.applyConfChange(e)
+			cs, members, err := n.applyConfChange(e)
 			if err != nil {
 				return err
 			}
-			ent.ConfState = cs
+			ent.ConfState, ent.Members = cs, members
 		}
 		batch = append(batch, ent)
 	}
@@ -241,6 +241,9 @@ func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 	n.applied.set(last)
 	n.metrics.applied(batch)
 	appliedAt := time.Now()
+	if n.selfRemoved() {
+		return n.removedError()
+	}
 	for i, e := range batch {
 		if e.Command == nil {
 			continue
@@ -260,29 +263,38 @@ func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 }
 
 // applyConfChange hands a configuration change to raft and returns the
-// configuration it leads to, to be stored with the state.
-func (n *Node) applyConfChange(e *pb.Entry) ([]byte, error) {
+// configuration and member table it leads to, to be stored with the state.
+func (n *Node) applyConfChange(e *pb.Entry) (confState, members []byte, err error) {
 	var cc pb.ConfChangeI
 	if e.GetType() == pb.EntryConfChange {
 		c := &pb.ConfChange{}
 		if err := proto.Unmarshal(e.GetData(), c); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cc = c
 	} else {
 		c := &pb.ConfChangeV2{}
 		if err := proto.Unmarshal(e.GetData(), c); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cc = c
+	}
+	if removesLastVoter(cc, n.log.confState) {
+		// raft panics on a configuration with no voter. The leader refuses
+		// such a change; one that got into the log anyway is skipped the
+		// same way on every member, which all hold this configuration.
+		n.cfg.Logger.Error("skipping a configuration change that would remove the last voter", "index", e.GetIndex())
+		cs := n.log.confState
+		data, err := proto.Marshal(cs)
+		return data, nil, err
 	}
 	cs := n.rn.ApplyConfChange(cc)
 	data, err := proto.Marshal(cs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	n.log.setConfState(cs)
-	return data, nil
+	return data, n.applyMembership(cc, cs), nil
 }
 
 func (n *Node) publishStatus() {

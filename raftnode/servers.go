@@ -101,6 +101,9 @@ func (n *Node) servePeers() {
 	}
 	n.peerServer = n.newPeerServer()
 	cxkvrpc.RegisterPeerServer(n.peerServer, &peerService{n: n})
+	// Members ask each other for the membership (a bootstrapping member
+	// whether it ran before) on the peer port.
+	cxkvrpc.RegisterClusterServer(n.peerServer, n.cluster)
 	n.metrics.grpc.InitializeMetrics(n.peerServer)
 	n.done.Add(1)
 	go func() { defer n.done.Done(); n.peerServer.Serve(n.peerListener) }()

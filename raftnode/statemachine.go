@@ -38,6 +38,9 @@ type StateMachine interface {
 	// Applied returns the index of the last entry in the stored state (0 if
 	// none) and the Raft configuration stored with it (nil if none).
 	Applied() (index uint64, confState []byte, err error)
+	// Members returns the member table stored with the state (nil if
+	// none): the one the last Apply, or Restore, left.
+	Members() ([]byte, error)
 	// Apply applies ents and returns one result per entry: the command's
 	// result, or nil for an entry that carries no command.
 	Apply(ents []Entry) ([]*cxkvpb.CommandResult, error)
@@ -58,6 +61,9 @@ type Entry struct {
 	// entry was a configuration change): it is stored with the state so a
 	// restart or a snapshot carries it.
 	ConfState []byte
+	// Members, if set, is the member table from this entry on (with
+	// ConfState): stored with the state like it.
+	Members []byte
 }
 
 // StateSnapshot is a view of the state taken by StateMachine.Snapshot.
@@ -111,6 +117,11 @@ func (m *kvMachine) Apply(ents []Entry) ([]*cxkvpb.CommandResult, error) {
 				return nil, err
 			}
 		}
+		if e.Members != nil {
+			if err := b.SetMembers(e.Members); err != nil {
+				return nil, err
+			}
+		}
 		if e.Command == nil {
 			if err := b.SetApplied(e.Index); err != nil {
 				return nil, err
@@ -129,6 +140,8 @@ func (m *kvMachine) Apply(ents []Entry) ([]*cxkvpb.CommandResult, error) {
 	m.events = b.Events()
 	return out, nil
 }
+
+func (m *kvMachine) Members() ([]byte, error) { return m.store.Members() }
 
 func (m *kvMachine) lastEvents() []kv.Event { return m.events }
 

@@ -22,6 +22,7 @@ type recordingMachine struct {
 	mu      sync.Mutex
 	applied uint64
 	conf    []byte
+	members []byte
 	keys    []string // one per applied command, in apply order
 	indexes []uint64 // the index of every entry given, in order
 	err     error    // the first broken promise seen
@@ -31,6 +32,12 @@ func (m *recordingMachine) Applied() (uint64, []byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.applied, m.conf, nil
+}
+
+func (m *recordingMachine) Members() ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.members, nil
 }
 
 func (m *recordingMachine) Apply(ents []Entry) ([]*cxkvpb.CommandResult, error) {
@@ -45,6 +52,9 @@ func (m *recordingMachine) Apply(ents []Entry) ([]*cxkvpb.CommandResult, error) 
 		m.indexes = append(m.indexes, e.Index)
 		if e.ConfState != nil {
 			m.conf = e.ConfState
+		}
+		if e.Members != nil {
+			m.members = e.Members
 		}
 		if p := e.Command.GetPut(); p != nil {
 			m.keys = append(m.keys, p.GetKey())

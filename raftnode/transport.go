@@ -23,10 +23,14 @@ import (
 // messages. Snapshots go on their own stream so a large one never delays
 // heartbeats.
 type transport struct {
-	n     *Node
-	peers map[uint64]*peer
-	wg    sync.WaitGroup
-	stopc chan struct{}
+	n *Node
+	// peers changes when the membership does (setPeers); mu guards it
+	// against Send from a wrapper's goroutines and against Stop.
+	mu      sync.RWMutex
+	peers   map[uint64]*peer
+	stopped bool
+	wg      sync.WaitGroup
+	stopc   chan struct{}
 	// resets counts peer streams that broke after carrying messages (a
 	// peer that is down, so the stream never opens, is not counted).
 	resets atomic.Uint64
@@ -38,6 +42,7 @@ type peer struct {
 	q      chan queued
 	queued atomic.Int64 // bytes in q
 	conn   *grpc.ClientConn
+	gone   chan struct{} // closed when the peer leaves the membership
 }
 
 type queued struct {
@@ -65,26 +70,29 @@ const (
 
 func newTransport(n *Node) *transport {
 	t := &transport{n: n, peers: map[uint64]*peer{}, stopc: make(chan struct{})}
-	for id, addr := range n.cfg.Peers {
-		if id == n.cfg.ID {
-			continue
-		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(n.peerDialCreds()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)))
-		if err != nil {
-			n.cfg.Logger.Error("bad peer address", "peer", id, "addr", addr, "err", err)
-			continue
-		}
-		p := &peer{id: id, addr: addr, q: make(chan queued, peerQueue), conn: conn}
-		t.peers[id] = p
-		t.wg.Add(1)
-		go func() { defer t.wg.Done(); t.stream(p) }()
-	}
+	t.setPeers(n.cfg.Peers)
 	return t
+}
+
+// addPeer dials a peer and starts its stream; t.mu is held.
+func (t *transport) addPeer(id uint64, addr string) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(t.n.peerDialCreds()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)))
+	if err != nil {
+		t.n.cfg.Logger.Error("bad peer address", "peer", id, "addr", addr, "err", err)
+		return
+	}
+	p := &peer{id: id, addr: addr, q: make(chan queued, peerQueue), conn: conn, gone: make(chan struct{})}
+	t.peers[id] = p
+	t.wg.Add(1)
+	go func() { defer t.wg.Done(); t.stream(p) }()
 }
 
 // Stop ends the peer streams and closes the connections.
 func (t *transport) Stop() {
+	t.mu.Lock()
+	t.stopped = true
+	t.mu.Unlock()
 	close(t.stopc)
 	t.wg.Wait()
 	for _, p := range t.peers {
@@ -116,7 +124,9 @@ func (t *transport) context(timeout time.Duration) (context.Context, context.Can
 func (t *transport) Send(msgs []*pb.Message) {
 	for _, m := range msgs {
 		t.n.metrics.heartbeat(m, true)
+		t.mu.RLock()
 		p := t.peers[m.GetTo()]
+		t.mu.RUnlock()
 		if p == nil {
 			continue
 		}
@@ -149,6 +159,8 @@ func (t *transport) stream(p *peer) {
 		select {
 		case <-t.stopc:
 			return
+		case <-p.gone:
+			return
 		default:
 		}
 		if sent {
@@ -164,6 +176,8 @@ func (t *transport) stream(p *peer) {
 		}
 		select {
 		case <-t.stopc:
+			return
+		case <-p.gone:
 			return
 		case <-time.After(backoff):
 		}
@@ -193,6 +207,8 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 				take(q)
 			case <-ctx.Done():
 				return sent, ctx.Err()
+			case <-p.gone:
+				return sent, nil
 			}
 		}
 		batch.Messages = batch.Messages[:0]

@@ -23,6 +23,8 @@ func newServerCmd(e env) *cobra.Command {
 	var (
 		id                     uint64
 		addr, dataDir, peer    string
+		clusterToken, join     string
+		joinClusterID          string
 		listenAddr, advertise  string
 		tick                   time.Duration
 		electionTicks          int
@@ -47,9 +49,27 @@ with data in ./cxkv-data. A cluster names its members:
 --addr is where the member listens and where peers and clients reach it.
 Behind NAT or in a container they differ: --listen-addr is the local
 address to bind (e.g. 0.0.0.0:7001) and --advertise-addr the address
-others dial, which is this member's entry in --cluster (the cluster id is
-derived from the --cluster addresses, so every member must name the same
-ones).
+others dial, which is this member's entry in --cluster.
+
+The cluster id is fixed when the members first start: a hash of
+--cluster-token and the member ids in --cluster (not their addresses). From
+then on each data dir stores it, and the members and their addresses come
+from the replicated configuration, not from --cluster: a member moved with
+"cxkv member update" restarts at its new address. A member whose data dir is
+empty but whose id the cluster has seen running refuses to start (its disk
+was lost; replace it, see the README's runbook).
+
+A member added with "cxkv member add" starts with an empty data dir and
+--join, the addresses of running members; it learns the cluster id and
+members from them (--cluster-id, which member add prints, makes sure it
+joins the right cluster):
+
+  cxkv server --id 4 --addr 127.0.0.1:7004 --data-dir data/4 \
+    --join 127.0.0.1:7001,127.0.0.1:7002 --cluster-id 5c0ffee
+
+SIGTERM on the leader first hands leadership to the most caught-up voter
+(waiting at most an election timeout or two), so writes pause for a round
+trip rather than an election.
 
 --peer-addr gives the Raft traffic between members a port of its own
 (with --peer-listen-addr and --peer-advertise-addr where they differ): the
@@ -118,6 +138,10 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 				return usageError{err}
 			}
 			id = memberID
+			joinAddrs, wantCluster, err := parseJoin(join, joinClusterID, peer)
+			if err != nil {
+				return usageError{err}
+			}
 			logger, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
 			if err != nil {
 				return usageError{err}
@@ -148,6 +172,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			node, err := raftnode.Start(raftnode.Config{
 				ID: id, Addr: advertise, Listener: lis, DataDir: dataDir, Peers: peers,
 				PeerAddr: peerAdvertise, PeerListener: peerLis, ClientTLS: clientTLS, PeerTLS: peerTLS,
+				ClusterToken: clusterToken, Join: joinAddrs, JoinClusterID: wantCluster,
 				TickInterval: tick, ElectionTicks: electionTicks,
 				SnapshotEntries: snapshotEntries, Limits: limits, Logger: logger,
 				SlowRequest: slowRequest, TraceWrites: traceWrites,
@@ -173,6 +198,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			select {
 			case s := <-sig:
 				logger.Info("shutting down", "signal", s.String())
+				handOffLeadership(node, logger)
 				return node.Stop()
 			case <-node.Done():
 				// The member halted: it cannot persist, so it serves
@@ -180,6 +206,9 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 				// every acknowledged write is on a majority's disks.
 				halt := node.Err()
 				node.Stop()
+				if node.Status().Role == "removed" {
+					return fmt.Errorf("member stopped: %w", halt)
+				}
 				return fmt.Errorf("member halted, exiting for a restart: %w", halt)
 			}
 		},
@@ -192,7 +221,10 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 	peerAddrs.register(f)
 	tlsFlags.register(f)
 	f.StringVar(&dataDir, "data-dir", "cxkv-data", "directory of this member's database")
-	f.StringVar(&peer, "cluster", "", "initial members as id=host:port,... with each member's peer address (default: this member alone)")
+	f.StringVar(&peer, "cluster", "", "initial members as id=host:port,... with each member's peer address (default: this member alone); read only when bootstrapping a new cluster")
+	f.StringVar(&clusterToken, "cluster-token", "", "name that, with the initial member ids, makes the new cluster's id (every bootstrapping member gives the same)")
+	f.StringVar(&join, "join", "", "host:port,... of running members: join their cluster (after cxkv member add) instead of bootstrapping one")
+	f.StringVar(&joinClusterID, "cluster-id", "", "hex id of the cluster this member must belong to (with --join; member add prints it)")
 	f.DurationVar(&tick, "tick", 100*time.Millisecond, "raft tick interval")
 	f.IntVar(&electionTicks, "election-ticks", 10, "ticks without a leader before an election")
 	f.Uint64Var(&snapshotEntries, "snapshot-entries", 10000, "applied entries between snapshots (the log keeps half that behind one)")
@@ -314,4 +346,32 @@ func checkAddr(a string) error {
 		return fmt.Errorf("port %q is not 1..65535", port)
 	}
 	return nil
+}
+
+// parseJoin reads --join and --cluster-id. A joining member learns the
+// members from the cluster, so --cluster would say something else.
+func parseJoin(join, clusterID, cluster string) ([]string, uint64, error) {
+	var want uint64
+	if clusterID != "" {
+		v, err := strconv.ParseUint(strings.TrimPrefix(clusterID, "0x"), 16, 64)
+		if err != nil || v == 0 {
+			return nil, 0, fmt.Errorf("--cluster-id %q: want the cluster's id in hex (cxkv member list shows it)", clusterID)
+		}
+		want = v
+	}
+	if join == "" {
+		return nil, want, nil
+	}
+	if cluster != "" {
+		return nil, 0, fmt.Errorf("--join and --cluster exclude each other: a joining member learns the members from the cluster")
+	}
+	var addrs []string
+	for _, a := range strings.Split(join, ",") {
+		a = strings.TrimSpace(a)
+		if err := checkAddr(a); err != nil {
+			return nil, 0, fmt.Errorf("--join entry %q: %w", a, err)
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs, want, nil
 }

@@ -69,10 +69,26 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 		}
 		c.cfgs = append(c.cfgs, cfg)
 	}
+	// Together, as a cluster's processes start: a bootstrapping member
+	// asks its peers whether it ran before, and waits for each one that
+	// listens until it answers.
+	errs := make([]error, n)
+	var wg sync.WaitGroup
 	for i := range c.cfgs {
-		c.start(i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Members[i], errs[i] = raftnode.Start(c.cfgs[i])
+			c.cfgs[i].Listener, c.cfgs[i].PeerListener = nil, nil
+		}()
 	}
+	wg.Wait()
 	t.Cleanup(c.Close)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("start member %d: %v", i+1, err)
+		}
+	}
 	c.WaitLeader()
 	return c
 }
@@ -136,6 +152,14 @@ func (c *Cluster) Client(i int) cxkvrpc.KVClient {
 		c.conns[i] = conn
 	}
 	return cxkvrpc.NewKVClient(c.conns[i])
+}
+
+// ClusterClient is a Cluster (membership) client connected to member i.
+func (c *Cluster) ClusterClient(i int) cxkvrpc.ClusterClient {
+	c.Client(i) // dials
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	return cxkvrpc.NewClusterClient(c.conns[i])
 }
 
 // Stop stops member i.
@@ -226,3 +250,6 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Config is member i's config, for a test that starts it by hand.
+func (c *Cluster) Config(i int) raftnode.Config { return c.cfgs[i] }
