@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -20,6 +21,9 @@ import (
 // commit index and still be promoted: a voter further behind would hold up
 // the quorum while it catches up.
 const promoteMaxLag = 256
+
+// errNotLive: a change would leave too few live voters for a quorum.
+var errNotLive = errors.New("too few live voters")
 
 // clusterService is the Cluster API: membership and leadership. Every
 // change is made by the leader, checked against its applied membership and
@@ -107,18 +111,18 @@ func (s *clusterService) MemberRemove(ctx context.Context, r *cxkvpb.MemberRemov
 		if t.members[id] == nil {
 			return false, fmt.Errorf("%w: cluster %x has no member %d", errNotMember, s.n.clusterID, id)
 		}
-		if id == s.n.cfg.ID {
-			return false, fmt.Errorf("%w: member %d is the leader; move leadership first (cxkv move-leader), then remove it", errChangeRefused, id)
-		}
 		voters := voterSet(st)
 		if slices.Contains(voters, id) {
 			rest := slices.DeleteFunc(slices.Clone(voters), func(v uint64) bool { return v == id })
 			if len(rest) == 0 {
-				return false, fmt.Errorf("%w: member %d is the last voter", errChangeRefused, id)
+				return false, fmt.Errorf("%w: member %d is the last voter; the cluster would have none", errChangeRefused, id)
 			}
 			if err := s.quorumAfter(st, rest); err != nil {
 				return false, fmt.Errorf("%w: removing member %d: %v", errChangeRefused, id, err)
 			}
+		}
+		if id == s.n.cfg.ID {
+			return false, fmt.Errorf("%w: member %d is the leader; move leadership first (cxkv move-leader), then remove it", errChangeRefused, id)
 		}
 		return false, nil
 	})
@@ -137,9 +141,11 @@ func (s *clusterService) MemberPromote(ctx context.Context, r *cxkvpb.MemberProm
 		}
 		pr, ok := st.Progress[id]
 		commit := st.GetCommit()
-		if !ok || !pr.RecentActive || pr.Match+promoteMaxLag < commit {
-			return false, fmt.Errorf("%w: learner %d has not caught up (its log matches the leader's up to %d, the commit index is %d, at most %d behind may be promoted); wait and retry",
-				errChangeRefused, id, pr.Match, commit, promoteMaxLag)
+		// Replicate: the leader has heard the learner acknowledge its log
+		// and streams to it; a learner that never answered is probing.
+		if !ok || !pr.RecentActive || pr.State != tracker.StateReplicate || pr.Match+promoteMaxLag < commit {
+			return false, fmt.Errorf("%w: learner %d has not caught up (its log matches the leader's up to %d, the commit index is %d, at most %d behind may be promoted; replication state %s); wait and retry",
+				errChangeRefused, id, pr.Match, commit, promoteMaxLag, pr.State)
 		}
 		return false, nil
 	})
@@ -184,6 +190,10 @@ func (s *clusterService) change(ctx context.Context, cc *pb.ConfChangeV2, check 
 	ctx, cancel := s.n.requestContext(ctx)
 	defer cancel()
 	every := time.Duration(s.n.cfg.ElectionTicks) * s.n.cfg.TickInterval
+	// A leader learns which voters are live from their answers within an
+	// election timeout; a new one has heard from nobody yet. Until then a
+	// refusal for want of live voters is checked again.
+	settle := time.Now().Add(2 * every)
 	for {
 		var done bool
 		var refused error
@@ -203,7 +213,7 @@ func (s *clusterService) change(ctx context.Context, cc *pb.ConfChangeV2, check 
 		if err != nil {
 			return nil, toStatus(err)
 		}
-		if refused != nil {
+		if refused != nil && !(errors.Is(refused, errNotLive) && time.Now().Before(settle)) {
 			return nil, toStatus(refused)
 		}
 		if done {
@@ -242,7 +252,7 @@ func (s *clusterService) quorumAfter(st raft.Status, voters []uint64) error {
 		}
 	}
 	if need := len(voters)/2 + 1; live < need {
-		return fmt.Errorf("it would leave %d voters of which %d are live, and a quorum needs %d", len(voters), live, need)
+		return fmt.Errorf("%w: it would leave %d voters of which %d are live, and a quorum needs %d", errNotLive, len(voters), live, need)
 	}
 	return nil
 }

@@ -118,6 +118,11 @@ func toStatus(err error) error {
 		return err // from gRPC itself (a peer or stream call): keep its code
 	}
 	st := status.New(codeOf(err), err.Error())
+	if errors.Is(err, errRemoved) {
+		if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Domain: cxkvpb.ErrorDomain, Reason: cxkvpb.ReasonMemberRemoved}); err == nil {
+			st = withInfo
+		}
+	}
 	var we *writeError
 	if errors.As(err, &we) {
 		info := &errdetails.ErrorInfo{Domain: cxkvpb.ErrorDomain, Reason: reasons[we.outcome]}

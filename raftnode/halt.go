@@ -46,6 +46,9 @@ func (n *Node) Err() error {
 func (n *Node) halt(err error) {
 	if errors.Is(err, errRemoved) {
 		n.cfg.Logger.Error("member stopped serving: it was removed from the cluster", "err", err)
+		if merr := n.store.MarkRemoved(); merr != nil {
+			n.cfg.Logger.Error("could not mark the data dir as removed", "err", merr)
+		}
 		n.life.cancel(err)
 		return
 	}

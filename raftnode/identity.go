@@ -52,7 +52,11 @@ func (n *Node) identity(fresh bool) error {
 		if err != nil {
 			return err
 		}
-		if t.removed[n.cfg.ID] {
+		removed, err := n.store.Removed()
+		if err != nil {
+			return err
+		}
+		if removed || t.removed[n.cfg.ID] {
 			return n.removedError()
 		}
 		n.members.set(t)

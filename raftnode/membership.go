@@ -10,6 +10,8 @@ import (
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"go.etcd.io/raft/v3"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -288,4 +290,29 @@ func removesLastVoter(cc pb.ConfChangeI, cs *pb.ConfState) bool {
 		}
 	}
 	return len(voters) == 0 && len(cs.GetVoters()) > 0
+}
+
+// refuseRemovedPeer refuses Raft traffic from a removed member. A removed
+// member may never learn of its removal from the log (the leader stops
+// sending to it once the change applies), so this refusal is how it
+// learns: its transport reads the reason and the member stops serving.
+func (n *Node) refuseRemovedPeer(from uint64) error {
+	if !n.members.get().removed[from] {
+		return nil
+	}
+	return fmt.Errorf("%w: member %d of cluster %x was removed; member %d refuses its messages", errRemoved, from, n.clusterID, n.cfg.ID)
+}
+
+// isRemovedStatus reports whether a peer refused this member as removed.
+func isRemovedStatus(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == cxkvpb.ErrorDomain && info.GetReason() == cxkvpb.ReasonMemberRemoved {
+			return true
+		}
+	}
+	return false
 }

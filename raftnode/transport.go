@@ -169,6 +169,10 @@ func (t *transport) stream(p *peer) {
 				t.resets.Add(1)
 			}
 		}
+		if isRemovedStatus(err) {
+			t.n.halt(t.n.removedError())
+			return
+		}
 		if err != nil {
 			t.n.peerStream(p.id, 0, err)
 			t.n.cfg.Logger.Debug("peer stream broke", "peer", p.id, "err", err)
@@ -228,6 +232,10 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 			}
 		}
 		err := s.Send(batch)
+		if errors.Is(err, io.EOF) {
+			// The peer ended the stream; its status says why.
+			_, err = s.CloseAndRecv()
+		}
 		t.n.peerStream(p.id, len(batch.Messages), err)
 		if err != nil {
 			return sent, err
@@ -333,6 +341,9 @@ func (s *peerService) Send(stream cxkvrpc.Peer_SendServer) error {
 				return err
 			}
 			admitted = batch.GetFrom()
+		}
+		if err := s.n.refuseRemovedPeer(batch.GetFrom()); err != nil {
+			return toStatus(err)
 		}
 		for _, data := range batch.GetMessages() {
 			m := &pb.Message{}

@@ -26,4 +26,9 @@ const (
 	// ReasonWriteOutcomeUnknown: the write may be in the log and may apply
 	// (or have applied); retry with the same write id to learn its result.
 	ReasonWriteOutcomeUnknown = "WRITE_OUTCOME_UNKNOWN"
+
+	// ReasonMemberRemoved: a member refuses Raft traffic from a member that
+	// was removed from the cluster; the removed member stops serving when
+	// it reads this (it may not have learnt of its removal from the log).
+	ReasonMemberRemoved = "MEMBER_REMOVED"
 )

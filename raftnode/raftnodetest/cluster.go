@@ -253,3 +253,22 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 
 // Config is member i's config, for a test that starts it by hand.
 func (c *Cluster) Config(i int) raftnode.Config { return c.cfgs[i] }
+
+// Conn is a client of one member's KV and Cluster services.
+type Conn struct {
+	KV      cxkvrpc.KVClient
+	Cluster cxkvrpc.ClusterClient
+}
+
+// Dial connects to the member at addr (one not started by Start); the
+// connection closes at the end of the test.
+func Dial(t testing.TB, addr string) Conn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return Conn{KV: cxkvrpc.NewKVClient(conn), Cluster: cxkvrpc.NewClusterClient(conn)}
+}

@@ -1,0 +1,177 @@
+package raftnode_test
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/raftnode"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// wantRefusal checks that err has the code and names the problem.
+func wantRefusal(t *testing.T, what string, err error, code codes.Code, says string) {
+	t.Helper()
+	if status.Code(err) != code || !strings.Contains(err.Error(), says) {
+		t.Fatalf("%s: got %v; want %v saying %q", what, err, code, says)
+	}
+}
+
+// listen reserves a loopback address for a member to be started.
+func listen(t *testing.T) net.Listener {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func startMember(t *testing.T, cfg raftnode.Config) (*raftnode.Node, error) {
+	cfg.TickInterval, cfg.ElectionTicks, cfg.HeartbeatTicks = 10*time.Millisecond, 10, 1
+	n, err := raftnode.Start(cfg)
+	if err == nil {
+		t.Cleanup(func() { n.Stop() })
+	}
+	return n, err
+}
+
+func members(t *testing.T, c *raftnodetest.Cluster, i int) *cxkvpb.MemberListResponse {
+	t.Helper()
+	resp, err := c.ClusterClient(i).MemberList(ctxFor(t, 5*time.Second), &cxkvpb.MemberListRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// Grow a cluster by a learner that joins empty, promote it, move the
+// leadership to it and remove it again; each bad request on the way is
+// refused with its reason and changes nothing.
+func TestMembershipAddJoinPromoteRemove(t *testing.T) {
+	c := raftnodetest.Start(t, 3)
+	waitAllStarted(t, c)
+	lead := c.WaitLeader()
+	put(t, c.Client(lead), "before", "v", 0)
+	cc := c.ClusterClient(lead)
+	clusterID := members(t, c, lead).GetClusterId()
+
+	_, err := cc.MemberAdd(ctxFor(t, 5*time.Second), &cxkvpb.MemberAddRequest{Id: 2, Addr: "127.0.0.1:1"})
+	wantRefusal(t, "add of an existing id", err, codes.AlreadyExists, "member 2 already exists")
+	_, err = cc.MemberAdd(ctxFor(t, 5*time.Second), &cxkvpb.MemberAddRequest{Id: 9, Addr: "no-port"})
+	wantRefusal(t, "add of a bad address", err, codes.InvalidArgument, "no-port")
+
+	l4 := listen(t)
+	addr4 := l4.Addr().String()
+	if _, err := cc.MemberAdd(ctxFor(t, 5*time.Second), &cxkvpb.MemberAddRequest{Id: 4, Addr: addr4, Learner: true}); err != nil {
+		t.Fatal(err)
+	}
+	// A learner nobody started has not caught up.
+	_, err = cc.MemberPromote(ctxFor(t, 5*time.Second), &cxkvpb.MemberPromoteRequest{Id: 4})
+	wantRefusal(t, "promote of a lagging learner", err, codes.FailedPrecondition, "has not caught up")
+
+	dir := t.TempDir()
+	cfg := raftnode.Config{ID: 4, Addr: addr4, DataDir: filepath.Join(dir, "4"), Join: c.Endpoints(), JoinClusterID: clusterID + 1}
+	if _, err := startMember(t, cfg); err == nil || !strings.Contains(err.Error(), "wrong cluster") {
+		t.Fatalf("join to the wrong cluster: %v; want a refusal naming it", err)
+	}
+	cfg.JoinClusterID, cfg.Listener = clusterID, l4
+	n4, err := startMember(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raftnodetest.Eventually(t, 10*time.Second, "the learner applies the cluster's writes", func() bool {
+		return n4.Status().Applied >= members(t, c, lead).GetHeader().GetAppliedIndex()
+	})
+	raftnodetest.Eventually(t, 10*time.Second, "the learner is promoted once caught up", func() bool {
+		_, err := cc.MemberPromote(ctxFor(t, 5*time.Second), &cxkvpb.MemberPromoteRequest{Id: 4})
+		return err == nil
+	})
+	for _, m := range members(t, c, lead).GetMembers() {
+		if m.GetMember().GetId() == 4 && (m.GetMember().GetLearner() || m.GetMember().GetAddr() != addr4) {
+			t.Fatalf("member 4 after promote: %v", m)
+		}
+	}
+
+	if _, err := cc.MoveLeader(ctxFor(t, 5*time.Second), &cxkvpb.MoveLeaderRequest{Id: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if st := n4.Status(); st.Role != "leader" {
+		t.Fatalf("after move-leader to 4: %+v", st)
+	}
+	c4 := raftnodetest.Dial(t, addr4)
+	put(t, c4.KV, "on-4", "v", 0)
+	// The leader does not remove itself.
+	_, err = c4.Cluster.MemberRemove(ctxFor(t, 5*time.Second), &cxkvpb.MemberRemoveRequest{Id: 4})
+	wantRefusal(t, "remove of the leader", err, codes.FailedPrecondition, "move leadership first")
+	if _, err := c4.Cluster.MoveLeader(ctxFor(t, 5*time.Second), &cxkvpb.MoveLeaderRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	lead = c.WaitLeader()
+	if _, err := c.ClusterClient(lead).MemberRemove(ctxFor(t, 5*time.Second), &cxkvpb.MemberRemoveRequest{Id: 4}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-n4.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("removed member 4 still serving: %+v", n4.Status())
+	}
+	if st := n4.Status(); st.Role != "removed" {
+		t.Fatalf("removed member's status: %+v", st)
+	}
+	n4.Stop()
+	cfg.Listener = nil
+	if _, err := startMember(t, cfg); err == nil || !strings.Contains(err.Error(), "was removed") {
+		t.Fatalf("restart of a removed member: %v; want a refusal", err)
+	}
+	_, err = c.ClusterClient(lead).MemberAdd(ctxFor(t, 5*time.Second), &cxkvpb.MemberAddRequest{Id: 4, Addr: addr4})
+	wantRefusal(t, "add of a removed id", err, codes.AlreadyExists, "ids are never reused")
+	put(t, c.Client(lead), "after", "v", 0)
+}
+
+// A member moved to a new address (member update, then a restart there)
+// keeps working: its peers dial it where the replicated table says.
+func TestMemberUpdateMovesAMember(t *testing.T) {
+	c := raftnodetest.Start(t, 3)
+	waitAllStarted(t, c)
+	lead := c.WaitLeader()
+	moved := (lead + 1) % 3
+	cfg := c.Config(moved)
+	c.Stop(moved)
+	l := listen(t)
+	if _, err := c.ClusterClient(lead).MemberUpdate(ctxFor(t, 5*time.Second), &cxkvpb.MemberUpdateRequest{Id: cfg.ID, Addr: l.Addr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Addr, cfg.Listener = l.Addr().String(), l
+	n, err := startMember(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the moved member and the leader run: a write commits only if
+	// they reach each other at the new address.
+	other := 3 - lead - moved
+	c.Stop(other)
+	r := put(t, c.Client(lead), "k", "v", 0)
+	raftnodetest.Eventually(t, 10*time.Second, "the moved member applies the write", func() bool {
+		return n.Status().Applied >= r.GetHeader().GetAppliedIndex()
+	})
+}
+
+// The last voter cannot be removed.
+func TestRemoveOfTheLastVoterIsRefused(t *testing.T) {
+	c := raftnodetest.Start(t, 1)
+	_, err := c.ClusterClient(0).MemberRemove(ctxFor(t, 5*time.Second), &cxkvpb.MemberRemoveRequest{Id: 1})
+	wantRefusal(t, "remove of the last voter", err, codes.FailedPrecondition, "last voter")
+	put(t, c.Client(0), "k", "v", 0)
+}
