@@ -20,7 +20,10 @@ func TestMaxSizeValuesEndToEnd(t *testing.T) {
 		t.Skip("writes and replicates over 40 MiB; runs without -short")
 	}
 	cl, _ := start(t, func(cfg *raftnode.Config) {
-		cfg.SnapshotEntries, cfg.CatchUpEntries = 20, 5
+		// The watch below starts at the first put: the history (kept
+		// CatchUpEntries behind a snapshot) must still hold it after the
+		// cluster's own entries (bootstrap, the members' start records).
+		cfg.SnapshotEntries, cfg.CatchUpEntries = 20, 15
 		cfg.ElectionTicks = 50 // megabytes through a loaded test machine: no spurious elections
 	})
 	c := dialLarge(t, cl.Endpoints(), []grpc.DialOption{grpc.WithUnaryInterceptor(dropFirst("/cxkv.v1.KV/Txn"))})

@@ -238,7 +238,7 @@ func (n *Node) notLeader(lead uint64) error {
 		return fmt.Errorf("%w: member %d is not the leader and knows none", errNoLeader, n.cfg.ID)
 	}
 	addr := n.members.get().members[lead].GetAddr()
-	return fmt.Errorf("%w: member %d is not the leader; member %d at %s is", errChangeRefused, n.cfg.ID, lead, addr)
+	return fmt.Errorf("%w: member %d is not the leader; member %d (peer address %s) is", errNotLeader, n.cfg.ID, lead, addr)
 }
 
 // quorumAfter checks that the voters of a configuration would have a

@@ -118,8 +118,8 @@ func toStatus(err error) error {
 		return err // from gRPC itself (a peer or stream call): keep its code
 	}
 	st := status.New(codeOf(err), err.Error())
-	if errors.Is(err, errRemoved) {
-		if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Domain: cxkvpb.ErrorDomain, Reason: cxkvpb.ReasonMemberRemoved}); err == nil {
+	if reason := memberReason(err); reason != "" {
+		if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Domain: cxkvpb.ErrorDomain, Reason: reason}); err == nil {
 			st = withInfo
 		}
 	}
@@ -172,7 +172,7 @@ func codeOf(err error) codes.Code {
 		return codes.AlreadyExists
 	case errors.Is(err, errNotMember):
 		return codes.NotFound
-	case errors.Is(err, errChangeRefused), errors.Is(err, errWipedMember):
+	case errors.Is(err, errChangeRefused), errors.Is(err, errWipedMember), errors.Is(err, errNotLeader):
 		return codes.FailedPrecondition
 	}
 	return codes.Internal

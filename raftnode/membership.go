@@ -42,7 +42,22 @@ var (
 	// be unsafe now, or that names a member in the wrong state.
 	errChangeRefused = errors.New("membership change refused")
 	errInvalid       = errors.New("invalid request")
+	// errNotLeader: a change reached a follower; the client sends it to
+	// the leader (the status says NOT_LEADER).
+	errNotLeader = errors.New("not the leader")
 )
+
+// memberReason is the ErrorInfo reason toStatus gives a membership error
+// that a peer or client acts on.
+func memberReason(err error) string {
+	switch {
+	case errors.Is(err, errRemoved):
+		return cxkvpb.ReasonMemberRemoved
+	case errors.Is(err, errNotLeader):
+		return cxkvpb.ReasonNotLeader
+	}
+	return ""
+}
 
 // replaceRunbook is what an operator does when a member's disk is gone.
 const replaceRunbook = "replace it instead (README, \"Replace a member whose disk is gone\"): " +

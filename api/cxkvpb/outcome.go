@@ -31,4 +31,7 @@ const (
 	// was removed from the cluster; the removed member stops serving when
 	// it reads this (it may not have learnt of its removal from the log).
 	ReasonMemberRemoved = "MEMBER_REMOVED"
+	// ReasonNotLeader: a membership change or leader transfer reached a
+	// member that is not the leader; send it to the leader.
+	ReasonNotLeader = "NOT_LEADER"
 )

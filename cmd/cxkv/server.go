@@ -68,7 +68,7 @@ joins the right cluster):
     --join 127.0.0.1:7001,127.0.0.1:7002 --cluster-id 5c0ffee
 
 SIGTERM on the leader first hands leadership to the most caught-up voter
-(waiting at most an election timeout or two), so writes pause for a round
+(waiting at most four election timeouts), so writes pause for a round
 trip rather than an election.
 
 --peer-addr gives the Raft traffic between members a port of its own
@@ -198,8 +198,9 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			select {
 			case s := <-sig:
 				logger.Info("shutting down", "signal", s.String())
-				handOffLeadership(node, logger)
-				return node.Stop()
+				// A leader hands off first: a bounded wait, a few election
+				// timeouts at most.
+				return node.Shutdown(time.Duration(4*electionTicks) * tick)
 			case <-node.Done():
 				// The member halted: it cannot persist, so it serves
 				// nothing. Exit non-zero for a supervisor to restart it;

@@ -172,6 +172,17 @@ func (c *Cluster) Stop(i int) {
 	}
 }
 
+// Shutdown stops member i as SIGTERM does: a leader hands off its
+// leadership first.
+func (c *Cluster) Shutdown(i int) {
+	if m := c.Members[i]; m != nil {
+		if err := m.Shutdown(time.Second); err != nil {
+			c.t.Errorf("shut down member %d: %v", i+1, err)
+		}
+		c.Members[i] = nil
+	}
+}
+
 // Crash stops member i as a power loss would leave it: whatever its Stop
 // reports is ignored (its disk is being abandoned), and its next start
 // (Revive) opens fs, the crashed disk's state. The caller cuts the member
