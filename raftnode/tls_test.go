@@ -182,7 +182,7 @@ func TestPeerTLSRefusesNonMembersAndCountsThem(t *testing.T) {
 	c, pki := startTLS(t)
 	target := c.Members[0]
 	peerAddr := c.PeerAddrs()[0]
-	clusterID := raftnode.ClusterID(map[uint64]string{1: c.PeerAddrs()[0], 2: c.PeerAddrs()[1], 3: c.PeerAddrs()[2]})
+	clusterID := raftnode.ClusterID("", map[uint64]string{1: c.PeerAddrs()[0], 2: c.PeerAddrs()[1], 3: c.PeerAddrs()[2]})
 	refusedCount := func(reason string) float64 {
 		return raftnodetest.Scrape(t, target.Handler()).Value(t, "cxkv_peer_refused_total", "reason="+reason)
 	}
