@@ -60,7 +60,12 @@ func (g *peerGuard) admit(ctx context.Context, clusterID, from uint64) error {
 	if clusterID != n.clusterID {
 		return g.refuse("cluster", fmt.Errorf("member %d of cluster %x refuses messages from member %d of cluster %x", n.cfg.ID, n.clusterID, from, clusterID))
 	}
-	addr, ok := n.cfg.Peers[from]
+	if err := n.refuseRemovedPeer(from); err != nil {
+		return toStatus(err) // says MEMBER_REMOVED: the removed member stops
+	}
+	// The members as the replicated table has them now: one added since
+	// this member started is admitted, a removed one is not.
+	addr, ok := n.members.get().addrs()[from]
 	if !ok || from == n.cfg.ID {
 		return g.refuse("member", fmt.Errorf("member %d refuses messages from %d: not another member of cluster %x", n.cfg.ID, from, n.clusterID))
 	}
