@@ -43,12 +43,15 @@ type Node struct {
 	feed    eventFeed
 	status  atomic.Pointer[Status]
 	snaps   snapshotHolder
-	expiry  *expiryQueue
-	clock   *clusterClock
-	metrics metrics
-	health  healthService
-	tracer  *writeTracer // nil unless cfg.TraceWrites
-	applier *applier
+	// historyFloor: the store holds no event at or below it. Ready
+	// goroutine only.
+	historyFloor uint64
+	expiry       *expiryQueue
+	clock        *clusterClock
+	metrics      metrics
+	health       healthService
+	tracer       *writeTracer // nil unless cfg.TraceWrites
+	applier      *applier
 
 	ids           proposalIDs
 	proposalBytes *byteBudget
@@ -159,6 +162,9 @@ func (n *Node) open() error {
 	}
 	n.feed.reset(applied)
 	n.applied.set(applied)
+	if err := n.resetHistoryFloor(); err != nil {
+		return err
+	}
 	rc := &raft.Config{
 		ID:              n.cfg.ID,
 		ElectionTick:    n.cfg.ElectionTicks,

@@ -174,6 +174,10 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 	if rd.SoftState != nil {
 		n.expiry.leadershipChanged(*leader)
 	}
+	// History retention reads the applied index only: the applier may run.
+	if err := n.maybeCompactHistory(); err != nil {
+		return err
+	}
 	// A snapshot reads the state at the applied index: only with the
 	// applier idle.
 	if !n.snapshotDue() {
@@ -314,6 +318,9 @@ func roleName(s raft.StateType) string {
 func (n *Node) snapshotInstalled(meta *pb.SnapshotMetadata) error {
 	n.feed.reset(meta.GetIndex())
 	n.applied.set(meta.GetIndex())
+	if err := n.resetHistoryFloor(); err != nil {
+		return err
+	}
 	n.cfg.Logger.Info("restored snapshot", "index", meta.GetIndex(), "term", meta.GetTerm())
 	return n.snaps.take(n)
 }

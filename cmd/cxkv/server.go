@@ -27,6 +27,7 @@ func newServerCmd(e env) *cobra.Command {
 		tick                   time.Duration
 		electionTicks          int
 		snapshotEntries        uint64
+		historyEntries         uint64
 		limits                 = cmpxchg.DefaultLimits()
 		logLevel, logFormat    string
 		pprofAddr, metricsAddr string
@@ -90,6 +91,9 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			} else if err := checkListenAddr(listenAddr); err != nil {
 				return usageError{fmt.Errorf("--listen-addr %q: %w", listenAddr, err)}
 			}
+			if historyEntries == 0 {
+				return usageError{fmt.Errorf("--history-entries must be positive")}
+			}
 			peerListen, peerAdvertise, err := peerAddrs.resolve()
 			if err != nil {
 				return usageError{err}
@@ -149,7 +153,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 				ID: id, Addr: advertise, Listener: lis, DataDir: dataDir, Peers: peers,
 				PeerAddr: peerAdvertise, PeerListener: peerLis, ClientTLS: clientTLS, PeerTLS: peerTLS,
 				TickInterval: tick, ElectionTicks: electionTicks,
-				SnapshotEntries: snapshotEntries, Limits: limits, Logger: logger,
+				SnapshotEntries: snapshotEntries, HistoryEntries: historyEntries, Limits: limits, Logger: logger,
 				SlowRequest: slowRequest, TraceWrites: traceWrites,
 			})
 			if err != nil {
@@ -196,6 +200,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 	f.DurationVar(&tick, "tick", 100*time.Millisecond, "raft tick interval")
 	f.IntVar(&electionTicks, "election-ticks", 10, "ticks without a leader before an election")
 	f.Uint64Var(&snapshotEntries, "snapshot-entries", 10000, "applied entries between snapshots (the log keeps half that behind one)")
+	f.Uint64Var(&historyEntries, "history-entries", 10000, "watch history kept, in applied indexes: a watch may resume from any of the last this many (independent of --snapshot-entries)")
 	f.IntVar(&limits.MaxValueBytes, "max-value-bytes", limits.MaxValueBytes, fmt.Sprintf("largest value accepted (at most %d)", cmpxchg.MaxValueBytesLimit))
 	f.IntVar(&limits.MaxTxnOps, "max-txn-ops", limits.MaxTxnOps, fmt.Sprintf("most compares plus operations in one transaction (at most %d)", cmpxchg.MaxTxnOpsLimit))
 	f.IntVar(&limits.MaxTxnBytes, "max-txn-bytes", limits.MaxTxnBytes, fmt.Sprintf("most bytes of keys and values in one transaction (at most %d)", cmpxchg.MaxTxnBytesLimit))
