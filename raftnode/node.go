@@ -46,6 +46,9 @@ type Node struct {
 	// historyFloor: the store holds no event at or below it. Ready
 	// goroutine only.
 	historyFloor uint64
+	// steppedSnaps: staged snapshots whose MsgSnap raft was given since
+	// the last Ready (snapshotstream.go). Ready goroutine only.
+	steppedSnaps []string
 	expiry       *expiryQueue
 	clock        *clusterClock
 	metrics      metrics

@@ -78,6 +78,7 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 		if n.tracer != nil {
 			n.tracer.stepped(r.m)
 		}
+		n.stepped(r.m)
 	case p := <-n.propc:
 		n.proposeNow(p)
 	case r := <-n.readc:
@@ -150,6 +151,7 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 	if n.tracer != nil {
 		n.tracer.persisted(rd.Entries, time.Now())
 	}
+	n.discardStaged(rd)
 	if snapshot {
 		if err := n.snapshotInstalled(rd.Snapshot.GetMetadata()); err != nil {
 			return err

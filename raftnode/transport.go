@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,7 @@ import (
 // messages (raft retransmits); a broken stream is reported unreachable and
 // redialled with backoff, which starts over once a stream has carried
 // messages. Snapshots go on their own stream so a large one never delays
-// heartbeats.
+// heartbeats (snapshotstream.go).
 type transport struct {
 	n     *Node
 	peers map[uint64]*peer
@@ -224,78 +225,6 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 // after carrying messages.
 func (n *Node) PeerStreamResets() uint64 { return n.grpcPeers.resets.Load() }
 
-const snapshotChunk = 256 << 10
-
-func (t *transport) sendSnapshot(p *peer, m *pb.Message) {
-	held := t.n.snaps.acquire(m.GetSnapshot().GetMetadata().GetIndex())
-	if held == nil {
-		t.report(func(rn *raft.RawNode) { rn.ReportSnapshot(p.id, raft.SnapshotFailure) })
-		return
-	}
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		defer t.n.snaps.release(held)
-		status := raft.SnapshotFinish
-		start := time.Now()
-		err := t.streamSnapshot(p, m, held)
-		t.n.snapshotSent(p.id, held.index, start, err)
-		if err != nil {
-			t.n.cfg.Logger.Warn("sending snapshot failed", "peer", p.id, "err", err)
-			status = raft.SnapshotFailure
-		}
-		t.report(func(rn *raft.RawNode) { rn.ReportSnapshot(p.id, status) })
-	}()
-}
-
-func (t *transport) streamSnapshot(p *peer, m *pb.Message, held *heldSnapshot) error {
-	ctx, cancel := t.context(time.Minute)
-	defer cancel()
-	s, err := cxkvrpc.NewPeerClient(p.conn).Snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	head, err := proto.Marshal(m)
-	if err != nil {
-		return err
-	}
-	if err := s.Send(&cxkvpb.SnapshotChunk{ClusterId: t.n.clusterID, Message: head}); err != nil {
-		return err
-	}
-	w := &chunkWriter{s: s}
-	if _, err := held.state.WriteTo(w); err != nil {
-		return err
-	}
-	if err := w.flush(); err != nil {
-		return err
-	}
-	_, err = s.CloseAndRecv()
-	return err
-}
-
-type chunkWriter struct {
-	s   cxkvrpc.Peer_SnapshotClient
-	buf []byte
-}
-
-func (w *chunkWriter) Write(p []byte) (int, error) {
-	w.buf = append(w.buf, p...)
-	for len(w.buf) >= snapshotChunk {
-		if err := w.s.Send(&cxkvpb.SnapshotChunk{Data: w.buf[:snapshotChunk]}); err != nil {
-			return 0, err
-		}
-		w.buf = append([]byte(nil), w.buf[snapshotChunk:]...)
-	}
-	return len(p), nil
-}
-
-func (w *chunkWriter) flush() error {
-	if len(w.buf) == 0 {
-		return nil
-	}
-	return w.s.Send(&cxkvpb.SnapshotChunk{Data: w.buf})
-}
-
 // peerService receives what other members' transports send.
 type peerService struct {
 	cxkvrpc.UnimplementedPeerServer
@@ -325,6 +254,10 @@ func (s *peerService) Send(stream cxkvrpc.Peer_SendServer) error {
 			}
 			if err := s.n.peerGuard.sender(admitted, m.GetFrom()); err != nil {
 				return err
+			}
+			if m.GetType() == pb.MsgSnap {
+				// Its Data would be taken for a staged snapshot's name.
+				return fmt.Errorf("member %d: a snapshot arrived on the message stream from member %d; snapshots have their own", s.n.cfg.ID, batch.GetFrom())
 			}
 			s.n.metrics.heartbeat(m, false)
 			if err := s.deliver(stream.Context(), m, len(data)); err != nil {
@@ -357,42 +290,6 @@ func (s *peerService) deliver(ctx context.Context, m *pb.Message, size int) erro
 type received struct {
 	m    *pb.Message
 	size int
-}
-
-// Snapshot receives a whole state stream before handing the message to raft
-// with the stream as its data; the Ready goroutine validates and restores it.
-func (s *peerService) Snapshot(stream cxkvrpc.Peer_SnapshotServer) error {
-	start := time.Now()
-	var m *pb.Message
-	var data []byte
-	for {
-		c, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if m == nil {
-			m = &pb.Message{}
-			if err := proto.Unmarshal(c.GetMessage(), m); err != nil {
-				return err
-			}
-			if err := s.n.peerGuard.admit(stream.Context(), c.GetClusterId(), m.GetFrom()); err != nil {
-				return err
-			}
-		}
-		data = append(data, c.GetData()...)
-	}
-	if m == nil || m.GetSnapshot() == nil {
-		return errors.New("snapshot stream carried no MsgSnap")
-	}
-	m.Snapshot.Data = data
-	if err := s.deliver(stream.Context(), m, len(data)); err != nil {
-		return err
-	}
-	s.n.snapshotReceived(m, len(data), start)
-	return stream.SendAndClose(&cxkvpb.PeerAck{})
 }
 
 // Raft's flow control towards each follower.
