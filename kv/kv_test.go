@@ -318,7 +318,7 @@ func TestStagedSnapshotIsClearedOnOpen(t *testing.T) {
 	}
 	ss.Close()
 	size := stream.Len()
-	st, err := s.StageState(&stream)
+	st, err := s.StageState(&stream, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,8 +144,10 @@ type StagedState struct {
 // with the stream: frames go to the table writer as they arrive. The table
 // replaces the state when installed: it carries range deletions of every
 // state prefix and of the history, its keys, and the event floor set to the
-// snapshot's applied index (the history restarts there).
-func (s *Store) StageState(r io.Reader) (StagedState, error) {
+// snapshot's applied index (the history restarts there). A non-nil
+// confState replaces the Raft configuration stored with the state: a
+// backup restored into a new cluster takes that cluster's members.
+func (s *Store) StageState(r io.Reader, confState []byte) (StagedState, error) {
 	d, err := newSnapshotDecoder(r)
 	if err != nil {
 		return StagedState{}, err
@@ -162,7 +164,7 @@ func (s *Store) StageState(r io.Reader) (StagedState, error) {
 		return StagedState{}, fmt.Errorf("kv: stage snapshot: %w", err)
 	}
 	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), sstable.WriterOptions{TableFormat: s.db.TableFormat()})
-	err = writeStaged(w, d)
+	err = writeStaged(w, d, confState)
 	if cerr := w.Close(); err == nil && cerr != nil { // Close syncs the table
 		err = fmt.Errorf("kv: stage snapshot: %w", cerr)
 	}
@@ -173,7 +175,7 @@ func (s *Store) StageState(r io.Reader) (StagedState, error) {
 	return StagedState{Name: name, SnapshotInfo: d.info}, nil
 }
 
-func writeStaged(w *sstable.Writer, d *snapshotDecoder) error {
+func writeStaged(w *sstable.Writer, d *snapshotDecoder, confState []byte) error {
 	// Range deletions must be added in order and not overlap; in an
 	// ingested table they delete older keys, not the table's own.
 	cleared := append([]byte{prefixEvent}, statePrefixes...)
@@ -183,44 +185,44 @@ func writeStaged(w *sstable.Writer, d *snapshotDecoder) error {
 			return fmt.Errorf("kv: stage snapshot: %w", err)
 		}
 	}
-	floorKey := metaKey(metaEventFloor)
-	floorDone := false
-	writeFloor := func() error {
-		floorDone = true
-		return w.Set(floorKey, binary.BigEndian.AppendUint64(nil, d.info.Applied))
+	// Keys the receiver sets itself, in key order, each in place of the
+	// stream's (or where it would sort, if the stream has none). The
+	// floor's value is the applied index, whose key sorts before it.
+	type override struct {
+		key   []byte
+		value func() []byte
 	}
+	var overrides []override
+	if confState != nil {
+		overrides = append(overrides, override{metaKey(metaConfState), func() []byte { return confState }})
+	}
+	overrides = append(overrides, override{metaKey(metaEventFloor), func() []byte {
+		return binary.BigEndian.AppendUint64(nil, d.info.Applied)
+	}})
 	for {
 		key, val, ok, err := d.next()
 		if err != nil {
 			return err
 		}
-		if !ok {
-			break
-		}
-		if !floorDone {
-			switch c := bytes.Compare(key, floorKey); {
-			case c == 0:
-				// The sender's floor is its own history's; ours restarts.
-				if err := writeFloor(); err != nil {
-					return fmt.Errorf("kv: stage snapshot: %w", err)
-				}
-				continue
-			case c > 0:
-				if err := writeFloor(); err != nil {
-					return fmt.Errorf("kv: stage snapshot: %w", err)
-				}
+		for len(overrides) > 0 && (!ok || bytes.Compare(key, overrides[0].key) >= 0) {
+			if err := w.Set(overrides[0].key, overrides[0].value()); err != nil {
+				return fmt.Errorf("kv: stage snapshot: %w", err)
 			}
+			if ok && bytes.Equal(key, overrides[0].key) {
+				key = nil // replaced
+			}
+			overrides = overrides[1:]
+		}
+		if !ok {
+			return nil
+		}
+		if key == nil {
+			continue
 		}
 		if err := w.Set(key, val); err != nil {
 			return fmt.Errorf("kv: stage snapshot: %w", err)
 		}
 	}
-	if !floorDone {
-		if err := writeFloor(); err != nil {
-			return fmt.Errorf("kv: stage snapshot: %w", err)
-		}
-	}
-	return nil
 }
 
 // InstallStaged replaces the whole state by a staged snapshot, atomically
@@ -296,7 +298,7 @@ func (s *Store) path(elem ...string) string {
 // identity are not touched. The history restarts at the restored applied
 // index.
 func (s *Store) RestoreState(r io.Reader) error {
-	st, err := s.StageState(r)
+	st, err := s.StageState(r, nil)
 	if err != nil {
 		return err
 	}

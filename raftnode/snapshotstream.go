@@ -95,7 +95,8 @@ func (t *transport) streamSnapshot(p *peer, m *pb.Message, held *heldSnapshot) (
 	if err := s.Send(&cxkvpb.SnapshotChunk{ClusterId: t.n.clusterID, Message: head}); err != nil {
 		return err
 	}
-	w := &chunkWriter{send: s.Send, progress: progress, buf: make([]byte, 0, snapshotChunk)}
+	send := func(data []byte) error { return s.Send(&cxkvpb.SnapshotChunk{Data: data}) }
+	w := newChunkWriter(send, progress)
 	if _, err := held.state.WriteTo(w); err != nil {
 		return err
 	}
@@ -106,11 +107,16 @@ func (t *transport) streamSnapshot(p *peer, m *pb.Message, held *heldSnapshot) (
 	return err
 }
 
-// chunkWriter cuts a stream into SnapshotChunks of snapshotChunk bytes.
+// chunkWriter cuts a stream into messages of snapshotChunk bytes: the
+// peer stream's and a backup's.
 type chunkWriter struct {
-	send     func(*cxkvpb.SnapshotChunk) error
+	send     func([]byte) error
 	progress func()
 	buf      []byte
+}
+
+func newChunkWriter(send func([]byte) error, progress func()) *chunkWriter {
+	return &chunkWriter{send: send, progress: progress, buf: make([]byte, 0, snapshotChunk)}
 }
 
 func (w *chunkWriter) Write(p []byte) (int, error) {
@@ -134,7 +140,7 @@ func (w *chunkWriter) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	if err := w.send(&cxkvpb.SnapshotChunk{Data: w.buf}); err != nil {
+	if err := w.send(w.buf); err != nil {
 		return err
 	}
 	w.progress()

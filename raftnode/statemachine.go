@@ -159,7 +159,7 @@ func (m *kvMachine) Snapshot() (StateSnapshot, error) {
 }
 
 func (m *kvMachine) Stage(r io.Reader) (string, error) {
-	st, err := m.store.StageState(r)
+	st, err := m.store.StageState(r, nil)
 	return st.Name, err
 }
 

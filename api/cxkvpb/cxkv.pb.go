@@ -1685,6 +1685,110 @@ func (x *SessionsResponse) GetMore() bool {
 	return false
 }
 
+// SnapshotRequest asks a member for a backup: its whole state, at one
+// applied index, as a checksummed snapshot stream (the format members send
+// each other and `cxkv snapshot restore` takes).
+type SnapshotRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Without it the member first waits until it has applied every write
+	// committed when the request arrived (a linearizable read); with it, it
+	// copies what it has.
+	Serializable  bool `protobuf:"varint,1,opt,name=serializable,proto3" json:"serializable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_cxkv_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SnapshotRequest) GetSerializable() bool {
+	if x != nil {
+		return x.Serializable
+	}
+	return false
+}
+
+// SnapshotResponse is one piece of the stream, in order. The first carries
+// the header, whose applied_index is the index of the state copied.
+type SnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotResponse) Reset() {
+	*x = SnapshotResponse{}
+	mi := &file_cxkv_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotResponse) ProtoMessage() {}
+
+func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SnapshotResponse) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *SnapshotResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1693,7 +1797,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cxkv_proto_msgTypes[22]
+	mi := &file_cxkv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1809,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[22]
+	mi := &file_cxkv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1822,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{22}
+	return file_cxkv_proto_rawDescGZIP(), []int{24}
 }
 
 type Member struct {
@@ -1731,7 +1835,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_cxkv_proto_msgTypes[23]
+	mi := &file_cxkv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1847,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[23]
+	mi := &file_cxkv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1860,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{23}
+	return file_cxkv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Member) GetId() uint64 {
@@ -1795,7 +1899,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cxkv_proto_msgTypes[24]
+	mi := &file_cxkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1911,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[24]
+	mi := &file_cxkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1924,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{24}
+	return file_cxkv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StatusResponse) GetHeader() *Header {
@@ -1905,7 +2009,7 @@ type ExpireCommand struct {
 
 func (x *ExpireCommand) Reset() {
 	*x = ExpireCommand{}
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2021,7 @@ func (x *ExpireCommand) String() string {
 func (*ExpireCommand) ProtoMessage() {}
 
 func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2034,7 @@ func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireCommand.ProtoReflect.Descriptor instead.
 func (*ExpireCommand) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{25}
+	return file_cxkv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ExpireCommand) GetKey() string {
@@ -1974,7 +2078,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1986,7 +2090,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +2103,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{26}
+	return file_cxkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Command) GetProposalId() uint64 {
@@ -2111,7 +2215,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2227,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2240,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{27}
+	return file_cxkv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CommandResult) GetResult() isCommandResult_Result {
@@ -2222,7 +2326,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_cxkv_proto_msgTypes[28]
+	mi := &file_cxkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2338,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[28]
+	mi := &file_cxkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2351,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{28}
+	return file_cxkv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CommandError) GetCode() uint32 {
@@ -2278,7 +2382,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_cxkv_proto_msgTypes[29]
+	mi := &file_cxkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2394,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[29]
+	mi := &file_cxkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2407,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{29}
+	return file_cxkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RaftBatch) GetClusterId() uint64 {
@@ -2342,7 +2446,7 @@ type PeerAck struct {
 
 func (x *PeerAck) Reset() {
 	*x = PeerAck{}
-	mi := &file_cxkv_proto_msgTypes[30]
+	mi := &file_cxkv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2458,7 @@ func (x *PeerAck) String() string {
 func (*PeerAck) ProtoMessage() {}
 
 func (x *PeerAck) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[30]
+	mi := &file_cxkv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2471,7 @@ func (x *PeerAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerAck.ProtoReflect.Descriptor instead.
 func (*PeerAck) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{30}
+	return file_cxkv_proto_rawDescGZIP(), []int{32}
 }
 
 // SnapshotChunk streams a state snapshot; the first chunk carries the
@@ -2383,7 +2487,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_cxkv_proto_msgTypes[31]
+	mi := &file_cxkv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2499,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[31]
+	mi := &file_cxkv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2512,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{31}
+	return file_cxkv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SnapshotChunk) GetClusterId() uint64 {
@@ -2567,7 +2671,12 @@ const file_cxkv_proto_rawDesc = "" +
 	"\x10SessionsResponse\x12'\n" +
 	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12,\n" +
 	"\bsessions\x18\x02 \x03(\v2\x10.cxkv.v1.SessionR\bsessions\x12\x12\n" +
-	"\x04more\x18\x03 \x01(\bR\x04more\"\x0f\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"5\n" +
+	"\x0fSnapshotRequest\x12\"\n" +
+	"\fserializable\x18\x01 \x01(\bR\fserializable\"O\n" +
+	"\x10SnapshotResponse\x12'\n" +
+	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x0f\n" +
 	"\rStatusRequest\",\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
@@ -2638,7 +2747,7 @@ func file_cxkv_proto_rawDescGZIP() []byte {
 }
 
 var file_cxkv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_cxkv_proto_goTypes = []any{
 	(Compare_Op)(0),          // 0: cxkv.v1.Compare.Op
 	(TxnOp_Type)(0),          // 1: cxkv.v1.TxnOp.Type
@@ -2665,16 +2774,18 @@ var file_cxkv_proto_goTypes = []any{
 	(*SessionsRequest)(nil),  // 22: cxkv.v1.SessionsRequest
 	(*Session)(nil),          // 23: cxkv.v1.Session
 	(*SessionsResponse)(nil), // 24: cxkv.v1.SessionsResponse
-	(*StatusRequest)(nil),    // 25: cxkv.v1.StatusRequest
-	(*Member)(nil),           // 26: cxkv.v1.Member
-	(*StatusResponse)(nil),   // 27: cxkv.v1.StatusResponse
-	(*ExpireCommand)(nil),    // 28: cxkv.v1.ExpireCommand
-	(*Command)(nil),          // 29: cxkv.v1.Command
-	(*CommandResult)(nil),    // 30: cxkv.v1.CommandResult
-	(*CommandError)(nil),     // 31: cxkv.v1.CommandError
-	(*RaftBatch)(nil),        // 32: cxkv.v1.RaftBatch
-	(*PeerAck)(nil),          // 33: cxkv.v1.PeerAck
-	(*SnapshotChunk)(nil),    // 34: cxkv.v1.SnapshotChunk
+	(*SnapshotRequest)(nil),  // 25: cxkv.v1.SnapshotRequest
+	(*SnapshotResponse)(nil), // 26: cxkv.v1.SnapshotResponse
+	(*StatusRequest)(nil),    // 27: cxkv.v1.StatusRequest
+	(*Member)(nil),           // 28: cxkv.v1.Member
+	(*StatusResponse)(nil),   // 29: cxkv.v1.StatusResponse
+	(*ExpireCommand)(nil),    // 30: cxkv.v1.ExpireCommand
+	(*Command)(nil),          // 31: cxkv.v1.Command
+	(*CommandResult)(nil),    // 32: cxkv.v1.CommandResult
+	(*CommandError)(nil),     // 33: cxkv.v1.CommandError
+	(*RaftBatch)(nil),        // 34: cxkv.v1.RaftBatch
+	(*PeerAck)(nil),          // 35: cxkv.v1.PeerAck
+	(*SnapshotChunk)(nil),    // 36: cxkv.v1.SnapshotChunk
 }
 var file_cxkv_proto_depIdxs = []int32{
 	4,  // 0: cxkv.v1.GetResponse.header:type_name -> cxkv.v1.Header
@@ -2703,21 +2814,22 @@ var file_cxkv_proto_depIdxs = []int32{
 	3,  // 23: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
 	4,  // 24: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
 	23, // 25: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
-	4,  // 26: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
-	26, // 27: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
-	8,  // 28: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
-	10, // 29: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
-	17, // 30: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
-	28, // 31: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
-	9,  // 32: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
-	11, // 33: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
-	18, // 34: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
-	31, // 35: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	4,  // 26: cxkv.v1.SnapshotResponse.header:type_name -> cxkv.v1.Header
+	4,  // 27: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
+	28, // 28: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
+	8,  // 29: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
+	10, // 30: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
+	17, // 31: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
+	30, // 32: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
+	9,  // 33: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
+	11, // 34: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
+	18, // 35: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
+	33, // 36: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_cxkv_proto_init() }
@@ -2725,13 +2837,13 @@ func file_cxkv_proto_init() {
 	if File_cxkv_proto != nil {
 		return
 	}
-	file_cxkv_proto_msgTypes[26].OneofWrappers = []any{
+	file_cxkv_proto_msgTypes[28].OneofWrappers = []any{
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
 		(*Command_Txn)(nil),
 		(*Command_Expire)(nil),
 	}
-	file_cxkv_proto_msgTypes[27].OneofWrappers = []any{
+	file_cxkv_proto_msgTypes[29].OneofWrappers = []any{
 		(*CommandResult_Put)(nil),
 		(*CommandResult_Delete)(nil),
 		(*CommandResult_Txn)(nil),
@@ -2743,7 +2855,7 @@ func file_cxkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cxkv_proto_rawDesc), len(file_cxkv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -32,7 +32,7 @@ var File_cxkv_rpc_proto protoreflect.FileDescriptor
 const file_cxkv_rpc_proto_rawDesc = "" +
 	"\n" +
 	"\x0ecxkv_rpc.proto\x12\acxkv.v1\x1a\n" +
-	"cxkv.proto2\xc0\x03\n" +
+	"cxkv.proto2\x83\x04\n" +
 	"\x02KV\x120\n" +
 	"\x03Get\x12\x13.cxkv.v1.GetRequest\x1a\x14.cxkv.v1.GetResponse\x120\n" +
 	"\x03Put\x12\x13.cxkv.v1.PutRequest\x1a\x14.cxkv.v1.PutResponse\x129\n" +
@@ -41,7 +41,8 @@ const file_cxkv_rpc_proto_rawDesc = "" +
 	"\x03Txn\x12\x13.cxkv.v1.TxnRequest\x1a\x14.cxkv.v1.TxnResponse\x128\n" +
 	"\x05Watch\x12\x15.cxkv.v1.WatchRequest\x1a\x16.cxkv.v1.WatchResponse0\x01\x129\n" +
 	"\x06Status\x12\x16.cxkv.v1.StatusRequest\x1a\x17.cxkv.v1.StatusResponse\x12?\n" +
-	"\bSessions\x12\x18.cxkv.v1.SessionsRequest\x1a\x19.cxkv.v1.SessionsResponse2n\n" +
+	"\bSessions\x12\x18.cxkv.v1.SessionsRequest\x1a\x19.cxkv.v1.SessionsResponse\x12A\n" +
+	"\bSnapshot\x12\x18.cxkv.v1.SnapshotRequest\x1a\x19.cxkv.v1.SnapshotResponse0\x012n\n" +
 	"\x04Peer\x12.\n" +
 	"\x04Send\x12\x12.cxkv.v1.RaftBatch\x1a\x10.cxkv.v1.PeerAck(\x01\x126\n" +
 	"\bSnapshot\x12\x16.cxkv.v1.SnapshotChunk\x1a\x10.cxkv.v1.PeerAck(\x01B\"Z github.com/cxkv/cxkv/api/cxkvrpcb\x06proto3"
@@ -55,17 +56,19 @@ var file_cxkv_rpc_proto_goTypes = []any{
 	(*cxkvpb.WatchRequest)(nil),     // 5: cxkv.v1.WatchRequest
 	(*cxkvpb.StatusRequest)(nil),    // 6: cxkv.v1.StatusRequest
 	(*cxkvpb.SessionsRequest)(nil),  // 7: cxkv.v1.SessionsRequest
-	(*cxkvpb.RaftBatch)(nil),        // 8: cxkv.v1.RaftBatch
-	(*cxkvpb.SnapshotChunk)(nil),    // 9: cxkv.v1.SnapshotChunk
-	(*cxkvpb.GetResponse)(nil),      // 10: cxkv.v1.GetResponse
-	(*cxkvpb.PutResponse)(nil),      // 11: cxkv.v1.PutResponse
-	(*cxkvpb.DeleteResponse)(nil),   // 12: cxkv.v1.DeleteResponse
-	(*cxkvpb.ListResponse)(nil),     // 13: cxkv.v1.ListResponse
-	(*cxkvpb.TxnResponse)(nil),      // 14: cxkv.v1.TxnResponse
-	(*cxkvpb.WatchResponse)(nil),    // 15: cxkv.v1.WatchResponse
-	(*cxkvpb.StatusResponse)(nil),   // 16: cxkv.v1.StatusResponse
-	(*cxkvpb.SessionsResponse)(nil), // 17: cxkv.v1.SessionsResponse
-	(*cxkvpb.PeerAck)(nil),          // 18: cxkv.v1.PeerAck
+	(*cxkvpb.SnapshotRequest)(nil),  // 8: cxkv.v1.SnapshotRequest
+	(*cxkvpb.RaftBatch)(nil),        // 9: cxkv.v1.RaftBatch
+	(*cxkvpb.SnapshotChunk)(nil),    // 10: cxkv.v1.SnapshotChunk
+	(*cxkvpb.GetResponse)(nil),      // 11: cxkv.v1.GetResponse
+	(*cxkvpb.PutResponse)(nil),      // 12: cxkv.v1.PutResponse
+	(*cxkvpb.DeleteResponse)(nil),   // 13: cxkv.v1.DeleteResponse
+	(*cxkvpb.ListResponse)(nil),     // 14: cxkv.v1.ListResponse
+	(*cxkvpb.TxnResponse)(nil),      // 15: cxkv.v1.TxnResponse
+	(*cxkvpb.WatchResponse)(nil),    // 16: cxkv.v1.WatchResponse
+	(*cxkvpb.StatusResponse)(nil),   // 17: cxkv.v1.StatusResponse
+	(*cxkvpb.SessionsResponse)(nil), // 18: cxkv.v1.SessionsResponse
+	(*cxkvpb.SnapshotResponse)(nil), // 19: cxkv.v1.SnapshotResponse
+	(*cxkvpb.PeerAck)(nil),          // 20: cxkv.v1.PeerAck
 }
 var file_cxkv_rpc_proto_depIdxs = []int32{
 	0,  // 0: cxkv.v1.KV.Get:input_type -> cxkv.v1.GetRequest
@@ -76,20 +79,22 @@ var file_cxkv_rpc_proto_depIdxs = []int32{
 	5,  // 5: cxkv.v1.KV.Watch:input_type -> cxkv.v1.WatchRequest
 	6,  // 6: cxkv.v1.KV.Status:input_type -> cxkv.v1.StatusRequest
 	7,  // 7: cxkv.v1.KV.Sessions:input_type -> cxkv.v1.SessionsRequest
-	8,  // 8: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
-	9,  // 9: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
-	10, // 10: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
-	11, // 11: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
-	12, // 12: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
-	13, // 13: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
-	14, // 14: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
-	15, // 15: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
-	16, // 16: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
-	17, // 17: cxkv.v1.KV.Sessions:output_type -> cxkv.v1.SessionsResponse
-	18, // 18: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
-	18, // 19: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
-	10, // [10:20] is the sub-list for method output_type
-	0,  // [0:10] is the sub-list for method input_type
+	8,  // 8: cxkv.v1.KV.Snapshot:input_type -> cxkv.v1.SnapshotRequest
+	9,  // 9: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
+	10, // 10: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
+	11, // 11: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
+	12, // 12: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
+	13, // 13: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
+	14, // 14: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
+	15, // 15: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
+	16, // 16: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
+	17, // 17: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
+	18, // 18: cxkv.v1.KV.Sessions:output_type -> cxkv.v1.SessionsResponse
+	19, // 19: cxkv.v1.KV.Snapshot:output_type -> cxkv.v1.SnapshotResponse
+	20, // 20: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
+	20, // 21: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
+	11, // [11:22] is the sub-list for method output_type
+	0,  // [0:11] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
