@@ -111,6 +111,13 @@ func (n *Node) snapshotNow(ctx context.Context) (StateSnapshot, error) {
 	}
 }
 
+// BackupInfo describes a checked backup: index, keys, size, checksum.
+type BackupInfo = kv.SnapshotInfo
+
+// InspectBackup reads a whole backup and checks it as a restore would,
+// writing nothing.
+func InspectBackup(r io.Reader) (BackupInfo, error) { return kv.InspectSnapshot(r) }
+
 // RestoreConfig names the member a backup becomes.
 type RestoreConfig struct {
 	DataDir string
@@ -128,31 +135,31 @@ type RestoreConfig struct {
 // backup is checked in full before anything is created, then read into the
 // data dir. A data dir that exists and is not empty is refused, and a
 // failure after creating it removes it: a refused restore leaves nothing.
-func RestoreBackup(cfg RestoreConfig, open func() (io.ReadCloser, error)) (kv.SnapshotInfo, error) {
+func RestoreBackup(cfg RestoreConfig, open func() (io.ReadCloser, error)) (BackupInfo, error) {
 	if cfg.FS == nil {
 		cfg.FS = vfs.Default
 	}
 	if cfg.ID == 0 {
-		return kv.SnapshotInfo{}, errors.New("restore: member id must be positive")
+		return BackupInfo{}, errors.New("restore: member id must be positive")
 	}
 	if _, ok := cfg.Peers[cfg.ID]; !ok {
-		return kv.SnapshotInfo{}, fmt.Errorf("restore: the cluster does not name member %d", cfg.ID)
+		return BackupInfo{}, fmt.Errorf("restore: the cluster does not name member %d", cfg.ID)
 	}
 	if names, err := cfg.FS.List(cfg.DataDir); err == nil && len(names) > 0 {
-		return kv.SnapshotInfo{}, fmt.Errorf("restore: data dir %s is not empty (%d entries); restore creates a new member's data dir, give an empty or new one", cfg.DataDir, len(names))
+		return BackupInfo{}, fmt.Errorf("restore: data dir %s is not empty (%d entries); restore creates a new member's data dir, give an empty or new one", cfg.DataDir, len(names))
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return kv.SnapshotInfo{}, fmt.Errorf("restore: data dir %s: %w", cfg.DataDir, err)
+		return BackupInfo{}, fmt.Errorf("restore: data dir %s: %w", cfg.DataDir, err)
 	}
-	info, err := readBackup(open, kv.InspectSnapshot)
+	info, err := readBackup(open, InspectBackup)
 	if err != nil {
-		return kv.SnapshotInfo{}, err
+		return BackupInfo{}, err
 	}
 	if info.Applied == 0 {
-		return kv.SnapshotInfo{}, errors.New("restore: the backup holds no applied state (index 0)")
+		return BackupInfo{}, errors.New("restore: the backup holds no applied state (index 0)")
 	}
 	if err := restoreInto(cfg, info, open); err != nil {
 		cfg.FS.RemoveAll(cfg.DataDir)
-		return kv.SnapshotInfo{}, err
+		return BackupInfo{}, err
 	}
 	return info, nil
 }
@@ -174,7 +181,7 @@ func readBackup[T any](open func() (io.ReadCloser, error), read func(io.Reader) 
 // restoreInto installs the backup the way a member installs a snapshot a
 // leader sent (install.go): staged, then the install record, the state
 // replaced, and the log reset to the snapshot's point.
-func restoreInto(cfg RestoreConfig, info kv.SnapshotInfo, open func() (io.ReadCloser, error)) error {
+func restoreInto(cfg RestoreConfig, info BackupInfo, open func() (io.ReadCloser, error)) error {
 	voters := slices.Sorted(maps.Keys(cfg.Peers))
 	cs := &pb.ConfState{Voters: voters}
 	csData, err := proto.Marshal(cs)

@@ -54,7 +54,7 @@ func openBytes(b []byte) func() (io.ReadCloser, error) {
 // every key written at or below it with its last value and index, none
 // written after, and new writes get indexes above it.
 func TestBackupOfLiveClusterRestoresIntoNewCluster(t *testing.T) {
-	src := raftnodetest.Start(t, 3)
+	src := raftnodetest.Start(t, 3, patientElections)
 	lead := src.WaitLeader()
 	type write struct {
 		value string
@@ -122,7 +122,7 @@ func TestBackupOfLiveClusterRestoresIntoNewCluster(t *testing.T) {
 	}
 
 	root := t.TempDir()
-	dst := raftnodetest.Start(t, 3, func(cfg *raftnode.Config) {
+	dst := raftnodetest.Start(t, 3, patientElections, func(cfg *raftnode.Config) {
 		dir := filepath.Join(root, fmt.Sprint(cfg.ID))
 		if _, err := raftnode.RestoreBackup(raftnode.RestoreConfig{DataDir: dir, ID: cfg.ID, Peers: cfg.Peers}, openBytes(data)); err != nil {
 			t.Fatalf("restore member %d: %v", cfg.ID, err)

@@ -185,7 +185,7 @@ func TestDataDirOfAnotherMemberIsRefused(t *testing.T) {
 // many chunks, staged on its disk and installed: it then holds every key,
 // value and index the leader has.
 func TestFollowerCatchesUpByStreamedSnapshot(t *testing.T) {
-	c := raftnodetest.Start(t, 3, func(cfg *raftnode.Config) { cfg.SnapshotEntries = 20; cfg.CatchUpEntries = 5 })
+	c := raftnodetest.Start(t, 3, patientElections, func(cfg *raftnode.Config) { cfg.SnapshotEntries = 20; cfg.CatchUpEntries = 5 })
 	lead := c.WaitLeader()
 	lag := (lead + 1) % 3
 	c.Stop(lag)

@@ -272,20 +272,9 @@ func parseCluster(spec string, id uint64, addr string) (uint64, map[uint64]strin
 	if spec == "" {
 		return id, map[uint64]string{id: addr}, nil
 	}
-	peers := map[uint64]string{}
-	for _, part := range strings.Split(spec, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		pid, err := strconv.ParseUint(k, 10, 64)
-		if !ok || err != nil || pid == 0 {
-			return 0, nil, fmt.Errorf("--cluster entry %q: want id=host:port with a positive id", part)
-		}
-		if err := checkAddr(v); err != nil {
-			return 0, nil, fmt.Errorf("--cluster entry %q: %w", part, err)
-		}
-		if _, dup := peers[pid]; dup {
-			return 0, nil, fmt.Errorf("--cluster names member %d twice", pid)
-		}
-		peers[pid] = v
+	peers, err := parsePeers(spec)
+	if err != nil {
+		return 0, nil, err
 	}
 	if id == 0 {
 		for pid, a := range peers {
@@ -305,6 +294,26 @@ func parseCluster(spec string, id uint64, addr string) (uint64, map[uint64]strin
 		return 0, nil, fmt.Errorf("this member's peer address %s differs from member %d's address %s in --cluster", addr, id, own)
 	}
 	return id, peers, nil
+}
+
+// parsePeers reads a --cluster list: id=host:port,...
+func parsePeers(spec string) (map[uint64]string, error) {
+	peers := map[uint64]string{}
+	for _, part := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		pid, err := strconv.ParseUint(k, 10, 64)
+		if !ok || err != nil || pid == 0 {
+			return nil, fmt.Errorf("--cluster entry %q: want id=host:port with a positive id", part)
+		}
+		if err := checkAddr(v); err != nil {
+			return nil, fmt.Errorf("--cluster entry %q: %w", part, err)
+		}
+		if _, dup := peers[pid]; dup {
+			return nil, fmt.Errorf("--cluster names member %d twice", pid)
+		}
+		peers[pid] = v
+	}
+	return peers, nil
 }
 
 func checkAddr(a string) error {
