@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -23,6 +24,15 @@ import (
 // redialled with backoff, which starts over once a stream has carried
 // messages. Snapshots go on their own stream so a large one never delays
 // heartbeats (snapshotstream.go).
+//
+// Messages for a peer whose stream is down are dropped, not queued, and the
+// queue is emptied when a stream breaks: raft expects a lossy transport and
+// repeats what still matters, while a queue kept across an outage hands the
+// returning peer hundreds of stale heartbeats and votes at once. Each stale
+// heartbeat it answers makes the leader build another append for it, which
+// held a leader's Ready loop for over a second, long enough for the other
+// followers to give up on it and elect again: a second stall, one
+// election timeout after the member came back.
 type transport struct {
 	n     *Node
 	peers map[uint64]*peer
@@ -38,6 +48,7 @@ type peer struct {
 	addr   string
 	q      chan queued
 	queued atomic.Int64 // bytes in q
+	up     atomic.Bool  // a stream to the peer is open: Send queues only then
 	conn   *grpc.ClientConn
 }
 
@@ -61,7 +72,10 @@ const (
 	peerBatchCount = 256
 	// Reconnect backoff, from the first failure after a stream that worked.
 	peerBackoffMin = 20 * time.Millisecond
-	peerBackoffMax = time.Second
+	peerBackoffMax = 250 * time.Millisecond
+	// peerConnectTimeout bounds one dial of a peer (a refused one ends at
+	// once; this is for a peer that does not answer at all).
+	peerConnectTimeout = 5 * time.Second
 )
 
 func newTransport(n *Node) *transport {
@@ -71,7 +85,15 @@ func newTransport(n *Node) *transport {
 			continue
 		}
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(n.peerDialCreds()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)),
+			// gRPC's own reconnect backoff (1 s growing to 2 min by
+			// default) sits under the stream's: a restarted peer was
+			// reached only at the connection's next attempt, up to a
+			// second or more after it was back. One pace for both.
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: peerBackoffMin, Multiplier: 2, Jitter: 0.2, MaxDelay: peerBackoffMax},
+				MinConnectTimeout: peerConnectTimeout,
+			}))
 		if err != nil {
 			n.cfg.Logger.Error("bad peer address", "peer", id, "addr", addr, "err", err)
 			continue
@@ -123,6 +145,11 @@ func (t *transport) Send(msgs []*pb.Message) {
 		}
 		if m.GetType() == pb.MsgSnap {
 			t.sendSnapshot(p, m)
+			continue
+		}
+		if !p.up.Load() {
+			t.n.metrics.peerMessages(p.id, 1, errPeerDown)
+			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
 			continue
 		}
 		size := proto.Size(m)
@@ -179,6 +206,8 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	p.up.Store(true)
+	defer t.down(p)
 	batch := &cxkvpb.RaftBatch{ClusterId: t.n.clusterID, From: t.n.cfg.ID, To: p.id}
 	// next is a message taken from the queue that did not fit in the
 	// previous batch; it starts the next one.
@@ -218,6 +247,21 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 			return sent, err
 		}
 		sent = true
+	}
+}
+
+// down marks p's stream down and empties its queue: what was queued for the
+// stream that broke is stale by the time another opens.
+func (t *transport) down(p *peer) {
+	p.up.Store(false)
+	for {
+		select {
+		case q := <-p.q:
+			p.queued.Add(-int64(q.size))
+			t.n.metrics.peerMessages(p.id, 1, errPeerDown)
+		default:
+			return
+		}
 	}
 }
 
