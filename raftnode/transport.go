@@ -48,8 +48,12 @@ type peer struct {
 	addr   string
 	q      chan queued
 	queued atomic.Int64 // bytes in q
-	up     atomic.Bool  // a stream to the peer is open: Send queues only then
-	conn   *grpc.ClientConn
+	// up: the peer is not known to be down. Send queues only then. It
+	// starts true, so what raft sends while the first stream opens (a
+	// member's first campaign) waits for it instead of being lost; it is
+	// false from a failed dial or broken stream until a stream opens.
+	up   atomic.Bool
+	conn *grpc.ClientConn
 }
 
 type queued struct {
@@ -99,6 +103,7 @@ func newTransport(n *Node) *transport {
 			continue
 		}
 		p := &peer{id: id, addr: addr, q: make(chan queued, peerQueue), conn: conn}
+		p.up.Store(true)
 		t.peers[id] = p
 		t.wg.Add(1)
 		go func() { defer t.wg.Done(); t.stream(p) }()
@@ -204,6 +209,7 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 	defer cancel()
 	s, err := cxkvrpc.NewPeerClient(p.conn).Send(ctx)
 	if err != nil {
+		t.down(p)
 		return false, err
 	}
 	p.up.Store(true)
