@@ -81,3 +81,15 @@ func (s cxkvSession) Close() error { return s.m.Close() }
 type cxkvHeld struct{ l *client.Lock }
 
 func (h cxkvHeld) Unlock(ctx context.Context) error { return h.l.UnlockContext(ctx) }
+
+// Watch implements Watcher with the SDK's Watch, which resumes on another
+// member by itself.
+func (c *cxkvConn) Watch(ctx context.Context, prefix string, from uint64, each func(key string, rev uint64)) error {
+	for ev, err := range c.c.Watch(ctx, prefix, from) {
+		if err != nil {
+			return err
+		}
+		each(ev.Record.Key, ev.Record.Index)
+	}
+	return ctx.Err()
+}

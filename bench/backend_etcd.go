@@ -109,3 +109,21 @@ func (s etcdSession) Close() error { return s.s.Close() }
 type etcdHeld struct{ m *concurrency.Mutex }
 
 func (h etcdHeld) Unlock(ctx context.Context) error { return h.m.Unlock(ctx) }
+
+// Watch implements Watcher with the client's Watch, which re-opens its
+// stream on another member by itself.
+func (c *etcdConn) Watch(ctx context.Context, prefix string, from uint64, each func(key string, rev uint64)) error {
+	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+	if from > 0 {
+		opts = append(opts, clientv3.WithRev(int64(from)+1))
+	}
+	for resp := range c.cli.Watch(ctx, prefix, opts...) {
+		if err := resp.Err(); err != nil {
+			return err
+		}
+		for _, ev := range resp.Events {
+			each(string(ev.Kv.Key), uint64(ev.Kv.ModRevision))
+		}
+	}
+	return ctx.Err()
+}

@@ -31,6 +31,8 @@ type Cluster struct {
 
 type proc struct {
 	name string
+	bin  string
+	args []string
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
@@ -57,10 +59,19 @@ func FreePorts(n int) ([]int, error) {
 }
 
 func (c *Cluster) start(name, dir, bin string, args ...string) error {
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
+	p, err := spawn(name, filepath.Join(dir, name+".log"), bin, args)
 	if err != nil {
 		return err
+	}
+	c.procs = append(c.procs, p)
+	return nil
+}
+
+// spawn starts bin with args, its output appended to logPath.
+func spawn(name, logPath, bin string, args []string) (*proc, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close() // the child holds its own descriptor
 	cmd := exec.Command(bin, args...)
@@ -70,12 +81,75 @@ func (c *Cluster) start(name, dir, bin string, args ...string) error {
 	// them if the harness itself is killed.
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	p := &proc{name: name, bin: bin, args: args, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
-	c.procs = append(c.procs, p)
+	return p, nil
+}
+
+// Kill ends member i with SIGKILL, as a crash would, and waits for it to be
+// gone.
+func (c *Cluster) Kill(i int) error {
+	p := c.procs[i]
+	if err := p.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("kill %s: %w", p.name, err)
+	}
+	<-p.done
 	return nil
+}
+
+// Restart starts member i again as it was first started (same data dir and
+// addresses), its output appended to the same log.
+func (c *Cluster) Restart(i int) error {
+	old := c.procs[i]
+	p, err := spawn(old.name, old.log, old.bin, old.args)
+	if err != nil {
+		return err
+	}
+	c.procs[i] = p
+	return nil
+}
+
+// Leader is the position of the member that leads, as the members say.
+func (c *Cluster) Leader(ctx context.Context) (int, error) {
+	switch c.Name {
+	case "cxkv":
+		cl, err := client.New(client.Config{Endpoints: c.Endpoints})
+		if err != nil {
+			return 0, err
+		}
+		defer cl.Close()
+		for ctx.Err() == nil {
+			st, _ := cl.Status(ctx)
+			for i, s := range st {
+				if s.Unreachable == nil && s.Role == "leader" {
+					return i, nil
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	case "etcd":
+		cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			return 0, err
+		}
+		defer cl.Close()
+		for ctx.Err() == nil {
+			for i, ep := range c.Endpoints {
+				sctx, cancel := context.WithTimeout(ctx, time.Second)
+				st, err := cl.Status(sctx, ep)
+				cancel()
+				if err == nil && st.Leader != 0 && st.Leader == st.Header.MemberId {
+					return i, nil
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	default:
+		return 0, fmt.Errorf("%s has no leader", c.Name)
+	}
+	return 0, ctx.Err()
 }
 
 // Stop sends SIGTERM to each member, then SIGKILL to any still running

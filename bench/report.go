@@ -20,6 +20,8 @@ type Report struct {
 	Fsync     []FsyncFloor `json:"fsync_floor"`
 	Runs      []Result     `json:"runs"`
 	Summary   []Row        `json:"summary"`
+	// Failover is the leader-kill workload, per backend (failover.go).
+	Failover []FailoverResult `json:"failover,omitempty"`
 }
 
 // Machine is where the figures were measured.

@@ -146,7 +146,7 @@ func (c *cluster) start(id uint64) error {
 	}
 	cmd := exec.Command(c.bin, "server", "--id", fmt.Sprint(id), "--addr", c.peer[id],
 		"--data-dir", filepath.Join(c.dir, fmt.Sprintf("data%d", id)), "--cluster", c.spec,
-		"--tick", c.tick.String(), "--snapshot-entries", "2000")
+		"--tick", c.tick.String(), "--snapshot-entries", "2000", "--history-entries", "1000")
 	cmd.Env = c.memberEnv(id)
 	cmd.Stdout, cmd.Stderr = c.logs[id], c.logs[id]
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

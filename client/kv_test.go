@@ -246,7 +246,7 @@ func TestWatchAcrossLeaderChange(t *testing.T) {
 }
 
 func TestWatchOfCompactedHistory(t *testing.T) {
-	_, c := start(t, func(cfg *raftnode.Config) { cfg.SnapshotEntries, cfg.CatchUpEntries = 20, 5 })
+	_, c := start(t, func(cfg *raftnode.Config) { cfg.HistoryEntries = 20 })
 	ctx := context.Background()
 	for i := range 60 {
 		c.Put(ctx, fmt.Sprintf("c/%d", i), nil, 0)

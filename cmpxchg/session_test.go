@@ -141,7 +141,7 @@ func snapshotFrames(t *testing.T, s *kv.Store) []frame {
 	if _, err := ss.WriteTo(&buf); err != nil {
 		t.Fatal(err)
 	}
-	r := bufio.NewReader(bytes.NewReader(buf.Bytes()[len("cxkvsnap\x01"):]))
+	r := bufio.NewReader(bytes.NewReader(buf.Bytes()[len("cxkvsnap\x02"):]))
 	var out []frame
 	for {
 		klen, err := binary.ReadUvarint(r)
@@ -164,7 +164,7 @@ func snapshotFrames(t *testing.T, s *kv.Store) []frame {
 
 func restoreFrames(t *testing.T, s *kv.Store, frames []frame) {
 	t.Helper()
-	buf := []byte("cxkvsnap\x01")
+	buf := []byte("cxkvsnap\x02")
 	for _, f := range frames {
 		buf = binary.AppendUvarint(buf, uint64(len(f.key)))
 		buf = append(buf, f.key...)

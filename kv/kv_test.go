@@ -185,6 +185,9 @@ func TestSnapshotRoundTripAndCorruptionRejected(t *testing.T) {
 	if _, ok, _ := dst.Get("stale"); !ok {
 		t.Fatal("a refused restore changed the state")
 	}
+	if n, err := dst.StagedCount(); err != nil || n != 0 {
+		t.Fatalf("refused restores left %d staged files (%v)", n, err)
+	}
 
 	if err := dst.RestoreState(bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
@@ -295,5 +298,46 @@ func TestPagesBoundedByBytes(t *testing.T) {
 	}
 	if evs, _ := s.Events("p/", 1, 100, one+1); len(evs) != 1 || evs[0].Record.Index != 2 {
 		t.Fatalf("index 3 must not follow index 2 into a page it overflows: %v", evs)
+	}
+}
+
+// A snapshot staged but never installed is gone when the store reopens
+// (raft asks for it again), and its directory does not disturb Pebble; a
+// staged snapshot describes the stream it came from.
+func TestStagedSnapshotIsClearedOnOpen(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openMem(t, fs)
+	b := s.NewBatch()
+	b.Put(Record{Key: "a", Value: []byte("1"), Index: 5, CreateIndex: 5})
+	b.SetApplied(6)
+	mustCommit(t, b, true)
+	ss := s.NewStateSnapshot()
+	var stream bytes.Buffer
+	if _, err := ss.WriteTo(&stream); err != nil {
+		t.Fatal(err)
+	}
+	ss.Close()
+	size := stream.Len()
+	st, err := s.StageState(&stream, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Applied != 6 || st.Records != 1 || st.Bytes != int64(size) {
+		t.Fatalf("staged %+v; want applied 6, 1 record, %d bytes", st.SnapshotInfo, size)
+	}
+	if n, _ := s.StagedCount(); n != 1 {
+		t.Fatalf("%d staged, want 1", n)
+	}
+	s.Close()
+	s = openMem(t, fs)
+	defer s.Close()
+	if n, err := s.StagedCount(); err != nil || n != 0 {
+		t.Fatalf("%d staged after reopening (%v), want 0", n, err)
+	}
+	if err := s.InstallStaged(st.Name); err == nil {
+		t.Fatal("installed a staged snapshot that was cleared")
+	}
+	if r, ok, err := s.Get("a"); err != nil || !ok || r.Index != 5 {
+		t.Fatalf("after reopening: %+v %v %v", r, ok, err)
 	}
 }

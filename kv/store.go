@@ -27,17 +27,27 @@ type Options struct {
 // Store is a member's database. Its methods are safe for concurrent use;
 // writes to the state go through a Batch, committed by one applier.
 type Store struct {
-	db *pebble.DB
+	db  *pebble.DB
+	fs  vfs.FS
+	dir string
 }
 
 // Open opens or creates the database in dir.
 func Open(dir string, opts Options) (*Store, error) {
 	po := &pebble.Options{FS: opts.FS, Logger: newPebbleLogger(opts.Logger)}
+	if po.FS == nil {
+		po.FS = vfs.Default
+	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("kv: open %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, fs: po.FS, dir: dir}
+	if err := s.clearStaged(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("kv: open %s: %w", dir, err)
+	}
+	return s, nil
 }
 
 // Close closes the database.

@@ -3,6 +3,7 @@ package raftnode_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,4 +179,38 @@ func TestDataDirOfAnotherMemberIsRefused(t *testing.T) {
 		t.Fatalf("the owner cannot reopen its data dir after a refused open: %v", err)
 	}
 	n.Stop()
+}
+
+// A member far behind catches up by a snapshot of several MiB, streamed in
+// many chunks, staged on its disk and installed: it then holds every key,
+// value and index the leader has.
+func TestFollowerCatchesUpByStreamedSnapshot(t *testing.T) {
+	c := raftnodetest.Start(t, 3, patientElections, func(cfg *raftnode.Config) { cfg.SnapshotEntries = 20; cfg.CatchUpEntries = 5 })
+	lead := c.WaitLeader()
+	lag := (lead + 1) % 3
+	c.Stop(lag)
+	value := strings.Repeat("x", 100<<10)
+	want := map[string]uint64{}
+	for i := 0; i < 60; i++ { // 6 MiB: about 24 chunks
+		k := fmt.Sprintf("big/%02d", i)
+		want[k] = put(t, c.Client(lead), k, value, 0).GetRecord().GetIndex()
+	}
+	last := c.Members[lead].Status().Applied
+	raftnodetest.Eventually(t, 5*time.Second, "leader compacts its log", func() bool {
+		return c.Members[lead].Status().FirstIndex > 10
+	})
+	c.Restart(lag)
+	raftnodetest.Eventually(t, time.Minute, "lagging member restores the snapshot", func() bool {
+		return c.Members[lag].Status().Applied >= last
+	})
+	m := raftnodetest.Scrape(t, c.Members[lag].Handler())
+	if m.Value(t, "cxkv_snapshots_total", "op=installed", "result=ok") < 1 {
+		t.Fatal("the member caught up without installing a snapshot")
+	}
+	for k, idx := range want {
+		got := get(t, c.Client(lag), k, true)
+		if got.GetIndex() != idx || string(got.GetValue()) != value {
+			t.Fatalf("%s on the restored member: index %d, %d bytes; want %d, %d bytes", k, got.GetIndex(), len(got.GetValue()), idx, len(value))
+		}
+	}
 }

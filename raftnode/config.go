@@ -62,6 +62,10 @@ type Config struct {
 	// CatchUpEntries stay in the log behind a snapshot, so a member a little
 	// behind catches up from the log, not a snapshot. Default 5000.
 	CatchUpEntries uint64
+	// HistoryEntries: Watch can resume from any of the last this many
+	// applied indexes; older history is forgotten (retention.go). It does
+	// not depend on the log's compaction. Default 10000.
+	HistoryEntries uint64
 	// RequestTimeout bounds a request whose context has no deadline.
 	RequestTimeout time.Duration
 	Limits         cmpxchg.Limits
@@ -139,6 +143,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.CatchUpEntries == 0 {
 		c.CatchUpEntries = c.SnapshotEntries / 2
+	}
+	if c.HistoryEntries == 0 {
+		c.HistoryEntries = 10000
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 5 * time.Second

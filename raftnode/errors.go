@@ -9,8 +9,11 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/cmpxchg"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 )
 
 // Failures of the member rather than of the request. Errors that need more
@@ -127,13 +130,70 @@ func toStatus(err error) error {
 	if errors.As(err, &we) {
 		info := &errdetails.ErrorInfo{Domain: cxkvpb.ErrorDomain, Reason: reasons[we.outcome]}
 		if we.member != 0 {
-			info.Metadata = map[string]string{"member": strconv.FormatUint(we.member, 10)}
+			info.Metadata = map[string]string{cxkvpb.MetaMember: strconv.FormatUint(we.member, 10)}
 		}
 		if withInfo, err := st.WithDetails(info); err == nil {
 			st = withInfo
 		}
 	}
 	return st.Err()
+}
+
+// hintLeader adds, to every Unavailable answer of the client API, the leader
+// this member knows (cxkvpb.MetaLeader), so the client's next attempt goes
+// straight to it rather than to each member in turn. It runs on the status
+// toStatus made, outside the handlers, so every path that refuses (a write
+// without a leader, a read cut short, a halted or stopping member) carries
+// it without each having to know the leader.
+func (n *Node) hintLeader(err error) error {
+	st, ok := status.FromError(err)
+	if err == nil || !ok || st.Code() != codes.Unavailable {
+		return err
+	}
+	leader := n.Status().Leader
+	if leader == 0 {
+		return err
+	}
+	hint := func(info *errdetails.ErrorInfo) {
+		if info.Metadata == nil {
+			info.Metadata = map[string]string{}
+		}
+		info.Metadata[cxkvpb.MetaMember] = strconv.FormatUint(n.cfg.ID, 10)
+		info.Metadata[cxkvpb.MetaLeader] = strconv.FormatUint(leader, 10)
+	}
+	var details []protoadapt.MessageV1
+	hinted := false
+	for _, d := range st.Details() {
+		m, ok := d.(protoadapt.MessageV1)
+		if !ok {
+			continue // a detail this build cannot decode: nothing sets one
+		}
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == cxkvpb.ErrorDomain && !hinted {
+			info = proto.Clone(info).(*errdetails.ErrorInfo)
+			hint(info)
+			m, hinted = info, true
+		}
+		details = append(details, m)
+	}
+	if !hinted {
+		info := &errdetails.ErrorInfo{Domain: cxkvpb.ErrorDomain, Reason: cxkvpb.ReasonUnavailable}
+		hint(info)
+		details = append(details, info)
+	}
+	out, derr := status.New(st.Code(), st.Message()).WithDetails(details...)
+	if derr != nil {
+		return err
+	}
+	return out.Err()
+}
+
+func (n *Node) hintLeaderUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	return resp, n.hintLeader(err)
+}
+
+func (n *Node) hintLeaderStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return n.hintLeader(handler(srv, ss))
 }
 
 // StatusOf is toStatus for code that stands in for the service in tests

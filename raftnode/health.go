@@ -155,7 +155,10 @@ func (n *Node) peerStream(peer uint64, msgs int, err error) {
 	}
 }
 
-var errPeerQueueFull = errors.New("peer queue full")
+var (
+	errPeerQueueFull = errors.New("peer queue full")
+	errPeerDown      = errors.New("no stream to the peer")
+)
 
 // snapshotSent records and logs a snapshot streamed to a peer.
 func (n *Node) snapshotSent(peer, index uint64, start time.Time, err error) {

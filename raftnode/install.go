@@ -1,7 +1,6 @@
 package raftnode
 
 import (
-	"bytes"
 	"fmt"
 
 	"github.com/cxkv/cxkv/kv"
@@ -11,7 +10,8 @@ import (
 )
 
 // persistReady makes a Ready's state durable before anything acts on it: a
-// received snapshot (state and log), then the entries and HardState in one
+// received snapshot (state and log; its Data names what the receiver
+// staged, see snapshotstream.go), then the entries and HardState in one
 // batch, one fsync for every proposal the Ready carries. It reports whether
 // anything was written.
 //
@@ -21,7 +21,8 @@ import (
 // can finish or undo:
 //
 //  1. the log records that an install of the snapshot began;
-//  2. the state machine replaces its state (atomically, by its contract);
+//  2. the state machine replaces its state by the snapshot the receiver
+//     staged (atomically, by its contract; kv ingests one sstable);
 //  3. one batch resets the log to the snapshot's point, stores its metadata,
 //     the Ready's HardState and entries, and clears the record of step 1.
 func persistReady(ls *logStore, sm StateMachine, rd raft.Ready) (bool, error) {
@@ -37,7 +38,7 @@ func persistReady(ls *logStore, sm StateMachine, rd raft.Ready) (bool, error) {
 	if err := ls.log.BeginInstall(meta); err != nil {
 		return false, fmt.Errorf("install snapshot at %d: %w", meta.GetIndex(), err)
 	}
-	if err := sm.Restore(bytes.NewReader(s.GetData())); err != nil {
+	if err := sm.Restore(string(s.GetData())); err != nil {
 		return false, fmt.Errorf("restore snapshot at %d: %w", meta.GetIndex(), err)
 	}
 	if err := ls.finishInstall(meta, rd.HardState, rd.Entries); err != nil {

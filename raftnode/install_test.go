@@ -61,9 +61,10 @@ func confState(t *testing.T) ([]byte, *pb.ConfState) {
 }
 
 // A received snapshot replaces the state and the log and moves the commit
-// index. A crash at any point of the install must leave a member that opens
-// (raft accepts its HardState, log and applied index) and holds either the
-// old state with the old log or the new state with the log reset to it.
+// index. A crash at any point of receiving (staging) or installing it must
+// leave a member that opens (raft accepts its HardState, log and applied
+// index), holds either the old state with the old log or the new state with
+// the log reset to it, and keeps no staged file.
 func TestSnapshotInstallIsCrashAtomic(t *testing.T) {
 	csData, cs := confState(t)
 	const oldIndex, newIndex = 5, 20
@@ -113,10 +114,15 @@ func TestSnapshotInstallIsCrashAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The Ready that carries the snapshot, as raft hands it to a follower.
+	// The receiver stages the stream; then the Ready that carries the
+	// snapshot, as raft hands it to a follower, names what was staged.
 	points.arm(true)
+	name, err := sm.Stage(&stream)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rd := raft.Ready{
-		Snapshot:  &pb.Snapshot{Data: stream.Bytes(), Metadata: &pb.SnapshotMetadata{Index: proto.Uint64(newIndex), Term: proto.Uint64(2), ConfState: cs}},
+		Snapshot:  &pb.Snapshot{Data: []byte(name), Metadata: &pb.SnapshotMetadata{Index: proto.Uint64(newIndex), Term: proto.Uint64(2), ConfState: cs}},
 		HardState: &pb.HardState{Term: proto.Uint64(2), Vote: proto.Uint64(0), Commit: proto.Uint64(newIndex)},
 		MustSync:  true,
 	}
@@ -128,8 +134,10 @@ func TestSnapshotInstallIsCrashAtomic(t *testing.T) {
 	store.Close()
 
 	sawOld, sawNew := false, false
+	var seen []uint64
 	for i, fs := range points.clones {
 		applied := reopen(t, fs)
+		seen = append(seen, applied)
 		switch applied {
 		case oldIndex:
 			sawOld = true
@@ -139,6 +147,7 @@ func TestSnapshotInstallIsCrashAtomic(t *testing.T) {
 			t.Fatalf("crash point %d: applied index %d, want %d or %d", i, applied, oldIndex, newIndex)
 		}
 	}
+	t.Logf("applied index after a crash at each of %d syncs: %v", len(points.clones), seen)
 	if !sawOld {
 		t.Fatalf("no crash point before the install changed anything, among %d", len(points.clones))
 	}
@@ -181,6 +190,9 @@ func reopen(t *testing.T, fs vfs.FS) uint64 {
 	_, hasNew, err := store.Get("new")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n, err := store.StagedCount(); err != nil || n != 0 {
+		t.Fatalf("%d staged snapshots left after reopening (%v)", n, err)
 	}
 	first, _ := ls.FirstIndex()
 	if hasOld == hasNew || hasNew != (first == applied+1) {

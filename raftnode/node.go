@@ -42,12 +42,18 @@ type Node struct {
 	feed    eventFeed
 	status  atomic.Pointer[Status]
 	snaps   snapshotHolder
-	expiry  *expiryQueue
-	clock   *clusterClock
-	metrics metrics
-	health  healthService
-	tracer  *writeTracer // nil unless cfg.TraceWrites
-	applier *applier
+	// historyFloor: the store holds no event at or below it. Ready
+	// goroutine only.
+	historyFloor uint64
+	// steppedSnaps: staged snapshots whose MsgSnap raft was given since
+	// the last Ready (snapshotstream.go). Ready goroutine only.
+	steppedSnaps []string
+	expiry       *expiryQueue
+	clock        *clusterClock
+	metrics      metrics
+	health       healthService
+	tracer       *writeTracer // nil unless cfg.TraceWrites
+	applier      *applier
 
 	members       membership
 	cluster       *clusterService
@@ -176,6 +182,9 @@ func (n *Node) open() error {
 	}
 	n.feed.reset(applied)
 	n.applied.set(applied)
+	if err := n.resetHistoryFloor(); err != nil {
+		return err
+	}
 	rc := &raft.Config{
 		ID:              n.cfg.ID,
 		ElectionTick:    n.cfg.ElectionTicks,

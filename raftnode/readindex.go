@@ -21,24 +21,34 @@ type readBatcher struct {
 	pending  []*readRequest
 	inflight []*readRequest
 	ctx      uint64
-	sentAt   int // tick count when the in-flight round was sent
+	sentAt   int    // tick count when the in-flight round was sent
+	sentTo   uint64 // the leader this member knew when it sent the round
 	ticks    int
 }
 
-// pump starts a round if none is in flight, or restarts one whose answer
-// never came (the leader changed, or the request was dropped). ready says
-// whether a round may start now (see readsMayStart).
+// pump starts a round if none is in flight, or restarts one that can no
+// longer be answered. ready says whether a round may start now (see
+// readsMayStart).
+//
+// A round goes to the leader this member knows (itself, or forwarded by
+// raft); a member that knows no leader holds its reads, since raft would
+// drop the request. When the leader it knew is replaced, the round in flight
+// went to a member that will never answer it (a dead leader) or whose answer
+// no longer proves anything, so it is sent again to the new one at once:
+// reads then resume with writes, the moment a leader exists. The tick limit
+// is the backstop for a request lost on its way to a leader that lives on.
 func (r *readBatcher) pump(rn *raft.RawNode, retryTicks int, ready func() bool) {
-	if len(r.inflight) > 0 && r.ticks-r.sentAt > retryTicks {
+	lead := rn.BasicStatus().Lead
+	if len(r.inflight) > 0 && (lead != r.sentTo || r.ticks-r.sentAt > retryTicks) {
 		r.pending = append(r.inflight, r.pending...)
 		r.inflight = nil
 	}
-	if len(r.inflight) > 0 || len(r.pending) == 0 || !ready() {
+	if len(r.inflight) > 0 || len(r.pending) == 0 || lead == raft.None || !ready() {
 		return
 	}
 	r.ctx++
 	r.inflight, r.pending = r.pending, nil
-	r.sentAt = r.ticks
+	r.sentAt, r.sentTo = r.ticks, lead
 	rn.ReadIndex(binary.BigEndian.AppendUint64(nil, r.ctx))
 }
 

@@ -78,6 +78,7 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 		if n.tracer != nil {
 			n.tracer.stepped(r.m)
 		}
+		n.stepped(r.m)
 	case p := <-n.propc:
 		n.proposeNow(p)
 	case r := <-n.readc:
@@ -150,6 +151,7 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 	if n.tracer != nil {
 		n.tracer.persisted(rd.Entries, time.Now())
 	}
+	n.discardStaged(rd)
 	if snapshot {
 		if err := n.snapshotInstalled(rd.Snapshot.GetMetadata()); err != nil {
 			return err
@@ -173,6 +175,10 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 	n.reads.answer(rd.ReadStates)
 	if rd.SoftState != nil {
 		n.expiry.leadershipChanged(*leader)
+	}
+	// History retention reads the applied index only: the applier may run.
+	if err := n.maybeCompactHistory(); err != nil {
+		return err
 	}
 	// A snapshot reads the state at the applied index: only with the
 	// applier idle.
@@ -326,6 +332,9 @@ func roleName(s raft.StateType) string {
 func (n *Node) snapshotInstalled(meta *pb.SnapshotMetadata) error {
 	n.feed.reset(meta.GetIndex())
 	n.applied.set(meta.GetIndex())
+	if err := n.resetHistoryFloor(); err != nil {
+		return err
+	}
 	n.cfg.Logger.Info("restored snapshot", "index", meta.GetIndex(), "term", meta.GetTerm())
 	return n.snaps.take(n)
 }

@@ -108,7 +108,8 @@ func (n *Node) snapshotDue() bool {
 }
 
 // maybeSnapshot takes a new snapshot every SnapshotEntries applied entries
-// and compacts the log and the history behind it, keeping CatchUpEntries.
+// and compacts the log behind it, keeping CatchUpEntries. The history has
+// its own retention (retention.go).
 func (n *Node) maybeSnapshot() error {
 	if !n.snapshotDue() {
 		return nil
@@ -125,8 +126,5 @@ func (n *Node) maybeSnapshot() error {
 	if err != nil {
 		return nil // already compacted past it
 	}
-	if err := n.log.truncate(upTo, term); err != nil {
-		return err
-	}
-	return n.store.CompactEvents(upTo + 1)
+	return n.log.truncate(upTo, term)
 }

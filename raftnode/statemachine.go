@@ -29,11 +29,18 @@ import (
 //   - Snapshot returns a consistent, read-only view of the state at exactly
 //     the index of the last entry applied, which stays valid while Apply goes
 //     on, until it is closed. Its stream is what Restore takes.
-//   - Restore replaces the whole state by a stream from Snapshot, atomically
-//     and durably: when it returns nil the state is the snapshot's and
-//     Applied is its index, even after a crash; when it fails, or the process
-//     dies before it returns, the state is as it was or the snapshot's,
-//     never a mix.
+//   - Stage reads a stream from Snapshot onto the member's disk, checking it
+//     in full, without touching the state, and names what it staged. It may
+//     run on any goroutine, concurrently with the others: a snapshot is
+//     received while the member applies. Its memory must not grow with the
+//     stream.
+//   - Restore replaces the whole state by a staged snapshot, atomically and
+//     durably, and consumes it: when it returns nil the state is the
+//     snapshot's and Applied is its index, even after a crash; when it
+//     fails, or the process dies before it returns, the state is as it was
+//     or the snapshot's, never a mix.
+//   - Discard drops a staged snapshot that will not be restored. What is
+//     staged need not survive a restart.
 type StateMachine interface {
 	// Applied returns the index of the last entry in the stored state (0 if
 	// none) and the Raft configuration stored with it (nil if none).
@@ -46,8 +53,12 @@ type StateMachine interface {
 	Apply(ents []Entry) ([]*cxkvpb.CommandResult, error)
 	// Snapshot captures the state at the last applied index.
 	Snapshot() (StateSnapshot, error)
-	// Restore replaces the state by a snapshot stream.
-	Restore(r io.Reader) error
+	// Stage keeps a snapshot stream on disk for Restore.
+	Stage(r io.Reader) (name string, err error)
+	// Restore replaces the state by a staged snapshot.
+	Restore(name string) error
+	// Discard drops a staged snapshot.
+	Discard(name string) error
 }
 
 // Entry is one committed log entry as the state machine sees it.
@@ -160,7 +171,13 @@ func (m *kvMachine) Snapshot() (StateSnapshot, error) {
 	return &kvSnapshot{StateSnapshot: ss, index: index, confState: cs}, nil
 }
 
-func (m *kvMachine) Restore(r io.Reader) error { return m.store.RestoreState(r) }
+func (m *kvMachine) Stage(r io.Reader) (string, error) {
+	st, err := m.store.StageState(r, nil)
+	return st.Name, err
+}
+
+func (m *kvMachine) Restore(name string) error { return m.store.InstallStaged(name) }
+func (m *kvMachine) Discard(name string) error { return m.store.DiscardStaged(name) }
 
 type kvSnapshot struct {
 	*kv.StateSnapshot

@@ -75,9 +75,15 @@ func (m *recordingMachine) Snapshot() (StateSnapshot, error) {
 	return &memSnapshot{index: m.applied, conf: m.conf, data: buf.Bytes()}, nil
 }
 
-func (m *recordingMachine) Restore(r io.Reader) error {
+func (m *recordingMachine) Stage(io.Reader) (string, error) {
+	return "", fmt.Errorf("recordingMachine: a single member never receives a snapshot")
+}
+
+func (m *recordingMachine) Restore(string) error {
 	return fmt.Errorf("recordingMachine: a single member never restores")
 }
+
+func (m *recordingMachine) Discard(string) error { return nil }
 
 type memSnapshot struct {
 	index uint64

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -21,7 +23,16 @@ import (
 // messages (raft retransmits); a broken stream is reported unreachable and
 // redialled with backoff, which starts over once a stream has carried
 // messages. Snapshots go on their own stream so a large one never delays
-// heartbeats.
+// heartbeats (snapshotstream.go).
+//
+// Messages for a peer whose stream is down are dropped, not queued, and the
+// queue is emptied when a stream breaks: raft expects a lossy transport and
+// repeats what still matters, while a queue kept across an outage hands the
+// returning peer hundreds of stale heartbeats and votes at once. Each stale
+// heartbeat it answers makes the leader build another append for it, which
+// held a leader's Ready loop for over a second, long enough for the other
+// followers to give up on it and elect again: a second stall, one
+// election timeout after the member came back.
 type transport struct {
 	n *Node
 	// peers changes when the membership does (setPeers); mu guards it
@@ -41,8 +52,13 @@ type peer struct {
 	addr   string
 	q      chan queued
 	queued atomic.Int64 // bytes in q
-	conn   *grpc.ClientConn
-	gone   chan struct{} // closed when the peer leaves the membership
+	// up: the peer is not known to be down. Send queues only then. It
+	// starts true, so what raft sends while the first stream opens (a
+	// member's first campaign) waits for it instead of being lost; it is
+	// false from a failed dial or broken stream until a stream opens.
+	up   atomic.Bool
+	conn *grpc.ClientConn
+	gone chan struct{} // closed when the peer leaves the membership
 }
 
 type queued struct {
@@ -65,7 +81,10 @@ const (
 	peerBatchCount = 256
 	// Reconnect backoff, from the first failure after a stream that worked.
 	peerBackoffMin = 20 * time.Millisecond
-	peerBackoffMax = time.Second
+	peerBackoffMax = 250 * time.Millisecond
+	// peerConnectTimeout bounds one dial of a peer (a refused one ends at
+	// once; this is for a peer that does not answer at all).
+	peerConnectTimeout = 5 * time.Second
 )
 
 func newTransport(n *Node) *transport {
@@ -77,12 +96,21 @@ func newTransport(n *Node) *transport {
 // addPeer dials a peer and starts its stream; t.mu is held.
 func (t *transport) addPeer(id uint64, addr string) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(t.n.peerDialCreds()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)),
+		// gRPC's own reconnect backoff (1 s growing to 2 min by default)
+		// sits under the stream's: a restarted peer was reached only at the
+		// connection's next attempt, up to a second or more after it was
+		// back. One pace for both.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: peerBackoffMin, Multiplier: 2, Jitter: 0.2, MaxDelay: peerBackoffMax},
+			MinConnectTimeout: peerConnectTimeout,
+		}))
 	if err != nil {
 		t.n.cfg.Logger.Error("bad peer address", "peer", id, "addr", addr, "err", err)
 		return
 	}
 	p := &peer{id: id, addr: addr, q: make(chan queued, peerQueue), conn: conn, gone: make(chan struct{})}
+	p.up.Store(true)
 	t.peers[id] = p
 	t.wg.Add(1)
 	go func() { defer t.wg.Done(); t.stream(p) }()
@@ -132,6 +160,11 @@ func (t *transport) Send(msgs []*pb.Message) {
 		}
 		if m.GetType() == pb.MsgSnap {
 			t.sendSnapshot(p, m)
+			continue
+		}
+		if !p.up.Load() {
+			t.n.metrics.peerMessages(p.id, 1, errPeerDown)
+			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
 			continue
 		}
 		size := proto.Size(m)
@@ -194,8 +227,11 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 	defer cancel()
 	s, err := cxkvrpc.NewPeerClient(p.conn).Send(ctx)
 	if err != nil {
+		t.down(p)
 		return false, err
 	}
+	p.up.Store(true)
+	defer t.down(p)
 	batch := &cxkvpb.RaftBatch{ClusterId: t.n.clusterID, From: t.n.cfg.ID, To: p.id}
 	// next is a message taken from the queue that did not fit in the
 	// previous batch; it starts the next one.
@@ -244,81 +280,24 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 	}
 }
 
+// down marks p's stream down and empties its queue: what was queued for the
+// stream that broke is stale by the time another opens.
+func (t *transport) down(p *peer) {
+	p.up.Store(false)
+	for {
+		select {
+		case q := <-p.q:
+			p.queued.Add(-int64(q.size))
+			t.n.metrics.peerMessages(p.id, 1, errPeerDown)
+		default:
+			return
+		}
+	}
+}
+
 // PeerStreamResets is how many of this member's streams to its peers broke
 // after carrying messages.
 func (n *Node) PeerStreamResets() uint64 { return n.grpcPeers.resets.Load() }
-
-const snapshotChunk = 256 << 10
-
-func (t *transport) sendSnapshot(p *peer, m *pb.Message) {
-	held := t.n.snaps.acquire(m.GetSnapshot().GetMetadata().GetIndex())
-	if held == nil {
-		t.report(func(rn *raft.RawNode) { rn.ReportSnapshot(p.id, raft.SnapshotFailure) })
-		return
-	}
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		defer t.n.snaps.release(held)
-		status := raft.SnapshotFinish
-		start := time.Now()
-		err := t.streamSnapshot(p, m, held)
-		t.n.snapshotSent(p.id, held.index, start, err)
-		if err != nil {
-			t.n.cfg.Logger.Warn("sending snapshot failed", "peer", p.id, "err", err)
-			status = raft.SnapshotFailure
-		}
-		t.report(func(rn *raft.RawNode) { rn.ReportSnapshot(p.id, status) })
-	}()
-}
-
-func (t *transport) streamSnapshot(p *peer, m *pb.Message, held *heldSnapshot) error {
-	ctx, cancel := t.context(time.Minute)
-	defer cancel()
-	s, err := cxkvrpc.NewPeerClient(p.conn).Snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	head, err := proto.Marshal(m)
-	if err != nil {
-		return err
-	}
-	if err := s.Send(&cxkvpb.SnapshotChunk{ClusterId: t.n.clusterID, Message: head}); err != nil {
-		return err
-	}
-	w := &chunkWriter{s: s}
-	if _, err := held.state.WriteTo(w); err != nil {
-		return err
-	}
-	if err := w.flush(); err != nil {
-		return err
-	}
-	_, err = s.CloseAndRecv()
-	return err
-}
-
-type chunkWriter struct {
-	s   cxkvrpc.Peer_SnapshotClient
-	buf []byte
-}
-
-func (w *chunkWriter) Write(p []byte) (int, error) {
-	w.buf = append(w.buf, p...)
-	for len(w.buf) >= snapshotChunk {
-		if err := w.s.Send(&cxkvpb.SnapshotChunk{Data: w.buf[:snapshotChunk]}); err != nil {
-			return 0, err
-		}
-		w.buf = append([]byte(nil), w.buf[snapshotChunk:]...)
-	}
-	return len(p), nil
-}
-
-func (w *chunkWriter) flush() error {
-	if len(w.buf) == 0 {
-		return nil
-	}
-	return w.s.Send(&cxkvpb.SnapshotChunk{Data: w.buf})
-}
 
 // peerService receives what other members' transports send.
 type peerService struct {
@@ -353,6 +332,10 @@ func (s *peerService) Send(stream cxkvrpc.Peer_SendServer) error {
 			if err := s.n.peerGuard.sender(admitted, m.GetFrom()); err != nil {
 				return err
 			}
+			if m.GetType() == pb.MsgSnap {
+				// Its Data would be taken for a staged snapshot's name.
+				return fmt.Errorf("member %d: a snapshot arrived on the message stream from member %d; snapshots have their own", s.n.cfg.ID, batch.GetFrom())
+			}
 			s.n.metrics.heartbeat(m, false)
 			if err := s.deliver(stream.Context(), m, len(data)); err != nil {
 				return err
@@ -384,42 +367,6 @@ func (s *peerService) deliver(ctx context.Context, m *pb.Message, size int) erro
 type received struct {
 	m    *pb.Message
 	size int
-}
-
-// Snapshot receives a whole state stream before handing the message to raft
-// with the stream as its data; the Ready goroutine validates and restores it.
-func (s *peerService) Snapshot(stream cxkvrpc.Peer_SnapshotServer) error {
-	start := time.Now()
-	var m *pb.Message
-	var data []byte
-	for {
-		c, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if m == nil {
-			m = &pb.Message{}
-			if err := proto.Unmarshal(c.GetMessage(), m); err != nil {
-				return err
-			}
-			if err := s.n.peerGuard.admit(stream.Context(), c.GetClusterId(), m.GetFrom()); err != nil {
-				return err
-			}
-		}
-		data = append(data, c.GetData()...)
-	}
-	if m == nil || m.GetSnapshot() == nil {
-		return errors.New("snapshot stream carried no MsgSnap")
-	}
-	m.Snapshot.Data = data
-	if err := s.deliver(stream.Context(), m, len(data)); err != nil {
-		return err
-	}
-	s.n.snapshotReceived(m, len(data), start)
-	return stream.SendAndClose(&cxkvpb.PeerAck{})
 }
 
 // Raft's flow control towards each follower.

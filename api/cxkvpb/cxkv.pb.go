@@ -1685,6 +1685,110 @@ func (x *SessionsResponse) GetMore() bool {
 	return false
 }
 
+// SnapshotRequest asks a member for a backup: its whole state, at one
+// applied index, as a checksummed snapshot stream (the format members send
+// each other and `cxkv snapshot restore` takes).
+type SnapshotRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Without it the member first waits until it has applied every write
+	// committed when the request arrived (a linearizable read); with it, it
+	// copies what it has.
+	Serializable  bool `protobuf:"varint,1,opt,name=serializable,proto3" json:"serializable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_cxkv_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SnapshotRequest) GetSerializable() bool {
+	if x != nil {
+		return x.Serializable
+	}
+	return false
+}
+
+// SnapshotResponse is one piece of the stream, in order. The first carries
+// the header, whose applied_index is the index of the state copied.
+type SnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotResponse) Reset() {
+	*x = SnapshotResponse{}
+	mi := &file_cxkv_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotResponse) ProtoMessage() {}
+
+func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SnapshotResponse) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *SnapshotResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1693,7 +1797,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cxkv_proto_msgTypes[22]
+	mi := &file_cxkv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1809,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[22]
+	mi := &file_cxkv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1822,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{22}
+	return file_cxkv_proto_rawDescGZIP(), []int{24}
 }
 
 // Member is a member as the replicated configuration records it. The same
@@ -1741,7 +1845,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_cxkv_proto_msgTypes[23]
+	mi := &file_cxkv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1857,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[23]
+	mi := &file_cxkv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1870,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{23}
+	return file_cxkv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Member) GetId() uint64 {
@@ -1809,7 +1913,7 @@ type MemberTable struct {
 
 func (x *MemberTable) Reset() {
 	*x = MemberTable{}
-	mi := &file_cxkv_proto_msgTypes[24]
+	mi := &file_cxkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1925,7 @@ func (x *MemberTable) String() string {
 func (*MemberTable) ProtoMessage() {}
 
 func (x *MemberTable) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[24]
+	mi := &file_cxkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1938,7 @@ func (x *MemberTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberTable.ProtoReflect.Descriptor instead.
 func (*MemberTable) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{24}
+	return file_cxkv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MemberTable) GetMembers() []*Member {
@@ -1859,7 +1963,7 @@ type MemberListRequest struct {
 
 func (x *MemberListRequest) Reset() {
 	*x = MemberListRequest{}
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +1975,7 @@ func (x *MemberListRequest) String() string {
 func (*MemberListRequest) ProtoMessage() {}
 
 func (x *MemberListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +1988,7 @@ func (x *MemberListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberListRequest.ProtoReflect.Descriptor instead.
 func (*MemberListRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{25}
+	return file_cxkv_proto_rawDescGZIP(), []int{27}
 }
 
 // MemberStatus is one row of member list.
@@ -1903,7 +2007,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2019,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2032,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{26}
+	return file_cxkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MemberStatus) GetMember() *Member {
@@ -1973,7 +2077,7 @@ type MemberListResponse struct {
 
 func (x *MemberListResponse) Reset() {
 	*x = MemberListResponse{}
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2089,7 @@ func (x *MemberListResponse) String() string {
 func (*MemberListResponse) ProtoMessage() {}
 
 func (x *MemberListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2102,7 @@ func (x *MemberListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberListResponse.ProtoReflect.Descriptor instead.
 func (*MemberListResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{27}
+	return file_cxkv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MemberListResponse) GetHeader() *Header {
@@ -2047,7 +2151,7 @@ type MemberAddRequest struct {
 
 func (x *MemberAddRequest) Reset() {
 	*x = MemberAddRequest{}
-	mi := &file_cxkv_proto_msgTypes[28]
+	mi := &file_cxkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2163,7 @@ func (x *MemberAddRequest) String() string {
 func (*MemberAddRequest) ProtoMessage() {}
 
 func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[28]
+	mi := &file_cxkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2176,7 @@ func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
 func (*MemberAddRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{28}
+	return file_cxkv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MemberAddRequest) GetId() uint64 {
@@ -2105,7 +2209,7 @@ type MemberRemoveRequest struct {
 
 func (x *MemberRemoveRequest) Reset() {
 	*x = MemberRemoveRequest{}
-	mi := &file_cxkv_proto_msgTypes[29]
+	mi := &file_cxkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2221,7 @@ func (x *MemberRemoveRequest) String() string {
 func (*MemberRemoveRequest) ProtoMessage() {}
 
 func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[29]
+	mi := &file_cxkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2234,7 @@ func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{29}
+	return file_cxkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MemberRemoveRequest) GetId() uint64 {
@@ -2149,7 +2253,7 @@ type MemberPromoteRequest struct {
 
 func (x *MemberPromoteRequest) Reset() {
 	*x = MemberPromoteRequest{}
-	mi := &file_cxkv_proto_msgTypes[30]
+	mi := &file_cxkv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2265,7 @@ func (x *MemberPromoteRequest) String() string {
 func (*MemberPromoteRequest) ProtoMessage() {}
 
 func (x *MemberPromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[30]
+	mi := &file_cxkv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2278,7 @@ func (x *MemberPromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPromoteRequest.ProtoReflect.Descriptor instead.
 func (*MemberPromoteRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{30}
+	return file_cxkv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MemberPromoteRequest) GetId() uint64 {
@@ -2194,7 +2298,7 @@ type MemberUpdateRequest struct {
 
 func (x *MemberUpdateRequest) Reset() {
 	*x = MemberUpdateRequest{}
-	mi := &file_cxkv_proto_msgTypes[31]
+	mi := &file_cxkv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2310,7 @@ func (x *MemberUpdateRequest) String() string {
 func (*MemberUpdateRequest) ProtoMessage() {}
 
 func (x *MemberUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[31]
+	mi := &file_cxkv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2323,7 @@ func (x *MemberUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberUpdateRequest.ProtoReflect.Descriptor instead.
 func (*MemberUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{31}
+	return file_cxkv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MemberUpdateRequest) GetId() uint64 {
@@ -2250,7 +2354,7 @@ type MemberChangeResponse struct {
 
 func (x *MemberChangeResponse) Reset() {
 	*x = MemberChangeResponse{}
-	mi := &file_cxkv_proto_msgTypes[32]
+	mi := &file_cxkv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2366,7 @@ func (x *MemberChangeResponse) String() string {
 func (*MemberChangeResponse) ProtoMessage() {}
 
 func (x *MemberChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[32]
+	mi := &file_cxkv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2379,7 @@ func (x *MemberChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChangeResponse.ProtoReflect.Descriptor instead.
 func (*MemberChangeResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{32}
+	return file_cxkv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MemberChangeResponse) GetHeader() *Header {
@@ -2309,7 +2413,7 @@ type MoveLeaderRequest struct {
 
 func (x *MoveLeaderRequest) Reset() {
 	*x = MoveLeaderRequest{}
-	mi := &file_cxkv_proto_msgTypes[33]
+	mi := &file_cxkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2321,7 +2425,7 @@ func (x *MoveLeaderRequest) String() string {
 func (*MoveLeaderRequest) ProtoMessage() {}
 
 func (x *MoveLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[33]
+	mi := &file_cxkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2334,7 +2438,7 @@ func (x *MoveLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveLeaderRequest.ProtoReflect.Descriptor instead.
 func (*MoveLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{33}
+	return file_cxkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MoveLeaderRequest) GetId() uint64 {
@@ -2354,7 +2458,7 @@ type MoveLeaderResponse struct {
 
 func (x *MoveLeaderResponse) Reset() {
 	*x = MoveLeaderResponse{}
-	mi := &file_cxkv_proto_msgTypes[34]
+	mi := &file_cxkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2366,7 +2470,7 @@ func (x *MoveLeaderResponse) String() string {
 func (*MoveLeaderResponse) ProtoMessage() {}
 
 func (x *MoveLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[34]
+	mi := &file_cxkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2379,7 +2483,7 @@ func (x *MoveLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveLeaderResponse.ProtoReflect.Descriptor instead.
 func (*MoveLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{34}
+	return file_cxkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MoveLeaderResponse) GetHeader() *Header {
@@ -2418,7 +2522,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cxkv_proto_msgTypes[35]
+	mi := &file_cxkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2534,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[35]
+	mi := &file_cxkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2547,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{35}
+	return file_cxkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StatusResponse) GetHeader() *Header {
@@ -2528,7 +2632,7 @@ type ExpireCommand struct {
 
 func (x *ExpireCommand) Reset() {
 	*x = ExpireCommand{}
-	mi := &file_cxkv_proto_msgTypes[36]
+	mi := &file_cxkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2540,7 +2644,7 @@ func (x *ExpireCommand) String() string {
 func (*ExpireCommand) ProtoMessage() {}
 
 func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[36]
+	mi := &file_cxkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2553,7 +2657,7 @@ func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireCommand.ProtoReflect.Descriptor instead.
 func (*ExpireCommand) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{36}
+	return file_cxkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ExpireCommand) GetKey() string {
@@ -2597,7 +2701,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_cxkv_proto_msgTypes[37]
+	mi := &file_cxkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2713,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[37]
+	mi := &file_cxkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2726,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{37}
+	return file_cxkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Command) GetProposalId() uint64 {
@@ -2734,7 +2838,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_cxkv_proto_msgTypes[38]
+	mi := &file_cxkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +2850,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[38]
+	mi := &file_cxkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +2863,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{38}
+	return file_cxkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CommandResult) GetResult() isCommandResult_Result {
@@ -2845,7 +2949,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_cxkv_proto_msgTypes[39]
+	mi := &file_cxkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +2961,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[39]
+	mi := &file_cxkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +2974,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{39}
+	return file_cxkv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CommandError) GetCode() uint32 {
@@ -2901,7 +3005,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_cxkv_proto_msgTypes[40]
+	mi := &file_cxkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3017,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[40]
+	mi := &file_cxkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3030,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{40}
+	return file_cxkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RaftBatch) GetClusterId() uint64 {
@@ -2965,7 +3069,7 @@ type PeerAck struct {
 
 func (x *PeerAck) Reset() {
 	*x = PeerAck{}
-	mi := &file_cxkv_proto_msgTypes[41]
+	mi := &file_cxkv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2977,7 +3081,7 @@ func (x *PeerAck) String() string {
 func (*PeerAck) ProtoMessage() {}
 
 func (x *PeerAck) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[41]
+	mi := &file_cxkv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2990,7 +3094,7 @@ func (x *PeerAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerAck.ProtoReflect.Descriptor instead.
 func (*PeerAck) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{41}
+	return file_cxkv_proto_rawDescGZIP(), []int{43}
 }
 
 // SnapshotChunk streams a state snapshot; the first chunk carries the
@@ -3006,7 +3110,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_cxkv_proto_msgTypes[42]
+	mi := &file_cxkv_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3018,7 +3122,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[42]
+	mi := &file_cxkv_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3031,7 +3135,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{42}
+	return file_cxkv_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SnapshotChunk) GetClusterId() uint64 {
@@ -3190,7 +3294,12 @@ const file_cxkv_proto_rawDesc = "" +
 	"\x10SessionsResponse\x12'\n" +
 	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12,\n" +
 	"\bsessions\x18\x02 \x03(\v2\x10.cxkv.v1.SessionR\bsessions\x12\x12\n" +
-	"\x04more\x18\x03 \x01(\bR\x04more\"\x0f\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"5\n" +
+	"\x0fSnapshotRequest\x12\"\n" +
+	"\fserializable\x18\x01 \x01(\bR\fserializable\"O\n" +
+	"\x10SnapshotResponse\x12'\n" +
+	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x0f\n" +
 	"\rStatusRequest\"`\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
@@ -3301,7 +3410,7 @@ func file_cxkv_proto_rawDescGZIP() []byte {
 }
 
 var file_cxkv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_cxkv_proto_goTypes = []any{
 	(Compare_Op)(0),              // 0: cxkv.v1.Compare.Op
 	(TxnOp_Type)(0),              // 1: cxkv.v1.TxnOp.Type
@@ -3328,27 +3437,29 @@ var file_cxkv_proto_goTypes = []any{
 	(*SessionsRequest)(nil),      // 22: cxkv.v1.SessionsRequest
 	(*Session)(nil),              // 23: cxkv.v1.Session
 	(*SessionsResponse)(nil),     // 24: cxkv.v1.SessionsResponse
-	(*StatusRequest)(nil),        // 25: cxkv.v1.StatusRequest
-	(*Member)(nil),               // 26: cxkv.v1.Member
-	(*MemberTable)(nil),          // 27: cxkv.v1.MemberTable
-	(*MemberListRequest)(nil),    // 28: cxkv.v1.MemberListRequest
-	(*MemberStatus)(nil),         // 29: cxkv.v1.MemberStatus
-	(*MemberListResponse)(nil),   // 30: cxkv.v1.MemberListResponse
-	(*MemberAddRequest)(nil),     // 31: cxkv.v1.MemberAddRequest
-	(*MemberRemoveRequest)(nil),  // 32: cxkv.v1.MemberRemoveRequest
-	(*MemberPromoteRequest)(nil), // 33: cxkv.v1.MemberPromoteRequest
-	(*MemberUpdateRequest)(nil),  // 34: cxkv.v1.MemberUpdateRequest
-	(*MemberChangeResponse)(nil), // 35: cxkv.v1.MemberChangeResponse
-	(*MoveLeaderRequest)(nil),    // 36: cxkv.v1.MoveLeaderRequest
-	(*MoveLeaderResponse)(nil),   // 37: cxkv.v1.MoveLeaderResponse
-	(*StatusResponse)(nil),       // 38: cxkv.v1.StatusResponse
-	(*ExpireCommand)(nil),        // 39: cxkv.v1.ExpireCommand
-	(*Command)(nil),              // 40: cxkv.v1.Command
-	(*CommandResult)(nil),        // 41: cxkv.v1.CommandResult
-	(*CommandError)(nil),         // 42: cxkv.v1.CommandError
-	(*RaftBatch)(nil),            // 43: cxkv.v1.RaftBatch
-	(*PeerAck)(nil),              // 44: cxkv.v1.PeerAck
-	(*SnapshotChunk)(nil),        // 45: cxkv.v1.SnapshotChunk
+	(*SnapshotRequest)(nil),      // 25: cxkv.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),     // 26: cxkv.v1.SnapshotResponse
+	(*StatusRequest)(nil),        // 27: cxkv.v1.StatusRequest
+	(*Member)(nil),               // 28: cxkv.v1.Member
+	(*MemberTable)(nil),          // 29: cxkv.v1.MemberTable
+	(*MemberListRequest)(nil),    // 30: cxkv.v1.MemberListRequest
+	(*MemberStatus)(nil),         // 31: cxkv.v1.MemberStatus
+	(*MemberListResponse)(nil),   // 32: cxkv.v1.MemberListResponse
+	(*MemberAddRequest)(nil),     // 33: cxkv.v1.MemberAddRequest
+	(*MemberRemoveRequest)(nil),  // 34: cxkv.v1.MemberRemoveRequest
+	(*MemberPromoteRequest)(nil), // 35: cxkv.v1.MemberPromoteRequest
+	(*MemberUpdateRequest)(nil),  // 36: cxkv.v1.MemberUpdateRequest
+	(*MemberChangeResponse)(nil), // 37: cxkv.v1.MemberChangeResponse
+	(*MoveLeaderRequest)(nil),    // 38: cxkv.v1.MoveLeaderRequest
+	(*MoveLeaderResponse)(nil),   // 39: cxkv.v1.MoveLeaderResponse
+	(*StatusResponse)(nil),       // 40: cxkv.v1.StatusResponse
+	(*ExpireCommand)(nil),        // 41: cxkv.v1.ExpireCommand
+	(*Command)(nil),              // 42: cxkv.v1.Command
+	(*CommandResult)(nil),        // 43: cxkv.v1.CommandResult
+	(*CommandError)(nil),         // 44: cxkv.v1.CommandError
+	(*RaftBatch)(nil),            // 45: cxkv.v1.RaftBatch
+	(*PeerAck)(nil),              // 46: cxkv.v1.PeerAck
+	(*SnapshotChunk)(nil),        // 47: cxkv.v1.SnapshotChunk
 }
 var file_cxkv_proto_depIdxs = []int32{
 	4,  // 0: cxkv.v1.GetResponse.header:type_name -> cxkv.v1.Header
@@ -3377,28 +3488,29 @@ var file_cxkv_proto_depIdxs = []int32{
 	3,  // 23: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
 	4,  // 24: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
 	23, // 25: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
-	26, // 26: cxkv.v1.MemberTable.members:type_name -> cxkv.v1.Member
-	26, // 27: cxkv.v1.MemberStatus.member:type_name -> cxkv.v1.Member
-	4,  // 28: cxkv.v1.MemberListResponse.header:type_name -> cxkv.v1.Header
-	29, // 29: cxkv.v1.MemberListResponse.members:type_name -> cxkv.v1.MemberStatus
-	4,  // 30: cxkv.v1.MemberChangeResponse.header:type_name -> cxkv.v1.Header
-	26, // 31: cxkv.v1.MemberChangeResponse.members:type_name -> cxkv.v1.Member
-	4,  // 32: cxkv.v1.MoveLeaderResponse.header:type_name -> cxkv.v1.Header
-	4,  // 33: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
-	26, // 34: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
-	8,  // 35: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
-	10, // 36: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
-	17, // 37: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
-	39, // 38: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
-	9,  // 39: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
-	11, // 40: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
-	18, // 41: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
-	42, // 42: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	4,  // 26: cxkv.v1.SnapshotResponse.header:type_name -> cxkv.v1.Header
+	28, // 27: cxkv.v1.MemberTable.members:type_name -> cxkv.v1.Member
+	28, // 28: cxkv.v1.MemberStatus.member:type_name -> cxkv.v1.Member
+	4,  // 29: cxkv.v1.MemberListResponse.header:type_name -> cxkv.v1.Header
+	31, // 30: cxkv.v1.MemberListResponse.members:type_name -> cxkv.v1.MemberStatus
+	4,  // 31: cxkv.v1.MemberChangeResponse.header:type_name -> cxkv.v1.Header
+	28, // 32: cxkv.v1.MemberChangeResponse.members:type_name -> cxkv.v1.Member
+	4,  // 33: cxkv.v1.MoveLeaderResponse.header:type_name -> cxkv.v1.Header
+	4,  // 34: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
+	28, // 35: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
+	8,  // 36: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
+	10, // 37: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
+	17, // 38: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
+	41, // 39: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
+	9,  // 40: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
+	11, // 41: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
+	18, // 42: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
+	44, // 43: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_cxkv_proto_init() }
@@ -3406,13 +3518,13 @@ func file_cxkv_proto_init() {
 	if File_cxkv_proto != nil {
 		return
 	}
-	file_cxkv_proto_msgTypes[37].OneofWrappers = []any{
+	file_cxkv_proto_msgTypes[39].OneofWrappers = []any{
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
 		(*Command_Txn)(nil),
 		(*Command_Expire)(nil),
 	}
-	file_cxkv_proto_msgTypes[38].OneofWrappers = []any{
+	file_cxkv_proto_msgTypes[40].OneofWrappers = []any{
 		(*CommandResult_Put)(nil),
 		(*CommandResult_Delete)(nil),
 		(*CommandResult_Txn)(nil),
@@ -3424,7 +3536,7 @@ func file_cxkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cxkv_proto_rawDesc), len(file_cxkv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -3,7 +3,13 @@ package cxkvpb
 // A member that fails a write says how far the write got, so a client never
 // has to guess from the code or the text: the status carries a
 // google.rpc.ErrorInfo detail with Domain ErrorDomain and one of the reasons
-// below, and metadata "member" (the id of the member that answered).
+// below, and metadata MetaMember (the id of the member that answered).
+//
+// Every Unavailable answer of a member also names the leader that member
+// knows, as metadata MetaLeader of its ErrorInfo (absent when it knows
+// none); an Unavailable read or watch, which has no write outcome to report,
+// carries an ErrorInfo with ReasonUnavailable for it. A client goes straight
+// to the named leader instead of trying members in turn.
 //
 // An error without such a detail did not come from a member's write path: the
 // network or gRPC itself failed the call (a refused connection, a stream cut,
@@ -34,4 +40,15 @@ const (
 	// ReasonNotLeader: a membership change or leader transfer reached a
 	// member that is not the leader; send it to the leader.
 	ReasonNotLeader = "NOT_LEADER"
+
+	// ReasonUnavailable: the member cannot serve the call now (no leader,
+	// stopping, halted); another member, or the same one later, may.
+	ReasonUnavailable = "UNAVAILABLE"
+
+	// MetaMember is the metadata key of the answering member's id, in
+	// decimal.
+	MetaMember = "member"
+	// MetaLeader is the metadata key of the leader's member id, in decimal,
+	// as the answering member knows it.
+	MetaLeader = "leader"
 )

@@ -32,7 +32,7 @@ var File_cxkv_rpc_proto protoreflect.FileDescriptor
 const file_cxkv_rpc_proto_rawDesc = "" +
 	"\n" +
 	"\x0ecxkv_rpc.proto\x12\acxkv.v1\x1a\n" +
-	"cxkv.proto2\xc0\x03\n" +
+	"cxkv.proto2\x83\x04\n" +
 	"\x02KV\x120\n" +
 	"\x03Get\x12\x13.cxkv.v1.GetRequest\x1a\x14.cxkv.v1.GetResponse\x120\n" +
 	"\x03Put\x12\x13.cxkv.v1.PutRequest\x1a\x14.cxkv.v1.PutResponse\x129\n" +
@@ -41,7 +41,8 @@ const file_cxkv_rpc_proto_rawDesc = "" +
 	"\x03Txn\x12\x13.cxkv.v1.TxnRequest\x1a\x14.cxkv.v1.TxnResponse\x128\n" +
 	"\x05Watch\x12\x15.cxkv.v1.WatchRequest\x1a\x16.cxkv.v1.WatchResponse0\x01\x129\n" +
 	"\x06Status\x12\x16.cxkv.v1.StatusRequest\x1a\x17.cxkv.v1.StatusResponse\x12?\n" +
-	"\bSessions\x12\x18.cxkv.v1.SessionsRequest\x1a\x19.cxkv.v1.SessionsResponse2\xc7\x03\n" +
+	"\bSessions\x12\x18.cxkv.v1.SessionsRequest\x1a\x19.cxkv.v1.SessionsResponse\x12A\n" +
+	"\bSnapshot\x12\x18.cxkv.v1.SnapshotRequest\x1a\x19.cxkv.v1.SnapshotResponse0\x012\xc7\x03\n" +
 	"\aCluster\x12E\n" +
 	"\n" +
 	"MemberList\x12\x1a.cxkv.v1.MemberListRequest\x1a\x1b.cxkv.v1.MemberListResponse\x12E\n" +
@@ -64,26 +65,28 @@ var file_cxkv_rpc_proto_goTypes = []any{
 	(*cxkvpb.WatchRequest)(nil),         // 5: cxkv.v1.WatchRequest
 	(*cxkvpb.StatusRequest)(nil),        // 6: cxkv.v1.StatusRequest
 	(*cxkvpb.SessionsRequest)(nil),      // 7: cxkv.v1.SessionsRequest
-	(*cxkvpb.MemberListRequest)(nil),    // 8: cxkv.v1.MemberListRequest
-	(*cxkvpb.MemberAddRequest)(nil),     // 9: cxkv.v1.MemberAddRequest
-	(*cxkvpb.MemberRemoveRequest)(nil),  // 10: cxkv.v1.MemberRemoveRequest
-	(*cxkvpb.MemberPromoteRequest)(nil), // 11: cxkv.v1.MemberPromoteRequest
-	(*cxkvpb.MemberUpdateRequest)(nil),  // 12: cxkv.v1.MemberUpdateRequest
-	(*cxkvpb.MoveLeaderRequest)(nil),    // 13: cxkv.v1.MoveLeaderRequest
-	(*cxkvpb.RaftBatch)(nil),            // 14: cxkv.v1.RaftBatch
-	(*cxkvpb.SnapshotChunk)(nil),        // 15: cxkv.v1.SnapshotChunk
-	(*cxkvpb.GetResponse)(nil),          // 16: cxkv.v1.GetResponse
-	(*cxkvpb.PutResponse)(nil),          // 17: cxkv.v1.PutResponse
-	(*cxkvpb.DeleteResponse)(nil),       // 18: cxkv.v1.DeleteResponse
-	(*cxkvpb.ListResponse)(nil),         // 19: cxkv.v1.ListResponse
-	(*cxkvpb.TxnResponse)(nil),          // 20: cxkv.v1.TxnResponse
-	(*cxkvpb.WatchResponse)(nil),        // 21: cxkv.v1.WatchResponse
-	(*cxkvpb.StatusResponse)(nil),       // 22: cxkv.v1.StatusResponse
-	(*cxkvpb.SessionsResponse)(nil),     // 23: cxkv.v1.SessionsResponse
-	(*cxkvpb.MemberListResponse)(nil),   // 24: cxkv.v1.MemberListResponse
-	(*cxkvpb.MemberChangeResponse)(nil), // 25: cxkv.v1.MemberChangeResponse
-	(*cxkvpb.MoveLeaderResponse)(nil),   // 26: cxkv.v1.MoveLeaderResponse
-	(*cxkvpb.PeerAck)(nil),              // 27: cxkv.v1.PeerAck
+	(*cxkvpb.SnapshotRequest)(nil),      // 8: cxkv.v1.SnapshotRequest
+	(*cxkvpb.MemberListRequest)(nil),    // 9: cxkv.v1.MemberListRequest
+	(*cxkvpb.MemberAddRequest)(nil),     // 10: cxkv.v1.MemberAddRequest
+	(*cxkvpb.MemberRemoveRequest)(nil),  // 11: cxkv.v1.MemberRemoveRequest
+	(*cxkvpb.MemberPromoteRequest)(nil), // 12: cxkv.v1.MemberPromoteRequest
+	(*cxkvpb.MemberUpdateRequest)(nil),  // 13: cxkv.v1.MemberUpdateRequest
+	(*cxkvpb.MoveLeaderRequest)(nil),    // 14: cxkv.v1.MoveLeaderRequest
+	(*cxkvpb.RaftBatch)(nil),            // 15: cxkv.v1.RaftBatch
+	(*cxkvpb.SnapshotChunk)(nil),        // 16: cxkv.v1.SnapshotChunk
+	(*cxkvpb.GetResponse)(nil),          // 17: cxkv.v1.GetResponse
+	(*cxkvpb.PutResponse)(nil),          // 18: cxkv.v1.PutResponse
+	(*cxkvpb.DeleteResponse)(nil),       // 19: cxkv.v1.DeleteResponse
+	(*cxkvpb.ListResponse)(nil),         // 20: cxkv.v1.ListResponse
+	(*cxkvpb.TxnResponse)(nil),          // 21: cxkv.v1.TxnResponse
+	(*cxkvpb.WatchResponse)(nil),        // 22: cxkv.v1.WatchResponse
+	(*cxkvpb.StatusResponse)(nil),       // 23: cxkv.v1.StatusResponse
+	(*cxkvpb.SessionsResponse)(nil),     // 24: cxkv.v1.SessionsResponse
+	(*cxkvpb.SnapshotResponse)(nil),     // 25: cxkv.v1.SnapshotResponse
+	(*cxkvpb.MemberListResponse)(nil),   // 26: cxkv.v1.MemberListResponse
+	(*cxkvpb.MemberChangeResponse)(nil), // 27: cxkv.v1.MemberChangeResponse
+	(*cxkvpb.MoveLeaderResponse)(nil),   // 28: cxkv.v1.MoveLeaderResponse
+	(*cxkvpb.PeerAck)(nil),              // 29: cxkv.v1.PeerAck
 }
 var file_cxkv_rpc_proto_depIdxs = []int32{
 	0,  // 0: cxkv.v1.KV.Get:input_type -> cxkv.v1.GetRequest
@@ -94,32 +97,34 @@ var file_cxkv_rpc_proto_depIdxs = []int32{
 	5,  // 5: cxkv.v1.KV.Watch:input_type -> cxkv.v1.WatchRequest
 	6,  // 6: cxkv.v1.KV.Status:input_type -> cxkv.v1.StatusRequest
 	7,  // 7: cxkv.v1.KV.Sessions:input_type -> cxkv.v1.SessionsRequest
-	8,  // 8: cxkv.v1.Cluster.MemberList:input_type -> cxkv.v1.MemberListRequest
-	9,  // 9: cxkv.v1.Cluster.MemberAdd:input_type -> cxkv.v1.MemberAddRequest
-	10, // 10: cxkv.v1.Cluster.MemberRemove:input_type -> cxkv.v1.MemberRemoveRequest
-	11, // 11: cxkv.v1.Cluster.MemberPromote:input_type -> cxkv.v1.MemberPromoteRequest
-	12, // 12: cxkv.v1.Cluster.MemberUpdate:input_type -> cxkv.v1.MemberUpdateRequest
-	13, // 13: cxkv.v1.Cluster.MoveLeader:input_type -> cxkv.v1.MoveLeaderRequest
-	14, // 14: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
-	15, // 15: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
-	16, // 16: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
-	17, // 17: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
-	18, // 18: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
-	19, // 19: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
-	20, // 20: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
-	21, // 21: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
-	22, // 22: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
-	23, // 23: cxkv.v1.KV.Sessions:output_type -> cxkv.v1.SessionsResponse
-	24, // 24: cxkv.v1.Cluster.MemberList:output_type -> cxkv.v1.MemberListResponse
-	25, // 25: cxkv.v1.Cluster.MemberAdd:output_type -> cxkv.v1.MemberChangeResponse
-	25, // 26: cxkv.v1.Cluster.MemberRemove:output_type -> cxkv.v1.MemberChangeResponse
-	25, // 27: cxkv.v1.Cluster.MemberPromote:output_type -> cxkv.v1.MemberChangeResponse
-	25, // 28: cxkv.v1.Cluster.MemberUpdate:output_type -> cxkv.v1.MemberChangeResponse
-	26, // 29: cxkv.v1.Cluster.MoveLeader:output_type -> cxkv.v1.MoveLeaderResponse
-	27, // 30: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
-	27, // 31: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
-	16, // [16:32] is the sub-list for method output_type
-	0,  // [0:16] is the sub-list for method input_type
+	8,  // 8: cxkv.v1.KV.Snapshot:input_type -> cxkv.v1.SnapshotRequest
+	9,  // 9: cxkv.v1.Cluster.MemberList:input_type -> cxkv.v1.MemberListRequest
+	10, // 10: cxkv.v1.Cluster.MemberAdd:input_type -> cxkv.v1.MemberAddRequest
+	11, // 11: cxkv.v1.Cluster.MemberRemove:input_type -> cxkv.v1.MemberRemoveRequest
+	12, // 12: cxkv.v1.Cluster.MemberPromote:input_type -> cxkv.v1.MemberPromoteRequest
+	13, // 13: cxkv.v1.Cluster.MemberUpdate:input_type -> cxkv.v1.MemberUpdateRequest
+	14, // 14: cxkv.v1.Cluster.MoveLeader:input_type -> cxkv.v1.MoveLeaderRequest
+	15, // 15: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
+	16, // 16: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
+	17, // 17: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
+	18, // 18: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
+	19, // 19: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
+	20, // 20: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
+	21, // 21: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
+	22, // 22: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
+	23, // 23: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
+	24, // 24: cxkv.v1.KV.Sessions:output_type -> cxkv.v1.SessionsResponse
+	25, // 25: cxkv.v1.KV.Snapshot:output_type -> cxkv.v1.SnapshotResponse
+	26, // 26: cxkv.v1.Cluster.MemberList:output_type -> cxkv.v1.MemberListResponse
+	27, // 27: cxkv.v1.Cluster.MemberAdd:output_type -> cxkv.v1.MemberChangeResponse
+	27, // 28: cxkv.v1.Cluster.MemberRemove:output_type -> cxkv.v1.MemberChangeResponse
+	27, // 29: cxkv.v1.Cluster.MemberPromote:output_type -> cxkv.v1.MemberChangeResponse
+	27, // 30: cxkv.v1.Cluster.MemberUpdate:output_type -> cxkv.v1.MemberChangeResponse
+	28, // 31: cxkv.v1.Cluster.MoveLeader:output_type -> cxkv.v1.MoveLeaderResponse
+	29, // 32: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
+	29, // 33: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
+	17, // [17:34] is the sub-list for method output_type
+	0,  // [0:17] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -34,6 +34,7 @@ const (
 	KV_Watch_FullMethodName    = "/cxkv.v1.KV/Watch"
 	KV_Status_FullMethodName   = "/cxkv.v1.KV/Status"
 	KV_Sessions_FullMethodName = "/cxkv.v1.KV/Sessions"
+	KV_Snapshot_FullMethodName = "/cxkv.v1.KV/Snapshot"
 )
 
 // KVClient is the client API for KV service.
@@ -52,6 +53,8 @@ type KVClient interface {
 	// Sessions lists sessions (keys under SessionKeyPrefix) with the count of
 	// keys attached to each.
 	Sessions(ctx context.Context, in *cxkvpb.SessionsRequest, opts ...grpc.CallOption) (*cxkvpb.SessionsResponse, error)
+	// Snapshot streams a backup of the member's state.
+	Snapshot(ctx context.Context, in *cxkvpb.SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[cxkvpb.SnapshotResponse], error)
 }
 
 type kVClient struct {
@@ -151,6 +154,25 @@ func (c *kVClient) Sessions(ctx context.Context, in *cxkvpb.SessionsRequest, opt
 	return out, nil
 }
 
+func (c *kVClient) Snapshot(ctx context.Context, in *cxkvpb.SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[cxkvpb.SnapshotResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[1], KV_Snapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[cxkvpb.SnapshotRequest, cxkvpb.SnapshotResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_SnapshotClient = grpc.ServerStreamingClient[cxkvpb.SnapshotResponse]
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -167,6 +189,8 @@ type KVServer interface {
 	// Sessions lists sessions (keys under SessionKeyPrefix) with the count of
 	// keys attached to each.
 	Sessions(context.Context, *cxkvpb.SessionsRequest) (*cxkvpb.SessionsResponse, error)
+	// Snapshot streams a backup of the member's state.
+	Snapshot(*cxkvpb.SnapshotRequest, grpc.ServerStreamingServer[cxkvpb.SnapshotResponse]) error
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -200,6 +224,9 @@ func (UnimplementedKVServer) Status(context.Context, *cxkvpb.StatusRequest) (*cx
 }
 func (UnimplementedKVServer) Sessions(context.Context, *cxkvpb.SessionsRequest) (*cxkvpb.SessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Sessions not implemented")
+}
+func (UnimplementedKVServer) Snapshot(*cxkvpb.SnapshotRequest, grpc.ServerStreamingServer[cxkvpb.SnapshotResponse]) error {
+	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -359,6 +386,17 @@ func _KV_Sessions_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(cxkvpb.SnapshotRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(KVServer).Snapshot(m, &grpc.GenericServerStream[cxkvpb.SnapshotRequest, cxkvpb.SnapshotResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_SnapshotServer = grpc.ServerStreamingServer[cxkvpb.SnapshotResponse]
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -399,6 +437,11 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Watch",
 			Handler:       _KV_Watch_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Snapshot",
+			Handler:       _KV_Snapshot_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -61,7 +61,8 @@ func freeAddrs(t *testing.T, n int) []string {
 	return out
 }
 
-func startProcCluster(t *testing.T) *procCluster {
+// startProcCluster starts three members; extra flags go to every one.
+func startProcCluster(t *testing.T, extra ...string) *procCluster {
 	bin, err := cxkvBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -73,8 +74,8 @@ func startProcCluster(t *testing.T) *procCluster {
 	}
 	dir := t.TempDir()
 	for i, a := range pc.addrs {
-		pc.procs = append(pc.procs, &proc{args: []string{"server", "--id", fmt.Sprint(i + 1), "--addr", a,
-			"--data-dir", filepath.Join(dir, fmt.Sprint(i+1)), "--cluster", strings.Join(spec, ","), "--tick", "20ms"}})
+		pc.procs = append(pc.procs, &proc{args: append([]string{"server", "--id", fmt.Sprint(i + 1), "--addr", a,
+			"--data-dir", filepath.Join(dir, fmt.Sprint(i+1)), "--cluster", strings.Join(spec, ","), "--tick", "20ms"}, extra...)})
 		pc.start(i)
 	}
 	t.Cleanup(func() {

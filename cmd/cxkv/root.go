@@ -49,7 +49,7 @@ func newRootCmd(e env) *cobra.Command {
 	root.AddCommand(newDemoCmd(g))
 	root.AddCommand(newServerCmd(e), newGetCmd(g), newPutCmd(g), newDeleteCmd(g), newListCmd(g), newStatusCmd(g), newWatchCmd(g))
 	root.AddCommand(newTxnCmd(g), newLocksCmd(g), newForceReleaseCmd(g, e), newVersionCmd(g), newEndpointCmd(g))
-	root.AddCommand(newSessionsCmd(g), newSessionCmd(g))
+	root.AddCommand(newSessionsCmd(g), newSessionCmd(g), newSnapshotCmd(g))
 	root.AddCommand(newMemberCmd(g), newMoveLeaderCmd(g))
 	return root
 }

@@ -29,6 +29,7 @@ func newServerCmd(e env) *cobra.Command {
 		tick                   time.Duration
 		electionTicks          int
 		snapshotEntries        uint64
+		historyEntries         uint64
 		limits                 = cmpxchg.DefaultLimits()
 		logLevel, logFormat    string
 		pprofAddr, metricsAddr string
@@ -110,6 +111,9 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			} else if err := checkListenAddr(listenAddr); err != nil {
 				return usageError{fmt.Errorf("--listen-addr %q: %w", listenAddr, err)}
 			}
+			if historyEntries == 0 {
+				return usageError{fmt.Errorf("--history-entries must be positive")}
+			}
 			peerListen, peerAdvertise, err := peerAddrs.resolve()
 			if err != nil {
 				return usageError{err}
@@ -174,7 +178,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 				PeerAddr: peerAdvertise, PeerListener: peerLis, ClientTLS: clientTLS, PeerTLS: peerTLS,
 				ClusterToken: clusterToken, Join: joinAddrs, JoinClusterID: wantCluster,
 				TickInterval: tick, ElectionTicks: electionTicks,
-				SnapshotEntries: snapshotEntries, Limits: limits, Logger: logger,
+				SnapshotEntries: snapshotEntries, HistoryEntries: historyEntries, Limits: limits, Logger: logger,
 				SlowRequest: slowRequest, TraceWrites: traceWrites,
 			})
 			if err != nil {
@@ -229,6 +233,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 	f.DurationVar(&tick, "tick", 100*time.Millisecond, "raft tick interval")
 	f.IntVar(&electionTicks, "election-ticks", 10, "ticks without a leader before an election")
 	f.Uint64Var(&snapshotEntries, "snapshot-entries", 10000, "applied entries between snapshots (the log keeps half that behind one)")
+	f.Uint64Var(&historyEntries, "history-entries", 10000, "watch history kept, in applied indexes: a watch may resume from any of the last this many (independent of --snapshot-entries)")
 	f.IntVar(&limits.MaxValueBytes, "max-value-bytes", limits.MaxValueBytes, fmt.Sprintf("largest value accepted (at most %d)", cmpxchg.MaxValueBytesLimit))
 	f.IntVar(&limits.MaxTxnOps, "max-txn-ops", limits.MaxTxnOps, fmt.Sprintf("most compares plus operations in one transaction (at most %d)", cmpxchg.MaxTxnOpsLimit))
 	f.IntVar(&limits.MaxTxnBytes, "max-txn-bytes", limits.MaxTxnBytes, fmt.Sprintf("most bytes of keys and values in one transaction (at most %d)", cmpxchg.MaxTxnBytesLimit))
@@ -300,20 +305,9 @@ func parseCluster(spec string, id uint64, addr string) (uint64, map[uint64]strin
 	if spec == "" {
 		return id, map[uint64]string{id: addr}, nil
 	}
-	peers := map[uint64]string{}
-	for _, part := range strings.Split(spec, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		pid, err := strconv.ParseUint(k, 10, 64)
-		if !ok || err != nil || pid == 0 {
-			return 0, nil, fmt.Errorf("--cluster entry %q: want id=host:port with a positive id", part)
-		}
-		if err := checkAddr(v); err != nil {
-			return 0, nil, fmt.Errorf("--cluster entry %q: %w", part, err)
-		}
-		if _, dup := peers[pid]; dup {
-			return 0, nil, fmt.Errorf("--cluster names member %d twice", pid)
-		}
-		peers[pid] = v
+	peers, err := parsePeers(spec)
+	if err != nil {
+		return 0, nil, err
 	}
 	if id == 0 {
 		for pid, a := range peers {
@@ -333,6 +327,26 @@ func parseCluster(spec string, id uint64, addr string) (uint64, map[uint64]strin
 		return 0, nil, fmt.Errorf("this member's peer address %s differs from member %d's address %s in --cluster", addr, id, own)
 	}
 	return id, peers, nil
+}
+
+// parsePeers reads a --cluster list: id=host:port,...
+func parsePeers(spec string) (map[uint64]string, error) {
+	peers := map[uint64]string{}
+	for _, part := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		pid, err := strconv.ParseUint(k, 10, 64)
+		if !ok || err != nil || pid == 0 {
+			return nil, fmt.Errorf("--cluster entry %q: want id=host:port with a positive id", part)
+		}
+		if err := checkAddr(v); err != nil {
+			return nil, fmt.Errorf("--cluster entry %q: %w", part, err)
+		}
+		if _, dup := peers[pid]; dup {
+			return nil, fmt.Errorf("--cluster names member %d twice", pid)
+		}
+		peers[pid] = v
+	}
+	return peers, nil
 }
 
 func checkAddr(a string) error {

@@ -51,6 +51,7 @@ func run() error {
 		only1     = flag.String("backends", "cxkv,etcd,redis", "backends to run, comma-separated (cxkv, etcd, redis)")
 		stages    = flag.Bool("stages", false, "start cxkv with --trace-writes and report where a write's time goes, stage by stage (the tracing costs a little; compare headline figures from runs without it)")
 		keep      = flag.Bool("keep", false, "keep the data dirs and member logs (printed at the end) instead of removing them")
+		kills     = flag.Int("kills", 5, "leader kills in the failover workload, on clusters of its own (0: skip it)")
 	)
 	flag.Parse()
 	workloads := strings.Split(*only, ",")
@@ -231,6 +232,23 @@ func run() error {
 		}
 	}
 
+	if *kills > 0 {
+		for _, name := range []string{"cxkv", "etcd"} {
+			if !slices.Contains(chosen, name) {
+				continue
+			}
+			r, err := runFailover(ctx, name, *cxkvBin, *etcdBin, dir, *kills)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				fmt.Printf("failover %-6s NOT MEASURED: %v\n", name, err)
+				continue
+			}
+			rep.Failover = append(rep.Failover, r)
+		}
+	}
+
 	rep.Machine.LoadAfter = loadAvg()
 	rep.Summary = bench.Summarize(rep.Runs)
 	fmt.Println()
@@ -240,6 +258,10 @@ func run() error {
 	if *stages {
 		fmt.Println()
 		bench.WriteStages(os.Stdout, rep.Runs, false)
+	}
+	if len(rep.Failover) > 0 {
+		fmt.Println()
+		bench.WriteFailover(os.Stdout, rep.Failover, false)
 	}
 	if err := writeOutputs(rep, *out, *mdOut); err != nil {
 		return err
@@ -278,8 +300,49 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 		bench.WriteStages(w, rep.Runs, true)
 		fmt.Fprintln(w)
 	}
+	if len(rep.Failover) > 0 {
+		bench.WriteFailover(w, rep.Failover, true)
+		fmt.Fprintln(w)
+	}
 	bench.WriteFsync(w, rep.Fsync, true)
 	return w.Flush()
+}
+
+// runFailover starts a cluster of its own for the failover workload (it
+// kills members) and runs it.
+func runFailover(ctx context.Context, name, cxkvBin, etcdBin, dir string, kills int) (bench.FailoverResult, error) {
+	sub := filepath.Join(dir, "failover-"+name)
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		return bench.FailoverResult{}, err
+	}
+	var cl *bench.Cluster
+	var b bench.Backend
+	var err error
+	if name == "cxkv" {
+		cl, err = bench.StartCxkv(ctx, cxkvBin, sub, bench.CxkvOptions{})
+		if cl != nil {
+			b = bench.Cxkv{Endpoints: cl.Endpoints}
+		}
+	} else {
+		cl, err = bench.StartEtcd(ctx, etcdBin, sub)
+		if cl != nil {
+			b = bench.Etcd{Endpoints: cl.Endpoints}
+		}
+	}
+	if err != nil {
+		return bench.FailoverResult{}, err
+	}
+	defer cl.Stop()
+	r, err := bench.RunFailover(ctx, b, cl, bench.FailoverConfig{Prefix: "bench/failover/" + name, Kills: kills})
+	if err != nil {
+		return r, err
+	}
+	for i, k := range r.Kills {
+		fmt.Printf("failover %-6s kill %d (member %d): first write %6.0fms  read %6.0fms  watch %6.0fms  lock hand-off %6.0fms  longest gap after %5.0fms\n",
+			name, i+1, k.Member, k.Write, k.Read, k.Watch, k.Lock, k.Gap)
+	}
+	fmt.Printf("failover %-6s throughput %.2f of undisturbed, %d probe errors\n", name, r.Throughput, r.Errors)
+	return r, nil
 }
 
 // gitCommit names the commit measured, with "+dirty" when tracked files

@@ -1,0 +1,43 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
+)
+
+// inProcess lets the failover workload kill members of an in-process
+// cluster (a stop, where make bench sends SIGKILL to a process).
+type inProcess struct{ c *raftnodetest.Cluster }
+
+func (p inProcess) Leader(context.Context) (int, error) { return p.c.WaitLeader(), nil }
+func (p inProcess) Kill(i int) error                    { p.c.Stop(i); return nil }
+func (p inProcess) Restart(i int) error                 { p.c.Revive(i); return nil }
+
+// The failover workload runs end to end on an in-process cluster, and every
+// stage (write, read, watch, lock hand-off) recovers after every kill, so
+// the workload cannot rot between `make bench` runs.
+func TestFailoverWorkload(t *testing.T) {
+	cl := raftnodetest.Start(t, 3)
+	res, err := RunFailover(context.Background(), Cxkv{Endpoints: cl.Endpoints()}, inProcess{cl}, FailoverConfig{
+		Prefix: "failover", Kills: 2, Interval: 3 * time.Second, RestartAfter: 300 * time.Millisecond,
+		Undisturbed: time.Second, Writers: 2, Readers: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Kills) != 2 {
+		t.Fatalf("%d kills measured, want 2", len(res.Kills))
+	}
+	for i, k := range res.Kills {
+		t.Logf("kill %d: %+v", i+1, k)
+		if k.Write < 0 || k.Read < 0 || k.Watch < 0 || k.Lock < 0 {
+			t.Errorf("kill %d: a stage did not recover before the next kill: %+v", i+1, k)
+		}
+	}
+	if res.Throughput <= 0 {
+		t.Errorf("throughput vs undisturbed %v", res.Throughput)
+	}
+}
