@@ -53,6 +53,7 @@ type Node struct {
 	clock        *clusterClock
 	metrics      metrics
 	health       healthService
+	authz        authCache
 	tracer       *writeTracer // nil unless cfg.TraceWrites
 	applier      *applier
 

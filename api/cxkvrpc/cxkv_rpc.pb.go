@@ -32,7 +32,7 @@ var File_cxkv_rpc_proto protoreflect.FileDescriptor
 const file_cxkv_rpc_proto_rawDesc = "" +
 	"\n" +
 	"\x0ecxkv_rpc.proto\x12\acxkv.v1\x1a\n" +
-	"cxkv.proto2\x83\x04\n" +
+	"cxkv.proto2\xde\x05\n" +
 	"\x02KV\x120\n" +
 	"\x03Get\x12\x13.cxkv.v1.GetRequest\x1a\x14.cxkv.v1.GetResponse\x120\n" +
 	"\x03Put\x12\x13.cxkv.v1.PutRequest\x1a\x14.cxkv.v1.PutResponse\x129\n" +
@@ -42,33 +42,44 @@ const file_cxkv_rpc_proto_rawDesc = "" +
 	"\x05Watch\x12\x15.cxkv.v1.WatchRequest\x1a\x16.cxkv.v1.WatchResponse0\x01\x129\n" +
 	"\x06Status\x12\x16.cxkv.v1.StatusRequest\x1a\x17.cxkv.v1.StatusResponse\x12?\n" +
 	"\bSessions\x12\x18.cxkv.v1.SessionsRequest\x1a\x19.cxkv.v1.SessionsResponse\x12A\n" +
-	"\bSnapshot\x12\x18.cxkv.v1.SnapshotRequest\x1a\x19.cxkv.v1.SnapshotResponse0\x012n\n" +
+	"\bSnapshot\x12\x18.cxkv.v1.SnapshotRequest\x1a\x19.cxkv.v1.SnapshotResponse0\x01\x12K\n" +
+	"\fAuthenticate\x12\x1c.cxkv.v1.AuthenticateRequest\x1a\x1d.cxkv.v1.AuthenticateResponse\x12E\n" +
+	"\n" +
+	"AuthChange\x12\x1a.cxkv.v1.AuthChangeRequest\x1a\x1b.cxkv.v1.AuthChangeResponse\x12E\n" +
+	"\n" +
+	"AuthStatus\x12\x1a.cxkv.v1.AuthStatusRequest\x1a\x1b.cxkv.v1.AuthStatusResponse2n\n" +
 	"\x04Peer\x12.\n" +
 	"\x04Send\x12\x12.cxkv.v1.RaftBatch\x1a\x10.cxkv.v1.PeerAck(\x01\x126\n" +
 	"\bSnapshot\x12\x16.cxkv.v1.SnapshotChunk\x1a\x10.cxkv.v1.PeerAck(\x01B\"Z github.com/cxkv/cxkv/api/cxkvrpcb\x06proto3"
 
 var file_cxkv_rpc_proto_goTypes = []any{
-	(*cxkvpb.GetRequest)(nil),       // 0: cxkv.v1.GetRequest
-	(*cxkvpb.PutRequest)(nil),       // 1: cxkv.v1.PutRequest
-	(*cxkvpb.DeleteRequest)(nil),    // 2: cxkv.v1.DeleteRequest
-	(*cxkvpb.ListRequest)(nil),      // 3: cxkv.v1.ListRequest
-	(*cxkvpb.TxnRequest)(nil),       // 4: cxkv.v1.TxnRequest
-	(*cxkvpb.WatchRequest)(nil),     // 5: cxkv.v1.WatchRequest
-	(*cxkvpb.StatusRequest)(nil),    // 6: cxkv.v1.StatusRequest
-	(*cxkvpb.SessionsRequest)(nil),  // 7: cxkv.v1.SessionsRequest
-	(*cxkvpb.SnapshotRequest)(nil),  // 8: cxkv.v1.SnapshotRequest
-	(*cxkvpb.RaftBatch)(nil),        // 9: cxkv.v1.RaftBatch
-	(*cxkvpb.SnapshotChunk)(nil),    // 10: cxkv.v1.SnapshotChunk
-	(*cxkvpb.GetResponse)(nil),      // 11: cxkv.v1.GetResponse
-	(*cxkvpb.PutResponse)(nil),      // 12: cxkv.v1.PutResponse
-	(*cxkvpb.DeleteResponse)(nil),   // 13: cxkv.v1.DeleteResponse
-	(*cxkvpb.ListResponse)(nil),     // 14: cxkv.v1.ListResponse
-	(*cxkvpb.TxnResponse)(nil),      // 15: cxkv.v1.TxnResponse
-	(*cxkvpb.WatchResponse)(nil),    // 16: cxkv.v1.WatchResponse
-	(*cxkvpb.StatusResponse)(nil),   // 17: cxkv.v1.StatusResponse
-	(*cxkvpb.SessionsResponse)(nil), // 18: cxkv.v1.SessionsResponse
-	(*cxkvpb.SnapshotResponse)(nil), // 19: cxkv.v1.SnapshotResponse
-	(*cxkvpb.PeerAck)(nil),          // 20: cxkv.v1.PeerAck
+	(*cxkvpb.GetRequest)(nil),           // 0: cxkv.v1.GetRequest
+	(*cxkvpb.PutRequest)(nil),           // 1: cxkv.v1.PutRequest
+	(*cxkvpb.DeleteRequest)(nil),        // 2: cxkv.v1.DeleteRequest
+	(*cxkvpb.ListRequest)(nil),          // 3: cxkv.v1.ListRequest
+	(*cxkvpb.TxnRequest)(nil),           // 4: cxkv.v1.TxnRequest
+	(*cxkvpb.WatchRequest)(nil),         // 5: cxkv.v1.WatchRequest
+	(*cxkvpb.StatusRequest)(nil),        // 6: cxkv.v1.StatusRequest
+	(*cxkvpb.SessionsRequest)(nil),      // 7: cxkv.v1.SessionsRequest
+	(*cxkvpb.SnapshotRequest)(nil),      // 8: cxkv.v1.SnapshotRequest
+	(*cxkvpb.AuthenticateRequest)(nil),  // 9: cxkv.v1.AuthenticateRequest
+	(*cxkvpb.AuthChangeRequest)(nil),    // 10: cxkv.v1.AuthChangeRequest
+	(*cxkvpb.AuthStatusRequest)(nil),    // 11: cxkv.v1.AuthStatusRequest
+	(*cxkvpb.RaftBatch)(nil),            // 12: cxkv.v1.RaftBatch
+	(*cxkvpb.SnapshotChunk)(nil),        // 13: cxkv.v1.SnapshotChunk
+	(*cxkvpb.GetResponse)(nil),          // 14: cxkv.v1.GetResponse
+	(*cxkvpb.PutResponse)(nil),          // 15: cxkv.v1.PutResponse
+	(*cxkvpb.DeleteResponse)(nil),       // 16: cxkv.v1.DeleteResponse
+	(*cxkvpb.ListResponse)(nil),         // 17: cxkv.v1.ListResponse
+	(*cxkvpb.TxnResponse)(nil),          // 18: cxkv.v1.TxnResponse
+	(*cxkvpb.WatchResponse)(nil),        // 19: cxkv.v1.WatchResponse
+	(*cxkvpb.StatusResponse)(nil),       // 20: cxkv.v1.StatusResponse
+	(*cxkvpb.SessionsResponse)(nil),     // 21: cxkv.v1.SessionsResponse
+	(*cxkvpb.SnapshotResponse)(nil),     // 22: cxkv.v1.SnapshotResponse
+	(*cxkvpb.AuthenticateResponse)(nil), // 23: cxkv.v1.AuthenticateResponse
+	(*cxkvpb.AuthChangeResponse)(nil),   // 24: cxkv.v1.AuthChangeResponse
+	(*cxkvpb.AuthStatusResponse)(nil),   // 25: cxkv.v1.AuthStatusResponse
+	(*cxkvpb.PeerAck)(nil),              // 26: cxkv.v1.PeerAck
 }
 var file_cxkv_rpc_proto_depIdxs = []int32{
 	0,  // 0: cxkv.v1.KV.Get:input_type -> cxkv.v1.GetRequest
@@ -80,21 +91,27 @@ var file_cxkv_rpc_proto_depIdxs = []int32{
 	6,  // 6: cxkv.v1.KV.Status:input_type -> cxkv.v1.StatusRequest
 	7,  // 7: cxkv.v1.KV.Sessions:input_type -> cxkv.v1.SessionsRequest
 	8,  // 8: cxkv.v1.KV.Snapshot:input_type -> cxkv.v1.SnapshotRequest
-	9,  // 9: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
-	10, // 10: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
-	11, // 11: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
-	12, // 12: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
-	13, // 13: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
-	14, // 14: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
-	15, // 15: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
-	16, // 16: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
-	17, // 17: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
-	18, // 18: cxkv.v1.KV.Sessions:output_type -> cxkv.v1.SessionsResponse
-	19, // 19: cxkv.v1.KV.Snapshot:output_type -> cxkv.v1.SnapshotResponse
-	20, // 20: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
-	20, // 21: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
-	11, // [11:22] is the sub-list for method output_type
-	0,  // [0:11] is the sub-list for method input_type
+	9,  // 9: cxkv.v1.KV.Authenticate:input_type -> cxkv.v1.AuthenticateRequest
+	10, // 10: cxkv.v1.KV.AuthChange:input_type -> cxkv.v1.AuthChangeRequest
+	11, // 11: cxkv.v1.KV.AuthStatus:input_type -> cxkv.v1.AuthStatusRequest
+	12, // 12: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
+	13, // 13: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
+	14, // 14: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
+	15, // 15: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
+	16, // 16: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
+	17, // 17: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
+	18, // 18: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
+	19, // 19: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
+	20, // 20: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
+	21, // 21: cxkv.v1.KV.Sessions:output_type -> cxkv.v1.SessionsResponse
+	22, // 22: cxkv.v1.KV.Snapshot:output_type -> cxkv.v1.SnapshotResponse
+	23, // 23: cxkv.v1.KV.Authenticate:output_type -> cxkv.v1.AuthenticateResponse
+	24, // 24: cxkv.v1.KV.AuthChange:output_type -> cxkv.v1.AuthChangeResponse
+	25, // 25: cxkv.v1.KV.AuthStatus:output_type -> cxkv.v1.AuthStatusResponse
+	26, // 26: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
+	26, // 27: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
+	14, // [14:28] is the sub-list for method output_type
+	0,  // [0:14] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
