@@ -192,15 +192,33 @@ func (a *Auth) Check(identity string, perm Permission, op, key string) error {
 	if a.Allowed(identity, perm, key) {
 		return nil
 	}
+	return deny(identity, fmt.Sprintf("%s key %q", op, key), PermissionName(perm)+" on a prefix of the key")
+}
+
+// CheckAdmin refuses an administrative action (users, roles, auth,
+// membership) unless identity holds admin on every key.
+func (a *Auth) CheckAdmin(identity, action string) error {
+	if a.Allowed(identity, Admin, "") {
+		return nil
+	}
+	return deny(identity, action, `admin on "" (every key)`)
+}
+
+// CheckScan refuses a List or Watch of prefix under which identity may read
+// nothing.
+func (a *Auth) CheckScan(identity, op, prefix string) error {
+	if len(a.ReadablePrefixes(identity, prefix)) > 0 {
+		return nil
+	}
+	return deny(identity, fmt.Sprintf("%s keys under %q", op, prefix), "read on a prefix of it, or on a prefix under it")
+}
+
+func deny(identity, action, need string) error {
 	who := identity
 	if who == "" {
 		who = "an unauthenticated client"
 	}
-	where := fmt.Sprintf("key %q", key)
-	if key == "" {
-		where = "every key (\"\")"
-	}
-	return refusal(CodePermissionDenied, "permission denied: %s may not %s %s (needs %s on a prefix of it)", who, op, where, PermissionName(perm))
+	return refusal(CodePermissionDenied, "permission denied: %s may not %s (needs %s)", who, action, need)
 }
 
 // CheckCommand refuses a command its identity may not run; every key of a
@@ -221,7 +239,7 @@ func (a *Auth) CheckCommand(cmd *cxkvpb.Command) error {
 	case *cxkvpb.Command_Txn:
 		return a.checkTxn(id, op.Txn)
 	case *cxkvpb.Command_Auth:
-		return a.Check(id, Admin, "change users or roles on", "")
+		return a.CheckAdmin(id, "change users, roles or auth")
 	}
 	return nil // expiry: the leader's own, under no identity
 }
@@ -330,7 +348,7 @@ func applyAuth(b *kv.Batch, index uint64, cmd *cxkvpb.Command) (*cxkvpb.CommandR
 				"add one first: cxkv role add root; cxkv role grant root '' admin; cxkv user add NAME:PASSWORD; cxkv user grant NAME root")), nil
 		}
 		return refused(invalid("auth %s: it would leave no user with admin on every key (\"\"), locking everyone out of managing the cluster",
-			strings.ToLower(r.GetAction().String()))), nil
+			strings.ReplaceAll(strings.ToLower(r.GetAction().String()), "_", " "))), nil
 	}
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(next.st)
 	if err != nil {

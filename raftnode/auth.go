@@ -160,7 +160,11 @@ func (n *Node) identify(ctx context.Context, method string) (context.Context, er
 		return nil, err
 	}
 	if admin {
-		if err := n.authorize(id, cmpxchg.Admin, "call "+method+" on", ""); err != nil {
+		a, err := n.auth()
+		if err != nil {
+			return nil, err
+		}
+		if err := a.CheckAdmin(id, "call "+method); err != nil {
 			return nil, err
 		}
 	}
@@ -203,11 +207,10 @@ func (n *Node) readable(identity, op, prefix string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps := a.ReadablePrefixes(identity, prefix)
-	if len(ps) == 0 {
-		return nil, a.Check(identity, cmpxchg.Read, op, prefix)
+	if err := a.CheckScan(identity, op, prefix); err != nil {
+		return nil, err
 	}
-	return ps, nil
+	return a.ReadablePrefixes(identity, prefix), nil
 }
 
 // Authenticate exchanges a password for a token.
@@ -261,7 +264,11 @@ func (s *kvService) authCommand(r *cxkvpb.AuthChangeRequest) (*cxkvpb.AuthComman
 		if r.GetPassword() == "" {
 			break // no password: the user can only be a certificate's name
 		}
-		h, err := bcrypt.GenerateFromPassword([]byte(r.GetPassword()), bcrypt.DefaultCost)
+		cost := s.n.cfg.PasswordCost
+		if cost == 0 {
+			cost = bcrypt.DefaultCost
+		}
+		h, err := bcrypt.GenerateFromPassword([]byte(r.GetPassword()), cost)
 		if err != nil {
 			return nil, &cmpxchg.Error{Code: cmpxchg.CodeInvalid, Message: fmt.Sprintf("password of user %q: %v", r.GetUser(), err)}
 		}
@@ -282,7 +289,7 @@ func (s *kvService) AuthStatus(ctx context.Context, _ *cxkvpb.AuthStatusRequest)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := a.Check(identityOf(ctx), cmpxchg.Admin, "list users and roles of", ""); err != nil {
+	if err := a.CheckAdmin(identityOf(ctx), "list users and roles"); err != nil {
 		return nil, toStatus(err)
 	}
 	out := a.Public()

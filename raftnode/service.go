@@ -90,6 +90,9 @@ func (s *kvService) Sessions(ctx context.Context, r *cxkvpb.SessionsRequest) (*c
 	if err := s.read(ctx, r.GetSerializable()); err != nil {
 		return nil, toStatus(err)
 	}
+	if err := s.n.authorize(identityOf(ctx), cmpxchg.Read, "list sessions under", cxkvpb.SessionKeyPrefix+r.GetPrefix()); err != nil {
+		return nil, toStatus(err)
+	}
 	limit := int(r.GetLimit())
 	if limit == 0 {
 		limit = cmpxchg.DefaultListLimit
