@@ -98,8 +98,8 @@ func LoadAuth(b *kv.Batch) (*Auth, error) {
 // Enabled reports whether requests are checked.
 func (a *Auth) Enabled() bool { return a.st.GetEnabled() }
 
-// TokenKey is the key that signs tokens (empty before auth was first
-// enabled).
+// TokenKey is the key that signs tokens (empty before the first auth
+// change).
 func (a *Auth) TokenKey() []byte { return a.st.GetTokenKey() }
 
 // User returns the named user, or nil.
@@ -364,6 +364,10 @@ func applyAuth(b *kv.Batch, index uint64, cmd *cxkvpb.Command) (*cxkvpb.CommandR
 func (a *Auth) change(index uint64, ac *cxkvpb.AuthCommand) error {
 	r := ac.GetRequest()
 	st := a.st
+	if len(st.TokenKey) == 0 {
+		// The first change brings the key tokens are signed with.
+		st.TokenKey = ac.GetTokenKey()
+	}
 	switch r.GetAction() {
 	case cxkvpb.AuthChangeRequest_ENABLE:
 		if st.Enabled {

@@ -80,24 +80,43 @@ func (n *Node) auth() (*cmpxchg.Auth, error) {
 
 // authenticate resolves the identity of a client call: a token's user if it
 // carries one, else the common name of a verified client certificate, else
-// none. With auth disabled nobody is checked, so nobody is resolved.
+// none. A token this member cannot verify may be one it is behind on (a
+// user, password or key another member has applied): it catches up to a
+// ReadIndex and tries again before refusing it. With auth disabled a token
+// that does not verify is ignored: nothing is checked.
 func (n *Node) authenticate(ctx context.Context) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get(authMetadataKey)
+	if len(vals) == 0 {
+		return certCommonName(ctx), nil
+	}
+	tok, ok := strings.CutPrefix(vals[0], "Bearer ")
+	if !ok {
+		return "", fmt.Errorf("%w: the %s metadata must be \"Bearer <token>\"", errUnauthenticated, authMetadataKey)
+	}
 	a, err := n.auth()
 	if err != nil {
 		return "", err
 	}
+	user, verr := verifyToken(a, tok, n.cfg.WallClock())
+	if verr == nil {
+		return user, nil
+	}
+	rctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	if err := n.readIndex(rctx); err != nil {
+		return "", err
+	}
+	if a, err = n.auth(); err != nil {
+		return "", err
+	}
+	if user, verr = verifyToken(a, tok, n.cfg.WallClock()); verr == nil {
+		return user, nil
+	}
 	if !a.Enabled() {
 		return "", nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	if vals := md.Get(authMetadataKey); len(vals) > 0 {
-		tok, ok := strings.CutPrefix(vals[0], "Bearer ")
-		if !ok {
-			return "", fmt.Errorf("%w: the %s metadata must be \"Bearer <token>\"", errUnauthenticated, authMetadataKey)
-		}
-		return verifyToken(a, tok, n.cfg.WallClock())
-	}
-	return certCommonName(ctx), nil
+	return "", verr
 }
 
 // certCommonName is the common name of the client certificate the TLS
@@ -273,10 +292,12 @@ func (s *kvService) authCommand(r *cxkvpb.AuthChangeRequest) (*cxkvpb.AuthComman
 			return nil, &cmpxchg.Error{Code: cmpxchg.CodeInvalid, Message: fmt.Sprintf("password of user %q: %v", r.GetUser(), err)}
 		}
 		ac.PasswordHash = h
-	case cxkvpb.AuthChangeRequest_ENABLE:
-		ac.TokenKey = make([]byte, 32)
-		rand.Read(ac.TokenKey)
 	}
+	// Every change carries a fresh key: the first one the state sees
+	// becomes its token key (so tokens can be issued and checked before
+	// auth is enabled), and enabling replaces it.
+	ac.TokenKey = make([]byte, 32)
+	rand.Read(ac.TokenKey)
 	return ac, nil
 }
 

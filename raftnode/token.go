@@ -16,8 +16,9 @@ import (
 // Tokens: what Authenticate hands out for a password, checkable by every
 // member with no call to another: base64url(AuthToken) "." base64url(HMAC-
 // SHA256 of it), keyed with the token key in the replicated auth state. The
-// key is drawn by the member that proposes "auth enable", so enabling again
-// ends every earlier token. A token names its user's revision (the index of
+// key is drawn by the member that proposes an auth change: the first change
+// brings it (so a user can log in before auth is enabled), and each "auth
+// enable" replaces it, which ends every earlier token. A token names its user's revision (the index of
 // the entry that created the user or last set its password), so a new
 // password or a deleted user ends it too. Its expiry is the issuing member's
 // wall clock plus TokenTTL, judged by the checking member's wall clock: the
