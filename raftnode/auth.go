@@ -14,9 +14,7 @@ import (
 	"github.com/cxkv/cxkv/kv"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
-	grpcpeer "google.golang.org/grpc/peer"
 )
 
 // The member's side of auth: who is asking (identity), and the checks made
@@ -88,7 +86,8 @@ func (n *Node) authenticate(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get(authMetadataKey)
 	if len(vals) == 0 {
-		return certCommonName(ctx), nil
+		name, _ := ClientCommonName(ctx) // with --client-cert-auth
+		return name, nil
 	}
 	tok, ok := strings.CutPrefix(vals[0], "Bearer ")
 	if !ok {
@@ -117,21 +116,6 @@ func (n *Node) authenticate(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	return "", verr
-}
-
-// certCommonName is the common name of the client certificate the TLS
-// handshake verified (the server asked for one with --client-cert-auth), or
-// "" without one.
-func certCommonName(ctx context.Context) string {
-	p, ok := grpcpeer.FromContext(ctx)
-	if !ok {
-		return ""
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
-		return ""
-	}
-	return info.State.VerifiedChains[0][0].Subject.CommonName
 }
 
 // clientService reports whether a method is of the client API, whose
