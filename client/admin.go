@@ -111,7 +111,9 @@ func ForceRelease(ctx context.Context, c *Client, name string) (LockInfo, error)
 		if held == nil {
 			return LockInfo{}, fmt.Errorf("%w: %q", ErrNotLocked, name)
 		}
-		res, err := c.Delete(ctx, held.Key, held.Index)
+		// Marked as a force-release: with auth on it needs admin on the
+		// key, where a holder's own release needs write.
+		res, err := c.delete(ctx, &cxkvpb.DeleteRequest{Key: held.Key, ExpectIndex: held.Index, ForceRelease: true})
 		if err != nil {
 			return LockInfo{}, err
 		}

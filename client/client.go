@@ -38,6 +38,10 @@ type Config struct {
 	// client's own where they require one (--client-cert-auth; its common
 	// name is the client's identity). Nil: plaintext.
 	TLS *tls.Config
+	// Username and Password authenticate the client as a user (client/auth.go);
+	// empty Username: no user (auth disabled, or a client certificate names
+	// the identity).
+	Username, Password string
 	// DialOptions are added to the gRPC dial options, after TLS.
 	DialOptions []grpc.DialOption
 	// Clock times lock leases and renewals (default: the real clock). Tests
@@ -107,7 +111,7 @@ func New(cfg Config) (*Client, error) {
 		// Tells a write whose request never left this process (so cannot
 		// have applied) from one that may have: see outcomeOf.
 		grpc.WithStatsHandler(sendProbe{}),
-	}, cfg.DialOptions...)
+	}, append(c.authDialOptions(), cfg.DialOptions...)...)
 	for _, addr := range cfg.Endpoints {
 		addr = strings.TrimSpace(addr)
 		if addr == "" {

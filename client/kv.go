@@ -94,7 +94,10 @@ type DeleteResult struct {
 // Delete removes key if its index is expect. A failed compare (including an
 // absent key) is not an error.
 func (c *Client) Delete(ctx context.Context, key string, expect uint64) (DeleteResult, error) {
-	req := &cxkvpb.DeleteRequest{Key: key, ExpectIndex: expect}
+	return c.delete(ctx, &cxkvpb.DeleteRequest{Key: key, ExpectIndex: expect})
+}
+
+func (c *Client) delete(ctx context.Context, req *cxkvpb.DeleteRequest) (DeleteResult, error) {
 	var resp *cxkvpb.DeleteResponse
 	err := c.write(ctx, func(id *cxkvpb.WriteID) { req.WriteId = id }, func(ctx context.Context, kv cxkvrpc.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.Delete(ctx, req)

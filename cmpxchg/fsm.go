@@ -53,11 +53,16 @@ func writeIDOf(cmd *cxkvpb.Command) *cxkvpb.WriteID {
 		return op.Delete.GetWriteId()
 	case *cxkvpb.Command_Txn:
 		return op.Txn.GetWriteId()
+	case *cxkvpb.Command_Auth:
+		return op.Auth.GetRequest().GetWriteId()
 	}
 	return nil
 }
 
 func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) (*cxkvpb.CommandResult, error) {
+	if denied, err := permitted(b, cmd); err != nil || denied != nil {
+		return denied, err
+	}
 	stamp := cmd.GetStampUnixMs()
 	switch op := cmd.GetOp().(type) {
 	case *cxkvpb.Command_Put:
@@ -78,8 +83,28 @@ func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) 
 		return applyTxn(b, index, stamp, op.Txn)
 	case *cxkvpb.Command_Expire:
 		return &cxkvpb.CommandResult{}, applyExpire(b, index, op.Expire)
+	case *cxkvpb.Command_Auth:
+		return applyAuth(b, index, cmd)
 	}
 	return refused(invalid("command at index %d carries no operation", index)), nil
+}
+
+// permitted refuses a key write whose identity lacks a permission it needs,
+// judged by the auth state as of this entry (the state's own copy, so every
+// member decides alike). Auth changes are judged in applyAuth with the rest
+// of their rules.
+func permitted(b *kv.Batch, cmd *cxkvpb.Command) (*cxkvpb.CommandResult, error) {
+	if _, ok := cmd.GetOp().(*cxkvpb.Command_Auth); ok {
+		return nil, nil
+	}
+	auth, err := LoadAuth(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := auth.CheckCommand(cmd); err != nil {
+		return refused(err), nil
+	}
+	return nil, nil
 }
 
 // structural checks the rules that hold whatever the server's flags, so

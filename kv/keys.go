@@ -14,7 +14,8 @@ import "encoding/binary"
 //	'a' be16(len) session key    a key attached to a session (empty; see attach.go)
 //	'A' session                  a session's tally: keys attached and their bytes
 //	'm' name                     state meta: applied index, conf state, event floor,
-//	                             session floor (no 'L' stamp is below it), counters
+//	                             session floor (no 'L' stamp is below it), counters,
+//	                             the auth state (kv/auth.go)
 //	'i' name                     member identity, proposal-id mark; never part of a snapshot
 //	'l' be64(index)              Raft log entry (a marshalled raftpb.Entry; see RaftLog)
 //	'h' name                     Raft HardState, log start, snapshot metadata, an

@@ -90,6 +90,11 @@ type Config struct {
 	WallClock func() time.Time
 	Logger    *slog.Logger
 
+	// PasswordCost is the bcrypt cost of the passwords this member hashes
+	// (auth changes); 0 means bcrypt.DefaultCost. A hash carries its cost,
+	// so members may differ. Tests lower it: bcrypt is slow on purpose.
+	PasswordCost int
+
 	// SlowRequest: log client requests that take this long or longer at
 	// WARN (method, key, time). Zero: off.
 	SlowRequest time.Duration

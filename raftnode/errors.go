@@ -98,6 +98,12 @@ var refusals = map[cmpxchg.Code]struct {
 	// was written, and a retry with the same write id gets the same answer.
 	cmpxchg.CodeNoSession:   {codes.NotFound, settledRefused},
 	cmpxchg.CodeSessionFull: {codes.FailedPrecondition, settledRefused},
+	// The identity may not do this (cmpxchg/auth.go); nothing was written.
+	cmpxchg.CodePermissionDenied: {codes.PermissionDenied, settledRefused},
+	// An auth change naming a missing user or role, or adding one that
+	// exists; nothing was written.
+	cmpxchg.CodeAuthNotFound: {codes.NotFound, settledRefused},
+	cmpxchg.CodeAuthExists:   {codes.AlreadyExists, settledRefused},
 }
 
 // contextError says what an ended request context means for a write that
@@ -234,6 +240,8 @@ func codeOf(err error) codes.Code {
 		return codes.NotFound
 	case errors.Is(err, errChangeRefused), errors.Is(err, errWipedMember), errors.Is(err, errNotLeader):
 		return codes.FailedPrecondition
+	case errors.Is(err, errUnauthenticated):
+		return codes.Unauthenticated
 	}
 	return codes.Internal
 }

@@ -52,6 +52,7 @@ type Node struct {
 	clock        *clusterClock
 	metrics      metrics
 	health       healthService
+	authz        authCache
 	tracer       *writeTracer // nil unless cfg.TraceWrites
 	applier      *applier
 

@@ -72,7 +72,7 @@ func (n *Node) peerDialCreds() credentials.TransportCredentials {
 func (n *Node) newServer(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append(opts, n.serverOptions()...)
 	opts = append(opts, grpc.MaxRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxSendMsgSize(cxkvpb.MaxMessageBytes),
-		grpc.ChainUnaryInterceptor(n.hintLeaderUnary, n.refuseWhenHalted), grpc.ChainStreamInterceptor(n.hintLeaderStream, n.refuseStreamWhenHalted))
+		grpc.ChainUnaryInterceptor(n.hintLeaderUnary, n.refuseWhenHalted, n.authUnary), grpc.ChainStreamInterceptor(n.hintLeaderStream, n.refuseStreamWhenHalted, n.authStream))
 	return grpc.NewServer(opts...)
 }
 

@@ -45,6 +45,9 @@ func (s *kvService) Get(ctx context.Context, r *cxkvpb.GetRequest) (*cxkvpb.GetR
 	if err := s.read(ctx, r.GetSerializable()); err != nil {
 		return nil, toStatus(err)
 	}
+	if err := s.n.authorize(identityOf(ctx), cmpxchg.Read, "get", r.GetKey()); err != nil {
+		return nil, toStatus(err)
+	}
 	h := s.header()
 	rec, found, err := s.n.store.Get(r.GetKey())
 	if err != nil {
@@ -64,8 +67,12 @@ func (s *kvService) List(ctx context.Context, r *cxkvpb.ListRequest) (*cxkvpb.Li
 	if limit == 0 {
 		limit = cmpxchg.DefaultListLimit
 	}
+	ranges, err := s.n.readable(identityOf(ctx), "list", r.GetPrefix())
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	h := s.header()
-	recs, more, err := s.n.store.List(r.GetPrefix(), r.GetAfter(), limit, cmpxchg.MaxAnswerBytes)
+	recs, more, err := s.n.listRanges(ranges, r.GetAfter(), limit)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -81,6 +88,9 @@ func (s *kvService) Sessions(ctx context.Context, r *cxkvpb.SessionsRequest) (*c
 		return nil, toStatus(err)
 	}
 	if err := s.read(ctx, r.GetSerializable()); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.n.authorize(identityOf(ctx), cmpxchg.Read, "list sessions under", cxkvpb.SessionKeyPrefix+r.GetPrefix()); err != nil {
 		return nil, toStatus(err)
 	}
 	limit := int(r.GetLimit())
@@ -118,12 +128,16 @@ func (s *kvService) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.TxnR
 }
 
 // write is every write's path: refuse it if invalid (the result of its
-// validation), else put cmd through the log and answer with the result of
+// validation) or if the caller's identity may not make it, else put cmd through the log and answer with the result of
 // the kind the caller expects, stamped with this member's header. Every
 // failure says how far the write got (writeFailure).
 func write[R comparable](s *kvService, ctx context.Context, invalid error, cmd *cxkvpb.Command,
 	pick func(*cxkvpb.CommandResult) R, setHeader func(R, *cxkvpb.Header)) (R, error) {
 	var none R
+	cmd.Identity = identityOf(ctx)
+	if invalid == nil {
+		invalid = s.authorizeWrite(ctx, cmd)
+	}
 	if invalid != nil {
 		return none, toStatus(writeFailure(beforeProposing(invalid), s.n.cfg.ID))
 	}
@@ -189,14 +203,30 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 	if from+1 < first {
 		return toStatus(fmt.Errorf("%w before index %d; watch from %d or later, after re-reading the keys", errCompacted, first, first-1))
 	}
-	defer s.n.metrics.watchOpened()()
 	ctx := stream.Context()
+	identity := identityOf(ctx)
+	if _, err := s.n.readable(identity, "watch", r.GetPrefix()); err != nil {
+		return toStatus(err)
+	}
+	defer s.n.metrics.watchOpened()()
 	var lastSent time.Time
 	for {
 		applied, changed := s.n.applied.next()
 		evs, err := s.events(r.GetPrefix(), from)
 		if err != nil {
 			return err
+		}
+		if len(evs) > 0 {
+			last := evs[len(evs)-1].Record.Index
+			if evs, err = s.n.readableEvents(identity, evs); err != nil {
+				return toStatus(err)
+			}
+			if len(evs) == 0 {
+				// Nothing here the identity may read: move past it as if
+				// the prefix had had no events.
+				from = last
+				continue
+			}
 		}
 		if len(evs) > 0 {
 			resp := &cxkvpb.WatchResponse{Header: s.header()}

@@ -187,6 +187,134 @@ func (Event_Type) EnumDescriptor() ([]byte, []int) {
 	return file_cxkv_proto_rawDescGZIP(), []int{17, 0}
 }
 
+type Grant_Permission int32
+
+const (
+	Grant_UNSPECIFIED Grant_Permission = 0
+	Grant_READ        Grant_Permission = 1
+	Grant_WRITE       Grant_Permission = 2
+	Grant_ADMIN       Grant_Permission = 3
+)
+
+// Enum value maps for Grant_Permission.
+var (
+	Grant_Permission_name = map[int32]string{
+		0: "UNSPECIFIED",
+		1: "READ",
+		2: "WRITE",
+		3: "ADMIN",
+	}
+	Grant_Permission_value = map[string]int32{
+		"UNSPECIFIED": 0,
+		"READ":        1,
+		"WRITE":       2,
+		"ADMIN":       3,
+	}
+)
+
+func (x Grant_Permission) Enum() *Grant_Permission {
+	p := new(Grant_Permission)
+	*p = x
+	return p
+}
+
+func (x Grant_Permission) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Grant_Permission) Descriptor() protoreflect.EnumDescriptor {
+	return file_cxkv_proto_enumTypes[3].Descriptor()
+}
+
+func (Grant_Permission) Type() protoreflect.EnumType {
+	return &file_cxkv_proto_enumTypes[3]
+}
+
+func (x Grant_Permission) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Grant_Permission.Descriptor instead.
+func (Grant_Permission) EnumDescriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{45, 0}
+}
+
+type AuthChangeRequest_Action int32
+
+const (
+	AuthChangeRequest_UNSPECIFIED   AuthChangeRequest_Action = 0
+	AuthChangeRequest_ENABLE        AuthChangeRequest_Action = 1
+	AuthChangeRequest_DISABLE       AuthChangeRequest_Action = 2
+	AuthChangeRequest_USER_ADD      AuthChangeRequest_Action = 3
+	AuthChangeRequest_USER_DELETE   AuthChangeRequest_Action = 4
+	AuthChangeRequest_USER_GRANT    AuthChangeRequest_Action = 5 // give user the role
+	AuthChangeRequest_USER_REVOKE   AuthChangeRequest_Action = 6 // take role from user
+	AuthChangeRequest_ROLE_ADD      AuthChangeRequest_Action = 7
+	AuthChangeRequest_ROLE_DELETE   AuthChangeRequest_Action = 8
+	AuthChangeRequest_ROLE_GRANT    AuthChangeRequest_Action = 9 // give role the permission on prefix
+	AuthChangeRequest_ROLE_REVOKE   AuthChangeRequest_Action = 10
+	AuthChangeRequest_USER_PASSWORD AuthChangeRequest_Action = 11 // set (or with "" remove) user's password
+)
+
+// Enum value maps for AuthChangeRequest_Action.
+var (
+	AuthChangeRequest_Action_name = map[int32]string{
+		0:  "UNSPECIFIED",
+		1:  "ENABLE",
+		2:  "DISABLE",
+		3:  "USER_ADD",
+		4:  "USER_DELETE",
+		5:  "USER_GRANT",
+		6:  "USER_REVOKE",
+		7:  "ROLE_ADD",
+		8:  "ROLE_DELETE",
+		9:  "ROLE_GRANT",
+		10: "ROLE_REVOKE",
+		11: "USER_PASSWORD",
+	}
+	AuthChangeRequest_Action_value = map[string]int32{
+		"UNSPECIFIED":   0,
+		"ENABLE":        1,
+		"DISABLE":       2,
+		"USER_ADD":      3,
+		"USER_DELETE":   4,
+		"USER_GRANT":    5,
+		"USER_REVOKE":   6,
+		"ROLE_ADD":      7,
+		"ROLE_DELETE":   8,
+		"ROLE_GRANT":    9,
+		"ROLE_REVOKE":   10,
+		"USER_PASSWORD": 11,
+	}
+)
+
+func (x AuthChangeRequest_Action) Enum() *AuthChangeRequest_Action {
+	p := new(AuthChangeRequest_Action)
+	*p = x
+	return p
+}
+
+func (x AuthChangeRequest_Action) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AuthChangeRequest_Action) Descriptor() protoreflect.EnumDescriptor {
+	return file_cxkv_proto_enumTypes[4].Descriptor()
+}
+
+func (AuthChangeRequest_Action) Type() protoreflect.EnumType {
+	return &file_cxkv_proto_enumTypes[4]
+}
+
+func (x AuthChangeRequest_Action) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AuthChangeRequest_Action.Descriptor instead.
+func (AuthChangeRequest_Action) EnumDescriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{52, 0}
+}
+
 // Record is the state of one key.
 type Record struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -710,8 +838,11 @@ type DeleteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// Must equal the key's current index; there is no unconditional delete.
-	ExpectIndex   uint64   `protobuf:"varint,2,opt,name=expect_index,json=expectIndex,proto3" json:"expect_index,omitempty"`
-	WriteId       *WriteID `protobuf:"bytes,3,opt,name=write_id,json=writeId,proto3" json:"write_id,omitempty"`
+	ExpectIndex uint64   `protobuf:"varint,2,opt,name=expect_index,json=expectIndex,proto3" json:"expect_index,omitempty"`
+	WriteId     *WriteID `protobuf:"bytes,3,opt,name=write_id,json=writeId,proto3" json:"write_id,omitempty"`
+	// An operator removing a lock another process holds (cxkv force-release):
+	// with auth enabled it needs admin on the key, not write.
+	ForceRelease  bool `protobuf:"varint,4,opt,name=force_release,json=forceRelease,proto3" json:"force_release,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -765,6 +896,13 @@ func (x *DeleteRequest) GetWriteId() *WriteID {
 		return x.WriteId
 	}
 	return nil
+}
+
+func (x *DeleteRequest) GetForceRelease() bool {
+	if x != nil {
+		return x.ForceRelease
+	}
+	return false
 }
 
 type DeleteResponse struct {
@@ -2694,7 +2832,12 @@ type Command struct {
 	//	*Command_Delete
 	//	*Command_Txn
 	//	*Command_Expire
-	Op            isCommand_Op `protobuf_oneof:"op"`
+	//	*Command_Auth
+	Op isCommand_Op `protobuf_oneof:"op"`
+	// The identity the proposing member authenticated the request as (a user
+	// name or a client certificate's common name); empty for none. With auth
+	// enabled, Apply checks its permissions against the state at this entry.
+	Identity      string `protobuf:"bytes,4,opt,name=identity,proto3" json:"identity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2793,6 +2936,22 @@ func (x *Command) GetExpire() *ExpireCommand {
 	return nil
 }
 
+func (x *Command) GetAuth() *AuthCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Auth); ok {
+			return x.Auth
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -2813,6 +2972,10 @@ type Command_Expire struct {
 	Expire *ExpireCommand `protobuf:"bytes,13,opt,name=expire,proto3,oneof"`
 }
 
+type Command_Auth struct {
+	Auth *AuthCommand `protobuf:"bytes,14,opt,name=auth,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Op() {}
 
 func (*Command_Delete) isCommand_Op() {}
@@ -2820,6 +2983,8 @@ func (*Command_Delete) isCommand_Op() {}
 func (*Command_Txn) isCommand_Op() {}
 
 func (*Command_Expire) isCommand_Op() {}
+
+func (*Command_Auth) isCommand_Op() {}
 
 // CommandResult is what Apply produced for one command; the dedup table
 // keeps it to answer a retried write with the original result.
@@ -2831,6 +2996,7 @@ type CommandResult struct {
 	//	*CommandResult_Delete
 	//	*CommandResult_Txn
 	//	*CommandResult_Error
+	//	*CommandResult_Auth
 	Result        isCommandResult_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2909,6 +3075,15 @@ func (x *CommandResult) GetError() *CommandError {
 	return nil
 }
 
+func (x *CommandResult) GetAuth() *AuthChangeResponse {
+	if x != nil {
+		if x, ok := x.Result.(*CommandResult_Auth); ok {
+			return x.Auth
+		}
+	}
+	return nil
+}
+
 type isCommandResult_Result interface {
 	isCommandResult_Result()
 }
@@ -2930,6 +3105,10 @@ type CommandResult_Error struct {
 	Error *CommandError `protobuf:"bytes,4,opt,name=error,proto3,oneof"`
 }
 
+type CommandResult_Auth struct {
+	Auth *AuthChangeResponse `protobuf:"bytes,5,opt,name=auth,proto3,oneof"`
+}
+
 func (*CommandResult_Put) isCommandResult_Result() {}
 
 func (*CommandResult_Delete) isCommandResult_Result() {}
@@ -2937,6 +3116,8 @@ func (*CommandResult_Delete) isCommandResult_Result() {}
 func (*CommandResult_Txn) isCommandResult_Result() {}
 
 func (*CommandResult_Error) isCommandResult_Result() {}
+
+func (*CommandResult_Auth) isCommandResult_Result() {}
 
 // CommandError is a gRPC status (code and message) decided by Apply.
 type CommandError struct {
@@ -3159,6 +3340,748 @@ func (x *SnapshotChunk) GetData() []byte {
 	return nil
 }
 
+// Grant gives a permission on every key that starts with prefix ("" is every
+// key). Each permission covers those below it: admin covers write, write
+// covers read.
+type Grant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Permission    Grant_Permission       `protobuf:"varint,2,opt,name=permission,proto3,enum=cxkv.v1.Grant_Permission" json:"permission,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Grant) Reset() {
+	*x = Grant{}
+	mi := &file_cxkv_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Grant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Grant) ProtoMessage() {}
+
+func (x *Grant) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Grant.ProtoReflect.Descriptor instead.
+func (*Grant) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *Grant) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *Grant) GetPermission() Grant_Permission {
+	if x != nil {
+		return x.Permission
+	}
+	return Grant_UNSPECIFIED
+}
+
+// AuthUser is an identity: a user with a password, or (no password) a name
+// only a client certificate's common name can take.
+type AuthUser struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// bcrypt hash of the password; empty: no password login. Never sent to
+	// clients.
+	PasswordHash []byte `protobuf:"bytes,2,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	// Names of the roles the user holds, sorted.
+	Roles []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	// Index of the entry that created the user or last set its password;
+	// tokens name it, so a new password ends the old tokens.
+	Revision      uint64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthUser) Reset() {
+	*x = AuthUser{}
+	mi := &file_cxkv_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthUser) ProtoMessage() {}
+
+func (x *AuthUser) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthUser.ProtoReflect.Descriptor instead.
+func (*AuthUser) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *AuthUser) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthUser) GetPasswordHash() []byte {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return nil
+}
+
+func (x *AuthUser) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *AuthUser) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type AuthRole struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Sorted by prefix, then permission.
+	Grants        []*Grant `protobuf:"bytes,2,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthRole) Reset() {
+	*x = AuthRole{}
+	mi := &file_cxkv_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthRole) ProtoMessage() {}
+
+func (x *AuthRole) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthRole.ProtoReflect.Descriptor instead.
+func (*AuthRole) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *AuthRole) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthRole) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+// AuthState is the replicated identity and permission state, one value in
+// the state machine's meta keys.
+type AuthState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Enabled bool                   `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// HMAC-SHA256 key that signs tokens; replaced each time auth is enabled.
+	TokenKey      []byte      `protobuf:"bytes,2,opt,name=token_key,json=tokenKey,proto3" json:"token_key,omitempty"`
+	Users         []*AuthUser `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"` // sorted by name
+	Roles         []*AuthRole `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"` // sorted by name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthState) Reset() {
+	*x = AuthState{}
+	mi := &file_cxkv_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthState) ProtoMessage() {}
+
+func (x *AuthState) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthState.ProtoReflect.Descriptor instead.
+func (*AuthState) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *AuthState) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *AuthState) GetTokenKey() []byte {
+	if x != nil {
+		return x.TokenKey
+	}
+	return nil
+}
+
+func (x *AuthState) GetUsers() []*AuthUser {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *AuthState) GetRoles() []*AuthRole {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+// AuthToken is what a token's signature covers.
+type AuthToken struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	User            string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Revision        uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	ExpiresAtUnixMs int64                  `protobuf:"varint,3,opt,name=expires_at_unix_ms,json=expiresAtUnixMs,proto3" json:"expires_at_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AuthToken) Reset() {
+	*x = AuthToken{}
+	mi := &file_cxkv_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthToken) ProtoMessage() {}
+
+func (x *AuthToken) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthToken.ProtoReflect.Descriptor instead.
+func (*AuthToken) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *AuthToken) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *AuthToken) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *AuthToken) GetExpiresAtUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresAtUnixMs
+	}
+	return 0
+}
+
+type AuthenticateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthenticateRequest) Reset() {
+	*x = AuthenticateRequest{}
+	mi := &file_cxkv_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthenticateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthenticateRequest) ProtoMessage() {}
+
+func (x *AuthenticateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthenticateRequest.ProtoReflect.Descriptor instead.
+func (*AuthenticateRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *AuthenticateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthenticateRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type AuthenticateResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// Sent as "authorization: Bearer <token>" metadata.
+	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// How long the token is valid from when it was issued.
+	TtlMs         int64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthenticateResponse) Reset() {
+	*x = AuthenticateResponse{}
+	mi := &file_cxkv_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthenticateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthenticateResponse) ProtoMessage() {}
+
+func (x *AuthenticateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthenticateResponse.ProtoReflect.Descriptor instead.
+func (*AuthenticateResponse) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *AuthenticateResponse) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *AuthenticateResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *AuthenticateResponse) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type AuthChangeRequest struct {
+	state  protoimpl.MessageState   `protogen:"open.v1"`
+	Action AuthChangeRequest_Action `protobuf:"varint,1,opt,name=action,proto3,enum=cxkv.v1.AuthChangeRequest_Action" json:"action,omitempty"`
+	User   string                   `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// Plain text on the wire (use TLS); the member hashes it before
+	// proposing, so the log and the state hold only the hash.
+	Password      string           `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	Role          string           `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	Prefix        string           `protobuf:"bytes,5,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Permission    Grant_Permission `protobuf:"varint,6,opt,name=permission,proto3,enum=cxkv.v1.Grant_Permission" json:"permission,omitempty"`
+	WriteId       *WriteID         `protobuf:"bytes,7,opt,name=write_id,json=writeId,proto3" json:"write_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthChangeRequest) Reset() {
+	*x = AuthChangeRequest{}
+	mi := &file_cxkv_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthChangeRequest) ProtoMessage() {}
+
+func (x *AuthChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthChangeRequest.ProtoReflect.Descriptor instead.
+func (*AuthChangeRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *AuthChangeRequest) GetAction() AuthChangeRequest_Action {
+	if x != nil {
+		return x.Action
+	}
+	return AuthChangeRequest_UNSPECIFIED
+}
+
+func (x *AuthChangeRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *AuthChangeRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *AuthChangeRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AuthChangeRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *AuthChangeRequest) GetPermission() Grant_Permission {
+	if x != nil {
+		return x.Permission
+	}
+	return Grant_UNSPECIFIED
+}
+
+func (x *AuthChangeRequest) GetWriteId() *WriteID {
+	if x != nil {
+		return x.WriteId
+	}
+	return nil
+}
+
+type AuthChangeResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// The index of the entry that made the change.
+	Index         uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthChangeResponse) Reset() {
+	*x = AuthChangeResponse{}
+	mi := &file_cxkv_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthChangeResponse) ProtoMessage() {}
+
+func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthChangeResponse.ProtoReflect.Descriptor instead.
+func (*AuthChangeResponse) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *AuthChangeResponse) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *AuthChangeResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// AuthCommand is an AuthChangeRequest as logged: the password replaced by its
+// hash, and for ENABLE the token key the proposer drew.
+type AuthCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *AuthChangeRequest     `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	PasswordHash  []byte                 `protobuf:"bytes,2,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	TokenKey      []byte                 `protobuf:"bytes,3,opt,name=token_key,json=tokenKey,proto3" json:"token_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthCommand) Reset() {
+	*x = AuthCommand{}
+	mi := &file_cxkv_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthCommand) ProtoMessage() {}
+
+func (x *AuthCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthCommand.ProtoReflect.Descriptor instead.
+func (*AuthCommand) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *AuthCommand) GetRequest() *AuthChangeRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetPasswordHash() []byte {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetTokenKey() []byte {
+	if x != nil {
+		return x.TokenKey
+	}
+	return nil
+}
+
+type AuthStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthStatusRequest) Reset() {
+	*x = AuthStatusRequest{}
+	mi := &file_cxkv_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthStatusRequest) ProtoMessage() {}
+
+func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthStatusRequest.ProtoReflect.Descriptor instead.
+func (*AuthStatusRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{55}
+}
+
+type AuthStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Enabled       bool                   `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	Users         []*AuthUser            `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"` // password_hash left out
+	Roles         []*AuthRole            `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthStatusResponse) Reset() {
+	*x = AuthStatusResponse{}
+	mi := &file_cxkv_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthStatusResponse) ProtoMessage() {}
+
+func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthStatusResponse.ProtoReflect.Descriptor instead.
+func (*AuthStatusResponse) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *AuthStatusResponse) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *AuthStatusResponse) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *AuthStatusResponse) GetUsers() []*AuthUser {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *AuthStatusResponse) GetRoles() []*AuthRole {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
 var File_cxkv_proto protoreflect.FileDescriptor
 
 const file_cxkv_proto_rawDesc = "" +
@@ -3205,11 +4128,12 @@ const file_cxkv_proto_rawDesc = "" +
 	"\n" +
 	"successful\x18\x02 \x01(\bR\n" +
 	"successful\x12'\n" +
-	"\x06record\x18\x03 \x01(\v2\x0f.cxkv.v1.RecordR\x06record\"q\n" +
+	"\x06record\x18\x03 \x01(\v2\x0f.cxkv.v1.RecordR\x06record\"\x96\x01\n" +
 	"\rDeleteRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12!\n" +
 	"\fexpect_index\x18\x02 \x01(\x04R\vexpectIndex\x12+\n" +
-	"\bwrite_id\x18\x03 \x01(\v2\x10.cxkv.v1.WriteIDR\awriteId\"\x98\x01\n" +
+	"\bwrite_id\x18\x03 \x01(\v2\x10.cxkv.v1.WriteIDR\awriteId\x12#\n" +
+	"\rforce_release\x18\x04 \x01(\bR\fforceRelease\"\x98\x01\n" +
 	"\x0eDeleteResponse\x12'\n" +
 	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x1e\n" +
 	"\n" +
@@ -3361,7 +4285,7 @@ const file_cxkv_proto_rawDesc = "" +
 	" \x01(\x04R\vdbSizeBytes\"7\n" +
 	"\rExpireCommand\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xbd\x02\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x85\x03\n" +
 	"\aCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12\"\n" +
@@ -3372,14 +4296,17 @@ const file_cxkv_proto_rawDesc = "" +
 	" \x01(\v2\x13.cxkv.v1.PutRequestH\x00R\x03put\x120\n" +
 	"\x06delete\x18\v \x01(\v2\x16.cxkv.v1.DeleteRequestH\x00R\x06delete\x12'\n" +
 	"\x03txn\x18\f \x01(\v2\x13.cxkv.v1.TxnRequestH\x00R\x03txn\x120\n" +
-	"\x06expire\x18\r \x01(\v2\x16.cxkv.v1.ExpireCommandH\x00R\x06expireB\x04\n" +
+	"\x06expire\x18\r \x01(\v2\x16.cxkv.v1.ExpireCommandH\x00R\x06expire\x12*\n" +
+	"\x04auth\x18\x0e \x01(\v2\x14.cxkv.v1.AuthCommandH\x00R\x04auth\x12\x1a\n" +
+	"\bidentity\x18\x04 \x01(\tR\bidentityB\x04\n" +
 	"\x02opB\r\n" +
-	"\v_cluster_ms\"\xcf\x01\n" +
+	"\v_cluster_ms\"\x82\x02\n" +
 	"\rCommandResult\x12(\n" +
 	"\x03put\x18\x01 \x01(\v2\x14.cxkv.v1.PutResponseH\x00R\x03put\x121\n" +
 	"\x06delete\x18\x02 \x01(\v2\x17.cxkv.v1.DeleteResponseH\x00R\x06delete\x12(\n" +
 	"\x03txn\x18\x03 \x01(\v2\x14.cxkv.v1.TxnResponseH\x00R\x03txn\x12-\n" +
-	"\x05error\x18\x04 \x01(\v2\x15.cxkv.v1.CommandErrorH\x00R\x05errorB\b\n" +
+	"\x05error\x18\x04 \x01(\v2\x15.cxkv.v1.CommandErrorH\x00R\x05error\x121\n" +
+	"\x04auth\x18\x05 \x01(\v2\x1b.cxkv.v1.AuthChangeResponseH\x00R\x04authB\b\n" +
 	"\x06result\"<\n" +
 	"\fCommandError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
@@ -3395,7 +4322,82 @@ const file_cxkv_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04dataB!Z\x1fgithub.com/cxkv/cxkv/api/cxkvpbb\x06proto3"
+	"\x04data\x18\x03 \x01(\fR\x04data\"\x99\x01\n" +
+	"\x05Grant\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x129\n" +
+	"\n" +
+	"permission\x18\x02 \x01(\x0e2\x19.cxkv.v1.Grant.PermissionR\n" +
+	"permission\"=\n" +
+	"\n" +
+	"Permission\x12\x0f\n" +
+	"\vUNSPECIFIED\x10\x00\x12\b\n" +
+	"\x04READ\x10\x01\x12\t\n" +
+	"\x05WRITE\x10\x02\x12\t\n" +
+	"\x05ADMIN\x10\x03\"u\n" +
+	"\bAuthUser\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
+	"\rpassword_hash\x18\x02 \x01(\fR\fpasswordHash\x12\x14\n" +
+	"\x05roles\x18\x03 \x03(\tR\x05roles\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\"F\n" +
+	"\bAuthRole\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
+	"\x06grants\x18\x02 \x03(\v2\x0e.cxkv.v1.GrantR\x06grants\"\x94\x01\n" +
+	"\tAuthState\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1b\n" +
+	"\ttoken_key\x18\x02 \x01(\fR\btokenKey\x12'\n" +
+	"\x05users\x18\x03 \x03(\v2\x11.cxkv.v1.AuthUserR\x05users\x12'\n" +
+	"\x05roles\x18\x04 \x03(\v2\x11.cxkv.v1.AuthRoleR\x05roles\"h\n" +
+	"\tAuthToken\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12+\n" +
+	"\x12expires_at_unix_ms\x18\x03 \x01(\x03R\x0fexpiresAtUnixMs\"E\n" +
+	"\x13AuthenticateRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"l\n" +
+	"\x14AuthenticateResponse\x12'\n" +
+	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"\xda\x03\n" +
+	"\x11AuthChangeRequest\x129\n" +
+	"\x06action\x18\x01 \x01(\x0e2!.cxkv.v1.AuthChangeRequest.ActionR\x06action\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x16\n" +
+	"\x06prefix\x18\x05 \x01(\tR\x06prefix\x129\n" +
+	"\n" +
+	"permission\x18\x06 \x01(\x0e2\x19.cxkv.v1.Grant.PermissionR\n" +
+	"permission\x12+\n" +
+	"\bwrite_id\x18\a \x01(\v2\x10.cxkv.v1.WriteIDR\awriteId\"\xc5\x01\n" +
+	"\x06Action\x12\x0f\n" +
+	"\vUNSPECIFIED\x10\x00\x12\n" +
+	"\n" +
+	"\x06ENABLE\x10\x01\x12\v\n" +
+	"\aDISABLE\x10\x02\x12\f\n" +
+	"\bUSER_ADD\x10\x03\x12\x0f\n" +
+	"\vUSER_DELETE\x10\x04\x12\x0e\n" +
+	"\n" +
+	"USER_GRANT\x10\x05\x12\x0f\n" +
+	"\vUSER_REVOKE\x10\x06\x12\f\n" +
+	"\bROLE_ADD\x10\a\x12\x0f\n" +
+	"\vROLE_DELETE\x10\b\x12\x0e\n" +
+	"\n" +
+	"ROLE_GRANT\x10\t\x12\x0f\n" +
+	"\vROLE_REVOKE\x10\n" +
+	"\x12\x11\n" +
+	"\rUSER_PASSWORD\x10\v\"S\n" +
+	"\x12AuthChangeResponse\x12'\n" +
+	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x85\x01\n" +
+	"\vAuthCommand\x124\n" +
+	"\arequest\x18\x01 \x01(\v2\x1a.cxkv.v1.AuthChangeRequestR\arequest\x12#\n" +
+	"\rpassword_hash\x18\x02 \x01(\fR\fpasswordHash\x12\x1b\n" +
+	"\ttoken_key\x18\x03 \x01(\fR\btokenKey\"\x13\n" +
+	"\x11AuthStatusRequest\"\xa9\x01\n" +
+	"\x12AuthStatusResponse\x12'\n" +
+	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12\x18\n" +
+	"\aenabled\x18\x02 \x01(\bR\aenabled\x12'\n" +
+	"\x05users\x18\x03 \x03(\v2\x11.cxkv.v1.AuthUserR\x05users\x12'\n" +
+	"\x05roles\x18\x04 \x03(\v2\x11.cxkv.v1.AuthRoleR\x05rolesB!Z\x1fgithub.com/cxkv/cxkv/api/cxkvpbb\x06proto3"
 
 var (
 	file_cxkv_proto_rawDescOnce sync.Once
@@ -3409,108 +4411,137 @@ func file_cxkv_proto_rawDescGZIP() []byte {
 	return file_cxkv_proto_rawDescData
 }
 
-var file_cxkv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_cxkv_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_cxkv_proto_goTypes = []any{
-	(Compare_Op)(0),              // 0: cxkv.v1.Compare.Op
-	(TxnOp_Type)(0),              // 1: cxkv.v1.TxnOp.Type
-	(Event_Type)(0),              // 2: cxkv.v1.Event.Type
-	(*Record)(nil),               // 3: cxkv.v1.Record
-	(*Header)(nil),               // 4: cxkv.v1.Header
-	(*WriteID)(nil),              // 5: cxkv.v1.WriteID
-	(*GetRequest)(nil),           // 6: cxkv.v1.GetRequest
-	(*GetResponse)(nil),          // 7: cxkv.v1.GetResponse
-	(*PutRequest)(nil),           // 8: cxkv.v1.PutRequest
-	(*PutResponse)(nil),          // 9: cxkv.v1.PutResponse
-	(*DeleteRequest)(nil),        // 10: cxkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),       // 11: cxkv.v1.DeleteResponse
-	(*ListRequest)(nil),          // 12: cxkv.v1.ListRequest
-	(*ListResponse)(nil),         // 13: cxkv.v1.ListResponse
-	(*Compare)(nil),              // 14: cxkv.v1.Compare
-	(*TxnOp)(nil),                // 15: cxkv.v1.TxnOp
-	(*TxnOpResult)(nil),          // 16: cxkv.v1.TxnOpResult
-	(*TxnRequest)(nil),           // 17: cxkv.v1.TxnRequest
-	(*TxnResponse)(nil),          // 18: cxkv.v1.TxnResponse
-	(*WatchRequest)(nil),         // 19: cxkv.v1.WatchRequest
-	(*Event)(nil),                // 20: cxkv.v1.Event
-	(*WatchResponse)(nil),        // 21: cxkv.v1.WatchResponse
-	(*SessionsRequest)(nil),      // 22: cxkv.v1.SessionsRequest
-	(*Session)(nil),              // 23: cxkv.v1.Session
-	(*SessionsResponse)(nil),     // 24: cxkv.v1.SessionsResponse
-	(*SnapshotRequest)(nil),      // 25: cxkv.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),     // 26: cxkv.v1.SnapshotResponse
-	(*StatusRequest)(nil),        // 27: cxkv.v1.StatusRequest
-	(*Member)(nil),               // 28: cxkv.v1.Member
-	(*MemberTable)(nil),          // 29: cxkv.v1.MemberTable
-	(*MemberListRequest)(nil),    // 30: cxkv.v1.MemberListRequest
-	(*MemberStatus)(nil),         // 31: cxkv.v1.MemberStatus
-	(*MemberListResponse)(nil),   // 32: cxkv.v1.MemberListResponse
-	(*MemberAddRequest)(nil),     // 33: cxkv.v1.MemberAddRequest
-	(*MemberRemoveRequest)(nil),  // 34: cxkv.v1.MemberRemoveRequest
-	(*MemberPromoteRequest)(nil), // 35: cxkv.v1.MemberPromoteRequest
-	(*MemberUpdateRequest)(nil),  // 36: cxkv.v1.MemberUpdateRequest
-	(*MemberChangeResponse)(nil), // 37: cxkv.v1.MemberChangeResponse
-	(*MoveLeaderRequest)(nil),    // 38: cxkv.v1.MoveLeaderRequest
-	(*MoveLeaderResponse)(nil),   // 39: cxkv.v1.MoveLeaderResponse
-	(*StatusResponse)(nil),       // 40: cxkv.v1.StatusResponse
-	(*ExpireCommand)(nil),        // 41: cxkv.v1.ExpireCommand
-	(*Command)(nil),              // 42: cxkv.v1.Command
-	(*CommandResult)(nil),        // 43: cxkv.v1.CommandResult
-	(*CommandError)(nil),         // 44: cxkv.v1.CommandError
-	(*RaftBatch)(nil),            // 45: cxkv.v1.RaftBatch
-	(*PeerAck)(nil),              // 46: cxkv.v1.PeerAck
-	(*SnapshotChunk)(nil),        // 47: cxkv.v1.SnapshotChunk
+	(Compare_Op)(0),               // 0: cxkv.v1.Compare.Op
+	(TxnOp_Type)(0),               // 1: cxkv.v1.TxnOp.Type
+	(Event_Type)(0),               // 2: cxkv.v1.Event.Type
+	(Grant_Permission)(0),         // 3: cxkv.v1.Grant.Permission
+	(AuthChangeRequest_Action)(0), // 4: cxkv.v1.AuthChangeRequest.Action
+	(*Record)(nil),                // 5: cxkv.v1.Record
+	(*Header)(nil),                // 6: cxkv.v1.Header
+	(*WriteID)(nil),               // 7: cxkv.v1.WriteID
+	(*GetRequest)(nil),            // 8: cxkv.v1.GetRequest
+	(*GetResponse)(nil),           // 9: cxkv.v1.GetResponse
+	(*PutRequest)(nil),            // 10: cxkv.v1.PutRequest
+	(*PutResponse)(nil),           // 11: cxkv.v1.PutResponse
+	(*DeleteRequest)(nil),         // 12: cxkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),        // 13: cxkv.v1.DeleteResponse
+	(*ListRequest)(nil),           // 14: cxkv.v1.ListRequest
+	(*ListResponse)(nil),          // 15: cxkv.v1.ListResponse
+	(*Compare)(nil),               // 16: cxkv.v1.Compare
+	(*TxnOp)(nil),                 // 17: cxkv.v1.TxnOp
+	(*TxnOpResult)(nil),           // 18: cxkv.v1.TxnOpResult
+	(*TxnRequest)(nil),            // 19: cxkv.v1.TxnRequest
+	(*TxnResponse)(nil),           // 20: cxkv.v1.TxnResponse
+	(*WatchRequest)(nil),          // 21: cxkv.v1.WatchRequest
+	(*Event)(nil),                 // 22: cxkv.v1.Event
+	(*WatchResponse)(nil),         // 23: cxkv.v1.WatchResponse
+	(*SessionsRequest)(nil),       // 24: cxkv.v1.SessionsRequest
+	(*Session)(nil),               // 25: cxkv.v1.Session
+	(*SessionsResponse)(nil),      // 26: cxkv.v1.SessionsResponse
+	(*SnapshotRequest)(nil),       // 27: cxkv.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),      // 28: cxkv.v1.SnapshotResponse
+	(*StatusRequest)(nil),         // 29: cxkv.v1.StatusRequest
+	(*Member)(nil),                // 30: cxkv.v1.Member
+	(*MemberTable)(nil),           // 31: cxkv.v1.MemberTable
+	(*MemberListRequest)(nil),     // 32: cxkv.v1.MemberListRequest
+	(*MemberStatus)(nil),          // 33: cxkv.v1.MemberStatus
+	(*MemberListResponse)(nil),    // 34: cxkv.v1.MemberListResponse
+	(*MemberAddRequest)(nil),      // 35: cxkv.v1.MemberAddRequest
+	(*MemberRemoveRequest)(nil),   // 36: cxkv.v1.MemberRemoveRequest
+	(*MemberPromoteRequest)(nil),  // 37: cxkv.v1.MemberPromoteRequest
+	(*MemberUpdateRequest)(nil),   // 38: cxkv.v1.MemberUpdateRequest
+	(*MemberChangeResponse)(nil),  // 39: cxkv.v1.MemberChangeResponse
+	(*MoveLeaderRequest)(nil),     // 40: cxkv.v1.MoveLeaderRequest
+	(*MoveLeaderResponse)(nil),    // 41: cxkv.v1.MoveLeaderResponse
+	(*StatusResponse)(nil),        // 42: cxkv.v1.StatusResponse
+	(*ExpireCommand)(nil),         // 43: cxkv.v1.ExpireCommand
+	(*Command)(nil),               // 44: cxkv.v1.Command
+	(*CommandResult)(nil),         // 45: cxkv.v1.CommandResult
+	(*CommandError)(nil),          // 46: cxkv.v1.CommandError
+	(*RaftBatch)(nil),             // 47: cxkv.v1.RaftBatch
+	(*PeerAck)(nil),               // 48: cxkv.v1.PeerAck
+	(*SnapshotChunk)(nil),         // 49: cxkv.v1.SnapshotChunk
+	(*Grant)(nil),                 // 50: cxkv.v1.Grant
+	(*AuthUser)(nil),              // 51: cxkv.v1.AuthUser
+	(*AuthRole)(nil),              // 52: cxkv.v1.AuthRole
+	(*AuthState)(nil),             // 53: cxkv.v1.AuthState
+	(*AuthToken)(nil),             // 54: cxkv.v1.AuthToken
+	(*AuthenticateRequest)(nil),   // 55: cxkv.v1.AuthenticateRequest
+	(*AuthenticateResponse)(nil),  // 56: cxkv.v1.AuthenticateResponse
+	(*AuthChangeRequest)(nil),     // 57: cxkv.v1.AuthChangeRequest
+	(*AuthChangeResponse)(nil),    // 58: cxkv.v1.AuthChangeResponse
+	(*AuthCommand)(nil),           // 59: cxkv.v1.AuthCommand
+	(*AuthStatusRequest)(nil),     // 60: cxkv.v1.AuthStatusRequest
+	(*AuthStatusResponse)(nil),    // 61: cxkv.v1.AuthStatusResponse
 }
 var file_cxkv_proto_depIdxs = []int32{
-	4,  // 0: cxkv.v1.GetResponse.header:type_name -> cxkv.v1.Header
-	3,  // 1: cxkv.v1.GetResponse.record:type_name -> cxkv.v1.Record
-	5,  // 2: cxkv.v1.PutRequest.write_id:type_name -> cxkv.v1.WriteID
-	4,  // 3: cxkv.v1.PutResponse.header:type_name -> cxkv.v1.Header
-	3,  // 4: cxkv.v1.PutResponse.record:type_name -> cxkv.v1.Record
-	5,  // 5: cxkv.v1.DeleteRequest.write_id:type_name -> cxkv.v1.WriteID
-	4,  // 6: cxkv.v1.DeleteResponse.header:type_name -> cxkv.v1.Header
-	3,  // 7: cxkv.v1.DeleteResponse.record:type_name -> cxkv.v1.Record
-	4,  // 8: cxkv.v1.ListResponse.header:type_name -> cxkv.v1.Header
-	3,  // 9: cxkv.v1.ListResponse.records:type_name -> cxkv.v1.Record
+	6,  // 0: cxkv.v1.GetResponse.header:type_name -> cxkv.v1.Header
+	5,  // 1: cxkv.v1.GetResponse.record:type_name -> cxkv.v1.Record
+	7,  // 2: cxkv.v1.PutRequest.write_id:type_name -> cxkv.v1.WriteID
+	6,  // 3: cxkv.v1.PutResponse.header:type_name -> cxkv.v1.Header
+	5,  // 4: cxkv.v1.PutResponse.record:type_name -> cxkv.v1.Record
+	7,  // 5: cxkv.v1.DeleteRequest.write_id:type_name -> cxkv.v1.WriteID
+	6,  // 6: cxkv.v1.DeleteResponse.header:type_name -> cxkv.v1.Header
+	5,  // 7: cxkv.v1.DeleteResponse.record:type_name -> cxkv.v1.Record
+	6,  // 8: cxkv.v1.ListResponse.header:type_name -> cxkv.v1.Header
+	5,  // 9: cxkv.v1.ListResponse.records:type_name -> cxkv.v1.Record
 	0,  // 10: cxkv.v1.Compare.op:type_name -> cxkv.v1.Compare.Op
 	1,  // 11: cxkv.v1.TxnOp.type:type_name -> cxkv.v1.TxnOp.Type
-	3,  // 12: cxkv.v1.TxnOpResult.record:type_name -> cxkv.v1.Record
-	14, // 13: cxkv.v1.TxnRequest.compares:type_name -> cxkv.v1.Compare
-	15, // 14: cxkv.v1.TxnRequest.ops:type_name -> cxkv.v1.TxnOp
-	5,  // 15: cxkv.v1.TxnRequest.write_id:type_name -> cxkv.v1.WriteID
-	4,  // 16: cxkv.v1.TxnResponse.header:type_name -> cxkv.v1.Header
-	3,  // 17: cxkv.v1.TxnResponse.compared:type_name -> cxkv.v1.Record
-	16, // 18: cxkv.v1.TxnResponse.results:type_name -> cxkv.v1.TxnOpResult
+	5,  // 12: cxkv.v1.TxnOpResult.record:type_name -> cxkv.v1.Record
+	16, // 13: cxkv.v1.TxnRequest.compares:type_name -> cxkv.v1.Compare
+	17, // 14: cxkv.v1.TxnRequest.ops:type_name -> cxkv.v1.TxnOp
+	7,  // 15: cxkv.v1.TxnRequest.write_id:type_name -> cxkv.v1.WriteID
+	6,  // 16: cxkv.v1.TxnResponse.header:type_name -> cxkv.v1.Header
+	5,  // 17: cxkv.v1.TxnResponse.compared:type_name -> cxkv.v1.Record
+	18, // 18: cxkv.v1.TxnResponse.results:type_name -> cxkv.v1.TxnOpResult
 	2,  // 19: cxkv.v1.Event.type:type_name -> cxkv.v1.Event.Type
-	3,  // 20: cxkv.v1.Event.record:type_name -> cxkv.v1.Record
-	4,  // 21: cxkv.v1.WatchResponse.header:type_name -> cxkv.v1.Header
-	20, // 22: cxkv.v1.WatchResponse.events:type_name -> cxkv.v1.Event
-	3,  // 23: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
-	4,  // 24: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
-	23, // 25: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
-	4,  // 26: cxkv.v1.SnapshotResponse.header:type_name -> cxkv.v1.Header
-	28, // 27: cxkv.v1.MemberTable.members:type_name -> cxkv.v1.Member
-	28, // 28: cxkv.v1.MemberStatus.member:type_name -> cxkv.v1.Member
-	4,  // 29: cxkv.v1.MemberListResponse.header:type_name -> cxkv.v1.Header
-	31, // 30: cxkv.v1.MemberListResponse.members:type_name -> cxkv.v1.MemberStatus
-	4,  // 31: cxkv.v1.MemberChangeResponse.header:type_name -> cxkv.v1.Header
-	28, // 32: cxkv.v1.MemberChangeResponse.members:type_name -> cxkv.v1.Member
-	4,  // 33: cxkv.v1.MoveLeaderResponse.header:type_name -> cxkv.v1.Header
-	4,  // 34: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
-	28, // 35: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
-	8,  // 36: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
-	10, // 37: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
-	17, // 38: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
-	41, // 39: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
-	9,  // 40: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
-	11, // 41: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
-	18, // 42: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
-	44, // 43: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	5,  // 20: cxkv.v1.Event.record:type_name -> cxkv.v1.Record
+	6,  // 21: cxkv.v1.WatchResponse.header:type_name -> cxkv.v1.Header
+	22, // 22: cxkv.v1.WatchResponse.events:type_name -> cxkv.v1.Event
+	5,  // 23: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
+	6,  // 24: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
+	25, // 25: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
+	6,  // 26: cxkv.v1.SnapshotResponse.header:type_name -> cxkv.v1.Header
+	30, // 27: cxkv.v1.MemberTable.members:type_name -> cxkv.v1.Member
+	30, // 28: cxkv.v1.MemberStatus.member:type_name -> cxkv.v1.Member
+	6,  // 29: cxkv.v1.MemberListResponse.header:type_name -> cxkv.v1.Header
+	33, // 30: cxkv.v1.MemberListResponse.members:type_name -> cxkv.v1.MemberStatus
+	6,  // 31: cxkv.v1.MemberChangeResponse.header:type_name -> cxkv.v1.Header
+	30, // 32: cxkv.v1.MemberChangeResponse.members:type_name -> cxkv.v1.Member
+	6,  // 33: cxkv.v1.MoveLeaderResponse.header:type_name -> cxkv.v1.Header
+	6,  // 34: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
+	30, // 35: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
+	10, // 36: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
+	12, // 37: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
+	19, // 38: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
+	43, // 39: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
+	59, // 40: cxkv.v1.Command.auth:type_name -> cxkv.v1.AuthCommand
+	11, // 41: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
+	13, // 42: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
+	20, // 43: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
+	46, // 44: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
+	58, // 45: cxkv.v1.CommandResult.auth:type_name -> cxkv.v1.AuthChangeResponse
+	3,  // 46: cxkv.v1.Grant.permission:type_name -> cxkv.v1.Grant.Permission
+	50, // 47: cxkv.v1.AuthRole.grants:type_name -> cxkv.v1.Grant
+	51, // 48: cxkv.v1.AuthState.users:type_name -> cxkv.v1.AuthUser
+	52, // 49: cxkv.v1.AuthState.roles:type_name -> cxkv.v1.AuthRole
+	6,  // 50: cxkv.v1.AuthenticateResponse.header:type_name -> cxkv.v1.Header
+	4,  // 51: cxkv.v1.AuthChangeRequest.action:type_name -> cxkv.v1.AuthChangeRequest.Action
+	3,  // 52: cxkv.v1.AuthChangeRequest.permission:type_name -> cxkv.v1.Grant.Permission
+	7,  // 53: cxkv.v1.AuthChangeRequest.write_id:type_name -> cxkv.v1.WriteID
+	6,  // 54: cxkv.v1.AuthChangeResponse.header:type_name -> cxkv.v1.Header
+	57, // 55: cxkv.v1.AuthCommand.request:type_name -> cxkv.v1.AuthChangeRequest
+	6,  // 56: cxkv.v1.AuthStatusResponse.header:type_name -> cxkv.v1.Header
+	51, // 57: cxkv.v1.AuthStatusResponse.users:type_name -> cxkv.v1.AuthUser
+	52, // 58: cxkv.v1.AuthStatusResponse.roles:type_name -> cxkv.v1.AuthRole
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_cxkv_proto_init() }
@@ -3523,20 +4554,22 @@ func file_cxkv_proto_init() {
 		(*Command_Delete)(nil),
 		(*Command_Txn)(nil),
 		(*Command_Expire)(nil),
+		(*Command_Auth)(nil),
 	}
 	file_cxkv_proto_msgTypes[40].OneofWrappers = []any{
 		(*CommandResult_Put)(nil),
 		(*CommandResult_Delete)(nil),
 		(*CommandResult_Txn)(nil),
 		(*CommandResult_Error)(nil),
+		(*CommandResult_Auth)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cxkv_proto_rawDesc), len(file_cxkv_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   45,
+			NumEnums:      5,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -32,7 +32,7 @@ var File_cxkv_rpc_proto protoreflect.FileDescriptor
 const file_cxkv_rpc_proto_rawDesc = "" +
 	"\n" +
 	"\x0ecxkv_rpc.proto\x12\acxkv.v1\x1a\n" +
-	"cxkv.proto2\x83\x04\n" +
+	"cxkv.proto2\xde\x05\n" +
 	"\x02KV\x120\n" +
 	"\x03Get\x12\x13.cxkv.v1.GetRequest\x1a\x14.cxkv.v1.GetResponse\x120\n" +
 	"\x03Put\x12\x13.cxkv.v1.PutRequest\x1a\x14.cxkv.v1.PutResponse\x129\n" +
@@ -42,7 +42,12 @@ const file_cxkv_rpc_proto_rawDesc = "" +
 	"\x05Watch\x12\x15.cxkv.v1.WatchRequest\x1a\x16.cxkv.v1.WatchResponse0\x01\x129\n" +
 	"\x06Status\x12\x16.cxkv.v1.StatusRequest\x1a\x17.cxkv.v1.StatusResponse\x12?\n" +
 	"\bSessions\x12\x18.cxkv.v1.SessionsRequest\x1a\x19.cxkv.v1.SessionsResponse\x12A\n" +
-	"\bSnapshot\x12\x18.cxkv.v1.SnapshotRequest\x1a\x19.cxkv.v1.SnapshotResponse0\x012\xc7\x03\n" +
+	"\bSnapshot\x12\x18.cxkv.v1.SnapshotRequest\x1a\x19.cxkv.v1.SnapshotResponse0\x01\x12K\n" +
+	"\fAuthenticate\x12\x1c.cxkv.v1.AuthenticateRequest\x1a\x1d.cxkv.v1.AuthenticateResponse\x12E\n" +
+	"\n" +
+	"AuthChange\x12\x1a.cxkv.v1.AuthChangeRequest\x1a\x1b.cxkv.v1.AuthChangeResponse\x12E\n" +
+	"\n" +
+	"AuthStatus\x12\x1a.cxkv.v1.AuthStatusRequest\x1a\x1b.cxkv.v1.AuthStatusResponse2\xc7\x03\n" +
 	"\aCluster\x12E\n" +
 	"\n" +
 	"MemberList\x12\x1a.cxkv.v1.MemberListRequest\x1a\x1b.cxkv.v1.MemberListResponse\x12E\n" +
@@ -66,27 +71,33 @@ var file_cxkv_rpc_proto_goTypes = []any{
 	(*cxkvpb.StatusRequest)(nil),        // 6: cxkv.v1.StatusRequest
 	(*cxkvpb.SessionsRequest)(nil),      // 7: cxkv.v1.SessionsRequest
 	(*cxkvpb.SnapshotRequest)(nil),      // 8: cxkv.v1.SnapshotRequest
-	(*cxkvpb.MemberListRequest)(nil),    // 9: cxkv.v1.MemberListRequest
-	(*cxkvpb.MemberAddRequest)(nil),     // 10: cxkv.v1.MemberAddRequest
-	(*cxkvpb.MemberRemoveRequest)(nil),  // 11: cxkv.v1.MemberRemoveRequest
-	(*cxkvpb.MemberPromoteRequest)(nil), // 12: cxkv.v1.MemberPromoteRequest
-	(*cxkvpb.MemberUpdateRequest)(nil),  // 13: cxkv.v1.MemberUpdateRequest
-	(*cxkvpb.MoveLeaderRequest)(nil),    // 14: cxkv.v1.MoveLeaderRequest
-	(*cxkvpb.RaftBatch)(nil),            // 15: cxkv.v1.RaftBatch
-	(*cxkvpb.SnapshotChunk)(nil),        // 16: cxkv.v1.SnapshotChunk
-	(*cxkvpb.GetResponse)(nil),          // 17: cxkv.v1.GetResponse
-	(*cxkvpb.PutResponse)(nil),          // 18: cxkv.v1.PutResponse
-	(*cxkvpb.DeleteResponse)(nil),       // 19: cxkv.v1.DeleteResponse
-	(*cxkvpb.ListResponse)(nil),         // 20: cxkv.v1.ListResponse
-	(*cxkvpb.TxnResponse)(nil),          // 21: cxkv.v1.TxnResponse
-	(*cxkvpb.WatchResponse)(nil),        // 22: cxkv.v1.WatchResponse
-	(*cxkvpb.StatusResponse)(nil),       // 23: cxkv.v1.StatusResponse
-	(*cxkvpb.SessionsResponse)(nil),     // 24: cxkv.v1.SessionsResponse
-	(*cxkvpb.SnapshotResponse)(nil),     // 25: cxkv.v1.SnapshotResponse
-	(*cxkvpb.MemberListResponse)(nil),   // 26: cxkv.v1.MemberListResponse
-	(*cxkvpb.MemberChangeResponse)(nil), // 27: cxkv.v1.MemberChangeResponse
-	(*cxkvpb.MoveLeaderResponse)(nil),   // 28: cxkv.v1.MoveLeaderResponse
-	(*cxkvpb.PeerAck)(nil),              // 29: cxkv.v1.PeerAck
+	(*cxkvpb.AuthenticateRequest)(nil),  // 9: cxkv.v1.AuthenticateRequest
+	(*cxkvpb.AuthChangeRequest)(nil),    // 10: cxkv.v1.AuthChangeRequest
+	(*cxkvpb.AuthStatusRequest)(nil),    // 11: cxkv.v1.AuthStatusRequest
+	(*cxkvpb.MemberListRequest)(nil),    // 12: cxkv.v1.MemberListRequest
+	(*cxkvpb.MemberAddRequest)(nil),     // 13: cxkv.v1.MemberAddRequest
+	(*cxkvpb.MemberRemoveRequest)(nil),  // 14: cxkv.v1.MemberRemoveRequest
+	(*cxkvpb.MemberPromoteRequest)(nil), // 15: cxkv.v1.MemberPromoteRequest
+	(*cxkvpb.MemberUpdateRequest)(nil),  // 16: cxkv.v1.MemberUpdateRequest
+	(*cxkvpb.MoveLeaderRequest)(nil),    // 17: cxkv.v1.MoveLeaderRequest
+	(*cxkvpb.RaftBatch)(nil),            // 18: cxkv.v1.RaftBatch
+	(*cxkvpb.SnapshotChunk)(nil),        // 19: cxkv.v1.SnapshotChunk
+	(*cxkvpb.GetResponse)(nil),          // 20: cxkv.v1.GetResponse
+	(*cxkvpb.PutResponse)(nil),          // 21: cxkv.v1.PutResponse
+	(*cxkvpb.DeleteResponse)(nil),       // 22: cxkv.v1.DeleteResponse
+	(*cxkvpb.ListResponse)(nil),         // 23: cxkv.v1.ListResponse
+	(*cxkvpb.TxnResponse)(nil),          // 24: cxkv.v1.TxnResponse
+	(*cxkvpb.WatchResponse)(nil),        // 25: cxkv.v1.WatchResponse
+	(*cxkvpb.StatusResponse)(nil),       // 26: cxkv.v1.StatusResponse
+	(*cxkvpb.SessionsResponse)(nil),     // 27: cxkv.v1.SessionsResponse
+	(*cxkvpb.SnapshotResponse)(nil),     // 28: cxkv.v1.SnapshotResponse
+	(*cxkvpb.AuthenticateResponse)(nil), // 29: cxkv.v1.AuthenticateResponse
+	(*cxkvpb.AuthChangeResponse)(nil),   // 30: cxkv.v1.AuthChangeResponse
+	(*cxkvpb.AuthStatusResponse)(nil),   // 31: cxkv.v1.AuthStatusResponse
+	(*cxkvpb.MemberListResponse)(nil),   // 32: cxkv.v1.MemberListResponse
+	(*cxkvpb.MemberChangeResponse)(nil), // 33: cxkv.v1.MemberChangeResponse
+	(*cxkvpb.MoveLeaderResponse)(nil),   // 34: cxkv.v1.MoveLeaderResponse
+	(*cxkvpb.PeerAck)(nil),              // 35: cxkv.v1.PeerAck
 }
 var file_cxkv_rpc_proto_depIdxs = []int32{
 	0,  // 0: cxkv.v1.KV.Get:input_type -> cxkv.v1.GetRequest
@@ -98,33 +109,39 @@ var file_cxkv_rpc_proto_depIdxs = []int32{
 	6,  // 6: cxkv.v1.KV.Status:input_type -> cxkv.v1.StatusRequest
 	7,  // 7: cxkv.v1.KV.Sessions:input_type -> cxkv.v1.SessionsRequest
 	8,  // 8: cxkv.v1.KV.Snapshot:input_type -> cxkv.v1.SnapshotRequest
-	9,  // 9: cxkv.v1.Cluster.MemberList:input_type -> cxkv.v1.MemberListRequest
-	10, // 10: cxkv.v1.Cluster.MemberAdd:input_type -> cxkv.v1.MemberAddRequest
-	11, // 11: cxkv.v1.Cluster.MemberRemove:input_type -> cxkv.v1.MemberRemoveRequest
-	12, // 12: cxkv.v1.Cluster.MemberPromote:input_type -> cxkv.v1.MemberPromoteRequest
-	13, // 13: cxkv.v1.Cluster.MemberUpdate:input_type -> cxkv.v1.MemberUpdateRequest
-	14, // 14: cxkv.v1.Cluster.MoveLeader:input_type -> cxkv.v1.MoveLeaderRequest
-	15, // 15: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
-	16, // 16: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
-	17, // 17: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
-	18, // 18: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
-	19, // 19: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
-	20, // 20: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
-	21, // 21: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
-	22, // 22: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
-	23, // 23: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
-	24, // 24: cxkv.v1.KV.Sessions:output_type -> cxkv.v1.SessionsResponse
-	25, // 25: cxkv.v1.KV.Snapshot:output_type -> cxkv.v1.SnapshotResponse
-	26, // 26: cxkv.v1.Cluster.MemberList:output_type -> cxkv.v1.MemberListResponse
-	27, // 27: cxkv.v1.Cluster.MemberAdd:output_type -> cxkv.v1.MemberChangeResponse
-	27, // 28: cxkv.v1.Cluster.MemberRemove:output_type -> cxkv.v1.MemberChangeResponse
-	27, // 29: cxkv.v1.Cluster.MemberPromote:output_type -> cxkv.v1.MemberChangeResponse
-	27, // 30: cxkv.v1.Cluster.MemberUpdate:output_type -> cxkv.v1.MemberChangeResponse
-	28, // 31: cxkv.v1.Cluster.MoveLeader:output_type -> cxkv.v1.MoveLeaderResponse
-	29, // 32: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
-	29, // 33: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
-	17, // [17:34] is the sub-list for method output_type
-	0,  // [0:17] is the sub-list for method input_type
+	9,  // 9: cxkv.v1.KV.Authenticate:input_type -> cxkv.v1.AuthenticateRequest
+	10, // 10: cxkv.v1.KV.AuthChange:input_type -> cxkv.v1.AuthChangeRequest
+	11, // 11: cxkv.v1.KV.AuthStatus:input_type -> cxkv.v1.AuthStatusRequest
+	12, // 12: cxkv.v1.Cluster.MemberList:input_type -> cxkv.v1.MemberListRequest
+	13, // 13: cxkv.v1.Cluster.MemberAdd:input_type -> cxkv.v1.MemberAddRequest
+	14, // 14: cxkv.v1.Cluster.MemberRemove:input_type -> cxkv.v1.MemberRemoveRequest
+	15, // 15: cxkv.v1.Cluster.MemberPromote:input_type -> cxkv.v1.MemberPromoteRequest
+	16, // 16: cxkv.v1.Cluster.MemberUpdate:input_type -> cxkv.v1.MemberUpdateRequest
+	17, // 17: cxkv.v1.Cluster.MoveLeader:input_type -> cxkv.v1.MoveLeaderRequest
+	18, // 18: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
+	19, // 19: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
+	20, // 20: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
+	21, // 21: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
+	22, // 22: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
+	23, // 23: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
+	24, // 24: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
+	25, // 25: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
+	26, // 26: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
+	27, // 27: cxkv.v1.KV.Sessions:output_type -> cxkv.v1.SessionsResponse
+	28, // 28: cxkv.v1.KV.Snapshot:output_type -> cxkv.v1.SnapshotResponse
+	29, // 29: cxkv.v1.KV.Authenticate:output_type -> cxkv.v1.AuthenticateResponse
+	30, // 30: cxkv.v1.KV.AuthChange:output_type -> cxkv.v1.AuthChangeResponse
+	31, // 31: cxkv.v1.KV.AuthStatus:output_type -> cxkv.v1.AuthStatusResponse
+	32, // 32: cxkv.v1.Cluster.MemberList:output_type -> cxkv.v1.MemberListResponse
+	33, // 33: cxkv.v1.Cluster.MemberAdd:output_type -> cxkv.v1.MemberChangeResponse
+	33, // 34: cxkv.v1.Cluster.MemberRemove:output_type -> cxkv.v1.MemberChangeResponse
+	33, // 35: cxkv.v1.Cluster.MemberPromote:output_type -> cxkv.v1.MemberChangeResponse
+	33, // 36: cxkv.v1.Cluster.MemberUpdate:output_type -> cxkv.v1.MemberChangeResponse
+	34, // 37: cxkv.v1.Cluster.MoveLeader:output_type -> cxkv.v1.MoveLeaderResponse
+	35, // 38: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
+	35, // 39: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
+	20, // [20:40] is the sub-list for method output_type
+	0,  // [0:20] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -26,15 +26,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KV_Get_FullMethodName      = "/cxkv.v1.KV/Get"
-	KV_Put_FullMethodName      = "/cxkv.v1.KV/Put"
-	KV_Delete_FullMethodName   = "/cxkv.v1.KV/Delete"
-	KV_List_FullMethodName     = "/cxkv.v1.KV/List"
-	KV_Txn_FullMethodName      = "/cxkv.v1.KV/Txn"
-	KV_Watch_FullMethodName    = "/cxkv.v1.KV/Watch"
-	KV_Status_FullMethodName   = "/cxkv.v1.KV/Status"
-	KV_Sessions_FullMethodName = "/cxkv.v1.KV/Sessions"
-	KV_Snapshot_FullMethodName = "/cxkv.v1.KV/Snapshot"
+	KV_Get_FullMethodName          = "/cxkv.v1.KV/Get"
+	KV_Put_FullMethodName          = "/cxkv.v1.KV/Put"
+	KV_Delete_FullMethodName       = "/cxkv.v1.KV/Delete"
+	KV_List_FullMethodName         = "/cxkv.v1.KV/List"
+	KV_Txn_FullMethodName          = "/cxkv.v1.KV/Txn"
+	KV_Watch_FullMethodName        = "/cxkv.v1.KV/Watch"
+	KV_Status_FullMethodName       = "/cxkv.v1.KV/Status"
+	KV_Sessions_FullMethodName     = "/cxkv.v1.KV/Sessions"
+	KV_Snapshot_FullMethodName     = "/cxkv.v1.KV/Snapshot"
+	KV_Authenticate_FullMethodName = "/cxkv.v1.KV/Authenticate"
+	KV_AuthChange_FullMethodName   = "/cxkv.v1.KV/AuthChange"
+	KV_AuthStatus_FullMethodName   = "/cxkv.v1.KV/AuthStatus"
 )
 
 // KVClient is the client API for KV service.
@@ -55,6 +58,13 @@ type KVClient interface {
 	Sessions(ctx context.Context, in *cxkvpb.SessionsRequest, opts ...grpc.CallOption) (*cxkvpb.SessionsResponse, error)
 	// Snapshot streams a backup of the member's state.
 	Snapshot(ctx context.Context, in *cxkvpb.SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[cxkvpb.SnapshotResponse], error)
+	// Authenticate exchanges a user's password for a short-lived token.
+	Authenticate(ctx context.Context, in *cxkvpb.AuthenticateRequest, opts ...grpc.CallOption) (*cxkvpb.AuthenticateResponse, error)
+	// AuthChange changes users, roles, grants or the enabled flag through the
+	// log; with auth enabled it needs admin on every key ("").
+	AuthChange(ctx context.Context, in *cxkvpb.AuthChangeRequest, opts ...grpc.CallOption) (*cxkvpb.AuthChangeResponse, error)
+	// AuthStatus lists users and roles; with auth enabled it needs admin on "".
+	AuthStatus(ctx context.Context, in *cxkvpb.AuthStatusRequest, opts ...grpc.CallOption) (*cxkvpb.AuthStatusResponse, error)
 }
 
 type kVClient struct {
@@ -173,6 +183,36 @@ func (c *kVClient) Snapshot(ctx context.Context, in *cxkvpb.SnapshotRequest, opt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KV_SnapshotClient = grpc.ServerStreamingClient[cxkvpb.SnapshotResponse]
 
+func (c *kVClient) Authenticate(ctx context.Context, in *cxkvpb.AuthenticateRequest, opts ...grpc.CallOption) (*cxkvpb.AuthenticateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(cxkvpb.AuthenticateResponse)
+	err := c.cc.Invoke(ctx, KV_Authenticate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kVClient) AuthChange(ctx context.Context, in *cxkvpb.AuthChangeRequest, opts ...grpc.CallOption) (*cxkvpb.AuthChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(cxkvpb.AuthChangeResponse)
+	err := c.cc.Invoke(ctx, KV_AuthChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kVClient) AuthStatus(ctx context.Context, in *cxkvpb.AuthStatusRequest, opts ...grpc.CallOption) (*cxkvpb.AuthStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(cxkvpb.AuthStatusResponse)
+	err := c.cc.Invoke(ctx, KV_AuthStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -191,6 +231,13 @@ type KVServer interface {
 	Sessions(context.Context, *cxkvpb.SessionsRequest) (*cxkvpb.SessionsResponse, error)
 	// Snapshot streams a backup of the member's state.
 	Snapshot(*cxkvpb.SnapshotRequest, grpc.ServerStreamingServer[cxkvpb.SnapshotResponse]) error
+	// Authenticate exchanges a user's password for a short-lived token.
+	Authenticate(context.Context, *cxkvpb.AuthenticateRequest) (*cxkvpb.AuthenticateResponse, error)
+	// AuthChange changes users, roles, grants or the enabled flag through the
+	// log; with auth enabled it needs admin on every key ("").
+	AuthChange(context.Context, *cxkvpb.AuthChangeRequest) (*cxkvpb.AuthChangeResponse, error)
+	// AuthStatus lists users and roles; with auth enabled it needs admin on "".
+	AuthStatus(context.Context, *cxkvpb.AuthStatusRequest) (*cxkvpb.AuthStatusResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -227,6 +274,15 @@ func (UnimplementedKVServer) Sessions(context.Context, *cxkvpb.SessionsRequest) 
 }
 func (UnimplementedKVServer) Snapshot(*cxkvpb.SnapshotRequest, grpc.ServerStreamingServer[cxkvpb.SnapshotResponse]) error {
 	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
+}
+func (UnimplementedKVServer) Authenticate(context.Context, *cxkvpb.AuthenticateRequest) (*cxkvpb.AuthenticateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Authenticate not implemented")
+}
+func (UnimplementedKVServer) AuthChange(context.Context, *cxkvpb.AuthChangeRequest) (*cxkvpb.AuthChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuthChange not implemented")
+}
+func (UnimplementedKVServer) AuthStatus(context.Context, *cxkvpb.AuthStatusRequest) (*cxkvpb.AuthStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuthStatus not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -397,6 +453,60 @@ func _KV_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KV_SnapshotServer = grpc.ServerStreamingServer[cxkvpb.SnapshotResponse]
 
+func _KV_Authenticate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(cxkvpb.AuthenticateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).Authenticate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_Authenticate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).Authenticate(ctx, req.(*cxkvpb.AuthenticateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KV_AuthChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(cxkvpb.AuthChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).AuthChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_AuthChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).AuthChange(ctx, req.(*cxkvpb.AuthChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KV_AuthStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(cxkvpb.AuthStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).AuthStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_AuthStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).AuthStatus(ctx, req.(*cxkvpb.AuthStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -431,6 +541,18 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Sessions",
 			Handler:    _KV_Sessions_Handler,
+		},
+		{
+			MethodName: "Authenticate",
+			Handler:    _KV_Authenticate_Handler,
+		},
+		{
+			MethodName: "AuthChange",
+			Handler:    _KV_AuthChange_Handler,
+		},
+		{
+			MethodName: "AuthStatus",
+			Handler:    _KV_AuthStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -23,6 +23,8 @@ type globals struct {
 	timeout   time.Duration
 	output    string
 	tls       clientTLSFlags
+	user      string // --user name[:password] (auth.go)
+	password  string // CXKV_PASSWORD
 }
 
 func (g *globals) json() bool { return g.output == "json" }
@@ -45,12 +47,18 @@ func (g *globals) connect() (*client.Client, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	user, password, err := g.credentials()
+	if err != nil {
+		return nil, err
+	}
 	c, err := client.New(client.Config{
 		TLS:            tlsCfg,
 		Endpoints:      eps,
 		DialTimeout:    min(2*time.Second, g.timeout),
 		RequestTimeout: g.timeout,
 		RetryTimeout:   g.timeout,
+		Username:       user,
+		Password:       password,
 	})
 	if err != nil {
 		return nil, usageError{err}

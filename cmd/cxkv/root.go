@@ -14,7 +14,8 @@ reported with the current holder and exit code 3.
 
 Client commands take --endpoints (or CXKV_ENDPOINTS), and --cacert, --cert
 and --key for members serving TLS (or CXKV_CACERT, CXKV_CERT, CXKV_KEY);
---timeout bounds the
+--user name[:password] (or CXKV_USER, CXKV_PASSWORD) runs a command as a
+user when auth is enabled (cxkv auth --help); --timeout bounds the
 whole command, retries and failover across the endpoints included. Read
 commands print tables, or JSON with -o json.
 
@@ -46,6 +47,8 @@ func newRootCmd(e env) *cobra.Command {
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", defaultTimeout, "bound on the whole command, retries and failover included")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of read commands: table or json")
 	g.tls.register(root.PersistentFlags(), e.getenv)
+	addUserFlag(root, g, e)
+	root.AddCommand(newAuthCmd(g), newUserCmd(g), newRoleCmd(g))
 	root.AddCommand(newDemoCmd(g))
 	root.AddCommand(newServerCmd(e), newGetCmd(g), newPutCmd(g), newDeleteCmd(g), newListCmd(g), newStatusCmd(g), newWatchCmd(g))
 	root.AddCommand(newTxnCmd(g), newLocksCmd(g), newForceReleaseCmd(g, e), newVersionCmd(g), newEndpointCmd(g))

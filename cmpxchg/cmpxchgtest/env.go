@@ -21,6 +21,7 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/cmpxchg"
 	"github.com/cxkv/cxkv/raftnode"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -54,6 +55,7 @@ type env struct {
 	indexes   IndexNames
 	lastWrite func(context.Context) (string, error) // for the dup verb
 	lastWID   *cxkvpb.WriteID                       // its write id
+	token     string                                // sent with every request (login)
 }
 
 var handlers = map[string]func(*env, context.Context, *datadriven.TestData) (string, error){
@@ -66,6 +68,30 @@ var handlers = map[string]func(*env, context.Context, *datadriven.TestData) (str
 	"expire":   handleExpire,
 	"dup":      handleDup,
 	"stamp":    handleStamp,
+
+	"auth-enable":   handleAuthEnable,
+	"auth-disable":  handleAuthDisable,
+	"auth-status":   handleAuthStatus,
+	"user-add":      handleUserAdd,
+	"user-delete":   handleUserDelete,
+	"user-password": handleUserPassword,
+	"user-grant":    handleUserGrant,
+	"user-revoke":   handleUserRevoke,
+	"role-add":      handleRoleAdd,
+	"role-delete":   handleRoleDelete,
+	"role-grant":    handleRoleGrant,
+	"role-revoke":   handleRoleRevoke,
+	"login":         handleLogin,
+	"logout":        handleLogout,
+}
+
+// WithToken returns ctx carrying token the way a member reads it
+// ("authorization: Bearer <token>"); "" leaves ctx as it is.
+func WithToken(ctx context.Context, token string) context.Context {
+	if token == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 
 func (e *env) handle(t *testing.T, d *datadriven.TestData) string {
@@ -75,7 +101,7 @@ func (e *env) handle(t *testing.T, d *datadriven.TestData) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := h(e, ctx, d)
+	out, err := h(e, WithToken(ctx, e.token), d)
 	if refusal := (*cmpxchg.Error)(nil); errors.As(err, &refusal) {
 		// The state machine's refusal, as a member would report it.
 		err = raftnode.StatusOf(err)

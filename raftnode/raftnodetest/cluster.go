@@ -55,6 +55,9 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 			ID: uint64(i + 1), Addr: peers[uint64(i+1)], Listener: lis[i],
 			DataDir: filepath.Join(dir, fmt.Sprint(i+1)), Peers: peers,
 			TickInterval: 10 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1,
+			// bcrypt's least cost: a test hashing at the default cost
+			// spends seconds per password under -race.
+			PasswordCost: 4,
 		}
 		for _, o := range opts {
 			o(&cfg)

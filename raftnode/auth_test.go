@@ -1,0 +1,89 @@
+package raftnode_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/cmpxchg/cmpxchgtest"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
+)
+
+func (t *clusterTarget) Authenticate(ctx context.Context, r *cxkvpb.AuthenticateRequest) (*cxkvpb.AuthenticateResponse, error) {
+	return t.kv().Authenticate(ctx, r)
+}
+func (t *clusterTarget) AuthChange(ctx context.Context, r *cxkvpb.AuthChangeRequest) (*cxkvpb.AuthChangeResponse, error) {
+	return t.kv().AuthChange(ctx, r)
+}
+func (t *clusterTarget) AuthStatus(ctx context.Context, r *cxkvpb.AuthStatusRequest) (*cxkvpb.AuthStatusResponse, error) {
+	return t.kv().AuthStatus(ctx, r)
+}
+
+// The auth scripts: users, roles, grants and the checks, each request on the
+// next member in turn.
+func TestAuthScriptsOnLiveCluster(t *testing.T) {
+	cmpxchgtest.RunScripts(t, "../testdata/auth", func(t *testing.T) cmpxchgtest.Target {
+		return &clusterTarget{c: raftnodetest.Start(t, 3)}
+	})
+}
+
+// asUser is a target whose every request carries one user's token.
+type asUser struct {
+	*clusterTarget
+	token string
+}
+
+func (t *asUser) ctx(ctx context.Context) context.Context { return cmpxchgtest.WithToken(ctx, t.token) }
+
+func (t *asUser) Get(ctx context.Context, r *cxkvpb.GetRequest) (*cxkvpb.GetResponse, error) {
+	return t.clusterTarget.Get(t.ctx(ctx), r)
+}
+func (t *asUser) Put(ctx context.Context, r *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
+	return t.clusterTarget.Put(t.ctx(ctx), r)
+}
+func (t *asUser) Delete(ctx context.Context, r *cxkvpb.DeleteRequest) (*cxkvpb.DeleteResponse, error) {
+	return t.clusterTarget.Delete(t.ctx(ctx), r)
+}
+func (t *asUser) List(ctx context.Context, r *cxkvpb.ListRequest) (*cxkvpb.ListResponse, error) {
+	return t.clusterTarget.List(t.ctx(ctx), r)
+}
+func (t *asUser) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error) {
+	return t.clusterTarget.Txn(t.ctx(ctx), r)
+}
+
+// The whole semantics suite gives the same answers with auth enabled, run
+// by a user with admin on every key.
+func TestScriptsOnLiveClusterWithAuth(t *testing.T) {
+	cmpxchgtest.RunScripts(t, "../testdata/cmpxchg", func(t *testing.T) cmpxchgtest.Target {
+		c := &clusterTarget{c: raftnodetest.Start(t, 3)}
+		return &asUser{clusterTarget: c, token: enableAuth(t, c)}
+	})
+}
+
+// enableAuth makes the user root with admin on every key, enables auth, and
+// returns root's token.
+func enableAuth(t *testing.T, c *clusterTarget) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, r := range []*cxkvpb.AuthChangeRequest{
+		{Action: cxkvpb.AuthChangeRequest_ROLE_ADD, Role: "root"},
+		{Action: cxkvpb.AuthChangeRequest_ROLE_GRANT, Role: "root", Prefix: "", Permission: cxkvpb.Grant_ADMIN},
+		{Action: cxkvpb.AuthChangeRequest_USER_ADD, User: "root", Password: "rootpw"},
+		{Action: cxkvpb.AuthChangeRequest_USER_GRANT, User: "root", Role: "root"},
+		{Action: cxkvpb.AuthChangeRequest_ENABLE},
+	} {
+		if _, err := c.AuthChange(ctx, r); err != nil {
+			t.Fatalf("%v: %v", r, err)
+		}
+	}
+	resp, err := c.Authenticate(ctx, &cxkvpb.AuthenticateRequest{Name: "root", Password: "rootpw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetToken()
+}
+func (t *asUser) Sessions(ctx context.Context, r *cxkvpb.SessionsRequest) (*cxkvpb.SessionsResponse, error) {
+	return t.clusterTarget.Sessions(t.ctx(ctx), r)
+}
