@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/cmpxchg"
 	"github.com/cxkv/cxkv/kv"
 	"golang.org/x/crypto/bcrypt"
@@ -121,10 +122,14 @@ func (n *Node) authenticate(ctx context.Context) (string, error) {
 // clientService reports whether a method is of the client API, whose
 // handlers check each key themselves. The peer API and health are not
 // checked here (peers prove themselves by certificate); every other service
-// (membership, say) is administration and needs admin on every key.
+// (membership, say) is administration and needs admin on every key, except
+// the member list: members ask each other for it with no identity to offer
+// (a bootstrapping member's wiped-disk check, a joining member learning its
+// cluster), and it tells no more than Status does (ids, peer addresses,
+// roles).
 func clientService(method string) (checked bool, admin bool) {
 	switch {
-	case strings.HasPrefix(method, "/cxkv.v1.KV/"):
+	case strings.HasPrefix(method, "/cxkv.v1.KV/"), method == cxkvrpc.Cluster_MemberList_FullMethodName:
 		return true, false
 	case strings.HasPrefix(method, "/cxkv.v1.Peer/"), strings.HasPrefix(method, "/grpc.health.v1.Health/"):
 		return false, false

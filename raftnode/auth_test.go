@@ -8,6 +8,8 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/cmpxchg/cmpxchgtest"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func (t *clusterTarget) Authenticate(ctx context.Context, r *cxkvpb.AuthenticateRequest) (*cxkvpb.AuthenticateResponse, error) {
@@ -86,4 +88,30 @@ func enableAuth(t *testing.T, c *clusterTarget) string {
 }
 func (t *asUser) Sessions(ctx context.Context, r *cxkvpb.SessionsRequest) (*cxkvpb.SessionsResponse, error) {
 	return t.clusterTarget.Sessions(t.ctx(ctx), r)
+}
+
+// A member bootstrapping on an empty data dir asks its peers for their
+// member table before it serves (the wiped-member check), and a joining
+// member learns the cluster from it; neither has an identity to offer. With
+// auth enabled the list must still answer an anonymous caller, or the
+// wiped-member check goes blind and a join fails. Changes still need the
+// cluster-wide admin.
+func TestMemberListAnswersAnonymousCallersWithAuthEnabled(t *testing.T) {
+	c := &clusterTarget{c: raftnodetest.Start(t, 3)}
+	enableAuth(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range c.c.Members {
+		resp, err := c.c.ClusterClient(i).MemberList(ctx, &cxkvpb.MemberListRequest{})
+		if err != nil {
+			t.Fatalf("member %d: anonymous MemberList with auth enabled: %v; want the member table", i+1, err)
+		}
+		if len(resp.GetMembers()) != 3 {
+			t.Fatalf("member %d lists %d members, want 3", i+1, len(resp.GetMembers()))
+		}
+	}
+	_, err := c.c.ClusterClient(0).MemberRemove(ctx, &cxkvpb.MemberRemoveRequest{Id: 3})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("anonymous MemberRemove with auth enabled: %v; want PermissionDenied", err)
+	}
 }
