@@ -234,8 +234,13 @@ var (
 	timeRE    = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`)
 	headerRE  = regexp.MustCompile(`^[A-Z]+( {2,}[A-Z]+)+$`)
 	lastErrRE = regexp.MustCompile(`(?m)^(cxkv: last error:) .*$`)
-	hostPidRE = regexp.MustCompile(`host [^,\s]+, pid \d+`)
-	queueRE   = regexp.MustCompile(`/\.lock/[0-9a-f]+`)
+	// A call cut off by its deadline is DeadlineExceeded; the text gRPC
+	// gives with it depends on where the cut fell (the context's own
+	// error, or the stream reset the cancellation sent), so only the code
+	// is the contract.
+	deadlineRE = regexp.MustCompile(`(code = DeadlineExceeded desc = )[^)\n]*`)
+	hostPidRE  = regexp.MustCompile(`host [^,\s]+, pid \d+`)
+	queueRE    = regexp.MustCompile(`/\.lock/[0-9a-f]+`)
 	// Index-bearing text: "index=5", "index 5", "token=5", "token 5",
 	// JSON "index": 5 and friends. One expression, so that @N numbers in
 	// reading order.
@@ -295,6 +300,7 @@ func (s *script) addrs(text string) string {
 func (s *script) normaliseText(line string) string {
 	line = s.addrs(line)
 	line = lastErrRE.ReplaceAllString(line, "$1 <...>")
+	line = deadlineRE.ReplaceAllString(line, "$1<...>")
 	line = hostPidRE.ReplaceAllString(line, "host <host>, pid <pid>")
 	line = queueRE.ReplaceAllString(line, "/.lock/<id>")
 	line = timeRE.ReplaceAllString(line, "<time>")
