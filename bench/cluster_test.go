@@ -57,12 +57,19 @@ func TestCxkvProcessCluster(t *testing.T) {
 		t.Errorf("members' CPU time did not grow over a run (%v)", cpu0)
 	}
 	// --trace-writes: the run's writes (and the workload's setup writes)
-	// show at every stage, in order.
+	// show at every stage, in order. Only writes a leader received are
+	// traced (one a follower forwards is not), so the run talks to the
+	// leader alone: with every endpoint, the SDK may send some writes to a
+	// follower and the count falls short (168 traced of 170 in one run).
+	leader, err := cl.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	before, err := cl.ScrapeStages(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err = Run(ctx, Cxkv{Endpoints: cl.Endpoints}, CASSeq, Config{Duration: 300 * time.Millisecond, Prefix: "t/proc2"})
+	res, err = Run(ctx, Cxkv{Endpoints: cl.Endpoints[leader : leader+1]}, CASSeq, Config{Duration: 300 * time.Millisecond, Prefix: "t/proc2"})
 	if err != nil || !res.OK() {
 		t.Fatalf("cas-seq: %+v, %v", res, err)
 	}
