@@ -356,9 +356,22 @@ func (n *Node) MoveLeader(ctx context.Context, id uint64) (uint64, error) {
 	if refused != nil {
 		return 0, refused
 	}
+	// Raft abandons a transfer that has not completed within an election
+	// timeout (the target was unreachable or behind); while this member
+	// still leads, each abandoned transfer is started again.
 	for {
-		if st := n.Status(); st.Leader == target {
+		st := n.Status()
+		if st.Leader == target {
 			return target, nil
+		}
+		if st.Role == "leader" && st.Transferee == 0 && target != n.cfg.ID {
+			if err := n.onRaft(ctx, func(rn *raft.RawNode) {
+				if bs := rn.BasicStatus(); bs.RaftState == raft.StateLeader && bs.LeadTransferee == 0 {
+					rn.TransferLeader(target)
+				}
+			}); err != nil {
+				return 0, err
+			}
 		}
 		_, changed := n.applied.next()
 		select {

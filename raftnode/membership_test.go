@@ -175,3 +175,40 @@ func TestRemoveOfTheLastVoterIsRefused(t *testing.T) {
 	wantRefusal(t, "remove of the last voter", err, codes.FailedPrecondition, "last voter")
 	put(t, c.Client(0), "k", "v", 0)
 }
+
+// Raft abandons a leadership transfer that has not completed within an
+// election timeout; move-leader tries again until its deadline rather than
+// waiting out the deadline on a transfer nobody is making.
+func TestMoveLeaderRetriesAnAbandonedTransfer(t *testing.T) {
+	net := raftnodetest.NewNet(1)
+	c := raftnodetest.Start(t, 3, func(cfg *raftnode.Config) { cfg.WrapTransport = net.Wrap(cfg.ID) })
+	lead := c.WaitLeader()
+	leader := c.Members[lead]
+	target := c.Config((lead + 1) % 3).ID
+	// The target hears nothing from the leader, so the first transfer's
+	// MsgTimeoutNow is lost and raft gives the transfer up.
+	net.Cut(leader.Status().ID, target)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ClusterClient(lead).MoveLeader(ctxFor(t, 20*time.Second), &cxkvpb.MoveLeaderRequest{Id: target})
+		done <- err
+	}()
+	raftnodetest.Eventually(t, 10*time.Second, "the leader starts the transfer", func() bool {
+		return leader.Status().Transferee == target
+	})
+	raftnodetest.Eventually(t, 10*time.Second, "raft abandons the transfer", func() bool {
+		return leader.Status().Transferee == 0
+	})
+	net.Heal()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("move-leader after the link healed: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("move-leader still waiting 15 s after the link healed: the abandoned transfer was never retried")
+	}
+	if st := c.Members[(lead+1)%3].Status(); st.Role != "leader" {
+		t.Fatalf("target after move-leader: %+v", st)
+	}
+}

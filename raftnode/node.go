@@ -80,6 +80,10 @@ type Status struct {
 	Role                  string
 	Commit, Applied       uint64
 	FirstIndex, LastIndex uint64
+	// Transferee is the voter a leader is handing its leadership to, 0
+	// when no transfer is under way; raft gives up a transfer that has
+	// not completed within an election timeout.
+	Transferee uint64
 }
 
 // Start opens the member's data dir, joins or bootstraps the cluster, and

@@ -310,6 +310,7 @@ func (n *Node) publishStatus() {
 	s := &Status{
 		ID: n.cfg.ID, Leader: st.Lead, Term: st.GetTerm(), Role: roleName(st.RaftState),
 		Commit: st.GetCommit(), Applied: n.applied.get(), FirstIndex: first, LastIndex: last,
+		Transferee: st.LeadTransferee,
 	}
 	n.status.Store(s)
 	n.observeStatus(*s)
