@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvrpc"
@@ -139,15 +138,15 @@ func (n *Node) observeStatus(st Status) {
 // logs the stream's connect and loss once each.
 func (n *Node) peerStream(peer uint64, msgs int, err error) {
 	n.metrics.peerMessages(peer, msgs, err)
-	c := n.metrics.peerConnected[peer]
-	if c == nil {
+	p := n.metrics.peer(peer)
+	if p == nil {
 		return
 	}
 	up := err == nil
-	if c.Swap(up) == up {
+	if p.connected.Swap(up) == up {
 		return
 	}
-	n.metrics.peerUp.WithLabelValues(strconv.FormatUint(peer, 10)).Set(b2f(up))
+	p.up.Set(b2f(up))
 	if up {
 		n.cfg.Logger.Info("peer connected", "peer", peer)
 	} else {

@@ -47,13 +47,11 @@ type metrics struct {
 	watchEvents        prometheus.Counter
 	expiries           prometheus.Counter
 
-	// heartbeats holds, per peer, when the oldest heartbeat not yet
-	// answered was sent (unix nanos, 0 if none): the round trip is measured
-	// from it to the next heartbeat response. The map is fixed at start.
-	heartbeats map[uint64]*atomic.Int64
-	// peerConnected is the transport's view of each peer's stream, so a
-	// connect or a loss is logged once, not per message.
-	peerConnected map[uint64]*atomic.Bool
+	// peers holds the per-peer series and state of the members the
+	// transport has now: a member added later gets them when the transport
+	// dials it, a removed one loses them (addPeer, removePeer).
+	peersMu sync.RWMutex
+	peers   map[uint64]*peerMetrics
 
 	// lastLeader, lastRole and lastReady are the Ready goroutine's: what
 	// the previous published status said.
@@ -95,19 +93,7 @@ func (m *metrics) init(n *Node) {
 	m.watchEvents = f.counter("cxkv_watch_events_sent_total", "Events sent on watch streams.")
 	m.expiries = f.counter("cxkv_expiries_total", "Keys deleted because their TTL ran out (applied on this member).")
 
-	m.heartbeats = map[uint64]*atomic.Int64{}
-	m.peerConnected = map[uint64]*atomic.Bool{}
-	for id := range n.cfg.Peers {
-		if id != n.cfg.ID {
-			m.heartbeats[id] = new(atomic.Int64)
-			m.peerConnected[id] = new(atomic.Bool)
-			p := strconv.FormatUint(id, 10)
-			m.peerSent.WithLabelValues(p)
-			m.peerFailed.WithLabelValues(p)
-			m.peerUp.WithLabelValues(p)
-			m.peerRTT.WithLabelValues(p)
-		}
-	}
+	m.peers = map[uint64]*peerMetrics{}
 	for _, op := range []string{"sent", "received", "installed"} {
 		m.snapshotSeconds.WithLabelValues(op)
 		for _, r := range []string{"ok", "failed"} {
@@ -207,13 +193,66 @@ func (m *metrics) proposalDone(p *proposal, r proposalResult) {
 	m.proposalSeconds.Observe(time.Since(p.start).Seconds())
 }
 
-func (m *metrics) peerMessages(peer uint64, sent int, err error) {
-	p := strconv.FormatUint(peer, 10)
-	if err != nil {
-		m.peerFailed.WithLabelValues(p).Add(float64(sent))
+// peerMetrics is one peer's series and the state behind them.
+type peerMetrics struct {
+	sent, failed prometheus.Counter
+	up           prometheus.Gauge
+	rtt          prometheus.Observer
+	// heartbeatSent is when the oldest heartbeat not yet answered was sent
+	// (unix nanos, 0 if none): the round trip is measured from it to the
+	// next heartbeat response.
+	heartbeatSent atomic.Int64
+	// connected is the transport's view of the peer's stream, so a connect
+	// or a loss is logged once, not per message.
+	connected atomic.Bool
+}
+
+// addPeer creates a peer's series (all at zero, so a peer that never got a
+// message still shows), unless it has them.
+func (m *metrics) addPeer(id uint64) {
+	m.peersMu.Lock()
+	defer m.peersMu.Unlock()
+	if m.peers[id] != nil {
 		return
 	}
-	m.peerSent.WithLabelValues(p).Add(float64(sent))
+	l := strconv.FormatUint(id, 10)
+	m.peers[id] = &peerMetrics{
+		sent: m.peerSent.WithLabelValues(l), failed: m.peerFailed.WithLabelValues(l),
+		up: m.peerUp.WithLabelValues(l), rtt: m.peerRTT.WithLabelValues(l),
+	}
+}
+
+// removePeer drops the series of a peer that left the membership: a scrape
+// shows the members there are.
+func (m *metrics) removePeer(id uint64) {
+	m.peersMu.Lock()
+	defer m.peersMu.Unlock()
+	delete(m.peers, id)
+	l := strconv.FormatUint(id, 10)
+	m.peerSent.DeleteLabelValues(l)
+	m.peerFailed.DeleteLabelValues(l)
+	m.peerUp.DeleteLabelValues(l)
+	m.peerRTT.DeleteLabelValues(l)
+}
+
+// peer is a peer's metrics, nil for a member the transport does not have
+// (one just removed, or a message from an unknown sender).
+func (m *metrics) peer(id uint64) *peerMetrics {
+	m.peersMu.RLock()
+	defer m.peersMu.RUnlock()
+	return m.peers[id]
+}
+
+func (m *metrics) peerMessages(peer uint64, sent int, err error) {
+	p := m.peer(peer)
+	if p == nil {
+		return
+	}
+	if err != nil {
+		p.failed.Add(float64(sent))
+		return
+	}
+	p.sent.Add(float64(sent))
 }
 
 // heartbeat notes the raft messages that time a peer's round trip: a
@@ -221,13 +260,13 @@ func (m *metrics) peerMessages(peer uint64, sent int, err error) {
 func (m *metrics) heartbeat(msg *pb.Message, outgoing bool) {
 	switch {
 	case outgoing && msg.GetType() == pb.MsgHeartbeat:
-		if t := m.heartbeats[msg.GetTo()]; t != nil {
-			t.CompareAndSwap(0, time.Now().UnixNano())
+		if p := m.peer(msg.GetTo()); p != nil {
+			p.heartbeatSent.CompareAndSwap(0, time.Now().UnixNano())
 		}
 	case !outgoing && msg.GetType() == pb.MsgHeartbeatResp:
-		if t := m.heartbeats[msg.GetFrom()]; t != nil {
-			if sent := t.Swap(0); sent != 0 {
-				m.peerRTT.WithLabelValues(strconv.FormatUint(msg.GetFrom(), 10)).Observe(time.Duration(time.Now().UnixNano() - sent).Seconds())
+		if p := m.peer(msg.GetFrom()); p != nil {
+			if sent := p.heartbeatSent.Swap(0); sent != 0 {
+				p.rtt.Observe(time.Duration(time.Now().UnixNano() - sent).Seconds())
 			}
 		}
 	}

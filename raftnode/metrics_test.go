@@ -248,3 +248,52 @@ func TestSnapshotMetrics(t *testing.T) {
 		t.Error("the leader counted no snapshot sent")
 	}
 }
+
+// A member added after start gets the same per-peer series on the leader
+// as the members it started with, and loses them when it is removed.
+func TestPeerMetricsFollowMembership(t *testing.T) {
+	c := raftnodetest.Start(t, 3)
+	waitAllStarted(t, c)
+	lead := c.WaitLeader()
+	cc := c.ClusterClient(lead)
+	l4 := listen(t)
+	addr4 := l4.Addr().String()
+	if _, err := cc.MemberAdd(ctxFor(t, 5*time.Second), &cxkvpb.MemberAddRequest{Id: 4, Addr: addr4, Learner: true}); err != nil {
+		t.Fatal(err)
+	}
+	clusterID := members(t, c, lead).GetClusterId()
+	n4, err := startMember(t, raftnode.Config{ID: 4, Addr: addr4, DataDir: t.TempDir(), Join: c.Endpoints(), JoinClusterID: clusterID, Listener: l4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, c.Client(lead), "k", "v", 0)
+	raftnodetest.Eventually(t, 10*time.Second, "the new member applies the write", func() bool {
+		return n4.Status().Applied >= c.Members[lead].Status().Applied
+	})
+	leader := c.Members[lead]
+	raftnodetest.Eventually(t, 10*time.Second, "a heartbeat round trip to member 4 measured", func() bool {
+		m := raftnodetest.Scrape(t, leader.Handler())
+		v, ok := m.Lookup("cxkv_peer_round_trip_seconds", "peer=4")
+		return ok && v > 0
+	})
+	m := raftnodetest.Scrape(t, leader.Handler())
+	if got := m.Value(t, "cxkv_peer_messages_sent_total", "peer=4"); got == 0 {
+		t.Error("no messages counted to member 4")
+	}
+	if got := m.Value(t, "cxkv_peer_connected", "peer=4"); got != 1 {
+		t.Errorf("member 4 counted as connected %v, want 1", got)
+	}
+
+	if _, err := cc.MemberRemove(ctxFor(t, 5*time.Second), &cxkvpb.MemberRemoveRequest{Id: 4}); err != nil {
+		t.Fatal(err)
+	}
+	raftnodetest.Eventually(t, 10*time.Second, "member 4's series gone once it is removed", func() bool {
+		m := raftnodetest.Scrape(t, leader.Handler())
+		for _, name := range []string{"cxkv_peer_messages_sent_total", "cxkv_peer_messages_failed_total", "cxkv_peer_connected", "cxkv_peer_round_trip_seconds"} {
+			if _, ok := m.Lookup(name, "peer=4"); ok {
+				return false
+			}
+		}
+		return true
+	})
+}

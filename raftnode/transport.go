@@ -109,6 +109,7 @@ func (t *transport) addPeer(id uint64, addr string) {
 		t.n.cfg.Logger.Error("bad peer address", "peer", id, "addr", addr, "err", err)
 		return
 	}
+	t.n.metrics.addPeer(id)
 	p := &peer{id: id, addr: addr, q: make(chan queued, peerQueue), conn: conn, gone: make(chan struct{})}
 	p.up.Store(true)
 	t.peers[id] = p

@@ -14,6 +14,10 @@ func (t *transport) setPeers(addrs map[uint64]string) {
 		if addr, ok := addrs[id]; !ok || addr != p.addr {
 			delete(t.peers, id)
 			close(p.gone)
+			if !ok {
+				// A member moving to a new address keeps its series.
+				t.n.metrics.removePeer(id)
+			}
 			// The stream goroutine returns on gone; the connection closes
 			// once it has, so a send in progress fails instead of hanging.
 			t.wg.Add(1)
