@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 )
 
 // Cxkv is a cxkv cluster driven through the project's own SDK, locks
@@ -12,7 +13,7 @@ import (
 // default, QueueLock).
 type Cxkv struct {
 	Endpoints []string
-	Mode      client.LockMode
+	Mode      lock.Mode
 	// Label names the backend in results; default "cxkv".
 	Label string
 }
@@ -36,7 +37,7 @@ func (x Cxkv) Connect(ctx context.Context) (Conn, error) {
 
 type cxkvConn struct {
 	c    *client.Client
-	mode client.LockMode
+	mode lock.Mode
 }
 
 func (c *cxkvConn) Get(ctx context.Context, key string) ([]byte, uint64, error) {
@@ -61,12 +62,12 @@ func (c *cxkvConn) Set(ctx context.Context, key string, value []byte) error {
 }
 
 func (c *cxkvConn) Session(ctx context.Context, ttl time.Duration) (LockSession, error) {
-	return cxkvSession{client.NewProcessMonitor(c.c, client.LockOptions{TTL: ttl, Mode: c.mode})}, nil
+	return cxkvSession{lock.NewProcessMonitor(c.c, lock.Options{TTL: ttl, Mode: c.mode})}, nil
 }
 
 func (c *cxkvConn) Close() error { return c.c.Close() }
 
-type cxkvSession struct{ m *client.ProcessMonitor }
+type cxkvSession struct{ m *lock.ProcessMonitor }
 
 func (s cxkvSession) Lock(ctx context.Context, name string) (Held, error) {
 	l, err := s.m.Lock(ctx, name)
@@ -78,7 +79,7 @@ func (s cxkvSession) Lock(ctx context.Context, name string) (Held, error) {
 
 func (s cxkvSession) Close() error { return s.m.Close() }
 
-type cxkvHeld struct{ l *client.Lock }
+type cxkvHeld struct{ l *lock.Lock }
 
 func (h cxkvHeld) Unlock(ctx context.Context) error { return h.l.UnlockContext(ctx) }
 

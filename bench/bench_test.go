@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
 
@@ -58,7 +58,7 @@ func TestRedisBackend(t *testing.T) {
 func testWorkloads(t *testing.T, cl *raftnodetest.Cluster) {
 	backends := []Backend{
 		Cxkv{Endpoints: cl.Endpoints()},
-		Cxkv{Endpoints: cl.Endpoints(), Mode: client.PlainLock, Label: "cxkv-plain"},
+		Cxkv{Endpoints: cl.Endpoints(), Mode: lock.Plain, Label: "cxkv-plain"},
 	}
 	for _, b := range backends {
 		for _, wl := range Workloads {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -81,11 +82,11 @@ func TestAuthReadOnPrefix(t *testing.T) {
 	_, err = anon.Get(ctx, "rooms/1")
 	wantDenied(t, "unauthenticated get", err, "unauthenticated", "get", "rooms/1")
 
-	mon := client.NewProcessMonitor(root, client.LockOptions{TTL: 10 * time.Second})
+	mon := lock.NewProcessMonitor(root, lock.Options{TTL: 10 * time.Second})
 	defer mon.Close()
-	lock, err := mon.Lock(ctx, "bank/vault")
+	held, err := mon.Lock(ctx, "bank/vault")
 	must(t, "root locks bank/vault", err)
-	defer lock.Unlock()
+	defer held.Unlock()
 
 	// One client per member, so every member's checks are seen.
 	var alices []*client.Client
@@ -112,7 +113,7 @@ func TestAuthReadOnPrefix(t *testing.T) {
 			wantDenied(t, "alice list bank/", err, "alice", "list", "bank/")
 			break
 		}
-		_, err = client.ForceRelease(ctx, alice, "bank/vault")
+		_, err = lock.ForceRelease(ctx, alice, "bank/vault")
 		wantDenied(t, "alice force-release bank/vault", err, "alice")
 	}
 
@@ -151,7 +152,7 @@ func TestAuthReadOnPrefix(t *testing.T) {
 	must(t, "role add bank", root.RoleAdd(ctx, "bank"))
 	must(t, "role grant bank", root.RoleGrant(ctx, "bank", "bank/", client.PermWrite))
 	must(t, "user grant alice bank", root.UserGrant(ctx, "alice", "bank"))
-	_, err = client.ForceRelease(ctx, alices[0], "bank/vault")
+	_, err = lock.ForceRelease(ctx, alices[0], "bank/vault")
 	wantDenied(t, "alice (write on bank/) force-release bank/vault", err, "alice")
 
 	// So does a revocation.
@@ -167,7 +168,7 @@ func TestAuthReadOnPrefix(t *testing.T) {
 		t.Fatalf("a refused put wrote rooms/r: %+v", rec)
 	}
 	select {
-	case <-lock.Lost():
+	case <-held.Lost():
 		t.Fatal("root's lock was lost")
 	default:
 	}

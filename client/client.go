@@ -158,6 +158,14 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// Config returns the configuration the Client runs with, defaults filled
+// in: what a recipe built over the Client (client/lock) times its work by.
+func (c *Client) Config() Config { return c.cfg }
+
+// Ctx is a context that ends when the Client is closed: background work
+// built over the Client (a lock session's renewals) stops with it.
+func (c *Client) Ctx() context.Context { return c.ctx }
+
 // Endpoints returns the configured endpoints.
 func (c *Client) Endpoints() []string {
 	out := make([]string, len(c.endpoints))

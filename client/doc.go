@@ -1,6 +1,7 @@
 // Package client is the Go SDK for cxkv: a Client for the compare-exchange
-// operations (Get, Put, Delete, List, Txn, Watch) and a ProcessMonitor that
-// turns them into expiring, fair distributed locks with fencing tokens.
+// operations (Get, Put, Delete, List, Txn, Watch) and sessions (leases).
+// Package client/lock builds expiring, fair distributed locks with fencing
+// tokens over it, using only what this package exports.
 //
 // Every call takes a context. A Client talks to any member of the cluster,
 // prefers the leader once it has learned which member leads, fails over to

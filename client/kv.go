@@ -91,13 +91,23 @@ type DeleteResult struct {
 	Index      uint64
 }
 
-// Delete removes key if its index is expect. A failed compare (including an
-// absent key) is not an error.
-func (c *Client) Delete(ctx context.Context, key string, expect uint64) (DeleteResult, error) {
-	return c.delete(ctx, &cxkvpb.DeleteRequest{Key: key, ExpectIndex: expect})
+// DeleteOption adjusts a Delete.
+type DeleteOption func(*cxkvpb.DeleteRequest)
+
+// AsForceRelease marks the delete as an operator's force-release of
+// someone else's lock: with auth enabled it needs admin on the key, where
+// an ordinary delete needs write. The lock recipe's ForceRelease sends it.
+func AsForceRelease() DeleteOption {
+	return func(r *cxkvpb.DeleteRequest) { r.ForceRelease = true }
 }
 
-func (c *Client) delete(ctx context.Context, req *cxkvpb.DeleteRequest) (DeleteResult, error) {
+// Delete removes key if its index is expect. A failed compare (including an
+// absent key) is not an error.
+func (c *Client) Delete(ctx context.Context, key string, expect uint64, opts ...DeleteOption) (DeleteResult, error) {
+	req := &cxkvpb.DeleteRequest{Key: key, ExpectIndex: expect}
+	for _, f := range opts {
+		f(req)
+	}
 	var resp *cxkvpb.DeleteResponse
 	err := c.write(ctx, func(id *cxkvpb.WriteID) { req.WriteId = id }, func(ctx context.Context, kv cxkvrpc.KVClient) (h *cxkvpb.Header, err error) {
 		resp, err = kv.Delete(ctx, req)

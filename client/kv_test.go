@@ -74,9 +74,9 @@ func TestListCrossesPages(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("List = %v, want %v", got, want)
 	}
-	page, more, err := c.ListPage(ctx, "l/", "l/03", 2)
-	if err != nil || !more || len(page) != 2 || page[0].Key != "l/04" {
-		t.Fatalf("ListPage = %v, %v, %v", page, more, err)
+	page, err := c.ListPage(ctx, "l/", "l/03", 2)
+	if err != nil || !page.More || len(page.Records) != 2 || page.Records[0].Key != "l/04" || page.Applied == 0 {
+		t.Fatalf("ListPage = %+v, %v", page, err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -11,9 +10,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if role := os.Getenv(helperEnv); role != "" {
-		os.Exit(runHelper(role))
-	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
 
@@ -69,7 +70,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	mon := client.NewProcessMonitor(c, client.LockOptions{TTL: 3 * time.Second})
+	mon := lock.NewProcessMonitor(c, lock.Options{TTL: 3 * time.Second})
 	defer mon.Close()
 	for h := range 2 {
 		wg.Add(1)

@@ -16,7 +16,7 @@ import (
 // and cxkv_state_census_seconds says what each count cost.
 var censusEvery = 10 * time.Second
 
-// The lock layout of the Go SDK (client/lock.go, client/owner.go): a queue
+// The lock layout of the Go SDK (client/lock: lock.go, owner.go): a queue
 // lock NAME is a queue of entries NAME/.lock/<id>, the oldest of which holds
 // it; a plain lock is the key NAME itself. Either way the value is the
 // owner's JSON, which starts with its "owner" field. Locks are counted by

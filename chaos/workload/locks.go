@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 )
 
 // resource is what a lock protects, fenced as the SDK tells users to fence:
@@ -131,7 +132,7 @@ func (r *resource) leave(h *holder) {
 type lockWorker struct {
 	id       int
 	name     string
-	mode     client.LockMode
+	mode     lock.Mode
 	ttl      time.Duration
 	newCl    func() (*client.Client, error)
 	res      *resource
@@ -151,7 +152,7 @@ func (w *lockWorker) run(ctx context.Context) {
 			w.errs = append(w.errs, err.Error())
 			return
 		}
-		mon := client.NewProcessMonitor(cl, client.LockOptions{TTL: w.ttl, Mode: w.mode, Name: fmt.Sprintf("chaos-worker-%d", w.id)})
+		mon := lock.NewProcessMonitor(cl, lock.Options{TTL: w.ttl, Mode: w.mode, Name: fmt.Sprintf("chaos-worker-%d", w.id)})
 		crashed := w.session(ctx, mon)
 		if crashed {
 			// A crash: the process is gone without releasing anything; its
@@ -165,22 +166,22 @@ func (w *lockWorker) run(ctx context.Context) {
 }
 
 // session runs until ctx ends or the worker is told to crash.
-func (w *lockWorker) session(ctx context.Context, mon *client.ProcessMonitor) (crashed bool) {
+func (w *lockWorker) session(ctx context.Context, mon *lock.ProcessMonitor) (crashed bool) {
 	for ctx.Err() == nil {
 		lctx, cancel := context.WithTimeout(ctx, 3*w.ttl)
-		lock, err := mon.Lock(lctx, w.name)
+		held, err := mon.Lock(lctx, w.name)
 		cancel()
 		if err != nil {
 			w.failed++
 			continue
 		}
 		w.acquired++
-		h := &holder{id: w.nextID(), name: w.name, token: lock.Token(), lost: lock.Lost()}
+		h := &holder{id: w.nextID(), name: w.name, token: held.Token(), lost: held.Lost()}
 		w.res.acquired(h)
 	use:
 		for range 1 + w.r.IntN(4) {
 			select {
-			case <-lock.Lost():
+			case <-held.Lost():
 				break use
 			case <-w.crash:
 				w.crashes++
@@ -193,7 +194,7 @@ func (w *lockWorker) session(ctx context.Context, mon *client.ProcessMonitor) (c
 		}
 		w.res.leave(h)
 		uctx, cancel := context.WithTimeout(context.Background(), 2*w.ttl)
-		lock.UnlockContext(uctx)
+		held.UnlockContext(uctx)
 		cancel()
 	}
 	return false

@@ -21,6 +21,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 )
 
 // Config configures a workload.
@@ -146,11 +147,11 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 	var holderIDs sync.Mutex
 	nextHolder := 0
 	for i := range cfg.LockWorkers {
-		lw := &lockWorker{id: i, name: "locks/queued", mode: client.QueueLock, ttl: cfg.LockTTL, newCl: cfg.NewClient,
+		lw := &lockWorker{id: i, name: "locks/queued", mode: lock.Queue, ttl: cfg.LockTTL, newCl: cfg.NewClient,
 			res: wl.res, r: rand.New(rand.NewPCG(rng.Uint64(), uint64(i))), crash: make(chan struct{}, 1),
 			nextID: func() int { holderIDs.Lock(); defer holderIDs.Unlock(); nextHolder++; return nextHolder }}
 		if i%2 == 1 {
-			lw.name, lw.mode = "locks/plain", client.PlainLock
+			lw.name, lw.mode = "locks/plain", lock.Plain
 		}
 		wl.lws = append(wl.lws, lw)
 		wl.wg.Add(1)

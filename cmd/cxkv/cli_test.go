@@ -19,6 +19,7 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 	"github.com/cxkv/cxkv/cmpxchg/cmpxchgtest"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 	"google.golang.org/grpc"
@@ -69,13 +70,13 @@ type script struct {
 	hang      string
 	indexes   cmpxchgtest.IndexNames
 	client    *client.Client
-	locks     map[string]*client.Lock
+	locks     map[string]*lock.Lock
 	host      string
 }
 
 func newScript(t *testing.T) *script {
 	c := raftnodetest.Start(t, 3)
-	s := &script{t: t, cluster: c, endpoints: c.Endpoints(), locks: map[string]*client.Lock{}}
+	s := &script{t: t, cluster: c, endpoints: c.Endpoints(), locks: map[string]*lock.Lock{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -124,8 +125,8 @@ func arg(d *datadriven.TestData, key string) string {
 	return ""
 }
 
-func (s *script) monitor(t *testing.T, d *datadriven.TestData) *client.ProcessMonitor {
-	opts := client.LockOptions{Name: arg(d, "owner"), TTL: 10 * time.Second}
+func (s *script) monitor(t *testing.T, d *datadriven.TestData) *lock.ProcessMonitor {
+	opts := lock.Options{Name: arg(d, "owner"), TTL: 10 * time.Second}
 	if v := arg(d, "ttl"); v != "" {
 		ttl, err := time.ParseDuration(v)
 		if err != nil {
@@ -134,9 +135,9 @@ func (s *script) monitor(t *testing.T, d *datadriven.TestData) *client.ProcessMo
 		opts.TTL = ttl
 	}
 	if arg(d, "mode") == "plain" {
-		opts.Mode = client.PlainLock
+		opts.Mode = lock.Plain
 	}
-	m := client.NewProcessMonitor(s.client, opts)
+	m := lock.NewProcessMonitor(s.client, opts)
 	t.Cleanup(func() { m.Close() })
 	return m
 }
@@ -160,7 +161,7 @@ func (s *script) lock(t *testing.T, d *datadriven.TestData, wait bool) string {
 	t.Cleanup(cancel)
 	go m.Lock(ctx, name)
 	raftnodetest.Eventually(t, 10*time.Second, owner+" queued for "+name, func() bool {
-		locks, err := client.ListLocks(ctx, s.client, name)
+		locks, err := lock.List(ctx, s.client, name)
 		if err != nil {
 			return false
 		}

@@ -10,24 +10,25 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 	"github.com/spf13/cobra"
 )
 
 // lockOutput is the JSON form of a lock.
 type lockOutput struct {
-	Name       string         `json:"name"`
-	Key        string         `json:"key"`
-	Mode       string         `json:"mode"`
-	Holder     client.Owner   `json:"holder"`
-	Token      uint64         `json:"token"`
-	Index      uint64         `json:"index"`
-	TTL        string         `json:"ttl,omitempty"`
-	ExpiresAt  string         `json:"expires_at,omitempty"`
-	TimeLeftMS int64          `json:"time_left_ms"`
-	Waiters    []client.Owner `json:"waiters"`
+	Name       string       `json:"name"`
+	Key        string       `json:"key"`
+	Mode       string       `json:"mode"`
+	Holder     lock.Owner   `json:"holder"`
+	Token      uint64       `json:"token"`
+	Index      uint64       `json:"index"`
+	TTL        string       `json:"ttl,omitempty"`
+	ExpiresAt  string       `json:"expires_at,omitempty"`
+	TimeLeftMS int64        `json:"time_left_ms"`
+	Waiters    []lock.Owner `json:"waiters"`
 }
 
-func toLockOutput(l client.LockInfo, now time.Time) lockOutput {
+func toLockOutput(l lock.Info, now time.Time) lockOutput {
 	out := lockOutput{Name: l.Name, Key: l.Key, Mode: l.Mode.String(), Holder: l.Owner, Token: l.Token, Index: l.Index,
 		TimeLeftMS: timeLeft(l, now).Milliseconds(), Waiters: l.Waiters}
 	if l.TTL > 0 {
@@ -37,7 +38,7 @@ func toLockOutput(l client.LockInfo, now time.Time) lockOutput {
 		out.ExpiresAt = l.ExpiresAt.UTC().Format(time.RFC3339Nano)
 	}
 	if out.Waiters == nil {
-		out.Waiters = []client.Owner{}
+		out.Waiters = []lock.Owner{}
 	}
 	return out
 }
@@ -45,7 +46,7 @@ func toLockOutput(l client.LockInfo, now time.Time) lockOutput {
 // timeLeft is the lease left before the cluster expires the lock unless its
 // holder renews it. ExpiresAt is the accepting leader's wall clock, so this
 // is an estimate: expiry comes late, never early.
-func timeLeft(l client.LockInfo, now time.Time) time.Duration {
+func timeLeft(l lock.Info, now time.Time) time.Duration {
 	if l.ExpiresAt.IsZero() {
 		return 0
 	}
@@ -53,14 +54,14 @@ func timeLeft(l client.LockInfo, now time.Time) time.Duration {
 }
 
 // ownerName is how a table shows a holder or waiter.
-func ownerName(o client.Owner) string {
+func ownerName(o lock.Owner) string {
 	if o.Name != "" {
 		return o.Name
 	}
 	return fmt.Sprintf("%s:%d", o.Host, o.PID)
 }
 
-func since(o client.Owner) string {
+func since(o lock.Owner) string {
 	t := o.AcquiredAt
 	if t.IsZero() {
 		t = o.QueuedAt
@@ -71,7 +72,7 @@ func since(o client.Owner) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func printLocks(w io.Writer, locks []client.LockInfo, now time.Time) {
+func printLocks(w io.Writer, locks []lock.Info, now time.Time) {
 	tw := newTable(w)
 	fmt.Fprintln(tw, "NAME\tMODE\tHOLDER\tHOST\tPID\tTOKEN\tSINCE\tLEFT\tWAITERS")
 	for _, l := range locks {
@@ -103,7 +104,7 @@ Keys under PREFIX that are not locks are skipped.`,
 			if len(args) == 1 {
 				prefix = args[0]
 			}
-			locks, err := client.ListLocks(ctx, c, prefix)
+			locks, err := lock.List(ctx, c, prefix)
 			if err != nil {
 				return err
 			}
@@ -142,7 +143,7 @@ Answering no exits 1 with nothing released.`,
 			}
 			defer c.Close()
 			name := args[0]
-			var confirmed *client.LockInfo
+			var confirmed *lock.Info
 			if !yes {
 				// The prompt waits for a person, so --timeout bounds the
 				// calls on each side of it, not the whole command.
@@ -152,7 +153,7 @@ Answering no exits 1 with nothing released.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
 			defer cancel()
-			held, err := client.ForceRelease(ctx, c, name)
+			held, err := lock.ForceRelease(ctx, c, name)
 			if err != nil {
 				return g.transportError(writeError(err, "force-release "+name, fmt.Sprintf("`cxkv locks %s` no longer lists this holder if it applied", name)))
 			}
@@ -177,21 +178,21 @@ var errDeclined = errors.New("force-release: not confirmed; nothing released")
 
 // confirmRelease shows who holds name and asks whether to release it; it
 // returns the holder the operator agreed to remove.
-func confirmRelease(cmd *cobra.Command, g *globals, c *client.Client, name string) (*client.LockInfo, error) {
+func confirmRelease(cmd *cobra.Command, g *globals, c *client.Client, name string) (*lock.Info, error) {
 	ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
-	locks, err := client.ListLocks(ctx, c, name)
+	locks, err := lock.List(ctx, c, name)
 	cancel()
 	if err != nil {
 		return nil, err
 	}
-	var held *client.LockInfo
+	var held *lock.Info
 	for i := range locks {
 		if locks[i].Name == name {
 			held = &locks[i]
 		}
 	}
 	if held == nil {
-		return nil, fmt.Errorf("%w: %q", client.ErrNotLocked, name)
+		return nil, fmt.Errorf("%w: %q", lock.ErrNotLocked, name)
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "force-release %s, held by %s (host %s, pid %d) with token %d since %s? [y/N] ",
 		name, ownerName(held.Owner), held.Owner.Host, held.Owner.PID, held.Token, since(held.Owner))

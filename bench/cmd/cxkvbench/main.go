@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/bench"
-	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 )
 
 func main() {
@@ -156,7 +156,7 @@ func run() error {
 	}
 	fmt.Printf("etcd on %s; cxkv on %s; data in %s\n", strings.Join(etcd.Endpoints, ","), strings.Join(cx.Endpoints, ","), dir)
 	backends = slices.DeleteFunc(backends, func(b bench.Backend) bool { return !slices.Contains(chosen, b.Name()) })
-	plainB := bench.Cxkv{Endpoints: cx.Endpoints, Mode: client.PlainLock, Label: "cxkv-plain"}
+	plainB := bench.Cxkv{Endpoints: cx.Endpoints, Mode: lock.Plain, Label: "cxkv-plain"}
 
 	// Warm both up (connections, leaders settled, pages cached) off the record.
 	for _, b := range backends {

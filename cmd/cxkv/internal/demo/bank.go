@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 )
 
 // The bank scenario: accounts with balances; a worker moves money between
@@ -150,7 +151,7 @@ func (b *bankWorker) read(ctx context.Context, from, to string) (src, dst client
 	return src, dst, 1 + rand.Int64N(min(sb, maxTransfer)), nil
 }
 
-func (b *bankWorker) locked(l1, l2 *client.Lock, from, to string) error {
+func (b *bankWorker) locked(l1, l2 *lock.Lock, from, to string) error {
 	ctx, cancel := opContext()
 	defer cancel()
 	src, dst, amount, err := b.read(ctx, from, to)
@@ -167,7 +168,7 @@ func (b *bankWorker) locked(l1, l2 *client.Lock, from, to string) error {
 	// both balances, which only a holder of both locks may change.
 	res, err := l2.Txn(ctx, cmps, ops)
 	switch {
-	case errors.Is(err, client.ErrLockLost):
+	case errors.Is(err, lock.ErrLost):
 		b.w.n.lost.Add(1)
 		b.w.rec.Add(Entry{Op: OpAborted, Req: req, Err: "lock lost"})
 		return fmt.Errorf("lock on %s lost before the transfer; nothing written", to)

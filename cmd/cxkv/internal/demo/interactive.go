@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 )
 
 // The interactive scenario: one lock, a person at each terminal. ENTER asks
@@ -38,11 +38,11 @@ func runInteractive(ctx context.Context, w *worker) error {
 	go showLock(ctx, w)
 
 	type acquired struct {
-		l   *client.Lock
+		l   *lock.Lock
 		err error
 	}
 	var (
-		held     *client.Lock
+		held     *lock.Lock
 		lost     <-chan struct{}
 		waiting  context.CancelFunc
 		gotLock  = make(chan acquired, 1)
@@ -52,7 +52,7 @@ func runInteractive(ctx context.Context, w *worker) error {
 			}
 			err := held.Unlock()
 			switch {
-			case errors.Is(err, client.ErrLockLost):
+			case errors.Is(err, lock.ErrLost):
 				fmt.Fprintf(out, "[%s] released: it had already been lost\n", w.cfg.ID)
 			case err != nil:
 				fmt.Fprintf(out, "[%s] release failed: %v (the lock expires after its TTL)\n", w.cfg.ID, err)
@@ -123,7 +123,7 @@ func showLock(ctx context.Context, w *worker) {
 	var renewedAt time.Time
 	refresh := func() {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		infos, err := client.ListLocks(qctx, w.c, InteractiveLock)
+		infos, err := lock.List(qctx, w.c, InteractiveLock)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -131,7 +131,7 @@ func showLock(ctx context.Context, w *worker) {
 			}
 			return
 		}
-		var info *client.LockInfo
+		var info *lock.Info
 		for i := range infos {
 			if infos[i].Name == InteractiveLock {
 				info = &infos[i]
@@ -195,7 +195,7 @@ func showLock(ctx context.Context, w *worker) {
 	}
 }
 
-func ownerName(o client.Owner) string {
+func ownerName(o lock.Owner) string {
 	if o.Name != "" {
 		return o.Name
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 )
 
 // The rooms scenario: a hotel sells the rooms of a few room types. A worker
@@ -107,7 +108,7 @@ func (r *roomsWorker) step(ctx context.Context) (bool, error) {
 }
 
 // book sells the next room of typ under l.
-func (r *roomsWorker) book(l *client.Lock, typ string) error {
+func (r *roomsWorker) book(l *lock.Lock, typ string) error {
 	ctx, cancel := opContext()
 	defer cancel()
 	inv, err := r.w.c.Get(ctx, roomsFreeKey+typ)
@@ -133,7 +134,7 @@ func (r *roomsWorker) book(l *client.Lock, typ string) error {
 		[]client.Compare{client.IndexIs(inv.Key, inv.Index), client.Absent(bookKey)},
 		[]client.Op{client.PutOp(inv.Key, []byte(strconv.Itoa(free-1)), 0), client.PutOp(bookKey, val, 0)})
 	switch {
-	case errors.Is(err, client.ErrLockLost):
+	case errors.Is(err, lock.ErrLost):
 		r.w.n.lost.Add(1)
 		r.w.rec.Add(Entry{Op: OpAborted, Req: req, Err: "lock lost"})
 		return fmt.Errorf("%s: lock lost before booking %s; nothing written", typ, room)

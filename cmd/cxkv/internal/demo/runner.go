@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 )
 
 // RunConfig is one `cxkv demo run`.
@@ -26,7 +27,7 @@ type RunConfig struct {
 	Duration time.Duration
 	Chaos    bool
 	LockTTL  time.Duration
-	LockMode client.LockMode
+	LockMode lock.Mode
 	BasePort int    // 0: free ports
 	DataDir  string // "": a temp dir, removed at the end unless Keep
 	Keep     bool
@@ -299,7 +300,7 @@ func (r *runner) progress(ctx context.Context, start time.Time) {
 		rate := float64(tot.Ops-window[0].ops) / now.Sub(window[0].at).Seconds()
 		qctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
 		held, waiting := 0, 0
-		if infos, err := client.ListLocks(qctx, r.c, lockPrefix); err == nil {
+		if infos, err := lock.List(qctx, r.c, lockPrefix); err == nil {
 			held = len(infos)
 			for _, li := range infos {
 				waiting += len(li.Waiters)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 )
 
 // WorkerConfig is one `cxkv demo worker`.
@@ -23,7 +24,7 @@ type WorkerConfig struct {
 	Mode      string      // bank: lock or optimistic
 	Duration  time.Duration
 	LockTTL   time.Duration
-	LockMode  client.LockMode
+	LockMode  lock.Mode
 	Stats     bool // print JSON stats lines on stdout (for `demo run`) instead of a line per operation
 
 	Rooms RoomsConfig
@@ -43,7 +44,7 @@ const (
 )
 
 // Every key the demo writes lives under these prefixes; locks have their own
-// so that ListLocks sees only locks.
+// so that lock.List sees only locks.
 const (
 	dataPrefix = "demo/"
 	lockPrefix = "demo-locks/"
@@ -77,7 +78,7 @@ const statsEvery = 250 * time.Millisecond
 type worker struct {
 	cfg WorkerConfig
 	c   *client.Client
-	mon *client.ProcessMonitor
+	mon *lock.ProcessMonitor
 	rec *Recorder
 	n   counters
 	seq int
@@ -126,7 +127,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	defer rec.Close()
 	w := &worker{cfg: cfg, c: c, rec: rec}
-	w.mon = client.NewProcessMonitor(c, client.LockOptions{TTL: cfg.LockTTL, Mode: cfg.LockMode, Name: cfg.ID})
+	w.mon = lock.NewProcessMonitor(c, lock.Options{TTL: cfg.LockTTL, Mode: cfg.LockMode, Name: cfg.ID})
 	defer w.mon.Close()
 
 	if cfg.Scenario == ScenarioInteractive {
@@ -208,9 +209,9 @@ func (w *worker) printStats() func() {
 
 // acquire takes the lock called name, recording how long it took and
 // whether another process held it when asked.
-func (w *worker) acquire(ctx context.Context, name string) (*client.Lock, error) {
+func (w *worker) acquire(ctx context.Context, name string) (*lock.Lock, error) {
 	held := false
-	if infos, err := client.ListLocks(ctx, w.c, name); err == nil {
+	if infos, err := lock.List(ctx, w.c, name); err == nil {
 		for _, li := range infos {
 			if li.Name == name {
 				held = true
@@ -231,12 +232,12 @@ func (w *worker) acquire(ctx context.Context, name string) (*client.Lock, error)
 
 // release unlocks l; a lock found lost is counted, not fatal: the guarded
 // writes already refused to write under it.
-func (w *worker) release(l *client.Lock) {
+func (w *worker) release(l *lock.Lock) {
 	w.n.held.Add(-1)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	if err := l.UnlockContext(ctx); err != nil {
-		if errors.Is(err, client.ErrLockLost) {
+		if errors.Is(err, lock.ErrLost) {
 			w.n.lost.Add(1)
 		}
 		w.say("unlock %s: %v", l.Name(), err)
@@ -248,12 +249,12 @@ func opContext() (context.Context, context.CancelFunc) {
 }
 
 // ParseLockMode reads --lock-mode.
-func ParseLockMode(s string) (client.LockMode, error) {
+func ParseLockMode(s string) (lock.Mode, error) {
 	switch s {
 	case "queue":
-		return client.QueueLock, nil
+		return lock.Queue, nil
 	case "plain":
-		return client.PlainLock, nil
+		return lock.Plain, nil
 	}
 	return 0, fmt.Errorf("--lock-mode %q: want queue or plain", s)
 }

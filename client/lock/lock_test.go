@@ -1,4 +1,4 @@
-package client_test
+package lock_test
 
 import (
 	"bufio"
@@ -15,13 +15,14 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-var modes = []client.LockMode{client.QueueLock, client.PlainLock}
+var modes = []lock.Mode{lock.Queue, lock.Plain}
 
 // Mutual exclusion: 32 goroutines and 4 processes increment one counter with
 // a plain read-then-write under one lock. No update is lost, and ordered by
@@ -66,7 +67,7 @@ func TestMutualExclusion(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					gc := clients[g%len(clients)]
-					mon := client.NewProcessMonitor(gc, client.LockOptions{TTL: 5 * time.Second, Mode: mode})
+					mon := lock.NewProcessMonitor(gc, lock.Options{TTL: 5 * time.Second, Mode: mode})
 					for range rounds {
 						tok, read, err := increment(ctx, gc, mon, "mx", counter)
 						if err != nil {
@@ -116,13 +117,13 @@ func TestTryLock(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			_, c := start(t)
 			ctx := context.Background()
-			a := client.NewProcessMonitor(c, client.LockOptions{TTL: 5 * time.Second, Mode: mode, Name: "a"})
-			b := client.NewProcessMonitor(c, client.LockOptions{TTL: 5 * time.Second, Mode: mode, Name: "b"})
+			a := lock.NewProcessMonitor(c, lock.Options{TTL: 5 * time.Second, Mode: mode, Name: "a"})
+			b := lock.NewProcessMonitor(c, lock.Options{TTL: 5 * time.Second, Mode: mode, Name: "b"})
 			la, err := a.TryLock(ctx, "t")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := b.TryLock(ctx, "t"); !errors.Is(err, client.ErrLocked) || !strings.Contains(err.Error(), "held by a") {
+			if _, err := b.TryLock(ctx, "t"); !errors.Is(err, lock.ErrLocked) || !strings.Contains(err.Error(), "held by a") {
 				t.Fatalf("TryLock of a held lock: %v; want ErrLocked naming a", err)
 			}
 			if err := la.Unlock(); err != nil {
@@ -133,7 +134,7 @@ func TestTryLock(t *testing.T) {
 				t.Fatalf("TryLock after release: %v, token %d after %d", err, lb.Token(), la.Token())
 			}
 			lb.Unlock()
-			locks, err := client.ListLocks(ctx, c, "t")
+			locks, err := lock.List(ctx, c, "t")
 			if err != nil || len(locks) != 0 {
 				t.Fatalf("after both released: %+v, %v; want no locks (a failed TryLock leaves no entry)", locks, err)
 			}
@@ -145,8 +146,8 @@ func TestTryLock(t *testing.T) {
 func TestQueueIsFIFO(t *testing.T) {
 	_, c := start(t)
 	ctx := context.Background()
-	mon := func(name string) *client.ProcessMonitor {
-		return client.NewProcessMonitor(c, client.LockOptions{TTL: 5 * time.Second, Name: name})
+	mon := func(name string) *lock.ProcessMonitor {
+		return lock.NewProcessMonitor(c, lock.Options{TTL: 5 * time.Second, Name: name})
 	}
 	holder, err := mon("holder").Lock(ctx, "q")
 	if err != nil {
@@ -168,13 +169,13 @@ func TestQueueIsFIFO(t *testing.T) {
 		}()
 		// Wait until this waiter is queued before starting the next.
 		raftnodetest.Eventually(t, 5*time.Second, name+" queued", func() bool {
-			locks, _ := client.ListLocks(ctx, c, "q")
+			locks, _ := lock.List(ctx, c, "q")
 			return len(locks) == 1 && len(locks[0].Waiters) == i+1
 		})
 	}
-	locks, _ := client.ListLocks(ctx, c, "q")
+	locks, _ := lock.List(ctx, c, "q")
 	if locks[0].Owner.Name != "holder" || locks[0].Waiters[0].Name != "w1" || locks[0].Token != holder.Token() {
-		t.Fatalf("ListLocks = %+v", locks)
+		t.Fatalf("List = %+v", locks)
 	}
 	holder.Unlock()
 	wg.Wait()
@@ -196,8 +197,8 @@ func TestForceReleasedHolderIsLost(t *testing.T) {
 			_, c := start(t)
 			ctx := context.Background()
 			ttl := 600 * time.Millisecond
-			a := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode, Name: "a"})
-			b := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode, Name: "b"})
+			a := lock.NewProcessMonitor(c, lock.Options{TTL: ttl, Mode: mode, Name: "a"})
+			b := lock.NewProcessMonitor(c, lock.Options{TTL: ttl, Mode: mode, Name: "b"})
 			la, err := a.Lock(ctx, "fr")
 			if err != nil {
 				t.Fatal(err)
@@ -205,7 +206,7 @@ func TestForceReleasedHolderIsLost(t *testing.T) {
 			if _, err := la.Put(ctx, "fr-data", []byte("a")); err != nil {
 				t.Fatalf("guarded put while held: %v", err)
 			}
-			info, err := client.ForceRelease(ctx, c, "fr")
+			info, err := lock.ForceRelease(ctx, c, "fr")
 			if err != nil || info.Owner.Name != "a" || info.Token != la.Token() {
 				t.Fatalf("ForceRelease = %+v, %v; want a's lock", info, err)
 			}
@@ -222,19 +223,19 @@ func TestForceReleasedHolderIsLost(t *testing.T) {
 			if la.Context().Err() == nil {
 				t.Fatal("the lost lock's context is still alive")
 			}
-			if _, err := la.Put(ctx, "fr-data", []byte("stale")); !errors.Is(err, client.ErrLockLost) {
-				t.Fatalf("guarded put after loss: %v; want ErrLockLost", err)
+			if _, err := la.Put(ctx, "fr-data", []byte("stale")); !errors.Is(err, lock.ErrLost) {
+				t.Fatalf("guarded put after loss: %v; want ErrLost", err)
 			}
-			if err := la.Unlock(); !errors.Is(err, client.ErrLockLost) {
-				t.Fatalf("Unlock after loss: %v; want ErrLockLost", err)
+			if err := la.Unlock(); !errors.Is(err, lock.ErrLost) {
+				t.Fatalf("Unlock after loss: %v; want ErrLost", err)
 			}
 			if rec, _ := c.Get(ctx, "fr-data"); string(rec.Value) != "a" {
 				t.Fatalf("fr-data = %q: a write of the lost holder landed", rec.Value)
 			}
-			if locks, _ := client.ListLocks(ctx, c, "fr"); len(locks) != 1 || locks[0].Owner.Name != "b" {
+			if locks, _ := lock.List(ctx, c, "fr"); len(locks) != 1 || locks[0].Owner.Name != "b" {
 				t.Fatalf("after a's Unlock: %+v; want b still holding", locks)
 			}
-			if _, err := client.ForceRelease(ctx, c, "nobody"); !errors.Is(err, client.ErrNotLocked) {
+			if _, err := lock.ForceRelease(ctx, c, "nobody"); !errors.Is(err, lock.ErrNotLocked) {
 				t.Fatalf("ForceRelease of a free lock: %v; want ErrNotLocked", err)
 			}
 		})
@@ -257,12 +258,12 @@ func TestGuardedWriteAfterTakeover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer blind.Close()
-	a := client.NewProcessMonitor(blind, client.LockOptions{TTL: time.Hour, Name: "a"})
+	a := lock.NewProcessMonitor(blind, lock.Options{TTL: time.Hour, Name: "a"})
 	la, _ := a.Lock(ctx, "g")
-	client.ForceRelease(ctx, c, "g")
+	lock.ForceRelease(ctx, c, "g")
 	res, err := la.Txn(ctx, []client.Compare{client.Absent("g-data")}, []client.Op{client.PutOp("g-data", []byte("a"), 0)})
-	if !errors.Is(err, client.ErrLockLost) || res.Successful {
-		t.Fatalf("guarded txn after force-release: %+v, %v; want ErrLockLost", res, err)
+	if !errors.Is(err, lock.ErrLost) || res.Successful {
+		t.Fatalf("guarded txn after force-release: %+v, %v; want ErrLost", res, err)
 	}
 	select {
 	case <-la.Lost():
@@ -276,7 +277,7 @@ func TestRenewalKeepsLock(t *testing.T) {
 	_, c := start(t)
 	ctx := context.Background()
 	ttl := 300 * time.Millisecond
-	l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl}).Lock(ctx, "r")
+	l, err := lock.NewProcessMonitor(c, lock.Options{TTL: ttl}).Lock(ctx, "r")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +297,7 @@ func TestRenewalFailureLoses(t *testing.T) {
 	cl, c := start(t)
 	ctx := context.Background()
 	ttl := 400 * time.Millisecond
-	l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl}).Lock(ctx, "nq")
+	l, err := lock.NewProcessMonitor(c, lock.Options{TTL: ttl}).Lock(ctx, "nq")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,8 +317,8 @@ func TestRenewalFailureLoses(t *testing.T) {
 	case <-time.After(3 * ttl):
 		t.Fatal("Lost did not close with no quorum")
 	}
-	if err := l.Unlock(); !errors.Is(err, client.ErrLockLost) {
-		t.Fatalf("Unlock: %v; want ErrLockLost", err)
+	if err := l.Unlock(); !errors.Is(err, lock.ErrLost) {
+		t.Fatalf("Unlock: %v; want ErrLost", err)
 	}
 }
 
@@ -342,7 +343,7 @@ func TestKilledHolderReleasesAfterTTL(t *testing.T) {
 			cmd.Wait()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode}).Lock(ctx, "k9")
+			l, err := lock.NewProcessMonitor(c, lock.Options{TTL: ttl, Mode: mode}).Lock(ctx, "k9")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -406,7 +407,7 @@ func TestPausedHolderCannotWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The cluster expires the paused holder's lock; this process takes it.
-	l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl}).Lock(ctx, "p")
+	l, err := lock.NewProcessMonitor(c, lock.Options{TTL: ttl}).Lock(ctx, "p")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,11 +434,11 @@ func TestForceReleaseIsNoticedAtOnce(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			_, c := start(t)
 			ctx := context.Background()
-			l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: time.Hour, Mode: mode}).Lock(ctx, "now")
+			l, err := lock.NewProcessMonitor(c, lock.Options{TTL: time.Hour, Mode: mode}).Lock(ctx, "now")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := client.ForceRelease(ctx, c, "now"); err != nil {
+			if _, err := lock.ForceRelease(ctx, c, "now"); err != nil {
 				t.Fatal(err)
 			}
 			select {
@@ -445,8 +446,8 @@ func TestForceReleaseIsNoticedAtOnce(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("Lost did not close after a force-release")
 			}
-			if err := l.Unlock(); !errors.Is(err, client.ErrLockLost) || !strings.Contains(err.Error(), "deleted at index") {
-				t.Fatalf("Unlock: %v; want ErrLockLost naming the deletion", err)
+			if err := l.Unlock(); !errors.Is(err, lock.ErrLost) || !strings.Contains(err.Error(), "deleted at index") {
+				t.Fatalf("Unlock: %v; want ErrLost naming the deletion", err)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package client_test
+package lock_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -84,7 +85,7 @@ func TestStuckGuardedWriteKeepsLeaseRule(t *testing.T) {
 			defer a.Close()
 			ctx := context.Background()
 			ttl := 2 * time.Second
-			la, err := client.NewProcessMonitor(a, client.LockOptions{TTL: ttl, Mode: mode, Name: "a"}).Lock(ctx, "gw")
+			la, err := lock.NewProcessMonitor(a, lock.Options{TTL: ttl, Mode: mode, Name: "a"}).Lock(ctx, "gw")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,10 +99,10 @@ func TestStuckGuardedWriteKeepsLeaseRule(t *testing.T) {
 			defer wg.Wait()
 			defer cancel()
 
-			b := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode, Name: "b"})
+			b := lock.NewProcessMonitor(c, lock.Options{TTL: ttl, Mode: mode, Name: "b"})
 			// Three TTLs with the guarded write stuck: the renewals go on.
 			time.Sleep(3 * ttl)
-			if lb, err := b.TryLock(ctx, "gw"); !errors.Is(err, client.ErrLocked) {
+			if lb, err := b.TryLock(ctx, "gw"); !errors.Is(err, lock.ErrLocked) {
 				if lb != nil {
 					lb.Unlock()
 				}
@@ -200,7 +201,7 @@ func TestLateRenewalDoesNotLoseLock(t *testing.T) {
 			c := heldClient(t, cl.Endpoints(), h)
 			ctx := context.Background()
 			ttl := 2 * time.Second
-			l, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode}).Lock(ctx, "late")
+			l, err := lock.NewProcessMonitor(c, lock.Options{TTL: ttl, Mode: mode}).Lock(ctx, "late")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -235,7 +236,7 @@ func TestLateCreateIsNotAnOrphan(t *testing.T) {
 			h.arm(func(k string) bool { return k == "orphan" || strings.HasPrefix(k, "orphan/") })
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			l, err := client.NewProcessMonitor(hc, client.LockOptions{TTL: time.Minute, Mode: mode}).Lock(ctx, "orphan")
+			l, err := lock.NewProcessMonitor(hc, lock.Options{TTL: time.Minute, Mode: mode}).Lock(ctx, "orphan")
 			if err != nil {
 				t.Fatalf("Lock after a late create: %v", err)
 			}
@@ -244,14 +245,14 @@ func TestLateCreateIsNotAnOrphan(t *testing.T) {
 			default:
 				t.Fatal("the held create was never delivered")
 			}
-			locks, err := client.ListLocks(ctx, c, "orphan")
+			locks, err := lock.List(ctx, c, "orphan")
 			if err != nil || len(locks) != 1 || len(locks[0].Waiters) != 0 || locks[0].Key != l.Key() {
-				t.Fatalf("ListLocks = %+v, %v; want only this holder's entry", locks, err)
+				t.Fatalf("List = %+v, %v; want only this holder's entry", locks, err)
 			}
 			if err := l.Unlock(); err != nil {
 				t.Fatal(err)
 			}
-			if locks, _ := client.ListLocks(ctx, c, "orphan"); len(locks) != 0 {
+			if locks, _ := lock.List(ctx, c, "orphan"); len(locks) != 0 {
 				t.Fatalf("after Unlock: %+v; want no entries left", locks)
 			}
 		})
@@ -283,15 +284,15 @@ func TestWaiterSurvivesBrokenWatch(t *testing.T) {
 			// A TTL of a minute: a waiter that fell back on its safety net
 			// would wait about that long.
 			ttl := time.Minute
-			holder, err := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Name: "holder"}).Lock(ctx, "bw")
+			holder, err := lock.NewProcessMonitor(c, lock.Options{TTL: ttl, Name: "holder"}).Lock(ctx, "bw")
 			if err != nil {
 				t.Fatal(err)
 			}
 			got := make(chan error, 1)
-			var l *client.Lock
+			var l *lock.Lock
 			go func() {
 				var err error
-				l, err = client.NewProcessMonitor(wc, client.LockOptions{TTL: ttl, Name: "waiter"}).Lock(ctx, "bw")
+				l, err = lock.NewProcessMonitor(wc, lock.Options{TTL: ttl, Name: "waiter"}).Lock(ctx, "bw")
 				got <- err
 			}()
 			// The waiter's first watch has failed; it is still queued.
@@ -317,25 +318,25 @@ func TestWaiterSurvivesBrokenWatch(t *testing.T) {
 	}
 }
 
-// A PlainLock and a QueueLock of one name exclude each other: whichever
+// A Plain lock and a Queue lock of one name exclude each other: whichever
 // comes second is refused with an error naming the mix.
 func TestLockModesDoNotMix(t *testing.T) {
 	for _, first := range modes {
 		t.Run(first.String()+"-first", func(t *testing.T) {
 			_, c := start(t)
 			ctx := context.Background()
-			second := client.PlainLock
-			if first == client.PlainLock {
-				second = client.QueueLock
+			second := lock.Plain
+			if first == lock.Plain {
+				second = lock.Queue
 			}
-			l1, err := client.NewProcessMonitor(c, client.LockOptions{TTL: 5 * time.Second, Mode: first}).Lock(ctx, "mix")
+			l1, err := lock.NewProcessMonitor(c, lock.Options{TTL: 5 * time.Second, Mode: first}).Lock(ctx, "mix")
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer l1.Unlock()
 			for _, try := range []bool{true, false} {
-				mon := client.NewProcessMonitor(c, client.LockOptions{TTL: 5 * time.Second, Mode: second})
-				var l2 *client.Lock
+				mon := lock.NewProcessMonitor(c, lock.Options{TTL: 5 * time.Second, Mode: second})
+				var l2 *lock.Lock
 				if try {
 					l2, err = mon.TryLock(ctx, "mix")
 				} else {

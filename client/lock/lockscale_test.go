@@ -1,4 +1,4 @@
-package client_test
+package lock_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 	"github.com/cxkv/cxkv/raftnode"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 )
@@ -38,11 +39,11 @@ func TestLocksHeldThroughLeaderPause(t *testing.T) {
 	c := dial(t, cl.Endpoints())
 	ctx := context.Background()
 	ttl := 10 * time.Second
-	mon := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Name: "holder"})
+	mon := lock.NewProcessMonitor(c, lock.Options{TTL: ttl, Name: "holder"})
 	defer mon.Close()
 
 	began := time.Now()
-	locks := make([]*client.Lock, n)
+	locks := make([]*lock.Lock, n)
 	var (
 		wg   sync.WaitGroup
 		errs = make(chan error, n)
@@ -87,7 +88,7 @@ func TestLocksHeldThroughLeaderPause(t *testing.T) {
 	if k := lost(); k != 0 {
 		t.Fatalf("%d of %d locks lost while acquiring, with no fault", k, n)
 	}
-	rival := client.NewProcessMonitor(other, client.LockOptions{TTL: ttl, Name: "rival"})
+	rival := lock.NewProcessMonitor(other, lock.Options{TTL: ttl, Name: "rival"})
 	defer rival.Close()
 	for _, pause := range pauses {
 		leader := cl.WaitLeader()
@@ -105,7 +106,7 @@ func TestLocksHeldThroughLeaderPause(t *testing.T) {
 				l.Unlock()
 				t.Fatalf("%s given to a second holder while its holder was alive", name)
 			}
-			if !errors.Is(err, client.ErrLocked) && !errors.Is(err, context.DeadlineExceeded) && !client.IsUnavailable(err) {
+			if !errors.Is(err, lock.ErrLocked) && !errors.Is(err, context.DeadlineExceeded) && !client.IsUnavailable(err) {
 				t.Logf("rival's TryLock(%s): %v", name, err)
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -130,7 +131,7 @@ func TestLocksHeldThroughLeaderPause(t *testing.T) {
 			l.Unlock()
 			t.Fatalf("scale/%d given to a second holder", i)
 		}
-		if !errors.Is(err, client.ErrLocked) {
+		if !errors.Is(err, lock.ErrLocked) {
 			t.Fatalf("TryLock(scale/%d): %v; want ErrLocked", i, err)
 		}
 	}

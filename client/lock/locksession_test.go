@@ -1,4 +1,4 @@
-package client_test
+package lock_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 	"google.golang.org/grpc"
 )
 
@@ -52,9 +53,9 @@ func TestMonitorRenewsOneSession(t *testing.T) {
 	c, calls := countingClient(t, cl.Endpoints())
 	ctx := context.Background()
 	ttl := 1500 * time.Millisecond
-	mon := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl})
+	mon := lock.NewProcessMonitor(c, lock.Options{TTL: ttl})
 	defer mon.Close()
-	var locks []*client.Lock
+	var locks []*lock.Lock
 	for i := range 50 {
 		l, err := mon.Lock(ctx, fmt.Sprintf("many/%d", i))
 		if err != nil {
@@ -86,7 +87,7 @@ func TestUncontendedAcquireIsOneWrite(t *testing.T) {
 	cl, _ := start(t)
 	c, calls := countingClient(t, cl.Endpoints())
 	ctx := context.Background()
-	mon := client.NewProcessMonitor(c, client.LockOptions{TTL: 5 * time.Second})
+	mon := lock.NewProcessMonitor(c, lock.Options{TTL: 5 * time.Second})
 	defer mon.Close()
 	first, err := mon.Lock(ctx, "one/first") // opens the session
 	if err != nil {
@@ -96,7 +97,7 @@ func TestUncontendedAcquireIsOneWrite(t *testing.T) {
 	for _, try := range []bool{false, true} {
 		name := fmt.Sprintf("one/%v", try)
 		calls.take()
-		var l *client.Lock
+		var l *lock.Lock
 		if try {
 			l, err = mon.TryLock(ctx, name)
 		} else {
@@ -121,7 +122,7 @@ func TestForceReleaseOfOneLockLeavesTheOthers(t *testing.T) {
 			_, c := start(t)
 			ctx := context.Background()
 			ttl := 1500 * time.Millisecond
-			mon := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode})
+			mon := lock.NewProcessMonitor(c, lock.Options{TTL: ttl, Mode: mode})
 			defer mon.Close()
 			a, err := mon.Lock(ctx, "fr1/a")
 			if err != nil {
@@ -131,7 +132,7 @@ func TestForceReleaseOfOneLockLeavesTheOthers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := client.ForceRelease(ctx, c, "fr1/a"); err != nil {
+			if _, err := lock.ForceRelease(ctx, c, "fr1/a"); err != nil {
 				t.Fatal(err)
 			}
 			select {
@@ -151,8 +152,8 @@ func TestForceReleaseOfOneLockLeavesTheOthers(t *testing.T) {
 			if err := b.Unlock(); err != nil {
 				t.Fatal(err)
 			}
-			if err := a.Unlock(); !errors.Is(err, client.ErrLockLost) {
-				t.Fatalf("a.Unlock: %v; want ErrLockLost", err)
+			if err := a.Unlock(); !errors.Is(err, lock.ErrLost) {
+				t.Fatalf("a.Unlock: %v; want ErrLost", err)
 			}
 		})
 	}
@@ -164,7 +165,7 @@ func TestMonitorCloseLeavesNothing(t *testing.T) {
 	cl, c := start(t)
 	mc, calls := countingClient(t, cl.Endpoints())
 	ctx := context.Background()
-	mon := client.NewProcessMonitor(mc, client.LockOptions{TTL: time.Minute})
+	mon := lock.NewProcessMonitor(mc, lock.Options{TTL: time.Minute})
 	for i := range 20 {
 		if _, err := mon.Lock(ctx, fmt.Sprintf("mc/%d", i)); err != nil {
 			t.Fatal(err)
@@ -177,7 +178,7 @@ func TestMonitorCloseLeavesNothing(t *testing.T) {
 	if got := calls.take(); len(got) != 1 || got[txnMethod] != 1 {
 		t.Fatalf("Close of 20 locks made calls %v; want one Txn", got)
 	}
-	if locks, err := client.ListLocks(ctx, c, "mc/"); err != nil || len(locks) != 0 {
+	if locks, err := lock.List(ctx, c, "mc/"); err != nil || len(locks) != 0 {
 		t.Fatalf("after Close: %+v, %v; want no locks", locks, err)
 	}
 	for s, err := range c.Sessions(ctx, "") {

@@ -1,4 +1,4 @@
-package client
+package lock
 
 import (
 	"crypto/rand"
@@ -15,21 +15,21 @@ import (
 // written once, when the key is created, and never changes while the key
 // lives: renewals and guarded writes compare it, and a compare on a value
 // that no renewal changes cannot go stale when a renewal lands late. When
-// the key expires is the key's own TTL (Record.ExpiresAt).
+// the key expires is the key's own TTL (client.Record.ExpiresAt).
 type Owner struct {
 	ID         string    `json:"owner"`
 	Name       string    `json:"name,omitempty"`
 	Host       string    `json:"host"`
 	PID        int       `json:"pid"`
-	QueuedAt   time.Time `json:"queued_at,omitzero"`   // QueueLock: when the entry was created
-	AcquiredAt time.Time `json:"acquired_at,omitzero"` // PlainLock: when the key was created
+	QueuedAt   time.Time `json:"queued_at,omitzero"`   // Queue: when the entry was created
+	AcquiredAt time.Time `json:"acquired_at,omitzero"` // Plain: when the key was created
 	// Session is the id of the monitor's session the key is attached to:
 	// the key lives as long as that session does.
 	Session string `json:"session,omitempty"`
 }
 
 // monitorSession is the value of a monitor's session key. Its first field
-// is not "owner", so neither ListLocks nor the members' lock census takes a
+// is not "owner", so neither List nor the members' lock census takes a
 // session for a lock.
 type monitorSession struct {
 	Monitor  string    `json:"monitor"`

@@ -1,4 +1,4 @@
-package client
+package lock
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/client"
 )
 
 // Lock is a held lock. It stays held while its monitor's session lives and
@@ -44,8 +45,8 @@ type Lock struct {
 // Name is the lock's name.
 func (l *Lock) Name() string { return l.name }
 
-// Key is the key whose existence is the lock: the name itself (PlainLock)
-// or the holder's queue entry (QueueLock).
+// Key is the key whose existence is the lock: the name itself (Plain)
+// or the holder's queue entry (Queue).
 func (l *Lock) Key() string { return l.key }
 
 // Token is the fencing token: a number larger than that of every earlier
@@ -81,7 +82,7 @@ func (l *Lock) watchKey() {
 			if err != nil {
 				return
 			}
-			if ev.Record.Key == l.key && ev.Type != EventPut {
+			if ev.Record.Key == l.key && ev.Type != client.EventPut {
 				l.markLost(fmt.Sprintf("the key was %sd at index %d", ev.Type, ev.Record.Index))
 				return
 			}
@@ -108,21 +109,21 @@ func (l *Lock) markLost(reason string) {
 // held is the compare every write through the lock carries: the key still
 // holds this acquisition's owner. Nothing rewrites the value while the key
 // lives, so the compare holds exactly as long as the key is ours.
-func (l *Lock) held() Compare { return ValueIs(l.key, l.value) }
+func (l *Lock) held() client.Compare { return client.ValueIs(l.key, l.value) }
 
 func (l *Lock) lostErr() error {
 	select {
 	case <-l.lost:
-		return fmt.Errorf("%w: %q: %s", ErrLockLost, l.name, l.lostReason)
+		return fmt.Errorf("%w: %q: %s", ErrLost, l.name, l.lostReason)
 	default:
 		return nil
 	}
 }
 
 // Unlock releases the lock. If the lock had been lost, it deletes nothing and
-// returns an error matching ErrLockLost. Calling it again returns nil.
+// returns an error matching ErrLost. Calling it again returns nil.
 func (l *Lock) Unlock() error {
-	ctx, cancel := context.WithTimeout(context.Background(), l.m.c.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), l.m.cfg.RequestTimeout)
 	defer cancel()
 	return l.UnlockContext(ctx)
 }
@@ -153,8 +154,8 @@ func (l *Lock) UnlockContext(ctx context.Context) error {
 	if !first || err != nil {
 		return err
 	}
-	res, err := l.m.c.Txn(ctx, []Compare{l.held()}, []Op{DeleteOp(l.key)})
-	if errors.Is(err, ErrOutcomeUnknown) {
+	res, err := l.m.c.Txn(ctx, []client.Compare{l.held()}, []client.Op{client.DeleteOp(l.key)})
+	if errors.Is(err, client.ErrOutcomeUnknown) {
 		if rec, gerr := l.m.c.Get(ctx, l.key); gerr == nil && !bytes.Equal(rec.Value, l.value) {
 			return nil // our delete applied, or the lock was gone anyway
 		}
@@ -171,28 +172,28 @@ func (l *Lock) UnlockContext(ctx context.Context) error {
 
 // Put writes key (whatever its index) only if this lock is still held, in
 // one transaction with that check. It returns the key as written, or an
-// error matching ErrLockLost.
-func (l *Lock) Put(ctx context.Context, key string, value []byte, opts ...PutOption) (Record, error) {
+// error matching ErrLost.
+func (l *Lock) Put(ctx context.Context, key string, value []byte, opts ...client.PutOption) (client.Record, error) {
 	var req cxkvpb.PutRequest
 	for _, f := range opts {
 		f(&req)
 	}
-	res, err := l.Txn(ctx, nil, []Op{PutOp(key, value, time.Duration(req.TtlMs)*time.Millisecond)})
+	res, err := l.Txn(ctx, nil, []client.Op{client.PutOp(key, value, time.Duration(req.TtlMs)*time.Millisecond)})
 	if err != nil {
-		return Record{}, err
+		return client.Record{}, err
 	}
 	return res.Results[0], nil
 }
 
 // Delete deletes key if its index is expect and this lock is still held.
-// A failed compare on key is Successful false, as for Client.Delete; a lost
-// lock is an error matching ErrLockLost.
-func (l *Lock) Delete(ctx context.Context, key string, expect uint64) (DeleteResult, error) {
-	res, err := l.Txn(ctx, []Compare{IndexIs(key, expect)}, []Op{DeleteOp(key)})
+// A failed compare on key is Successful false, as for client.Client.Delete;
+// a lost lock is an error matching ErrLost.
+func (l *Lock) Delete(ctx context.Context, key string, expect uint64) (client.DeleteResult, error) {
+	res, err := l.Txn(ctx, []client.Compare{client.IndexIs(key, expect)}, []client.Op{client.DeleteOp(key)})
 	if err != nil {
-		return DeleteResult{}, err
+		return client.DeleteResult{}, err
 	}
-	out := DeleteResult{Successful: res.Successful, Record: res.Compared[0]}
+	out := client.DeleteResult{Successful: res.Successful, Record: res.Compared[0]}
 	if res.Successful {
 		out.Index = res.Index
 	}
@@ -200,30 +201,30 @@ func (l *Lock) Delete(ctx context.Context, key string, expect uint64) (DeleteRes
 }
 
 // Txn runs a transaction that also requires this lock to be still held.
-// If the lock is not, nothing applies and the error matches ErrLockLost;
-// otherwise the result is as Client.Txn's for the caller's compares.
+// If the lock is not, nothing applies and the error matches ErrLost;
+// otherwise the result is as client.Client.Txn's for the caller's compares.
 //
 // It holds no lock while it runs: a write that retries for long delays
-// neither the session's renewals nor Lost. The cluster's compare, not this process's
-// belief, decides whether it applies.
-func (l *Lock) Txn(ctx context.Context, compares []Compare, ops []Op) (TxnResult, error) {
+// neither the session's renewals nor Lost. The cluster's compare, not this
+// process's belief, decides whether it applies.
+func (l *Lock) Txn(ctx context.Context, compares []client.Compare, ops []client.Op) (client.TxnResult, error) {
 	l.mu.Lock()
 	unlocked := l.unlocked
 	l.mu.Unlock()
 	if unlocked {
-		return TxnResult{}, fmt.Errorf("%w: %q was unlocked", ErrLockLost, l.name)
+		return client.TxnResult{}, fmt.Errorf("%w: %q was unlocked", ErrLost, l.name)
 	}
 	if err := l.lostErr(); err != nil {
-		return TxnResult{}, err
+		return client.TxnResult{}, err
 	}
-	all := append([]Compare{l.held()}, compares...)
+	all := append([]client.Compare{l.held()}, compares...)
 	res, err := l.m.c.Txn(ctx, all, ops)
 	if err != nil {
-		return TxnResult{}, err
+		return client.TxnResult{}, err
 	}
 	if !res.Successful && res.FailedCompare == 0 {
 		l.markLost("the lock's key was deleted or rewritten by someone else")
-		return TxnResult{}, l.lostErr()
+		return client.TxnResult{}, l.lostErr()
 	}
 	res.Compared = res.Compared[1:]
 	if !res.Successful {

@@ -1,4 +1,4 @@
-package client
+package lock
 
 import (
 	"context"
@@ -9,26 +9,28 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cxkv/cxkv/client"
 )
 
-// LockMode chooses how waiters wait.
-type LockMode int
+// Mode chooses how waiters wait.
+type Mode int
 
 const (
-	// QueueLock, the default, queues waiters in arrival order: each waiter
+	// Queue, the default, queues waiters in arrival order: each waiter
 	// creates its own entry under "<name>/.lock/", the entry with the lowest
 	// create index holds the lock, and a release wakes exactly the next
 	// waiter (the recipe of ZooKeeper's lock and etcd's Mutex). No waiter
 	// starves, and a release costs one write, not one per waiter.
-	QueueLock LockMode = iota
-	// PlainLock is put-if-absent on "<name>" itself. Waiters watch the key
+	Queue Mode = iota
+	// Plain is put-if-absent on "<name>" itself. Waiters watch the key
 	// and race to create it on every release: simplest, but unfair under
 	// contention.
-	PlainLock
+	Plain
 )
 
-func (m LockMode) String() string {
-	if m == PlainLock {
+func (m Mode) String() string {
+	if m == Plain {
 		return "plain"
 	}
 	return "queue"
@@ -41,39 +43,40 @@ const queueInfix = "/.lock/"
 var (
 	// ErrLocked is returned by TryLock when another process holds the lock.
 	ErrLocked = errors.New("cxkv: lock is held by another owner")
-	// ErrLockLost is returned by a lock's guarded writes and Unlock once the
+	// ErrLost is returned by a lock's guarded writes and Unlock once the
 	// lock is no longer held: it expired, its renewals failed, or an
 	// operator force-released it.
-	ErrLockLost = errors.New("cxkv: lock lost")
+	ErrLost = errors.New("cxkv: lock lost")
 	// ErrNotLocked is returned by ForceRelease when nobody holds the lock.
 	ErrNotLocked = errors.New("cxkv: lock is not held")
-	// ErrLockModeMismatch is returned by Lock and TryLock when the name is
-	// in use as a lock of the other LockMode: a PlainLock and a QueueLock
+	// ErrModeMismatch is returned by Lock and TryLock when the name is
+	// in use as a lock of the other Mode: a Plain lock and a Queue lock
 	// of one name would not exclude each other, so the second is refused.
-	ErrLockModeMismatch = errors.New("cxkv: lock name in use in the other lock mode")
+	ErrModeMismatch = errors.New("cxkv: lock name in use in the other lock mode")
 )
 
-// LockOptions configure a ProcessMonitor.
-type LockOptions struct {
+// Options configure a ProcessMonitor.
+type Options struct {
 	// TTL is how long the monitor's locks outlive its last renewal: the
 	// time after which a crashed process's locks are released. The monitor
 	// renews its one session every TTL/3, whatever the number of locks.
 	// Default 10s; at least 100ms.
 	TTL time.Duration
-	// Mode is how waiters wait; QueueLock by default.
-	Mode LockMode
+	// Mode is how waiters wait; Queue by default.
+	Mode Mode
 	// Name identifies this process in `cxkv locks`; default "host:pid".
 	Name string
 }
 
 // ProcessMonitor hands out expiring locks for one process. It opens one
-// session (a lease, session.go) on its first acquisition and attaches every
+// session (a lease, client/session.go) on its first acquisition and attaches every
 // lock key and queue entry to it: one renewal write every TTL/3 keeps all of
 // them, and if the process dies they all go when the session expires. Locks
 // it still holds when Close is called are released.
 type ProcessMonitor struct {
-	c    *Client
-	opts LockOptions
+	c    *client.Client
+	cfg  client.Config // c's: its clock times leases, its request timeout releases
+	opts Options
 	host string
 	pid  int
 
@@ -85,7 +88,7 @@ type ProcessMonitor struct {
 }
 
 // NewProcessMonitor returns a ProcessMonitor taking locks through c.
-func NewProcessMonitor(c *Client, opts LockOptions) *ProcessMonitor {
+func NewProcessMonitor(c *client.Client, opts Options) *ProcessMonitor {
 	if opts.TTL <= 0 {
 		opts.TTL = 10 * time.Second
 	}
@@ -94,12 +97,12 @@ func NewProcessMonitor(c *Client, opts LockOptions) *ProcessMonitor {
 		opts.Name = defaultOwnerName()
 	}
 	host, _ := os.Hostname()
-	return &ProcessMonitor{c: c, opts: opts, host: host, pid: os.Getpid(), held: map[*Lock]struct{}{}}
+	return &ProcessMonitor{c: c, cfg: c.Config(), opts: opts, host: host, pid: os.Getpid(), held: map[*Lock]struct{}{}}
 }
 
 // Close releases every lock this monitor still holds and closes its
 // session, in one write: deleting the session deletes every key attached to
-// it. It returns an error matching ErrLockLost for each lock that had been
+// it. It returns an error matching ErrLost for each lock that had been
 // lost.
 func (m *ProcessMonitor) Close() error {
 	m.mu.Lock()
@@ -117,7 +120,7 @@ func (m *ProcessMonitor) Close() error {
 		}
 	}
 	if s != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), m.c.cfg.RequestTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.RequestTimeout)
 		defer cancel()
 		if err := s.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("cxkv: close lock session: %w", err))
@@ -127,7 +130,7 @@ func (m *ProcessMonitor) Close() error {
 }
 
 func (m *ProcessMonitor) sessionValue() []byte {
-	b, err := json.Marshal(monitorSession{Monitor: m.opts.Name, Host: m.host, PID: m.pid, OpenedAt: m.c.cfg.Clock.Now()})
+	b, err := json.Marshal(monitorSession{Monitor: m.opts.Name, Host: m.host, PID: m.pid, OpenedAt: m.cfg.Clock.Now()})
 	if err != nil {
 		panic(err) // strings, an int and a time always marshal
 	}
@@ -213,12 +216,12 @@ func (m *ProcessMonitor) acquire(ctx context.Context, name string, wait bool) (*
 	if err := validLockName(name); err != nil {
 		return nil, err
 	}
-	start := m.c.cfg.Clock.Now()
+	start := m.cfg.Clock.Now()
 	var (
 		l   *Lock
 		err error
 	)
-	if m.opts.Mode == PlainLock {
+	if m.opts.Mode == Plain {
 		l, err = m.acquirePlain(ctx, name, wait)
 	} else {
 		l, err = m.acquireQueued(ctx, name, wait)
@@ -226,7 +229,7 @@ func (m *ProcessMonitor) acquire(ctx context.Context, name string, wait bool) (*
 	if err != nil {
 		return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
 	}
-	l.waited = m.c.cfg.Clock.Since(start)
+	l.waited = m.cfg.Clock.Since(start)
 	l.watchKey()
 	m.mu.Lock()
 	m.held[l] = struct{}{}
@@ -249,13 +252,13 @@ func (m *ProcessMonitor) newLock(ctx context.Context, name, key string) (*Lock, 
 		if err != nil {
 			return nil, err
 		}
-		now := m.c.cfg.Clock.Now()
+		now := m.cfg.Clock.Now()
 		l := &Lock{
 			m: m, s: s, name: name, key: key,
 			owner: Owner{ID: randomID(), Name: m.opts.Name, Host: m.host, PID: m.pid, Session: s.id},
 			lost:  make(chan struct{}),
 		}
-		if m.opts.Mode == QueueLock {
+		if m.opts.Mode == Queue {
 			l.owner.QueuedAt = now
 		} else {
 			l.owner.AcquiredAt = now
@@ -271,27 +274,27 @@ func (m *ProcessMonitor) newLock(ctx context.Context, name, key string) (*Lock, 
 
 // create writes the lock's key attached to the session, if absent, and
 // asks in the same write for the oldest entry of name's queue: for a
-// QueueLock, whether the new entry holds the lock at once; for a
-// PlainLock, whether a queue of the other mode exists. A queue entry is
-// created only while NAME is absent, so of a PlainLock and a queue that
+// Queue lock, whether the new entry holds the lock at once; for a
+// Plain lock, whether a queue of the other mode exists. A queue entry is
+// created only while NAME is absent, so of a Plain lock and a queue that
 // overlap, the later always sees the earlier and gives way.
 //
 // It returns the key's record and the queue's head (Index 0: none, or not
 // known because an earlier attempt is what applied); or, with ok false, the
-// record that failed the compare (the current holder's, for a PlainLock).
-func (l *Lock) create(ctx context.Context) (rec, head Record, ok bool, err error) {
-	compares := []Compare{Absent(l.key)}
+// record that failed the compare (the current holder's, for a Plain lock).
+func (l *Lock) create(ctx context.Context) (rec, head client.Record, ok bool, err error) {
+	compares := []client.Compare{client.Absent(l.key)}
 	if l.key != l.name {
-		compares = append(compares, Absent(l.name))
+		compares = append(compares, client.Absent(l.name))
 	}
-	put := PutOp(l.key, l.value, 0).InSession(l.s.id)
-	res, err := createOwned(ctx, l.m.c, compares, put, l.value, HeadOp(l.name+queueInfix))
-	if IsNoSession(err) {
+	put := client.PutOp(l.key, l.value, 0).InSession(l.s.id)
+	res, err := createOwned(ctx, l.m.c, compares, l.key, put, l.value, client.HeadOp(l.name+queueInfix))
+	if client.IsNoSession(err) {
 		l.s.end("the monitor's session expired or was closed")
-		return Record{}, Record{}, false, errSessionGone
+		return client.Record{}, client.Record{}, false, errSessionGone
 	}
 	if err != nil {
-		return Record{}, Record{}, false, err
+		return client.Record{}, client.Record{}, false, err
 	}
 	switch {
 	case res.Successful:
@@ -301,9 +304,9 @@ func (l *Lock) create(ctx context.Context) (rec, head Record, ok bool, err error
 		}
 		return res.Results[0], head, true, nil
 	case res.Compared[0].Exists():
-		return res.Compared[0], Record{}, false, nil
+		return res.Compared[0], client.Record{}, false, nil
 	default:
-		return Record{}, Record{}, false, l.modeMismatch(res.Compared[1])
+		return client.Record{}, client.Record{}, false, l.modeMismatch(res.Compared[1])
 	}
 }
 
@@ -313,15 +316,15 @@ var errSessionGone = errors.New("cxkv: lock session gone")
 
 // modeMismatch is the error for a name held by a lock of the other mode:
 // holder is the other mode's key.
-func (l *Lock) modeMismatch(holder Record) error {
-	other, what := PlainLock, "a PlainLock"
-	if l.m.opts.Mode == PlainLock {
-		other, what = QueueLock, "a QueueLock queue"
+func (l *Lock) modeMismatch(holder client.Record) error {
+	other, what := Plain, "a plain lock's key"
+	if l.m.opts.Mode == Plain {
+		other, what = Queue, "a lock queue"
 	}
-	if _, isOwner := decodeOwner(holder.Value); !isOwner && other == PlainLock {
-		return fmt.Errorf("%w: key %q exists and is not a lock: a lock's name must not be a key of its own", ErrLockModeMismatch, l.name)
+	if _, isOwner := decodeOwner(holder.Value); !isOwner && other == Plain {
+		return fmt.Errorf("%w: key %q exists and is not a lock: a lock's name must not be a key of its own", ErrModeMismatch, l.name)
 	}
-	return fmt.Errorf("%w: %q is in use as %s (a %s lock), and this monitor takes %s locks", ErrLockModeMismatch, l.name, what, other, l.m.opts.Mode)
+	return fmt.Errorf("%w: %q is in use as %s (a %s lock), and this monitor takes %s locks", ErrModeMismatch, l.name, what, other, l.m.opts.Mode)
 }
 
 // abandon gives up a key that never became (or no longer is) the lock: it
@@ -335,9 +338,9 @@ func (l *Lock) abandon() {
 	if l.index == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.m.c.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), l.m.cfg.RequestTimeout)
 	defer cancel()
-	l.m.c.Txn(ctx, []Compare{l.held()}, []Op{DeleteOp(l.key)})
+	l.m.c.Txn(ctx, []client.Compare{l.held()}, []client.Op{client.DeleteOp(l.key)})
 }
 
 // acquirePlain races for the key name itself.
@@ -352,9 +355,9 @@ func (m *ProcessMonitor) acquirePlain(ctx context.Context, name string, wait boo
 		if ok && queue.Index == 0 {
 			// An earlier attempt applied, so the write's own look at the
 			// queue is not ours: look again.
-			var recs []Record
-			if recs, _, err = m.c.ListPage(ctx, name+queueInfix, "", 1); err == nil && len(recs) > 0 {
-				queue = recs[0]
+			var page client.Page
+			if page, err = m.c.ListPage(ctx, name+queueInfix, "", 1); err == nil && len(page.Records) > 0 {
+				queue = page.Records[0]
 			}
 		}
 		if err == nil && queue.Exists() {
@@ -388,7 +391,7 @@ func (m *ProcessMonitor) acquirePlain(ctx context.Context, name string, wait boo
 	}
 }
 
-func lockedError(name string, holder Record) error {
+func lockedError(name string, holder client.Record) error {
 	if o, ok := decodeOwner(holder.Value); ok {
 		return fmt.Errorf("%w: %q is held by %s (owner %s)", ErrLocked, name, o.Name, o.ID)
 	}

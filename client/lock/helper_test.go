@@ -1,4 +1,4 @@
-package client_test
+package lock_test
 
 import (
 	"bufio"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/client/lock"
 )
 
 // Some tests need real processes (to kill -9 one, or to contend from
@@ -35,33 +36,33 @@ func runHelper(role string) int {
 	}
 	defer c.Close()
 	ttl, _ := time.ParseDuration(os.Getenv("TTL"))
-	mode := client.QueueLock
+	mode := lock.Queue
 	if os.Getenv("MODE") == "plain" {
-		mode = client.PlainLock
+		mode = lock.Plain
 	}
-	mon := client.NewProcessMonitor(c, client.LockOptions{TTL: ttl, Mode: mode})
+	mon := lock.NewProcessMonitor(c, lock.Options{TTL: ttl, Mode: mode})
 	ctx := context.Background()
 	switch role {
 	case "hold":
 		// Take the lock, say so, and hold it until killed.
-		lock, err := mon.Lock(ctx, os.Getenv("LOCK"))
+		held, err := mon.Lock(ctx, os.Getenv("LOCK"))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		fmt.Printf("locked %d\n", lock.Token())
+		fmt.Printf("locked %d\n", held.Token())
 		select {}
 	case "pause":
 		// Take the lock, say so, then on a line from stdin try a guarded
 		// write of the resource and say what happened.
-		lock, err := mon.Lock(ctx, os.Getenv("LOCK"))
+		held, err := mon.Lock(ctx, os.Getenv("LOCK"))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		fmt.Printf("locked %d\n", lock.Token())
+		fmt.Printf("locked %d\n", held.Token())
 		bufio.NewReader(os.Stdin).ReadString('\n')
-		if _, err := lock.Put(ctx, os.Getenv("RESOURCE"), []byte("first holder")); err != nil {
+		if _, err := held.Put(ctx, os.Getenv("RESOURCE"), []byte("first holder")); err != nil {
 			fmt.Printf("rejected: %v\n", err)
 			return 0
 		}
@@ -87,12 +88,12 @@ func runHelper(role string) int {
 
 // increment takes the lock and increments the counter with a plain read and
 // an unconditional write: only the lock keeps updates from being lost.
-func increment(ctx context.Context, c *client.Client, mon *client.ProcessMonitor, lockName, counter string) (token, read uint64, err error) {
-	lock, err := mon.Lock(ctx, lockName)
+func increment(ctx context.Context, c *client.Client, mon *lock.ProcessMonitor, lockName, counter string) (token, read uint64, err error) {
+	held, err := mon.Lock(ctx, lockName)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer lock.Unlock()
+	defer held.Unlock()
 	rec, err := c.Get(ctx, counter)
 	if err != nil {
 		return 0, 0, err
@@ -106,7 +107,7 @@ func increment(ctx context.Context, c *client.Client, mon *client.ProcessMonitor
 	if _, err := c.Txn(ctx, nil, []client.Op{client.PutOp(counter, []byte(next), 0)}); err != nil {
 		return 0, 0, err
 	}
-	return lock.Token(), read, nil
+	return held.Token(), read, nil
 }
 
 func parseCounts(out string) (pairs [][2]uint64, err error) {

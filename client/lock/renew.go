@@ -1,4 +1,4 @@
-package client
+package lock
 
 import (
 	"bytes"
@@ -8,10 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cxkv/cxkv/client"
 	"github.com/jonboulle/clockwork"
 )
 
-// A ProcessMonitor holds one session (session.go) and attaches every lock
+// A ProcessMonitor holds one session (client/session.go) and attaches every lock
 // key and queue entry it creates to it, so one renewal write every TTL/3
 // keeps all of them, whatever their number.
 //
@@ -51,14 +52,14 @@ type lockSession struct {
 // attempt whose outcome was unknown is judged by the value the key holds,
 // and the lease counts from the first attempt's sending.
 func (m *ProcessMonitor) openSession(ctx context.Context) (*lockSession, error) {
-	id := NewSessionID()
+	id := client.NewSessionID()
 	s := &lockSession{
-		m: m, id: id, key: SessionKey(id), value: m.sessionValue(),
+		m: m, id: id, key: client.SessionKey(id), value: m.sessionValue(),
 		locks: map[*Lock]struct{}{}, stopc: make(chan struct{}), renewDone: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	first := m.c.cfg.Clock.Now()
-	if _, err := createOwned(ctx, m.c, []Compare{Absent(s.key)}, PutOp(s.key, s.value, m.opts.TTL), s.value); err != nil {
+	first := m.cfg.Clock.Now()
+	if _, err := createOwned(ctx, m.c, []client.Compare{client.Absent(s.key)}, s.key, client.PutOp(s.key, s.value, m.opts.TTL), s.value); err != nil {
 		s.cancel()
 		return nil, fmt.Errorf("cxkv: open lock session: %w", err)
 	}
@@ -67,34 +68,33 @@ func (m *ProcessMonitor) openSession(ctx context.Context) (*lockSession, error) 
 	return s, nil
 }
 
-// createOwned runs a transaction whose put creates a key holding value if
+// createOwned runs a transaction whose put creates key holding value if
 // compares hold. An attempt whose outcome is unknown may apply later, even
 // after a retry under a new write id, so every answer is judged by the
 // value: a key holding value is ours, whichever attempt wrote it. It
 // returns the transaction's result; a failed compare is not an error.
-func createOwned(ctx context.Context, c *Client, compares []Compare, put Op, value []byte, more ...Op) (TxnResult, error) {
-	key := put.pb.GetKey()
+func createOwned(ctx context.Context, c *client.Client, compares []client.Compare, key string, put client.Op, value []byte, more ...client.Op) (client.TxnResult, error) {
 	for {
-		res, err := c.Txn(ctx, compares, append([]Op{put}, more...))
-		if errors.Is(err, ErrOutcomeUnknown) && ctx.Err() == nil {
+		res, err := c.Txn(ctx, compares, append([]client.Op{put}, more...))
+		if errors.Is(err, client.ErrOutcomeUnknown) && ctx.Err() == nil {
 			got, gerr := c.Get(ctx, key)
 			if gerr != nil {
-				return TxnResult{}, err
+				return client.TxnResult{}, err
 			}
 			if !got.Exists() {
 				continue // not applied yet: try again; the answer tells
 			}
 			if bytes.Equal(got.Value, value) {
-				return TxnResult{Successful: true, Results: []Record{got}}, nil
+				return client.TxnResult{Successful: true, Results: []client.Record{got}}, nil
 			}
-			return TxnResult{FailedCompare: 0, Compared: []Record{got}}, nil
+			return client.TxnResult{FailedCompare: 0, Compared: []client.Record{got}}, nil
 		}
 		if err != nil {
-			return TxnResult{}, err
+			return client.TxnResult{}, err
 		}
 		if !res.Successful && bytes.Equal(res.Compared[0].Value, value) {
 			// An earlier attempt applied.
-			return TxnResult{Successful: true, Results: []Record{res.Compared[0]}}, nil
+			return client.TxnResult{Successful: true, Results: []client.Record{res.Compared[0]}}, nil
 		}
 		return res, nil
 	}
@@ -121,7 +121,7 @@ func (s *lockSession) detach(l *Lock) {
 // that ends the session there. The caller sent the write that set the
 // session's TTL at end minus the TTL.
 func (s *lockSession) extendLease(end time.Time) {
-	clock := s.m.c.cfg.Clock
+	clock := s.m.cfg.Clock
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.over || !end.After(s.leaseEnd) {
@@ -137,7 +137,7 @@ func (s *lockSession) extendLease(end time.Time) {
 
 func (s *lockSession) leaseExpired() {
 	s.mu.Lock()
-	if left := s.m.c.cfg.Clock.Until(s.leaseEnd); left > 0 && !s.over {
+	if left := s.m.cfg.Clock.Until(s.leaseEnd); left > 0 && !s.over {
 		s.timer.Reset(left) // a renewal raced the timer
 		s.mu.Unlock()
 		return
@@ -149,7 +149,7 @@ func (s *lockSession) leaseExpired() {
 func (s *lockSession) leaseLeft() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.m.c.cfg.Clock.Until(s.leaseEnd)
+	return s.m.cfg.Clock.Until(s.leaseEnd)
 }
 
 // end marks the session over and every lock attached to it lost. It does
@@ -180,7 +180,7 @@ func (s *lockSession) end(reason string) {
 func (s *lockSession) close(ctx context.Context) error {
 	s.end("the process monitor was closed")
 	<-s.renewDone
-	_, err := s.m.c.Txn(ctx, []Compare{ValueIs(s.key, s.value)}, []Op{DeleteOp(s.key)})
+	_, err := s.m.c.Txn(ctx, []client.Compare{client.ValueIs(s.key, s.value)}, []client.Op{client.DeleteOp(s.key)})
 	return err
 }
 
@@ -192,14 +192,14 @@ func (s *lockSession) renewLoop() {
 	defer close(s.renewDone)
 	ttl := s.m.opts.TTL
 	interval := ttl / 3
-	clock := s.m.c.cfg.Clock
+	clock := s.m.cfg.Clock
 	timer := clock.NewTimer(interval)
 	defer timer.Stop()
 	for {
 		select {
 		case <-s.stopc:
 			return
-		case <-s.m.c.ctx.Done():
+		case <-s.m.c.Ctx().Done():
 			return // the client is closed: nothing can renew
 		case <-timer.Chan():
 		}
@@ -232,10 +232,10 @@ func (s *lockSession) renewOnce(ttl time.Duration) (ok, retry bool) {
 	// handed the locks to someone else), nor the session.
 	ctx, cancel := context.WithTimeout(s.ctx, left)
 	defer cancel()
-	stop := context.AfterFunc(s.m.c.ctx, cancel)
+	stop := context.AfterFunc(s.m.c.Ctx(), cancel)
 	defer stop()
-	sent := s.m.c.cfg.Clock.Now()
-	res, err := s.m.c.Txn(ctx, []Compare{ValueIs(s.key, s.value)}, []Op{PutOp(s.key, s.value, ttl)})
+	sent := s.m.cfg.Clock.Now()
+	res, err := s.m.c.Txn(ctx, []client.Compare{client.ValueIs(s.key, s.value)}, []client.Op{client.PutOp(s.key, s.value, ttl)})
 	if err != nil {
 		return true, true
 	}

@@ -1,10 +1,12 @@
-package client
+package lock
 
 import (
 	"context"
 	"errors"
 	"math/rand/v2"
 	"time"
+
+	"github.com/cxkv/cxkv/client"
 )
 
 // errRequeue says a waiter's entry vanished (its session ended, or an
@@ -86,7 +88,7 @@ func (l *Lock) waitTurn(ctx context.Context, wait bool) error {
 		if err != nil {
 			return err
 		}
-		var pred, head Record
+		var pred, head client.Record
 		mine := false
 		for _, r := range queue {
 			if r.Key == l.key {
@@ -122,30 +124,34 @@ func (l *Lock) waitTurn(ctx context.Context, wait bool) error {
 	}
 }
 
+// queuePageSize is the page readQueue asks for: a queue of up to that many
+// waiters is one read.
+const queuePageSize = 1000
+
 // readQueue reads every entry of l's queue, and the applied index of the
 // member that answered, which has applied at least index atLeast.
-func (l *Lock) readQueue(ctx context.Context, atLeast uint64) (queue []Record, applied uint64, err error) {
+func (l *Lock) readQueue(ctx context.Context, atLeast uint64) (queue []client.Record, applied uint64, err error) {
 	prefix := l.name + queueInfix
 	after := ""
 	for {
 		// A member that has applied atLeast answers as well from its local
 		// state as a linearizable read would, without a ReadIndex round; a
 		// member that lags is asked again linearizably.
-		recs, more, at, err := l.m.c.listPage(ctx, prefix, after, listPageSize, Serializable())
-		if err == nil && at < atLeast {
-			recs, more, at, err = l.m.c.listPage(ctx, prefix, after, listPageSize)
+		page, err := l.m.c.ListPage(ctx, prefix, after, queuePageSize, client.Serializable())
+		if err == nil && page.Applied < atLeast {
+			page, err = l.m.c.ListPage(ctx, prefix, after, queuePageSize)
 		}
 		if err != nil {
 			return nil, 0, err
 		}
 		if applied == 0 {
-			applied = at
+			applied = page.Applied
 		}
-		queue = append(queue, recs...)
-		if !more || len(recs) == 0 {
+		queue = append(queue, page.Records...)
+		if !page.More || len(page.Records) == 0 {
 			return queue, applied, nil
 		}
-		after = recs[len(recs)-1].Key
+		after = page.Records[len(page.Records)-1].Key
 	}
 }
 
@@ -155,7 +161,7 @@ func (l *Lock) readQueue(ctx context.Context, atLeast uint64) (queue []Record, a
 // Only ctx's end and a closed Client are errors. The limit is jittered
 // (±25%) so that waiters that fell back to reading again do not do it in
 // step.
-func waitGone(ctx context.Context, c *Client, key string, index uint64, limit time.Duration) (gone uint64, broke bool, err error) {
+func waitGone(ctx context.Context, c *client.Client, key string, index uint64, limit time.Duration) (gone uint64, broke bool, err error) {
 	limit = limit*3/4 + rand.N(limit/2+1)
 	wctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
@@ -164,27 +170,30 @@ func waitGone(ctx context.Context, c *Client, key string, index uint64, limit ti
 			switch {
 			case ctx.Err() != nil:
 				return 0, false, ctx.Err()
-			case errors.Is(err, ErrClosed):
+			case errors.Is(err, client.ErrClosed):
 				return 0, false, err
 			case wctx.Err() != nil:
 				return 0, false, nil // the safety net: read again
 			}
 			return 0, true, nil // compacted or broken: read again
 		}
-		if ev.Record.Key == key && ev.Type != EventPut {
+		if ev.Record.Key == key && ev.Type != client.EventPut {
 			return ev.Record.Index, false, nil
 		}
 	}
 	return 0, false, ctx.Err()
 }
 
+// watchPauseBase is the first pause between failing watches.
+const watchPauseBase = 20 * time.Millisecond
+
 // pauseAfterBreaks waits before the next watch when the last breaks
 // watches in a row failed: 20 ms after the second, doubling up to TTL/3.
-func pauseAfterBreaks(ctx context.Context, c *Client, breaks int, ttl time.Duration) error {
+func pauseAfterBreaks(ctx context.Context, c *client.Client, breaks int, ttl time.Duration) error {
 	if breaks < 2 {
 		return nil // the first failure reads again at once
 	}
-	t := c.cfg.Clock.NewTimer(min(backoffBase<<min(breaks-2, 16), ttl/3))
+	t := c.Config().Clock.NewTimer(min(watchPauseBase<<min(breaks-2, 16), ttl/3))
 	defer t.Stop()
 	select {
 	case <-t.Chan():
