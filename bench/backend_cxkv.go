@@ -2,15 +2,19 @@ package bench
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/client"
 	"github.com/cxkv/cxkv/client/lock"
+	"google.golang.org/grpc"
 )
 
 // Cxkv is a cxkv cluster driven through the project's own SDK, locks
-// through its ProcessMonitor in LockMode Mode (the zero value is the
-// default, QueueLock).
+// through its lock.ProcessMonitor in lock mode Mode (the zero value is the
+// default, lock.Queue).
 type Cxkv struct {
 	Endpoints []string
 	Mode      lock.Mode
@@ -28,17 +32,37 @@ func (x Cxkv) Name() string {
 
 // Connect implements Backend.
 func (x Cxkv) Connect(ctx context.Context) (Conn, error) {
-	c, err := client.New(client.Config{Endpoints: x.Endpoints})
+	conn := &cxkvConn{mode: x.Mode}
+	c, err := client.New(client.Config{Endpoints: x.Endpoints, DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(conn.countRenewals)}})
 	if err != nil {
 		return nil, err
 	}
-	return &cxkvConn{c: c, mode: x.Mode}, nil
+	conn.c = c
+	return conn, nil
 }
 
 type cxkvConn struct {
-	c    *client.Client
-	mode lock.Mode
+	c        *client.Client
+	mode     lock.Mode
+	renewals atomic.Int64
 }
+
+// countRenewals counts the writes that renew a session: a Txn whose put
+// rewrites a session key (the monitor's open is one too, once).
+func (c *cxkvConn) countRenewals(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if t, ok := req.(*cxkvpb.TxnRequest); ok {
+		for _, op := range t.GetOps() {
+			if op.GetType() == cxkvpb.TxnOp_PUT && strings.HasPrefix(op.GetKey(), client.SessionKey("")) {
+				c.renewals.Add(1)
+				break
+			}
+		}
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// Renewals implements RenewalCounter.
+func (c *cxkvConn) Renewals() int64 { return c.renewals.Load() }
 
 func (c *cxkvConn) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 	r, err := c.c.Get(ctx, key)

@@ -3,11 +3,13 @@ package bench
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // Etcd is an etcd cluster driven through the official v3 client. A
@@ -23,19 +25,49 @@ func (e Etcd) Name() string { return "etcd" }
 
 // Connect implements Backend.
 func (e Etcd) Connect(ctx context.Context) (Conn, error) {
+	conn := &etcdConn{}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   e.Endpoints,
 		DialTimeout: 5 * time.Second,
 		Context:     ctx,
 		Logger:      zap.NewNop(),
+		// Chained, so the client's own retrying interceptors stay.
+		DialOptions: []grpc.DialOption{grpc.WithChainStreamInterceptor(conn.countKeepAlives)},
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &etcdConn{cli: cli}, nil
+	conn.cli = cli
+	return conn, nil
 }
 
-type etcdConn struct{ cli *clientv3.Client }
+type etcdConn struct {
+	cli        *clientv3.Client
+	keepAlives atomic.Int64
+}
+
+// countKeepAlives counts the LeaseKeepAlive requests the client sends:
+// one per lease per TTL/3, whatever the number of keys on the lease.
+func (c *etcdConn) countKeepAlives(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil || method != "/etcdserverpb.Lease/LeaseKeepAlive" {
+		return s, err
+	}
+	return sendCounter{s, &c.keepAlives}, nil
+}
+
+type sendCounter struct {
+	grpc.ClientStream
+	n *atomic.Int64
+}
+
+func (s sendCounter) SendMsg(m any) error {
+	s.n.Add(1)
+	return s.ClientStream.SendMsg(m)
+}
+
+// Renewals implements RenewalCounter.
+func (c *etcdConn) Renewals() int64 { return c.keepAlives.Load() }
 
 func (c *etcdConn) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 	resp, err := c.cli.Get(ctx, key)
@@ -104,7 +136,16 @@ func (s etcdSession) Lock(ctx context.Context, name string) (Held, error) {
 	return etcdHeld{m}, nil
 }
 
-func (s etcdSession) Close() error { return s.s.Close() }
+// Close revokes the session's lease, releasing its locks; it reports the
+// lease ended before (its keep-alives failed), which lost them.
+func (s etcdSession) Close() error {
+	select {
+	case <-s.s.Done():
+		return fmt.Errorf("etcd session (lease %x) ended before Close: its locks were lost", s.s.Lease())
+	default:
+	}
+	return s.s.Close()
+}
 
 type etcdHeld struct{ m *concurrency.Mutex }
 

@@ -23,6 +23,7 @@ func TestHarness(t *testing.T) {
 	t.Run("broken-lock", func(t *testing.T) { testLockChecksCatchBrokenLock(t, cl) })
 	t.Run("wrong-reads", func(t *testing.T) { testChecksCatchWrongReads(t, cl) })
 	t.Run("delete-if", func(t *testing.T) { testDeleteIf(t, Cxkv{Endpoints: cl.Endpoints()}) })
+	t.Run("lock-hold", func(t *testing.T) { testLockHold(t, cl) })
 }
 
 // TestRedisBackend runs every workload and the compare semantics against

@@ -22,6 +22,8 @@ type Report struct {
 	Summary   []Row        `json:"summary"`
 	// Failover is the leader-kill workload, per backend (failover.go).
 	Failover []FailoverResult `json:"failover,omitempty"`
+	// LockHold is the lock-hold workload, per backend (lockhold.go).
+	LockHold []LockHoldResult `json:"lock_hold,omitempty"`
 }
 
 // Machine is where the figures were measured.

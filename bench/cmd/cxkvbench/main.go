@@ -41,7 +41,7 @@ func run() error {
 		duration  = flag.Duration("duration", 8*time.Second, "length of one run of one workload on one backend")
 		rounds    = flag.Int("rounds", 3, "runs of each workload on each backend; the table shows medians")
 		only      = flag.String("workloads", strings.Join(bench.Workloads, ","), "workloads to run, comma-separated")
-		plain     = flag.Bool("plain", true, "also run lock-contended with cxkv's PlainLock")
+		plain     = flag.Bool("plain", true, "also run lock-contended with cxkv's lock.Plain mode")
 		fsyncFor  = flag.Duration("fsync", 2*time.Second, "length of each fsync floor measurement")
 		out       = flag.String("out", "results/latest.json", "where to write every figure as JSON")
 		mdOut     = flag.String("md", "results/latest.md", "where to write the tables as Markdown (for BENCHMARKS.md)")
@@ -52,6 +52,8 @@ func run() error {
 		stages    = flag.Bool("stages", false, "start cxkv with --trace-writes and report where a write's time goes, stage by stage (the tracing costs a little; compare headline figures from runs without it)")
 		keep      = flag.Bool("keep", false, "keep the data dirs and member logs (printed at the end) instead of removing them")
 		kills     = flag.Int("kills", 5, "leader kills in the failover workload, on clusters of its own (0: skip it)")
+		hold      = flag.Duration("hold", 60*time.Second, "lock-hold: how long one process holds -hold-locks locks beside cas-parallel (and how long cas-parallel runs alone before, for comparison); 0: skip it")
+		holdLocks = flag.Int("hold-locks", 10000, "lock-hold: how many locks the one process holds (TTL 10s, one session)")
 	)
 	flag.Parse()
 	workloads := strings.Split(*only, ",")
@@ -232,6 +234,30 @@ func run() error {
 		}
 	}
 
+	if *hold > 0 {
+		for _, b := range backends {
+			if b.Name() == "redis" {
+				continue // lock-hold compares cxkv's sessions with etcd's leases
+			}
+			r, err := bench.RunLockHold(ctx, b, bench.LockHoldConfig{
+				Prefix: "bench/lock-hold/" + b.Name(), Locks: *holdLocks, Duration: *hold, ServerCPU: clusters[b.Name()].CPUTime,
+			})
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				fmt.Printf("lock-hold %-6s NOT MEASURED: %v\n", b.Name(), err)
+				continue
+			}
+			fmt.Printf("lock-hold %-6s %d locks acquired in %.1fs; held %.0fs: %.2f renewals/s (target %.2f), cas-parallel %.0f ops/s alone, %.0f beside (%.1f%% lost), members %.2f cores alone, %.2f beside; %s\n",
+				b.Name(), r.Locks, r.AcquireSeconds, r.HoldSeconds, r.RenewalsPerSec, r.RenewalTarget, r.BaselineOpsPerSec, r.HeldOpsPerSec, 100*r.ThroughputLost, r.ServerCoresBaseline, r.ServerCoresHeld, r.Check)
+			if r.Check != "ok" {
+				failed = true
+			}
+			rep.LockHold = append(rep.LockHold, r)
+		}
+	}
+
 	if *kills > 0 {
 		for _, name := range []string{"cxkv", "etcd"} {
 			if !slices.Contains(chosen, name) {
@@ -258,6 +284,10 @@ func run() error {
 	if *stages {
 		fmt.Println()
 		bench.WriteStages(os.Stdout, rep.Runs, false)
+	}
+	if len(rep.LockHold) > 0 {
+		fmt.Println()
+		bench.WriteLockHold(os.Stdout, rep.LockHold, false)
 	}
 	if len(rep.Failover) > 0 {
 		fmt.Println()
@@ -298,6 +328,10 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 	fmt.Fprintln(w)
 	if bench.HasStages(rep.Runs) {
 		bench.WriteStages(w, rep.Runs, true)
+		fmt.Fprintln(w)
+	}
+	if len(rep.LockHold) > 0 {
+		bench.WriteLockHold(w, rep.LockHold, true)
 		fmt.Fprintln(w)
 	}
 	if len(rep.Failover) > 0 {
