@@ -47,6 +47,9 @@ import (
 //   - Limits: a session holds at most 65534 keys and 14 MiB of them (keys +
 //     values + 64 bytes each), so that its end fits one log entry; a put
 //     past them fails with FailedPrecondition and writes nothing.
+//   - With auth enabled a session belongs to the identity that opened it:
+//     renewing, closing or attaching to it by anyone else needs admin on
+//     its key, and is refused with PermissionDenied otherwise.
 //   - HeadOp(prefix) in the transaction that creates a queue entry answers
 //     whether the entry is the queue's oldest, in that one write.
 //

@@ -214,11 +214,15 @@ func (a *Auth) CheckScan(identity, op, prefix string) error {
 }
 
 func deny(identity, action, need string) error {
-	who := identity
-	if who == "" {
-		who = "an unauthenticated client"
+	return refusal(CodePermissionDenied, "permission denied: %s may not %s (needs %s)", identityName(identity), action, need)
+}
+
+// identityName is how a refusal names an identity.
+func identityName(identity string) string {
+	if identity == "" {
+		return "an unauthenticated client"
 	}
-	return refusal(CodePermissionDenied, "permission denied: %s may not %s (needs %s)", who, action, need)
+	return identity
 }
 
 // CheckCommand refuses a command its identity may not run; every key of a

@@ -60,7 +60,8 @@ func writeIDOf(cmd *cxkvpb.Command) *cxkvpb.WriteID {
 }
 
 func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) (*cxkvpb.CommandResult, error) {
-	if denied, err := permitted(b, cmd); err != nil || denied != nil {
+	who, denied, err := permitted(b, cmd)
+	if err != nil || denied != nil {
 		return denied, err
 	}
 	stamp := cmd.GetStampUnixMs()
@@ -69,18 +70,17 @@ func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) 
 		if err := ValidatePut(op.Put, hardLimits); err != nil {
 			return refused(err), nil
 		}
-		return applyPut(b, index, stamp, op.Put)
+		return applyPut(b, index, stamp, op.Put, who)
 	case *cxkvpb.Command_Delete:
 		if err := structural(op.Delete.GetKey(), 0); err != nil {
 			return refused(err), nil
 		}
-		r, err := applyDelete(b, index, op.Delete)
-		return &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Delete{Delete: r}}, err
+		return applyDelete(b, index, op.Delete, who)
 	case *cxkvpb.Command_Txn:
 		if err := ValidateTxn(op.Txn, hardLimits); err != nil {
 			return refused(err), nil
 		}
-		return applyTxn(b, index, stamp, op.Txn)
+		return applyTxn(b, index, stamp, op.Txn, who)
 	case *cxkvpb.Command_Expire:
 		return &cxkvpb.CommandResult{}, applyExpire(b, index, op.Expire)
 	case *cxkvpb.Command_Auth:
@@ -89,22 +89,24 @@ func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) 
 	return refused(invalid("command at index %d carries no operation", index)), nil
 }
 
-// permitted refuses a key write whose identity lacks a permission it needs,
-// judged by the auth state as of this entry (the state's own copy, so every
-// member decides alike). Auth changes are judged in applyAuth with the rest
-// of their rules.
-func permitted(b *kv.Batch, cmd *cxkvpb.Command) (*cxkvpb.CommandResult, error) {
+// permitted refuses a key write whose identity lacks a permission it needs
+// on the keys it names, judged by the auth state as of this entry (the
+// state's own copy, so every member decides alike), and returns who the
+// command acts as for the rules that also depend on the records it meets
+// (a session's owner, see plan). Auth changes are judged in applyAuth with
+// the rest of their rules.
+func permitted(b *kv.Batch, cmd *cxkvpb.Command) (actor, *cxkvpb.CommandResult, error) {
 	if _, ok := cmd.GetOp().(*cxkvpb.Command_Auth); ok {
-		return nil, nil
+		return actor{}, nil, nil
 	}
 	auth, err := LoadAuth(b)
 	if err != nil {
-		return nil, err
+		return actor{}, nil, err
 	}
 	if err := auth.CheckCommand(cmd); err != nil {
-		return refused(err), nil
+		return actor{}, refused(err), nil
 	}
-	return nil, nil
+	return actor{auth: auth, identity: cmd.GetIdentity()}, nil, nil
 }
 
 // structural checks the rules that hold whatever the server's flags, so
@@ -128,7 +130,7 @@ func newRecord(prev kv.Record, found bool, key string, value []byte, ttl int64, 
 	return r
 }
 
-func applyPut(b *kv.Batch, index uint64, stamp int64, p *cxkvpb.PutRequest) (*cxkvpb.CommandResult, error) {
+func applyPut(b *kv.Batch, index uint64, stamp int64, p *cxkvpb.PutRequest, who actor) (*cxkvpb.CommandResult, error) {
 	cur, found, err := b.Get(p.GetKey())
 	if err != nil {
 		return nil, err
@@ -138,7 +140,7 @@ func applyPut(b *kv.Batch, index uint64, stamp int64, p *cxkvpb.PutRequest) (*cx
 		return putResult(&cxkvpb.PutResponse{Successful: false, Record: RecordToProto(cur)}), nil
 	}
 	r := newRecord(cur, found, p.GetKey(), p.GetValue(), p.GetTtlMs(), p.GetSession(), index, stamp)
-	w := newPlan(b, index)
+	w := newPlan(b, index, who)
 	if err := w.put(cur, found, r); err != nil {
 		return refusedOr(err)
 	}
@@ -159,21 +161,22 @@ func refusedOr(err error) (*cxkvpb.CommandResult, error) {
 	return nil, err
 }
 
-func applyDelete(b *kv.Batch, index uint64, d *cxkvpb.DeleteRequest) (*cxkvpb.DeleteResponse, error) {
+func applyDelete(b *kv.Batch, index uint64, d *cxkvpb.DeleteRequest, who actor) (*cxkvpb.CommandResult, error) {
 	cur, found, err := b.Get(d.GetKey())
 	if err != nil {
 		return nil, err
 	}
 	resp := &cxkvpb.DeleteResponse{Record: RecordToProto(cur), Index: index}
+	out := &cxkvpb.CommandResult{Result: &cxkvpb.CommandResult_Delete{Delete: resp}}
 	if !found || d.GetExpectIndex() != cur.Index {
-		return resp, nil
+		return out, nil
 	}
 	resp.Successful = true
-	w := newPlan(b, index)
-	if err := w.remove(cur, kv.EventDelete); err != nil {
-		return nil, err // a removal is never refused (MaxSessionKeys)
+	w := newPlan(b, index, who)
+	if err := w.delete(cur); err != nil {
+		return refusedOr(err) // only a session's key may be refused (to all but its owner); a removal fits (MaxSessionKeys)
 	}
-	return resp, w.commit()
+	return out, w.commit()
 }
 
 func applyExpire(b *kv.Batch, index uint64, e *cxkvpb.ExpireCommand) error {
@@ -181,7 +184,7 @@ func applyExpire(b *kv.Batch, index uint64, e *cxkvpb.ExpireCommand) error {
 	if err != nil || !found || cur.Index != e.GetIndex() {
 		return err // renewed or deleted since the leader queued it: nothing to do
 	}
-	w := newPlan(b, index)
+	w := newPlan(b, index, actor{}) // the leader's own: no identity to check
 	if err := w.remove(cur, kv.EventExpire); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package cmpxchg
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
@@ -19,7 +20,13 @@ import (
 //     in key order, then those the command attached, in write order);
 //   - a put may attach its key only to a session that exists at that point
 //     of the command, and only while the session stays within
-//     MaxSessionKeys and MaxSessionBytes.
+//     MaxSessionKeys and MaxSessionBytes;
+//   - a session belongs to the identity that created its key (its owner,
+//     kept in the record); with auth enabled, renewing it (a put over its
+//     key), closing it (a command's delete of its key) or attaching a key to
+//     it is refused unless the command's identity is its owner with write
+//     on its key, or holds admin on its key. Expiry is no one's act and is
+//     never refused.
 //
 // Later writes see earlier ones through the overlay. Maps here are only
 // looked up, never iterated: what is written, and in which order, follows
@@ -27,6 +34,7 @@ import (
 type plan struct {
 	b       *kv.Batch
 	index   uint64
+	who     actor
 	overlay map[string]planned
 	// read remembers what get read from the batch, so a command that looks
 	// at one key many times (every attach of a transaction reads its
@@ -52,8 +60,16 @@ type planWrite struct {
 	kind kv.EventType
 }
 
-func newPlan(b *kv.Batch, index uint64) *plan {
-	return &plan{b: b, index: index, overlay: map[string]planned{}, read: map[string]planned{}, tallies: map[string]kv.Tally{}}
+// actor is who a command acts as, for the rules that depend on the records
+// it meets as well as on the keys it names (CheckCommand has judged those).
+// The zero actor is the leader's expiry: no rule applies.
+type actor struct {
+	auth     *Auth
+	identity string
+}
+
+func newPlan(b *kv.Batch, index uint64, who actor) *plan {
+	return &plan{b: b, index: index, who: who, overlay: map[string]planned{}, read: map[string]planned{}, tallies: map[string]kv.Tally{}}
 }
 
 // get reads key as the writes planned so far would leave it.
@@ -82,10 +98,24 @@ func (p *plan) tally(session string) (kv.Tally, error) {
 // attach to a session that does not exist or that r would overfill.
 func (p *plan) put(cur kv.Record, found bool, r kv.Record) error {
 	if r.Session != "" {
-		if _, exists, err := p.get(cxkvpb.SessionKey(r.Session)); err != nil {
+		s, exists, err := p.get(cxkvpb.SessionKey(r.Session))
+		if err != nil {
 			return err
 		} else if !exists {
 			return refusal(CodeNoSession, "session %q does not exist (it expired, was closed, or was never opened): %q was not written", r.Session, r.Key)
+		}
+		if err := p.mayUseSession(s, fmt.Sprintf("attach key %q to", r.Key)); err != nil {
+			return err
+		}
+	}
+	if isSessionKey(r.Key) {
+		if found {
+			if err := p.mayUseSession(cur, "renew"); err != nil {
+				return err
+			}
+			r.Owner = cur.Owner
+		} else {
+			r.Owner = p.who.identity
 		}
 	}
 	if err := p.detach(cur, found); err != nil {
@@ -126,6 +156,34 @@ func (p *plan) detach(cur kv.Record, found bool) error {
 	p.tallies[cur.Session] = t
 	return nil
 }
+
+// delete plans a command's delete of cur, which exists (a session's key
+// only by those who may close it), with whatever removing it removes.
+func (p *plan) delete(cur kv.Record) error {
+	if isSessionKey(cur.Key) {
+		if err := p.mayUseSession(cur, "close"); err != nil {
+			return err
+		}
+	}
+	return p.remove(cur, kv.EventDelete)
+}
+
+// mayUseSession refuses the command's action (renew, close, attach a key
+// to) on the session whose key's record is s, unless its identity owns the
+// session and may write its key, or holds admin on its key.
+func (p *plan) mayUseSession(s kv.Record, action string) error {
+	a, id := p.who.auth, p.who.identity
+	if a == nil || !a.Enabled() {
+		return nil
+	}
+	if (id != "" && id == s.Owner && a.Allowed(id, Write, s.Key)) || a.Allowed(id, Admin, s.Key) {
+		return nil
+	}
+	return deny(id, fmt.Sprintf("%s session %q (key %q), opened by %s", action, strings.TrimPrefix(s.Key, cxkvpb.SessionKeyPrefix), s.Key, identityName(s.Owner)),
+		"admin on a prefix of the key")
+}
+
+func isSessionKey(key string) bool { return strings.HasPrefix(key, cxkvpb.SessionKeyPrefix) }
 
 // remove plans removing cur, which exists, and if cur is a session's key,
 // every key attached to that session.

@@ -27,7 +27,7 @@ const MaxAnswerBytes = cxkvpb.MaxMessageBytes - 1<<20
 // refused whole, the same way on every member, since the answer is a
 // function of the state and the command. The events it leaves are bounded
 // with it: each carries a record its answer carries too.
-func applyTxn(b *kv.Batch, index uint64, stamp int64, t *cxkvpb.TxnRequest) (*cxkvpb.CommandResult, error) {
+func applyTxn(b *kv.Batch, index uint64, stamp int64, t *cxkvpb.TxnRequest, who actor) (*cxkvpb.CommandResult, error) {
 	resp := &cxkvpb.TxnResponse{FailedCompare: -1, Index: index}
 	for i, c := range t.GetCompares() {
 		cur, found, err := b.Get(c.GetKey())
@@ -39,7 +39,7 @@ func applyTxn(b *kv.Batch, index uint64, stamp int64, t *cxkvpb.TxnRequest) (*cx
 			resp.FailedCompare = int32(i)
 		}
 	}
-	w := newPlan(b, index)
+	w := newPlan(b, index, who)
 	if resp.FailedCompare < 0 {
 		resp.Successful = true
 		for i, op := range t.GetOps() {
@@ -90,7 +90,7 @@ func (p *plan) op(op *cxkvpb.TxnOp, stamp int64) (*cxkvpb.TxnOpResult, error) {
 		res.Record = RecordToProto(r)
 	case cxkvpb.TxnOp_DELETE:
 		if found {
-			if err := p.remove(cur, kv.EventDelete); err != nil {
+			if err := p.delete(cur); err != nil {
 				return nil, err
 			}
 		}

@@ -9,13 +9,15 @@ import (
 // uvarints and length-prefixed bytes. Apply decodes a record for every write,
 // so this path avoids reflection and allocates only the value.
 
-// A record is written in version 1 unless it is attached to a session;
-// version 2 carries the session's id first, so a writer can learn a stored
-// record's session and value size (peekRecord) without copying its value.
-// Records of either version are read; one of an unknown version is refused.
+// A record is written in version 1 unless it is attached to a session or
+// has an owner; version 2 carries the session's id first, so a writer can
+// learn a stored record's session and value size (peekRecord) without
+// copying its value; version 3 carries the session's id and then the owner.
+// Records of every version are read; one of an unknown version is refused.
 const (
 	encodingVersion         = 1
 	encodingVersionAttached = 2
+	encodingVersionOwned    = 3
 )
 
 // Record is the state of one key. It mirrors cxkvpb.Record without importing
@@ -29,6 +31,10 @@ type Record struct {
 	ExpiresAtUnixMs int64
 	// Session is the id of the session the key is attached to, "" for none.
 	Session string
+	// Owner is the identity that created the key, kept for a session's key
+	// only (the state machine decides which): "" for none. It is not part of
+	// the record a client reads, so it does not count in AnswerBytes.
+	Owner string
 }
 
 // EventType says what an event did to its key. Its names are the API's
@@ -50,12 +56,19 @@ type Event struct {
 
 // encodeRecord encodes everything but the key, which lives in the Pebble key.
 func encodeRecord(dst []byte, r Record) []byte {
-	if r.Session == "" {
-		dst = append(dst, encodingVersion)
-	} else {
+	switch {
+	case r.Owner != "":
+		dst = append(dst, encodingVersionOwned)
+		dst = binary.AppendUvarint(dst, uint64(len(r.Session)))
+		dst = append(dst, r.Session...)
+		dst = binary.AppendUvarint(dst, uint64(len(r.Owner)))
+		dst = append(dst, r.Owner...)
+	case r.Session != "":
 		dst = append(dst, encodingVersionAttached)
 		dst = binary.AppendUvarint(dst, uint64(len(r.Session)))
 		dst = append(dst, r.Session...)
+	default:
+		dst = append(dst, encodingVersion)
 	}
 	dst = binary.AppendUvarint(dst, r.Index)
 	dst = binary.AppendUvarint(dst, r.CreateIndex)
@@ -70,12 +83,9 @@ func encodeRecord(dst []byte, r Record) []byte {
 func decodeRecord(key string, buf []byte) (Record, error) {
 	r := Record{Key: key}
 	d := decoder{buf: buf, what: "record"}
-	switch v := d.byte(); {
-	case d.err != nil, v == encodingVersion:
-	case v == encodingVersionAttached:
-		r.Session = string(d.bytes())
-	default:
-		return Record{}, fmt.Errorf("kv: record of %q has encoding version %d; this build reads %d and %d", key, v, encodingVersion, encodingVersionAttached)
+	var err error
+	if r.Session, r.Owner, err = d.header(key); err != nil {
+		return Record{}, err
 	}
 	r.Index = d.uvarint()
 	r.CreateIndex = d.uvarint()
@@ -92,12 +102,8 @@ func decodeRecord(key string, buf []byte) (Record, error) {
 // record: its session and its AnswerBytes, without copying the value.
 func peekRecord(key string, buf []byte) (session string, answerBytes uint64, err error) {
 	d := decoder{buf: buf, what: "record"}
-	switch v := d.byte(); {
-	case d.err != nil, v == encodingVersion:
-	case v == encodingVersionAttached:
-		session = string(d.bytes())
-	default:
-		return "", 0, fmt.Errorf("kv: record of %q has encoding version %d; this build reads %d and %d", key, v, encodingVersion, encodingVersionAttached)
+	if session, _, err = d.header(key); err != nil {
+		return "", 0, err
 	}
 	d.uvarint()
 	d.uvarint()
@@ -111,6 +117,22 @@ func peekRecord(key string, buf []byte) (session string, answerBytes uint64, err
 		return "", 0, fmt.Errorf("kv: record of %q: %w", key, d.err)
 	}
 	return session, uint64(len(key)) + n + answerOverhead, nil
+}
+
+// header reads a record's version byte and the strings that version
+// carries before the fixed fields.
+func (d *decoder) header(key string) (session, owner string, err error) {
+	switch v := d.byte(); {
+	case d.err != nil, v == encodingVersion:
+	case v == encodingVersionAttached:
+		session = string(d.bytes())
+	case v == encodingVersionOwned:
+		session = string(d.bytes())
+		owner = string(d.bytes())
+	default:
+		return "", "", fmt.Errorf("kv: record of %q has encoding version %d; this build reads %d to %d", key, v, encodingVersion, encodingVersionOwned)
+	}
+	return session, owner, nil
 }
 
 func encodeEvent(dst []byte, e Event) []byte {

@@ -207,8 +207,31 @@ func TestSnapshotRoundTripAndCorruptionRejected(t *testing.T) {
 	}
 }
 
+// A record's owner (kept for sessions' keys) is stored with it and read back,
+// whether or not the record is attached, and a stored record without one
+// reads back without one.
+func TestRecordOwnerRoundTrips(t *testing.T) {
+	for _, r := range []Record{
+		{Key: "k", Value: []byte("v"), Index: 4, CreateIndex: 2, TTLMillis: 10, ExpiresAtUnixMs: 99, Owner: "alice"},
+		{Key: "k", Value: []byte("v"), Index: 4, CreateIndex: 2, Session: "s", Owner: "bob"},
+		{Key: "k", Value: []byte("v"), Index: 4, CreateIndex: 2, Session: "s"},
+		{Key: "k", Value: []byte("v"), Index: 4, CreateIndex: 2},
+	} {
+		got, err := decodeRecord(r.Key, encodeRecord(nil, r))
+		if err != nil || !reflect.DeepEqual(got, r) {
+			t.Fatalf("%+v decodes to %+v, %v", r, got, err)
+		}
+		session, size, err := peekRecord(r.Key, encodeRecord(nil, r))
+		if err != nil || session != r.Session || size != uint64(r.AnswerBytes()) {
+			t.Fatalf("%+v peeks as session %q, %d bytes, %v; want %q, %d", r, session, size, err, r.Session, r.AnswerBytes())
+		}
+	}
+}
+
 func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeRecord(nil, Record{Value: []byte("v"), Index: 3, CreateIndex: 1, TTLMillis: 5, ExpiresAtUnixMs: 9}))
+	f.Add(encodeRecord(nil, Record{Value: []byte("v"), Index: 3, Session: "s"}))
+	f.Add(encodeRecord(nil, Record{Value: []byte("v"), Index: 3, Owner: "alice"}))
 	f.Add([]byte{})
 	f.Add([]byte{1, 0xff})
 	f.Fuzz(func(t *testing.T, buf []byte) {
