@@ -194,3 +194,37 @@ func TestAuthEnableNeedsAnAdmin(t *testing.T) {
 		t.Fatal("auth enabled without an admin")
 	}
 }
+
+// A refusal names what the caller asked for. The SDK opens its exactly-once
+// session with a no-op of its own before a client's first write; an
+// unauthenticated client's refusal must still name the caller's operation
+// and key, not that no-op's.
+func TestAuthRefusalNamesTheCallersWrite(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, anon := start(t)
+	root := setUpAuth(t, ctx, cl, anon)
+	_, err := root.Put(ctx, "rooms/1", []byte("a"), 0)
+	must(t, "root put rooms/1", err)
+
+	// Each a fresh client, so each write is its client's first.
+	_, err = dial(t, cl.Endpoints()).Put(ctx, "rooms/2", []byte("x"), 0)
+	wantDenied(t, "unauthenticated first put", err, "unauthenticated client", "put", `"rooms/2"`)
+	_, err = dial(t, cl.Endpoints()).Delete(ctx, "rooms/1", 1)
+	wantDenied(t, "unauthenticated first delete", err, "unauthenticated client", "delete", `"rooms/1"`)
+	_, err = dial(t, cl.Endpoints()).Txn(ctx, nil, []client.Op{client.PutOp("rooms/3", []byte("x"), 0)})
+	wantDenied(t, "unauthenticated first txn", err, "unauthenticated client", "put", `"rooms/3"`)
+
+	// The same client again, and once auth is off, its writes go through
+	// with exactly-once intact.
+	c := dial(t, cl.Endpoints())
+	for range 2 {
+		_, err = c.Put(ctx, "rooms/4", []byte("x"), 0)
+		wantDenied(t, "unauthenticated put, again", err, "unauthenticated client", "put", `"rooms/4"`)
+	}
+	must(t, "auth disable", root.AuthDisable(ctx))
+	res, err := c.Put(ctx, "rooms/4", []byte("x"), 0)
+	if err != nil || !res.Successful {
+		t.Fatalf("put once auth is off: %+v %v", res, err)
+	}
+}

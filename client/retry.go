@@ -68,6 +68,14 @@ const sessionOpenKey = "cxkv/session-open"
 // caller would get ErrOutcomeUnknown. A no-op can be lost harmlessly: then
 // the id is spent and the next write opens a fresh one. An error is the
 // caller's write's own: it was not sent.
+//
+// A refused no-op (PermissionDenied: the caller has no identity and auth is
+// on) is not the caller's answer: its message would name the no-op's key,
+// not the caller's. The caller's write goes on, on the id whose session did
+// not open: the member judges it by its own keys and refuses it naming
+// them, proposing nothing; or, if the caller may write by then, the cluster
+// refuses it for want of a session, certainly not applied, and it is issued
+// again under a fresh id.
 func (c *Client) openSession(ctx context.Context, id *cxkvpb.WriteID) error {
 	req := &cxkvpb.TxnRequest{Compares: []*cxkvpb.Compare{{Key: sessionOpenKey, Op: cxkvpb.Compare_ABSENT}}, WriteId: id}
 	err := c.do(ctx, id, func(ctx context.Context, kv cxkvrpc.KVClient) (*cxkvpb.Header, error) {
@@ -76,7 +84,10 @@ func (c *Client) openSession(ctx context.Context, id *cxkvpb.WriteID) error {
 	})
 	c.writes.end(id)
 	var spent *sessionGoneError
-	if err != nil && (errors.As(err, &spent) || errors.Is(err, ErrOutcomeUnknown)) {
+	switch {
+	case err == nil, status.Code(err) == codes.PermissionDenied:
+		return nil
+	case errors.As(err, &spent), errors.Is(err, ErrOutcomeUnknown):
 		c.writes.rotate(id)
 		return nil
 	}
