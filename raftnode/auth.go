@@ -127,8 +127,13 @@ func (n *Node) authenticate(ctx context.Context) (string, error) {
 // (a bootstrapping member's wiped-disk check, a joining member learning its
 // cluster), and it tells no more than Status does (ids, peer addresses,
 // roles).
+//
+// A backup (KV/Snapshot) is administration too: it carries every key and
+// the auth state, password hashes and the token key with it.
 func clientService(method string) (checked bool, admin bool) {
 	switch {
+	case method == cxkvrpc.KV_Snapshot_FullMethodName:
+		return true, true
 	case strings.HasPrefix(method, "/cxkv.v1.KV/"), method == cxkvrpc.Cluster_MemberList_FullMethodName:
 		return true, false
 	case strings.HasPrefix(method, "/cxkv.v1.Peer/"), strings.HasPrefix(method, "/grpc.health.v1.Health/"):
@@ -139,7 +144,7 @@ func clientService(method string) (checked bool, admin bool) {
 
 // authUnary resolves the caller's identity into the context.
 func (n *Node) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := n.identify(ctx, info.FullMethod)
+	ctx, err := n.identify(ctx, info.FullMethod, req)
 	if err != nil {
 		return nil, toStatus(writeFailure(beforeProposing(err), n.cfg.ID))
 	}
@@ -148,7 +153,7 @@ func (n *Node) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInf
 
 // authStream is authUnary for streams (Watch).
 func (n *Node) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := n.identify(ss.Context(), info.FullMethod)
+	ctx, err := n.identify(ss.Context(), info.FullMethod, nil)
 	if err != nil {
 		return toStatus(writeFailure(beforeProposing(err), n.cfg.ID))
 	}
@@ -158,7 +163,7 @@ func (n *Node) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 // identify refuses a call it cannot authenticate, or an administrative
 // one its identity may not make, before the handler runs: so a write it
 // refuses was never proposed, and says so.
-func (n *Node) identify(ctx context.Context, method string) (context.Context, error) {
+func (n *Node) identify(ctx context.Context, method string, req any) (context.Context, error) {
 	checked, admin := clientService(method)
 	if !checked {
 		return ctx, nil
@@ -172,11 +177,32 @@ func (n *Node) identify(ctx context.Context, method string) (context.Context, er
 		if err != nil {
 			return nil, err
 		}
-		if err := a.CheckAdmin(id, "call "+method); err != nil {
+		if err := a.CheckAdmin(id, adminAction(method, req)); err != nil {
 			return nil, err
 		}
 	}
 	return context.WithValue(ctx, identityKey{}, id), nil
+}
+
+// adminAction names an administrative call (req nil for a stream) as its
+// user knows it, in the CLI's words, for a refusal.
+func adminAction(method string, req any) string {
+	switch r := req.(type) {
+	case *cxkvpb.MemberAddRequest:
+		return fmt.Sprintf("add member %d at %q", r.GetId(), r.GetAddr())
+	case *cxkvpb.MemberRemoveRequest:
+		return fmt.Sprintf("remove member %d", r.GetId())
+	case *cxkvpb.MemberPromoteRequest:
+		return fmt.Sprintf("promote member %d", r.GetId())
+	case *cxkvpb.MemberUpdateRequest:
+		return fmt.Sprintf("update member %d to %q", r.GetId(), r.GetAddr())
+	case *cxkvpb.MoveLeaderRequest:
+		return fmt.Sprintf("move the leadership to member %d", r.GetId())
+	}
+	if method == cxkvrpc.KV_Snapshot_FullMethodName {
+		return "back up the whole state"
+	}
+	return "call " + method // a call this list has not named yet
 }
 
 // authorize refuses unless identity holds perm on key in the member's

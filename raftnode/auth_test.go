@@ -2,6 +2,7 @@ package raftnode_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,5 +114,49 @@ func TestMemberListAnswersAnonymousCallersWithAuthEnabled(t *testing.T) {
 	_, err := c.c.ClusterClient(0).MemberRemove(ctx, &cxkvpb.MemberRemoveRequest{Id: 3})
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("anonymous MemberRemove with auth enabled: %v; want PermissionDenied", err)
+	}
+}
+
+// A backup is the whole state: every key, and the auth state with its
+// password hashes and the key tokens are signed with (with which anyone
+// could forge a token for any user). With auth enabled only the
+// cluster-wide admin may take one; a refusal of an administrative call
+// names the operation as the CLI calls it, not the gRPC method.
+func TestBackupAndMembershipNeedTheClusterAdmin(t *testing.T) {
+	c := &clusterTarget{c: raftnodetest.Start(t, 3)}
+	token := enableAuth(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	wantDenied := func(what string, err error, words ...string) {
+		t.Helper()
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("%s: %v, want PermissionDenied", what, err)
+		}
+		msg := status.Convert(err).Message()
+		for _, w := range words {
+			if !strings.Contains(msg, w) {
+				t.Fatalf("%s: %q does not name %q", what, msg, w)
+			}
+		}
+		if strings.Contains(msg, "/cxkv.v1.") {
+			t.Fatalf("%s: %q names a gRPC method", what, msg)
+		}
+	}
+	stream, err := c.c.Client(0).Snapshot(ctx, &cxkvpb.SnapshotRequest{})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	wantDenied("anonymous backup", err, "unauthenticated client", "back up")
+
+	_, err = c.c.ClusterClient(1).MemberRemove(ctx, &cxkvpb.MemberRemoveRequest{Id: 3})
+	wantDenied("anonymous member remove", err, "unauthenticated client", "remove member 3")
+
+	// The admin may.
+	stream, err = c.c.Client(2).Snapshot(cmpxchgtest.WithToken(ctx, token), &cxkvpb.SnapshotRequest{})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if err != nil {
+		t.Fatalf("root's backup: %v", err)
 	}
 }
