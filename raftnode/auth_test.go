@@ -64,6 +64,21 @@ func TestScriptsOnLiveClusterWithAuth(t *testing.T) {
 	})
 }
 
+// And on a cluster with mutual TLS on both ports (client certificates
+// required) and auth enabled, run by the identity of the client's
+// certificate: its common name, root, the user with admin on every key.
+// No request carries a token.
+func TestScriptsOnLiveClusterWithTLSAndAuth(t *testing.T) {
+	cmpxchgtest.RunScripts(t, "../testdata/cmpxchg", func(t *testing.T) cmpxchgtest.Target {
+		pki := raftnodetest.NewPKI(t)
+		cl := raftnodetest.Start(t, 3, pki.Option())
+		cl.UseClientTLS(pki.ClientTLS("root"))
+		c := &clusterTarget{c: cl}
+		enableAuth(t, c)
+		return c
+	})
+}
+
 // enableAuth makes the user root with admin on every key, enables auth, and
 // returns root's token.
 func enableAuth(t *testing.T, c *clusterTarget) string {
