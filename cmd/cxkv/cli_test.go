@@ -38,7 +38,7 @@ import (
 // Times, lease left, pids, owner ids and the status columns that depend on
 // elections print as placeholders. $EP1..$EP3 are the members; $DEAD is an address nothing listens on;
 // $HANG is a member that takes writes and never answers, so their outcome
-// is unknown.
+// is unknown. $EMPTY is an empty argument (a script line cannot quote one).
 //
 // Verbs besides cxkv:
 //
@@ -193,6 +193,7 @@ func (s *script) runCLI(t *testing.T, d *datadriven.TestData, tty bool) string {
 		v := s.deref(a.String())
 		v = strings.ReplaceAll(v, "$DEAD", s.dead)
 		v = strings.ReplaceAll(v, "$HANG", s.hang)
+		v = strings.ReplaceAll(v, "$EMPTY", "")
 		for i, ep := range s.endpoints {
 			v = strings.ReplaceAll(v, fmt.Sprintf("$EP%d", i+1), ep)
 		}
@@ -248,7 +249,11 @@ var (
 	indexRE = regexp.MustCompile(`((?:index|token)[= ]|"(?:index|create_index|token)": ?)(\d+)`)
 	// JSON fields whose values depend on timing or the process.
 	randomSessionRE = regexp.MustCompile(`("session": ?)"[0-9a-f]{32}"`)
-	jsonVaryRE      = regexp.MustCompile(`("(?:term|commit_index|applied_index|leader|pid|time_left_ms|lag|db_size_bytes)": ?)\d+|("(?:role|owner|host|cluster_id|version)": ?)"[^"]*"`)
+	jsonVaryRE      = regexp.MustCompile(`("(?:term|commit_index|applied_index|leader|pid|time_left_ms|lag|db_size_bytes)": ?)\d+|("(?:owner|host|cluster_id|version)": ?)"[^"]*"|("role": ?)"` + memberRoles + `"`)
+	// A member's raft role depends on elections; an auth role's name (cxkv
+	// role ...) is the script's own and is kept.
+	memberRoles  = `(?:leader|follower|candidate|pre-candidate|removed|halted)`
+	memberRoleRE = regexp.MustCompile(`^` + memberRoles + `$`)
 )
 
 // columnRule says how a table column is normalised; columns without one
@@ -318,7 +323,7 @@ func (s *script) normaliseText(line string) string {
 		if sub[1] != "" {
 			return sub[1] + "<n>"
 		}
-		return sub[2] + `"<v>"`
+		return sub[2] + sub[3] + `"<v>"`
 	})
 }
 
@@ -359,6 +364,7 @@ func (s *script) normaliseTable(lines []string) string {
 				if err == nil {
 					cell = s.idx(i)
 				}
+			case rule == "<role>" && !memberRoleRE.MatchString(cell):
 			case rule != "" && cell != "-" && cell != "":
 				cell = rule
 			default:
