@@ -28,13 +28,15 @@ type Node struct {
 	sm        StateMachine
 	rn        *raft.RawNode // owned by the Ready goroutine
 
-	propc   chan *proposal
-	recvc   chan received
-	readc   chan *readRequest
-	reportc chan func(*raft.RawNode)
-	stopc   chan struct{}
-	life    lifetime
-	done    sync.WaitGroup
+	propc chan *proposal
+	recvc chan received
+	// heartbeats is touched by the Ready loop only (heartbeatgate.go).
+	heartbeats heartbeatGate
+	readc      chan *readRequest
+	reportc    chan func(*raft.RawNode)
+	stopc      chan struct{}
+	life       lifetime
+	done       sync.WaitGroup
 
 	waits   waitRegistry
 	reads   readBatcher

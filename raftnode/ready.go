@@ -72,9 +72,12 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 	case <-tick:
 		n.rn.Tick()
 		n.reads.ticks++
+		n.heartbeats.tick()
 	case r := <-n.recvc:
 		n.receivedBytes.give(r.size)
-		n.rn.Step(r.m)
+		if !stepReceived(n.rn, &n.heartbeats, r.m) {
+			break
+		}
 		if n.tracer != nil {
 			n.tracer.stepped(r.m)
 		}
