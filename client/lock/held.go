@@ -28,9 +28,9 @@ type Lock struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// mu guards unlocked. It is never held across a network call: a write
-	// stuck in its retries must delay neither the session's renewals nor
-	// its lease timer.
+	// mu guards unlocked, stopWatch and watchDone. It is never held across
+	// a network call: a write stuck in its retries must delay neither the
+	// session's renewals nor its lease timer.
 	mu       sync.Mutex
 	unlocked bool
 
@@ -38,6 +38,7 @@ type Lock struct {
 	lostOnce   sync.Once
 	lostReason string // set before lost closes
 
+	watchOnce sync.Once
 	stopWatch func()
 	watchDone chan struct{}
 }
@@ -62,38 +63,84 @@ func (l *Lock) Waited() time.Duration { return l.waited }
 // expired or closed, or renewals failed until the lease ran out: a timer
 // closes Lost then, at the lease end, before the cluster can give the lock
 // to anyone else). It is not closed by Unlock.
-func (l *Lock) Lost() <-chan struct{} { return l.lost }
+//
+// The first call to Lost or Context starts a watch of the lock's key from
+// its creation, which closes Lost at once on a force-release, even one
+// before the call. A lock nobody asks holds no watch stream: a process
+// holding many locks costs the cluster no stream per lock (every member
+// wakes every watch stream on every write). Its guarded writes and Unlock
+// find a force-release all the same: the cluster's compare fails.
+func (l *Lock) Lost() <-chan struct{} {
+	l.watchKey()
+	return l.lost
+}
 
 // Context is cancelled when the lock is lost or released: run the critical
-// section under it to stop work the lock no longer protects.
-func (l *Lock) Context() context.Context { return l.ctx }
+// section under it to stop work the lock no longer protects. Like Lost, it
+// starts the watch that notices a force-release at once.
+func (l *Lock) Context() context.Context {
+	l.watchKey()
+	return l.ctx
+}
 
-// watchKey follows the lock's key while it is held, so a force-release or
-// an expiry closes Lost at once rather than at the next renewal. If the
-// watch fails, the renewals remain the check.
+// watchKey starts, once, the watch that follows the lock's key until it is
+// released, unless it was released already.
 func (l *Lock) watchKey() {
-	ctx, cancel := context.WithCancel(l.ctx)
-	l.stopWatch = cancel
-	l.watchDone = make(chan struct{})
+	l.watchOnce.Do(func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.unlocked {
+			return
+		}
+		ctx, cancel := context.WithCancel(l.ctx)
+		l.stopWatch = cancel
+		l.watchDone = make(chan struct{})
+		go l.watch(ctx, l.watchDone)
+	})
+}
+
+// watch marks the lock lost when its key is deleted or expires after its
+// creation. A watch whose history was compacted reads the key instead and
+// watches on from that read; any other failure ends the watch, and the
+// session's renewals and lease timer remain the check.
+func (l *Lock) watch(ctx context.Context, done chan struct{}) {
+	defer close(done)
 	from := l.index
-	go func() {
-		defer close(l.watchDone)
+	for {
+		compacted := false
 		for ev, err := range l.m.c.Watch(ctx, l.key, from) {
 			if err != nil {
-				return
+				compacted = errors.Is(err, client.ErrCompacted)
+				break
 			}
 			if ev.Record.Key == l.key && ev.Type != client.EventPut {
 				l.markLost(fmt.Sprintf("the key was %sd at index %d", ev.Type, ev.Record.Index))
 				return
 			}
 		}
-	}()
+		if !compacted {
+			return
+		}
+		page, err := l.m.c.ListPage(ctx, l.key, "", 1)
+		if err != nil {
+			return
+		}
+		if len(page.Records) == 0 || page.Records[0].Key != l.key || !bytes.Equal(page.Records[0].Value, l.value) {
+			l.markLost("the key was deleted (found gone after the watch's history was compacted)")
+			return
+		}
+		from = page.Applied
+	}
 }
 
+// stopWatching stops the watch, if one started, and waits for it to end.
 func (l *Lock) stopWatching() {
-	if l.stopWatch != nil {
-		l.stopWatch()
-		<-l.watchDone
+	l.mu.Lock()
+	stop, done := l.stopWatch, l.watchDone
+	l.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
 	}
 }
 

@@ -230,7 +230,6 @@ func (m *ProcessMonitor) acquire(ctx context.Context, name string, wait bool) (*
 		return nil, fmt.Errorf("cxkv: lock %q: %w", name, err)
 	}
 	l.waited = m.cfg.Clock.Since(start)
-	l.watchKey()
 	m.mu.Lock()
 	m.held[l] = struct{}{}
 	m.mu.Unlock()
