@@ -126,6 +126,8 @@ func (m *metrics) init(n *Node) {
 		ConstLabels: prometheus.Labels{"member": strconv.FormatUint(n.cfg.ID, 10), "cluster": fmt.Sprintf("%x", n.clusterID)},
 	}, func() float64 { return 1 }))
 
+	m.reg.MustRegister(peerQueueCollector{n: n, desc: prometheus.NewDesc("cxkv_peer_queued_bytes",
+		"Raft messages waiting in the queue of the stream to each peer, in bytes (at most 64 MiB; past that they are dropped).", []string{"peer"}, nil)})
 	m.reg.MustRegister(newCensusCollector(n), kv.NewCollector(func(f func(*kv.Store)) { m.withStore(func() { f(n.store) }) }))
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -191,6 +193,28 @@ func (m *metrics) proposalDone(p *proposal, r proposalResult) {
 		return
 	}
 	m.proposalSeconds.Observe(time.Since(p.start).Seconds())
+}
+
+// peerQueueCollector reads, when scraped, what the transport holds for each
+// of its peers, so a peer whose stream does not keep up shows without a
+// gauge updated on every message.
+type peerQueueCollector struct {
+	n    *Node
+	desc *prometheus.Desc
+}
+
+func (c peerQueueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c peerQueueCollector) Collect(ch chan<- prometheus.Metric) {
+	t := c.n.grpcPeers
+	if t == nil { // not started yet
+		return
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for id, p := range t.peers {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(p.queued.Load()), strconv.FormatUint(id, 10))
+	}
 }
 
 // peerMetrics is one peer's series and the state behind them.

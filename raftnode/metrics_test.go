@@ -283,13 +283,16 @@ func TestPeerMetricsFollowMembership(t *testing.T) {
 	if got := m.Value(t, "cxkv_peer_connected", "peer=4"); got != 1 {
 		t.Errorf("member 4 counted as connected %v, want 1", got)
 	}
+	if _, ok := m.Lookup("cxkv_peer_queued_bytes", "peer=4"); !ok {
+		t.Error("no queued bytes reported for member 4")
+	}
 
 	if _, err := cc.MemberRemove(ctxFor(t, 5*time.Second), &cxkvpb.MemberRemoveRequest{Id: 4}); err != nil {
 		t.Fatal(err)
 	}
 	raftnodetest.Eventually(t, 10*time.Second, "member 4's series gone once it is removed", func() bool {
 		m := raftnodetest.Scrape(t, leader.Handler())
-		for _, name := range []string{"cxkv_peer_messages_sent_total", "cxkv_peer_messages_failed_total", "cxkv_peer_connected", "cxkv_peer_round_trip_seconds"} {
+		for _, name := range []string{"cxkv_peer_messages_sent_total", "cxkv_peer_messages_failed_total", "cxkv_peer_connected", "cxkv_peer_round_trip_seconds", "cxkv_peer_queued_bytes"} {
 			if _, ok := m.Lookup(name, "peer=4"); ok {
 				return false
 			}
