@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,9 @@ type Cxkv struct {
 	Mode      lock.Mode
 	// Label names the backend in results; default "cxkv".
 	Label string
+	// TLS is the client's TLS configuration (Cluster.TLS), nil for
+	// plaintext.
+	TLS *tls.Config
 }
 
 // Name implements Backend.
@@ -33,7 +37,7 @@ func (x Cxkv) Name() string {
 // Connect implements Backend.
 func (x Cxkv) Connect(ctx context.Context) (Conn, error) {
 	conn := &cxkvConn{mode: x.Mode}
-	c, err := client.New(client.Config{Endpoints: x.Endpoints, DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(conn.countRenewals)}})
+	c, err := client.New(client.Config{Endpoints: x.Endpoints, TLS: x.TLS, DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(conn.countRenewals)}})
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -18,16 +19,27 @@ import (
 // concurrency.Mutex, etcd's own recipe.
 type Etcd struct {
 	Endpoints []string
+	// Label names the backend in results; default "etcd".
+	Label string
+	// TLS is the client's TLS configuration (Cluster.TLS), nil for
+	// plaintext.
+	TLS *tls.Config
 }
 
 // Name implements Backend.
-func (e Etcd) Name() string { return "etcd" }
+func (e Etcd) Name() string {
+	if e.Label != "" {
+		return e.Label
+	}
+	return "etcd"
+}
 
 // Connect implements Backend.
 func (e Etcd) Connect(ctx context.Context) (Conn, error) {
 	conn := &etcdConn{}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   e.Endpoints,
+		TLS:         e.TLS,
 		DialTimeout: 5 * time.Second,
 		Context:     ctx,
 		Logger:      zap.NewNop(),

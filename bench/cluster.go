@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -26,7 +27,10 @@ type Cluster struct {
 	// MetricsURLs are the members' /metrics, when the harness asked for
 	// them (CxkvOptions.TraceWrites).
 	MetricsURLs []string
-	procs       []*proc
+	// TLS is what a client needs to speak to the members, nil for
+	// plaintext.
+	TLS   *tls.Config
+	procs []*proc
 }
 
 type proc struct {
@@ -59,6 +63,9 @@ func FreePorts(n int) ([]int, error) {
 }
 
 func (c *Cluster) start(name, dir, bin string, args ...string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	p, err := spawn(name, filepath.Join(dir, name+".log"), bin, args)
 	if err != nil {
 		return err
@@ -115,7 +122,7 @@ func (c *Cluster) Restart(i int) error {
 func (c *Cluster) Leader(ctx context.Context) (int, error) {
 	switch c.Name {
 	case "cxkv":
-		cl, err := client.New(client.Config{Endpoints: c.Endpoints})
+		cl, err := client.New(client.Config{Endpoints: c.Endpoints, TLS: c.TLS})
 		if err != nil {
 			return 0, err
 		}
@@ -130,7 +137,7 @@ func (c *Cluster) Leader(ctx context.Context) (int, error) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	case "etcd":
-		cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+		cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop(), TLS: c.TLS})
 		if err != nil {
 			return 0, err
 		}
@@ -217,6 +224,10 @@ type CxkvOptions struct {
 	// --metrics-addr, so Cluster.ScrapeStages reads where writes spend
 	// their time.
 	TraceWrites bool
+	// TLS, if set, secures both ports with its certificates: TLS with
+	// client certificates required on the client port, mutual TLS between
+	// members on peer ports of their own.
+	TLS *PKI
 }
 
 // StartCxkv starts a 3-member cxkv cluster of bin with data under dir, at
@@ -227,9 +238,21 @@ func StartCxkv(ctx context.Context, bin, dir string, opts CxkvOptions) (*Cluster
 		return nil, err
 	}
 	c := &Cluster{Name: "cxkv"}
+	var peerPorts []int
+	if opts.TLS != nil {
+		// TLS needs peers on ports of their own (--peer-addr); --cluster
+		// names them.
+		if peerPorts, err = FreePorts(3); err != nil {
+			return nil, err
+		}
+		c.TLS = opts.TLS.ClientConfig()
+	}
 	var spec []string
 	for i, p := range ports {
 		c.Endpoints = append(c.Endpoints, fmt.Sprintf("127.0.0.1:%d", p))
+		if peerPorts != nil {
+			p = peerPorts[i]
+		}
 		spec = append(spec, fmt.Sprintf("%d=127.0.0.1:%d", i+1, p))
 	}
 	var metricsPorts []int
@@ -249,12 +272,22 @@ func StartCxkv(ctx context.Context, bin, dir string, opts CxkvOptions) (*Cluster
 			args = append(args, "--trace-writes", "--metrics-addr", addr)
 			c.MetricsURLs = append(c.MetricsURLs, "http://"+addr+"/metrics")
 		}
+		if opts.TLS != nil {
+			m, err := opts.TLS.Member(fmt.Sprintf("cxkv-%d", i+1))
+			if err != nil {
+				c.Stop()
+				return nil, err
+			}
+			args = append(args, "--peer-addr", fmt.Sprintf("127.0.0.1:%d", peerPorts[i]),
+				"--cert-file", m.CertFile, "--key-file", m.KeyFile, "--trusted-ca-file", opts.TLS.ClientCAFile, "--client-cert-auth",
+				"--peer-cert-file", m.PeerCertFile, "--peer-key-file", m.PeerKeyFile, "--peer-trusted-ca-file", opts.TLS.PeerCAFile)
+		}
 		if err := c.start(fmt.Sprintf("cxkv-%d", i+1), dir, bin, args...); err != nil {
 			c.Stop()
 			return nil, err
 		}
 	}
-	cl, err := client.New(client.Config{Endpoints: c.Endpoints})
+	cl, err := client.New(client.Config{Endpoints: c.Endpoints, TLS: c.TLS})
 	if err != nil {
 		c.Stop()
 		return nil, err
@@ -287,31 +320,50 @@ func StartCxkv(ctx context.Context, bin, dir string, opts CxkvOptions) (*Cluster
 // etcd's defaults apart from addresses (fsync on, 100ms heartbeat, 1s
 // election timeout).
 func StartEtcd(ctx context.Context, bin, dir string) (*Cluster, error) {
+	return StartEtcdTLS(ctx, bin, dir, nil)
+}
+
+// StartEtcdTLS is StartEtcd with both ports secured by pki (nil:
+// plaintext) as StartCxkv secures cxkv's: TLS with client certificates
+// required on the client port, mutual TLS between members.
+func StartEtcdTLS(ctx context.Context, bin, dir string, pki *PKI) (*Cluster, error) {
 	ports, err := FreePorts(6)
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{Name: "etcd"}
+	scheme := "http"
+	if pki != nil {
+		scheme, c.TLS = "https", pki.ClientConfig()
+	}
 	var initial []string
 	for i := range 3 {
 		c.Endpoints = append(c.Endpoints, fmt.Sprintf("127.0.0.1:%d", ports[i]))
-		initial = append(initial, fmt.Sprintf("e%d=http://127.0.0.1:%d", i+1, ports[3+i]))
+		initial = append(initial, fmt.Sprintf("e%d=%s://127.0.0.1:%d", i+1, scheme, ports[3+i]))
 	}
 	for i := range 3 {
-		client := "http://" + c.Endpoints[i]
-		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[3+i])
-		err := c.start(fmt.Sprintf("etcd-%d", i+1), dir, bin,
-			"--name", fmt.Sprintf("e%d", i+1), "--data-dir", filepath.Join(dir, "etcd", fmt.Sprint(i+1)),
+		client := scheme + "://" + c.Endpoints[i]
+		peer := fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[3+i])
+		args := []string{"--name", fmt.Sprintf("e%d", i+1), "--data-dir", filepath.Join(dir, "etcd", fmt.Sprint(i+1)),
 			"--listen-client-urls", client, "--advertise-client-urls", client,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
-			"--initial-cluster-token", "cxkv-bench")
-		if err != nil {
+			"--initial-cluster-token", "cxkv-bench"}
+		if pki != nil {
+			m, err := pki.Member(fmt.Sprintf("etcd-%d", i+1))
+			if err != nil {
+				c.Stop()
+				return nil, err
+			}
+			args = append(args, "--cert-file", m.CertFile, "--key-file", m.KeyFile, "--trusted-ca-file", pki.ClientCAFile, "--client-cert-auth",
+				"--peer-cert-file", m.PeerCertFile, "--peer-key-file", m.PeerKeyFile, "--peer-trusted-ca-file", pki.PeerCAFile, "--peer-client-cert-auth")
+		}
+		if err := c.start(fmt.Sprintf("etcd-%d", i+1), dir, bin, args...); err != nil {
 			c.Stop()
 			return nil, err
 		}
 	}
-	cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop(), TLS: c.TLS})
 	if err != nil {
 		c.Stop()
 		return nil, err

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -8,6 +9,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cxkv/cxkv/client"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // The process cluster `make bench` runs: three real cxkv server processes
@@ -17,12 +22,7 @@ func TestCxkvProcessCluster(t *testing.T) {
 		t.Skip("builds and runs the cxkv binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "cxkv-bin") // not "cxkv": the data dirs live under dir/cxkv
-	build := exec.Command("go", "build", "-o", bin, "./cmd/cxkv")
-	build.Dir = ".." // the server's own module, as `make build` builds it
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build cxkv: %v\n%s", err, out)
-	}
+	bin := buildCxkv(t, dir)
 	pprof, err := FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
@@ -98,5 +98,74 @@ func TestCxkvProcessCluster(t *testing.T) {
 	}
 	if err := cl.exited(); err == nil {
 		t.Error("exited() reports no stopped member after Stop")
+	}
+}
+
+// buildCxkv builds the cxkv binary into dir, as `make build` builds it.
+func buildCxkv(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "cxkv-bin") // not "cxkv": the data dirs live under dir/cxkv
+	build := exec.Command("go", "build", "-o", bin, "./cmd/cxkv")
+	build.Dir = ".." // the server's own module
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build cxkv: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// The clusters of make bench's TLS rows: cxkv and etcd with both ports
+// secured by the run's throwaway certificates. The workloads run through
+// them, and a plaintext client is refused, so the rows do measure TLS.
+func TestTLSClusters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the cxkv binary")
+	}
+	dir := t.TempDir()
+	bin := buildCxkv(t, dir)
+	pki, err := NewPKI(filepath.Join(dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	cx, err := StartCxkv(ctx, bin, dir, CxkvOptions{TLS: pki})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cx.Stop()
+	res, err := Run(ctx, Cxkv{Endpoints: cx.Endpoints, TLS: cx.TLS}, CASSeq, Config{Duration: 300 * time.Millisecond, Prefix: "t/tls"})
+	if err != nil || !res.OK() || res.Ops == 0 {
+		t.Fatalf("cas-seq on cxkv with TLS: %+v, %v", res, err)
+	}
+	plain, err := client.New(client.Config{Endpoints: cx.Endpoints, RequestTimeout: time.Second, RetryTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := plain.Get(ctx, "t/tls"); err == nil {
+		t.Fatal("a plaintext client read from cxkv with TLS on")
+	}
+
+	etcdBin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skipf("no etcd binary (make bench installs etcd-server): %v", err)
+	}
+	et, err := StartEtcdTLS(ctx, etcdBin, filepath.Join(dir, "etcd-tls"), pki)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer et.Stop()
+	res, err = Run(ctx, Etcd{Endpoints: et.Endpoints, TLS: et.TLS, Label: "etcd-tls"}, CASSeq, Config{Duration: 300 * time.Millisecond, Prefix: "t/tls"})
+	if err != nil || !res.OK() || res.Ops == 0 {
+		t.Fatalf("cas-seq on etcd with TLS: %+v, %v", res, err)
+	}
+	pe, err := clientv3.New(clientv3.Config{Endpoints: et.Endpoints, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pe.Close()
+	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := pe.Get(gctx, "t/tls"); err == nil {
+		t.Fatal("a plaintext client read from etcd with TLS on")
 	}
 }

@@ -24,6 +24,8 @@ type Report struct {
 	Failover []FailoverResult `json:"failover,omitempty"`
 	// LockHold is the lock-hold workload, per backend (lockhold.go).
 	LockHold []LockHoldResult `json:"lock_hold,omitempty"`
+	// TLS is the cost of TLS per system and workload (tlscost.go).
+	TLS []TLSRow `json:"tls,omitempty"`
 }
 
 // Machine is where the figures were measured.
@@ -219,7 +221,7 @@ func WriteDetail(w io.Writer, runs []Result, markdown bool) {
 	head := []string{"workload", "backend", "ops/s", "p50 ms", "p99 ms", "max ms", "hold p50 ms", "server CPU ms/op", "client CPU ms/op", "ops per worker (min..max)", "rounds"}
 	var lines [][]string
 	for _, wl := range Workloads {
-		for _, b := range []string{"cxkv", "cxkv-plain", "etcd", "redis"} {
+		for _, b := range []string{"cxkv", "cxkv-plain", TLSBackend("cxkv"), "etcd", TLSBackend("etcd"), "redis"} {
 			rs := pick(runs, wl, b)
 			if len(rs) == 0 {
 				continue

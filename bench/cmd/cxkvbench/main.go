@@ -54,6 +54,7 @@ func run() error {
 		kills     = flag.Int("kills", 5, "leader kills in the failover workload, on clusters of its own (0: skip it)")
 		hold      = flag.Duration("hold", 60*time.Second, "lock-hold: how long one process holds -hold-locks locks beside cas-parallel (and how long cas-parallel runs alone before, for comparison); 0: skip it")
 		holdLocks = flag.Int("hold-locks", 10000, "lock-hold: how many locks the one process holds (TTL 10s, one session)")
+		withTLS   = flag.Bool("tls", true, "also run "+strings.Join(bench.TLSWorkloads, " and ")+" on cxkv and etcd clusters with TLS on both ports (client certificates required, mutual TLS between members; throwaway certificates made for the run), in the same rounds: backends cxkv-tls and etcd-tls")
 	)
 	flag.Parse()
 	workloads := strings.Split(*only, ",")
@@ -146,14 +147,44 @@ func run() error {
 	}
 	defer cx.Stop()
 	clusters := map[string]*bench.Cluster{"cxkv": cx, "cxkv-plain": cx, "etcd": etcd}
+	all := []*bench.Cluster{cx, etcd}
 	backends := []bench.Backend{bench.Cxkv{Endpoints: cx.Endpoints}, bench.Etcd{Endpoints: etcd.Endpoints}}
+	// The TLS twins run the TLS workloads beside the plaintext runs.
+	var tlsBackends []bench.Backend
+	if *withTLS {
+		tdir := filepath.Join(dir, "tls")
+		pki, err := bench.NewPKI(filepath.Join(tdir, "pki"))
+		if err != nil {
+			return fmt.Errorf("TLS certificates: %w", err)
+		}
+		if slices.Contains(chosen, "cxkv") {
+			c, err := bench.StartCxkv(ctx, *cxkvBin, tdir, bench.CxkvOptions{TLS: pki})
+			if err != nil {
+				return fmt.Errorf("cxkv with TLS: %w", err)
+			}
+			defer c.Stop()
+			name := bench.TLSBackend("cxkv")
+			clusters[name], all = c, append(all, c)
+			tlsBackends = append(tlsBackends, bench.Cxkv{Endpoints: c.Endpoints, TLS: c.TLS, Label: name})
+		}
+		if slices.Contains(chosen, "etcd") {
+			c, err := bench.StartEtcdTLS(ctx, *etcdBin, tdir, pki)
+			if err != nil {
+				return fmt.Errorf("etcd with TLS: %w", err)
+			}
+			defer c.Stop()
+			name := bench.TLSBackend("etcd")
+			clusters[name], all = c, append(all, c)
+			tlsBackends = append(tlsBackends, bench.Etcd{Endpoints: c.Endpoints, TLS: c.TLS, Label: name})
+		}
+	}
 	if slices.Contains(chosen, "redis") {
 		rd, err := bench.StartRedis(ctx, *redisBin, dir)
 		if err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
 		defer rd.Stop()
-		clusters["redis"] = rd
+		clusters["redis"], all = rd, append(all, rd)
 		backends = append(backends, bench.Redis{Addr: rd.Endpoints[0]})
 	}
 	fmt.Printf("etcd on %s; cxkv on %s; data in %s\n", strings.Join(etcd.Endpoints, ","), strings.Join(cx.Endpoints, ","), dir)
@@ -161,7 +192,7 @@ func run() error {
 	plainB := bench.Cxkv{Endpoints: cx.Endpoints, Mode: lock.Plain, Label: "cxkv-plain"}
 
 	// Warm both up (connections, leaders settled, pages cached) off the record.
-	for _, b := range backends {
+	for _, b := range append(slices.Clone(backends), tlsBackends...) {
 		if _, err := bench.Run(ctx, b, bench.CASParallel, bench.Config{Duration: 2 * time.Second, Prefix: "warmup/" + b.Name()}); err != nil {
 			return err
 		}
@@ -173,6 +204,9 @@ func run() error {
 			// Alternate who goes first, so drift in the machine's state
 			// (page cache, compaction, thermal) falls on both sides.
 			order := slices.Clone(backends)
+			if slices.Contains(bench.TLSWorkloads, wl) {
+				order = append(order, tlsBackends...)
+			}
 			if round%2 == 0 {
 				slices.Reverse(order)
 			}
@@ -219,10 +253,7 @@ func run() error {
 				rep.Runs = append(rep.Runs, res)
 				fmt.Printf("round %d %-15s %-10s %8.0f ops/s  p50 %7.2fms  p99 %7.2fms  max %7.1fms  workers %d..%d  server CPU %.2fms/op%s\n",
 					round, wl, b.Name(), res.OpsPerSec, res.P50, res.P99, res.Max, res.MinWorkerOps, res.MaxWorkerOps, res.ServerCPUPerOp, mark)
-				for _, c := range []*bench.Cluster{cx, etcd, clusters["redis"]} {
-					if c == nil {
-						continue
-					}
+				for _, c := range all {
 					if err := c.Alive(); err != nil {
 						return err
 					}
@@ -277,10 +308,15 @@ func run() error {
 
 	rep.Machine.LoadAfter = loadAvg()
 	rep.Summary = bench.Summarize(rep.Runs)
+	rep.TLS = bench.SummarizeTLS(rep.Runs)
 	fmt.Println()
 	bench.WriteTable(os.Stdout, rep.Summary, false)
 	fmt.Println()
 	bench.WriteDetail(os.Stdout, rep.Runs, false)
+	if len(rep.TLS) > 0 {
+		fmt.Println()
+		bench.WriteTLS(os.Stdout, rep.TLS, false)
+	}
 	if *stages {
 		fmt.Println()
 		bench.WriteStages(os.Stdout, rep.Runs, false)
@@ -326,6 +362,10 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 	fmt.Fprintln(w)
 	bench.WriteDetail(w, rep.Runs, true)
 	fmt.Fprintln(w)
+	if len(rep.TLS) > 0 {
+		bench.WriteTLS(w, rep.TLS, true)
+		fmt.Fprintln(w)
+	}
 	if bench.HasStages(rep.Runs) {
 		bench.WriteStages(w, rep.Runs, true)
 		fmt.Fprintln(w)
