@@ -180,28 +180,47 @@ func (c *Client) pick() (int, *endpoint) {
 	return i, c.endpoints[i]
 }
 
+// endpointOf is the position of the endpoint of member id, if this client
+// has learned it.
+func (c *Client) endpointOf(id uint64) (int, bool) {
+	if id == 0 {
+		return 0, false
+	}
+	for i, ep := range c.endpoints {
+		if ep.id.Load() == id {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
 // failed moves the preference off endpoint i, unless another call already did.
 func (c *Client) failed(i int) {
 	c.preferred.CompareAndSwap(int32(i), int32((i+1)%len(c.endpoints)))
 }
 
 // observe learns from a response's header which member answered and which
-// leads, and moves the preference to the leader when its endpoint is known.
-// Unknown endpoints are asked for their ids in the background, once at a time.
+// leads, and follows the leader.
 func (c *Client) observe(ep *endpoint, h *cxkvpb.Header) {
 	if h == nil || h.GetMemberId() == 0 {
 		return
 	}
 	ep.id.Store(h.GetMemberId())
-	leader := h.GetLeaderId()
-	if leader == 0 || leader == h.GetMemberId() {
+	if leader := h.GetLeaderId(); leader != h.GetMemberId() {
+		c.follow(leader)
+	}
+}
+
+// follow moves the preference to the endpoint of member leader (named by a
+// header or an error's leader hint) when its endpoint is known. Unknown
+// endpoints are asked for their ids in the background, once at a time.
+func (c *Client) follow(leader uint64) {
+	if leader == 0 {
 		return
 	}
-	for i, other := range c.endpoints {
-		if other.id.Load() == leader {
-			c.preferred.Store(int32(i))
-			return
-		}
+	if i, ok := c.endpointOf(leader); ok {
+		c.preferred.Store(int32(i))
+		return
 	}
 	if !c.probing.CompareAndSwap(false, true) {
 		return

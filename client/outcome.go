@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
@@ -50,6 +51,21 @@ func outcomeOf(err error, sent bool) attemptOutcome {
 		return attemptNotApplied
 	}
 	return attemptMaybeApplied
+}
+
+// leaderHint is the leader a member named in a failed call's ErrorInfo
+// (cxkvpb.MetaLeader), 0 if it named none.
+func leaderHint(err error) uint64 {
+	for _, d := range status.Convert(err).Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok || info.GetDomain() != cxkvpb.ErrorDomain {
+			continue
+		}
+		if id, err := strconv.ParseUint(info.GetMetadata()[cxkvpb.MetaLeader], 10, 64); err == nil {
+			return id
+		}
+	}
+	return 0
 }
 
 // sendProbe is a gRPC stats handler that marks a call whose request message

@@ -14,13 +14,21 @@ import (
 
 // The one retry policy of the SDK. An attempt goes to the preferred member
 // with RequestTimeout; if it fails in a way another attempt could fix
-// (retryable), the next attempt goes to the next member at once, and after a
-// full round of members the loop sleeps a jittered, doubling backoff. The
-// loop ends when an attempt succeeds or fails for good, when the caller's
-// context ends, or after RetryTimeout.
+// (retryable), the next attempt goes at once to the leader the member named
+// in its answer (cxkvpb.MetaLeader), or, when it named none, to the next
+// member; after a full round of members that named no leader the loop
+// sleeps a jittered, doubling backoff. A named leader also starts the
+// backoff over: the failover it ends is survived, and a pause grown while
+// the cluster had no leader must not delay the first attempt once it has
+// one. The loop ends when an attempt succeeds or fails for good, when the
+// caller's context ends, or after RetryTimeout.
+//
+// The backoff stays short (backoffMax) because a leaderless cluster answers
+// at once, and an election lasts one to two election timeouts: a longer
+// pause would outlast the election it waits for.
 const (
 	backoffBase = 20 * time.Millisecond
-	backoffMax  = time.Second
+	backoffMax  = 200 * time.Millisecond
 )
 
 // attempt is one try of a call on one member; it returns the response
@@ -147,7 +155,7 @@ func (c *Client) do(ctx context.Context, wid *cxkvpb.WriteID, f attempt) error {
 			return err
 		}
 		last = err
-		if werr := r.next(ctx, i); werr != nil {
+		if werr := r.next(ctx, i, leaderHint(err)); werr != nil {
 			if werr == ErrClosed {
 				return ErrClosed
 			}
@@ -159,17 +167,35 @@ func (c *Client) do(ctx context.Context, wid *cxkvpb.WriteID, f attempt) error {
 	}
 }
 
-// retrier paces the attempts of one call after failures: the next member at
-// once, and after each full round of members a jittered, doubling pause.
+// retrier paces the attempts of one call after failures: the named leader
+// or the next member at once, and after each full round of members that
+// named no leader a jittered, doubling pause.
 type retrier struct {
 	c       *Client
 	tries   int
 	backoff time.Duration
+	// hops counts attempts sent to a leader named by lead, the last leader a
+	// member named; members that keep naming a leader that keeps failing
+	// get the ordinary pacing after one hop per member.
+	hops int
+	lead uint64
 }
 
-// next moves off the member at position failed and waits if a round is
-// complete. It returns ctx's error or ErrClosed if the wait was cut short.
-func (r *retrier) next(ctx context.Context, failed int) error {
+// next moves off the member at position failed, to the leader it named
+// (lead, 0 if none) if that is another member this client knows, and waits
+// if a round is complete. It returns ctx's error or ErrClosed if the wait
+// was cut short.
+func (r *retrier) next(ctx context.Context, failed int, lead uint64) error {
+	if lead != r.lead {
+		r.lead, r.hops = lead, 0
+	}
+	if i, ok := r.c.endpointOf(lead); ok && i != failed && r.hops < len(r.c.endpoints) {
+		r.hops++
+		r.c.preferred.Store(int32(i))
+		r.reset()
+		return nil
+	}
+	r.c.follow(lead) // an endpoint not known yet: learn it for the next call
 	r.c.failed(failed)
 	r.tries++
 	if r.tries%len(r.c.endpoints) != 0 {
