@@ -45,7 +45,7 @@ func (c *Client) Backup(ctx context.Context, w io.Writer, opts ...ReadOption) (B
 			return info, err
 		}
 		last = err
-		if werr := r.next(rctx, i); werr != nil {
+		if werr := r.next(rctx, i, err); werr != nil {
 			if werr == ErrClosed {
 				return BackupInfo{}, ErrClosed
 			}

@@ -155,7 +155,7 @@ func (c *Client) do(ctx context.Context, wid *cxkvpb.WriteID, f attempt) error {
 			return err
 		}
 		last = err
-		if werr := r.next(ctx, i, leaderHint(err)); werr != nil {
+		if werr := r.next(ctx, i, err); werr != nil {
 			if werr == ErrClosed {
 				return ErrClosed
 			}
@@ -181,11 +181,12 @@ type retrier struct {
 	lead uint64
 }
 
-// next moves off the member at position failed, to the leader it named
-// (lead, 0 if none) if that is another member this client knows, and waits
-// if a round is complete. It returns ctx's error or ErrClosed if the wait
-// was cut short.
-func (r *retrier) next(ctx context.Context, failed int, lead uint64) error {
+// next moves off the member at position failed, whose attempt failed with
+// err: to the leader err names (cxkvpb.MetaLeader) if that is another
+// member this client knows, else to the next member, waiting if a round is
+// complete. It returns ctx's error or ErrClosed if the wait was cut short.
+func (r *retrier) next(ctx context.Context, failed int, err error) error {
+	lead := leaderHint(err)
 	if lead != r.lead {
 		r.lead, r.hops = lead, 0
 	}

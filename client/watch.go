@@ -57,7 +57,7 @@ func (c *Client) Watch(ctx context.Context, prefix string, from uint64) iter.Seq
 			if delivered {
 				r.reset()
 			}
-			if r.next(ctx, i, leaderHint(err)) != nil {
+			if r.next(ctx, i, err) != nil {
 				continue // the checks above end the iteration
 			}
 		}
