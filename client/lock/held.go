@@ -28,11 +28,16 @@ type Lock struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// mu guards unlocked, stopWatch and watchDone. It is never held across
-	// a network call: a write stuck in its retries must delay neither the
-	// session's renewals nor its lease timer.
+	// mu guards unlocked, settled, stopWatch and watchDone. It is never
+	// held across a network call: a write stuck in its retries must delay
+	// neither the session's renewals nor its lease timer.
 	mu       sync.Mutex
 	unlocked bool
+	// settled: Unlock has nothing left to delete (it deleted the key, or
+	// found it gone or not ours, or the lock had been lost). Until then a
+	// key Unlock failed to delete lives on with the session, so each
+	// Unlock tries again.
+	settled bool
 
 	lost       chan struct{}
 	lostOnce   sync.Once
@@ -168,7 +173,10 @@ func (l *Lock) lostErr() error {
 }
 
 // Unlock releases the lock. If the lock had been lost, it deletes nothing and
-// returns an error matching ErrLost. Calling it again returns nil.
+// returns an error matching ErrLost. If it returns another error, the key
+// may still be there, held by the monitor's live session: call Unlock again
+// (each call tries the deletion again), or close the monitor. Once Unlock
+// has returned nil, calling it again returns nil.
 func (l *Lock) Unlock() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.m.cfg.RequestTimeout)
 	defer cancel()
@@ -177,14 +185,15 @@ func (l *Lock) Unlock() error {
 
 // release ends the lock in this process (no watch, not the monitor's, not
 // attached to the session's bookkeeping) without deleting its key: Unlock
-// deletes it next, ProcessMonitor.Close deletes the whole session. It
-// reports whether this call released it (false: an earlier one did), and
-// the loss error if the lock had been lost.
-func (l *Lock) release() (first bool, err error) {
+// deletes it next, ProcessMonitor.Close deletes the whole session. Only
+// the first call does that; every call reports whether the key still needs
+// deleting (again: an earlier call's deletion failed, and may have
+// applied), and the first one the loss error if the lock had been lost.
+func (l *Lock) release() (deleteKey, again bool, err error) {
 	l.mu.Lock()
 	if l.unlocked {
-		l.mu.Unlock()
-		return false, nil
+		defer l.mu.Unlock()
+		return !l.settled, !l.settled, nil
 	}
 	l.unlocked = true
 	l.mu.Unlock()
@@ -192,28 +201,42 @@ func (l *Lock) release() (first bool, err error) {
 	l.stopWatching() // before the key's deletion, which it would take for a loss
 	l.m.forget(l)
 	l.s.detach(l)
-	return true, l.lostErr()
+	if err := l.lostErr(); err != nil {
+		l.settle()
+		return false, false, err
+	}
+	return true, false, nil
+}
+
+func (l *Lock) settle() {
+	l.mu.Lock()
+	l.settled = true
+	l.mu.Unlock()
 }
 
 // UnlockContext is Unlock under ctx.
 func (l *Lock) UnlockContext(ctx context.Context) error {
-	first, err := l.release()
-	if !first || err != nil {
+	deleteKey, again, err := l.release()
+	if !deleteKey || err != nil {
 		return err
 	}
 	res, err := l.m.c.Txn(ctx, []client.Compare{l.held()}, []client.Op{client.DeleteOp(l.key)})
 	if errors.Is(err, client.ErrOutcomeUnknown) {
 		if rec, gerr := l.m.c.Get(ctx, l.key); gerr == nil && !bytes.Equal(rec.Value, l.value) {
+			l.settle()
 			return nil // our delete applied, or the lock was gone anyway
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("cxkv: unlock %q: %w", l.name, err)
 	}
-	if !res.Successful {
+	l.settle()
+	if !res.Successful && !again {
 		l.markLost("the key was deleted or rewritten by someone else")
 		return l.lostErr()
 	}
+	// Deleted now; or, after a failed call, by that call's delete or
+	// anyone else's: either way the lock is not held.
 	return nil
 }
 

@@ -115,7 +115,7 @@ func (m *ProcessMonitor) Close() error {
 	m.mu.Unlock()
 	var errs []error
 	for _, l := range locks {
-		if _, err := l.release(); err != nil {
+		if _, _, err := l.release(); err != nil {
 			errs = append(errs, err)
 		}
 	}

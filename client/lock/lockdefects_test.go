@@ -3,6 +3,7 @@ package lock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -351,5 +352,65 @@ func TestLockModesDoNotMix(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An Unlock that failed (its delete's answer lost in a failover, the caller's
+// deadline over) deletes the key when called again: Unlock returns nil only
+// once the key is gone or the lock was lost. A second call used to return nil
+// at once, leaving the key on a session that lives on, so no waiter got the
+// lock while the process ran (bench TestFailoverWorkload's missed hand-offs).
+// If the failed call's delete did apply, the next call finds the key gone
+// and says the lock is released, not lost.
+func TestUnlockAgainAfterAFailedUnlockDeletes(t *testing.T) {
+	for _, mode := range modes {
+		for _, applied := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/applied=%v", mode, applied), func(t *testing.T) {
+				cl, c := start(t)
+				var cut atomic.Pointer[string] // the key whose writes' answers are lost
+				intercept := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+					if k := cut.Load(); k != nil && touches(req, func(key string) bool { return key == *k }) {
+						if applied {
+							invoker(ctx, method, req, reply, cc, opts...)
+						}
+						return unknownOutcome()
+					}
+					return invoker(ctx, method, req, reply, cc, opts...)
+				}
+				a, err := client.New(client.Config{Endpoints: cl.Endpoints(), DialOptions: []grpc.DialOption{grpc.WithUnaryInterceptor(intercept)}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer a.Close()
+				ctx := context.Background()
+				ma := lock.NewProcessMonitor(a, lock.Options{TTL: 5 * time.Second, Mode: mode, Name: "a"})
+				defer ma.Close()
+				mb := lock.NewProcessMonitor(c, lock.Options{TTL: 5 * time.Second, Mode: mode, Name: "b"})
+				defer mb.Close()
+				la, err := ma.Lock(ctx, "u")
+				if err != nil {
+					t.Fatal(err)
+				}
+				key := la.Key()
+				cut.Store(&key)
+				uctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+				err = la.UnlockContext(uctx)
+				cancel()
+				if err == nil {
+					t.Fatal("Unlock reported success though every answer to its delete was lost")
+				}
+				cut.Store(nil)
+				if err := la.Unlock(); err != nil {
+					t.Fatalf("Unlock again: %v", err)
+				}
+				lb, err := mb.TryLock(ctx, "u")
+				if err != nil {
+					t.Fatalf("TryLock after the second Unlock: %v (the released key is still there)", err)
+				}
+				if err := lb.Unlock(); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
 	}
 }
