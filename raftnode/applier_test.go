@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/cxkv/cxkv/api/cxkvpb"
 )
 
@@ -74,5 +77,106 @@ func TestFailedApplyHaltsTheMember(t *testing.T) {
 	defer sm.mu.Unlock()
 	if len(sm.keys) != 1 || sm.keys[0] != "before" {
 		t.Fatalf("applied %v, want only the write before the fault", sm.keys)
+	}
+}
+
+// walSyncGate holds every sync of the write-ahead log once closed, until
+// a token (or the gate's channel closing) lets it through.
+type walSyncGate struct {
+	closed atomic.Bool
+	held   atomic.Int32
+	tokens chan struct{}
+}
+
+func (g *walSyncGate) String() string { return "walSyncGate" }
+
+func (g *walSyncGate) MaybeError(op errorfs.Op) error {
+	switch op.Kind {
+	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+		if g.closed.Load() && strings.HasSuffix(op.Path, ".log") {
+			g.held.Add(1)
+			<-g.tokens
+			g.held.Add(-1)
+		}
+	}
+	return nil
+}
+
+// A committed entry that an earlier Ready synced is applied, and its
+// writer answered, while the next Ready's own write is still syncing: it
+// does not wait for entries proposed after it.
+func TestSyncedCommittedEntriesApplyWhileTheNextReadySyncs(t *testing.T) {
+	gate := &walSyncGate{tokens: make(chan struct{})}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Start(Config{
+		ID: 1, Addr: lis.Addr().String(), Listener: lis, DataDir: "data",
+		FS: errorfs.Wrap(vfs.NewMem(), gate), TickInterval: 10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	defer func() {
+		if gate.closed.Swap(false) {
+			close(gate.tokens)
+		}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); n.Status().Role != "leader"; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the member did not elect itself")
+		}
+	}
+	put := func(key string) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, _, err := n.propose(ctx, &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: key}}})
+			done <- err
+		}()
+		return done
+	}
+	if err := <-put("warm"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting until %s", what)
+			}
+		}
+	}
+
+	// A's Ready syncs behind the gate; B queues behind it, so the next
+	// Ready carries A committed and B to write.
+	gate.closed.Store(true)
+	a := put("a")
+	waitFor("A's sync is held", func() bool { return gate.held.Load() == 1 })
+	b := put("b")
+	waitFor("B is queued for the Ready loop", func() bool { return len(n.propc) == 1 })
+	gate.tokens <- struct{}{}
+	waitFor("B's sync is held", func() bool { return gate.held.Load() == 1 && len(n.propc) == 0 })
+
+	select {
+	case err := <-a:
+		if err != nil {
+			t.Fatalf("put A: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("write A, committed and synced, was not answered while the next Ready's sync was held")
+	}
+	select {
+	case err := <-b:
+		t.Fatalf("write B was answered (%v) before its own sync", err)
+	default:
+	}
+	gate.closed.Store(false)
+	close(gate.tokens)
+	if err := <-b; err != nil {
+		t.Fatalf("put B: %v", err)
 	}
 }

@@ -83,5 +83,9 @@ func openStorage(store *kv.Store, sm StateMachine) (*logStore, uint64, error) {
 		}
 	}
 	ls, err := openLogStore(log, cs)
-	return ls, applied, err
+	if err != nil {
+		return nil, 0, err
+	}
+	ls.commitApplied(applied)
+	return ls, applied, nil
 }

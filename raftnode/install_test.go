@@ -200,3 +200,59 @@ func reopen(t *testing.T, fs vfs.FS) uint64 {
 	}
 	return applied
 }
+
+// Committed entries already on a member's synced log are applied while the
+// Ready that raised the commit index is still being written, so a crash
+// can leave the state applied beyond the stored commit index. Every entry
+// up to the applied index is committed and on the log, so the member must
+// open, with its commit index caught up, instead of raft refusing it.
+func TestOpenWithTheStateAheadOfTheStoredCommitIndex(t *testing.T) {
+	csData, _ := confState(t)
+	fs := vfs.NewMem()
+	store, err := kv.Open("db", kv.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := newKVMachine(store, cmpxchg.DefaultLimits())
+	ls, _, err := openStorage(store, sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ents []*pb.Entry
+	for i := uint64(1); i <= 5; i++ {
+		ents = append(ents, &pb.Entry{Index: proto.Uint64(i), Term: proto.Uint64(1)})
+	}
+	if _, err := ls.persist(ents, &pb.HardState{Term: proto.Uint64(1), Vote: proto.Uint64(1), Commit: proto.Uint64(3)}, true); err != nil {
+		t.Fatal(err)
+	}
+	b := store.NewBatch()
+	for _, err := range []error{b.SetConfState(csData), b.SetApplied(5), b.Commit(true), b.Close()} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	store.Close()
+
+	store, err = kv.Open("db", kv.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ls, applied, err := openStorage(store, newKVMachine(store, cmpxchg.DefaultLimits()))
+	if err != nil {
+		t.Fatalf("open storage: %v", err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("raft refuses a member whose state (applied %d) is ahead of its stored commit index: %v", applied, r)
+			}
+		}()
+		if _, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: ls, Applied: applied, MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 16, Logger: raftLogger{slog.New(slog.DiscardHandler)}}); err != nil {
+			t.Fatalf("raft refuses the reopened member: %v", err)
+		}
+	}()
+	if hs, _, _ := ls.InitialState(); hs.GetCommit() != 5 {
+		t.Fatalf("commit index %d after opening with the state applied to 5", hs.GetCommit())
+	}
+}

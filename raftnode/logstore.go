@@ -122,6 +122,28 @@ func (ls *logStore) Snapshot() (*pb.Snapshot, error) {
 	return proto.Clone(ls.snap).(*pb.Snapshot), nil
 }
 
+// commitApplied raises the commit index to the state's applied index.
+// Committed entries already on the member's synced log are applied while
+// the Ready that raised the commit index is still being written
+// (handleReady), so an applied batch can reach the disk before the
+// HardState that committed it; raft refuses to start with an applied index
+// above the commit index. Raising it tells no lie: only entries that are
+// committed and on the synced log are applied early. A state ahead of the
+// log itself is left for raft to refuse.
+func (ls *logStore) commitApplied(applied uint64) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if applied <= ls.hs.GetCommit() || applied > ls.last {
+		return
+	}
+	hs := &pb.HardState{}
+	if ls.hs != nil {
+		hs = proto.Clone(ls.hs).(*pb.HardState)
+	}
+	hs.Commit = proto.Uint64(applied)
+	ls.hs = hs
+}
+
 // persist writes ents (replacing any conflicting suffix) and hs in one batch,
 // synced if sync, then updates the cache. It reports whether anything was
 // written.

@@ -136,6 +136,17 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 			n.tracer.done(e.GetIndex()) // the applier stamps the rest
 		}
 	}
+	// Committed entries that an earlier Ready already synced to this
+	// member's log go to the applier before this Ready's write, so they
+	// apply (and their writers are answered) while it syncs instead of
+	// after it. They are committed and durable here, so nothing this
+	// Ready writes can change them; if a crash keeps their applied state
+	// but loses the HardState below that committed them, opening catches
+	// the commit index up (logStore.commitApplied).
+	early := !inline && n.committedAreSynced(rd)
+	if early {
+		n.applier.hand(rd.CommittedEntries, *leader)
+	}
 	// A leader sends before its own fsync, so the followers' fsyncs overlap
 	// its own (Raft thesis 10.2.1; etcd does the same): the leader counts
 	// itself in a quorum only after Advance, i.e. after this Ready is on its
@@ -166,11 +177,12 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 	if !*leader {
 		n.transport.Send(rd.Messages)
 	}
-	if inline {
+	switch {
+	case inline:
 		if err := n.apply(rd.CommittedEntries, *leader); err != nil {
 			return err
 		}
-	} else {
+	case !early:
 		n.applier.hand(rd.CommittedEntries, *leader)
 	}
 	// A read waits for its index to be applied (readIndex), so it may be
@@ -193,6 +205,22 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 		return err
 	}
 	return n.maybeSnapshot()
+}
+
+// committedAreSynced reports whether rd's committed entries are all on the
+// member's synced log already: written by earlier Readies (every Ready
+// with entries is synced), and not among the entries rd itself writes.
+func (n *Node) committedAreSynced(rd raft.Ready) bool {
+	c := rd.CommittedEntries
+	if len(c) == 0 {
+		return false
+	}
+	last := c[len(c)-1].GetIndex()
+	if len(rd.Entries) > 0 && last >= rd.Entries[0].GetIndex() {
+		return false
+	}
+	synced, err := n.log.LastIndex()
+	return err == nil && last <= synced
 }
 
 // apply runs committed entries through the state machine as one unit, then
