@@ -106,6 +106,18 @@ func (c *Cluster) Kill(i int) error {
 	return nil
 }
 
+// Pause stops member i with SIGSTOP: it neither runs nor answers, keeps
+// its sockets and state, and goes on where it was at Resume, as a process
+// stalled by the machine or a debugger would.
+func (c *Cluster) Pause(i int) error {
+	return c.procs[i].cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Resume continues member i after Pause (SIGCONT).
+func (c *Cluster) Resume(i int) error {
+	return c.procs[i].cmd.Process.Signal(syscall.SIGCONT)
+}
+
 // Restart starts member i again as it was first started (same data dir and
 // addresses), its output appended to the same log.
 func (c *Cluster) Restart(i int) error {

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	holderMain() // a holder process: this test binary run again
+	m.Run()
+}
+
+// lockscale runs end to end, small: two holder processes, a 2 s SIGSTOP of
+// the leader of a real 3-process cluster, no lock lost, no second holder.
+func TestLockScaleShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the cxkv binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "cxkv-bin")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/cxkv")
+	build.Dir = "../../.." // the server's own module
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build cxkv: %v\n%s", err, out)
+	}
+	if err := run(bin, dir, 2, 200, 10*time.Second, "2s"); err != nil {
+		t.Fatal(err)
+	}
+}
