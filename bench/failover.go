@@ -279,27 +279,12 @@ func RunFailover(ctx context.Context, b Backend, k Killable, cfg FailoverConfig)
 		seq    int64 // the last write issued before the kill
 	}
 	var kills []kill
-	for range cfg.Kills {
-		if ctx.Err() != nil {
-			return res, ctx.Err()
-		}
-		lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
-		leader, err := k.Leader(lctx)
-		lcancel()
-		if err != nil {
-			return res, fmt.Errorf("find the leader: %w", err)
-		}
-		at, before := time.Now(), seq.Load()
-		if err := k.Kill(leader); err != nil {
-			return res, err
-		}
+	err = killLeaders(ctx, k, cfg.Kills, cfg.Interval, cfg.RestartAfter, func(member int, at time.Time) {
+		kills = append(kills, kill{at, member, seq.Load()})
 		lockKills <- struct{}{}
-		kills = append(kills, kill{at, leader, before})
-		time.Sleep(cfg.RestartAfter)
-		if err := k.Restart(leader); err != nil {
-			return res, err
-		}
-		time.Sleep(cfg.Interval - cfg.RestartAfter)
+	})
+	if err != nil {
+		return res, err
 	}
 	end := time.Now()
 	close(lockKills)
@@ -331,6 +316,55 @@ func RunFailover(ctx context.Context, b Backend, k Killable, cfg FailoverConfig)
 	res.Throughput = (float64(chaosOps) / end.Sub(kills[0].at).Seconds()) / (float64(undisturbedOps) / cfg.Undisturbed.Seconds())
 	res.Errors = errs.Load()
 	return res, nil
+}
+
+// killLeaders is the one chaos loop of the bench: it finds the leader,
+// kills it (SIGKILL where k is a cluster of processes), calls onKill with
+// the member and the moment just before the kill, restarts the member
+// restartAfter later and waits out the rest of interval; n times, or until
+// ctx ends when n is 0. A killed member is always restarted before it
+// returns, so what runs after it (an invariant check) meets a whole
+// cluster. It returns ctx's error only when n kills were asked for and ctx
+// cut them short.
+func killLeaders(ctx context.Context, k Killable, n int, interval, restartAfter time.Duration, onKill func(member int, at time.Time)) error {
+	for i := 0; n == 0 || i < n; i++ {
+		if ctx.Err() != nil {
+			break
+		}
+		lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+		leader, err := k.Leader(lctx)
+		lcancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return fmt.Errorf("find the leader: %w", err)
+		}
+		at := time.Now()
+		if err := k.Kill(leader); err != nil {
+			return err
+		}
+		onKill(leader, at)
+		sleepCtx(ctx, restartAfter)
+		if err := k.Restart(leader); err != nil {
+			return err
+		}
+		sleepCtx(ctx, interval-restartAfter)
+	}
+	if n > 0 {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // Watcher is a Conn that can watch: the failover workload's watch stage.

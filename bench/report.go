@@ -22,6 +22,9 @@ type Report struct {
 	Summary   []Row        `json:"summary"`
 	// Failover is the leader-kill workload, per backend (failover.go).
 	Failover []FailoverResult `json:"failover,omitempty"`
+	// LockChaos is lock-many and lock-contended under leader kills, per
+	// backend (lockchaos.go).
+	LockChaos []LockChaosResult `json:"lock_chaos,omitempty"`
 	// LockHold is the lock-hold workload, per backend (lockhold.go).
 	LockHold []LockHoldResult `json:"lock_hold,omitempty"`
 	// TLS is the cost of TLS per system and workload (tlscost.go).

@@ -46,6 +46,16 @@ type Config struct {
 	// ServerCPU, if set, reads the CPU time the cluster's processes have
 	// used; Run then reports Result.ServerCPUPerOp over the timed part.
 	ServerCPU func() time.Duration
+	// Retry, if set, makes the lock workloads carry on through failures
+	// as a user would: each call is limited to Retry (a lock attempt to
+	// LockTTL, since waiting is its job) and retried when it fails, a
+	// failed acquire on a fresh session (etcd's session may be gone);
+	// Result.Errors counts the failures. 0: the first error ends the run.
+	Retry time.Duration
+	// Disturb, if set, runs beside the workers for the timed part (the
+	// leader-kill loop of lock-chaos) and must return, leaving the cluster
+	// whole, when its context ends; the invariant check runs after it.
+	Disturb func(ctx context.Context) error
 }
 
 func (c Config) withDefaults(workload string) Config {
@@ -101,6 +111,8 @@ type Result struct {
 	// cores with the cluster.
 	ClientCPUPerOp float64 `json:"client_cpu_ms_per_op,omitempty"`
 	MaxWorkerOps   int64   `json:"max_worker_ops"`
+	// Errors is how many calls failed and were retried (Config.Retry).
+	Errors int64 `json:"errors,omitempty"`
 	// Check is "ok" or what the invariant check found wrong.
 	Check string `json:"check"`
 	// Stages is where a cxkv write's time went (cxkvbench -stages): the
@@ -197,6 +209,27 @@ type runner struct {
 	ctx   context.Context
 	cfg   Config
 	conns []Conn
+	errs  atomic.Int64 // failed calls retried (Config.Retry)
+}
+
+// call runs f, and with Config.Retry set, again after each failure until
+// it succeeds or ctx ends; each attempt is limited to Config.Retry. Only
+// calls that are safe to repeat go through it: a read, an unguarded write
+// of the same value under a held lock, releasing one's own lock.
+func (r *runner) call(ctx context.Context, f func(ctx context.Context) error) error {
+	if r.cfg.Retry <= 0 {
+		return f(ctx)
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, r.cfg.Retry)
+		err := f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		r.errs.Add(1)
+		time.Sleep(5 * time.Millisecond) // a refusal comes at once: don't spin
+	}
 }
 
 func (r *runner) conn(g int) Conn { return r.conns[g%len(r.conns)] }
@@ -234,6 +267,17 @@ func (r *runner) measure(w worker) (Result, error) {
 	}
 	self0 := selfCPU()
 	start := time.Now()
+	if r.cfg.Disturb != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.cfg.Disturb(stop); err != nil {
+				err = fmt.Errorf("disturb: %w", err)
+				firstErr.CompareAndSwap(nil, &err)
+				cancel()
+			}
+		}()
+	}
 	for g := range r.cfg.Workers {
 		wg.Add(1)
 		go func() {
@@ -275,7 +319,7 @@ func (r *runner) measure(w worker) (Result, error) {
 	if err := r.ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	res := Result{Workers: r.cfg.Workers, Ops: int64(len(all)), Seconds: elapsed.Seconds()}
+	res := Result{Workers: r.cfg.Workers, Ops: int64(len(all)), Seconds: elapsed.Seconds(), Errors: r.errs.Load()}
 	res.OpsPerSec = float64(res.Ops) / res.Seconds
 	if res.Ops > 0 {
 		res.ServerCPUPerOp = ms(cpu) / float64(res.Ops)
@@ -356,6 +400,9 @@ type lockWorkload struct {
 	sessions []LockSession
 	acquired []atomic.Int64 // per lock
 	holds    []samples      // per goroutine
+	// closing is the sessions given up after a failed acquire (Config.Retry),
+	// closed in the background so a dead leader does not stall the worker.
+	closing sync.WaitGroup
 }
 
 func (w *lockWorkload) setup(r *runner) error {
@@ -375,6 +422,7 @@ func (w *lockWorkload) setup(r *runner) error {
 }
 
 func (w *lockWorkload) closeSessions() {
+	w.closing.Wait()
 	for _, s := range w.sessions {
 		if s != nil {
 			s.Close()
@@ -388,7 +436,7 @@ func (w *lockWorkload) op(r *runner, g int, rng *rand.Rand, stop context.Context
 		k = rng.IntN(w.keys)
 	}
 	t0 := time.Now()
-	h, err := w.sessions[g].Lock(stop, r.key("lock", k))
+	h, err := w.lock(r, g, stop, r.key("lock", k))
 	if err != nil {
 		if stop.Err() != nil {
 			return 0, false, nil // the run ended while this worker waited
@@ -400,17 +448,61 @@ func (w *lockWorkload) op(r *runner, g int, rng *rand.Rand, stop context.Context
 	ctx, cancel := r.opCtx()
 	defer cancel()
 	counter := r.key("counter", k)
-	v, _, err := r.conn(g).Get(ctx, counter)
+	var v []byte
+	err = r.call(ctx, func(ctx context.Context) (err error) {
+		v, _, err = r.conn(g).Get(ctx, counter)
+		return err
+	})
 	if err == nil {
 		n, _ := strconv.ParseInt(string(v), 10, 64)
-		err = r.conn(g).Set(ctx, counter, []byte(strconv.FormatInt(n+1, 10)))
+		err = r.call(ctx, func(ctx context.Context) error {
+			return r.conn(g).Set(ctx, counter, []byte(strconv.FormatInt(n+1, 10)))
+		})
 	}
 	w.acquired[k].Add(1)
-	if uerr := h.Unlock(ctx); err == nil && uerr != nil {
+	if uerr := r.call(ctx, h.Unlock); err == nil && uerr != nil {
 		err = fmt.Errorf("unlock: %w", uerr)
 	}
 	w.holds[g] = append(w.holds[g], time.Since(acquired))
 	return waited, err == nil, err
+}
+
+// lock acquires name for goroutine g. With Config.Retry set, an attempt
+// that fails or waits longer than a TTL gives its session up and tries
+// again on a fresh one, counting the failure, until it holds the lock or
+// stop ends.
+func (w *lockWorkload) lock(r *runner, g int, stop context.Context, name string) (Held, error) {
+	if r.cfg.Retry <= 0 {
+		return w.sessions[g].Lock(stop, name)
+	}
+	for {
+		if w.sessions[g] == nil {
+			s, err := r.conn(g).Session(r.ctx, r.cfg.LockTTL)
+			if err != nil {
+				if stop.Err() != nil {
+					return nil, err
+				}
+				r.errs.Add(1)
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			w.sessions[g] = s
+		}
+		actx, cancel := context.WithTimeout(stop, r.cfg.LockTTL)
+		h, err := w.sessions[g].Lock(actx, name)
+		cancel()
+		if err == nil || stop.Err() != nil {
+			return h, err
+		}
+		r.errs.Add(1)
+		old := w.sessions[g]
+		w.sessions[g] = nil
+		w.closing.Add(1)
+		go func() {
+			defer w.closing.Done()
+			old.Close()
+		}()
+	}
 }
 
 func (w *lockWorkload) check(r *runner) error {
@@ -423,7 +515,11 @@ func (w *lockWorkload) check(r *runner) error {
 		}
 		total += n
 		ctx, cancel := r.opCtx()
-		v, _, err := r.conn(0).Get(ctx, r.key("counter", k))
+		var v []byte
+		err := r.call(ctx, func(ctx context.Context) (err error) {
+			v, _, err = r.conn(0).Get(ctx, r.key("counter", k))
+			return err
+		})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("check read: %w", err)

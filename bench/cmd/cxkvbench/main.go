@@ -52,6 +52,8 @@ func run() error {
 		stages    = flag.Bool("stages", false, "start cxkv with --trace-writes and report where a write's time goes, stage by stage (the tracing costs a little; compare headline figures from runs without it)")
 		keep      = flag.Bool("keep", false, "keep the data dirs and member logs (printed at the end) instead of removing them")
 		kills     = flag.Int("kills", 5, "leader kills in the failover workload, on clusters of its own (0: skip it)")
+		chaosFor  = flag.Duration("chaos-for", 30*time.Second, "lock-chaos: how long lock-many and lock-contended each run undisturbed, then with the leader killed every -chaos-every (restarted 1s later), on clusters of their own (0: skip it)")
+		chaosEach = flag.Duration("chaos-every", 3*time.Second, "lock-chaos: the time between leader kills")
 		hold      = flag.Duration("hold", 60*time.Second, "lock-hold: how long one process holds -hold-locks locks beside cas-parallel (and how long cas-parallel runs alone before, for comparison); 0: skip it")
 		holdLocks = flag.Int("hold-locks", 10000, "lock-hold: how many locks the one process holds (TTL 10s, one session)")
 		withTLS   = flag.Bool("tls", true, "also run "+strings.Join(bench.TLSWorkloads, " and ")+" on cxkv and etcd clusters with TLS on both ports (client certificates required, mutual TLS between members; throwaway certificates made for the run), in the same rounds: backends cxkv-tls and etcd-tls")
@@ -306,6 +308,27 @@ func run() error {
 		}
 	}
 
+	if *chaosFor > 0 {
+		for _, name := range []string{"cxkv", "etcd"} {
+			if !slices.Contains(chosen, name) {
+				continue
+			}
+			rs, err := runLockChaos(ctx, name, *cxkvBin, *etcdBin, dir, *chaosFor, *chaosEach)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				fmt.Printf("lock-chaos %-6s NOT MEASURED: %v\n", name, err)
+			}
+			for _, r := range rs {
+				if !r.Undisturbed.OK() || !r.Chaos.OK() {
+					failed = true
+				}
+			}
+			rep.LockChaos = append(rep.LockChaos, rs...)
+		}
+	}
+
 	rep.Machine.LoadAfter = loadAvg()
 	rep.Summary = bench.Summarize(rep.Runs)
 	rep.TLS = bench.SummarizeTLS(rep.Runs)
@@ -328,6 +351,10 @@ func run() error {
 	if len(rep.Failover) > 0 {
 		fmt.Println()
 		bench.WriteFailover(os.Stdout, rep.Failover, false)
+	}
+	if len(rep.LockChaos) > 0 {
+		fmt.Println()
+		bench.WriteLockChaos(os.Stdout, rep.LockChaos, false)
 	}
 	if err := writeOutputs(rep, *out, *mdOut); err != nil {
 		return err
@@ -378,31 +405,60 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 		bench.WriteFailover(w, rep.Failover, true)
 		fmt.Fprintln(w)
 	}
+	if len(rep.LockChaos) > 0 {
+		bench.WriteLockChaos(w, rep.LockChaos, true)
+		fmt.Fprintln(w)
+	}
 	bench.WriteFsync(w, rep.Fsync, true)
 	return w.Flush()
+}
+
+// startKillable starts a cluster of name's processes in dir/what-name, of
+// its own since the workload kills its members.
+func startKillable(ctx context.Context, what, name, cxkvBin, etcdBin, dir string) (*bench.Cluster, bench.Backend, error) {
+	sub := filepath.Join(dir, what+"-"+name)
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		return nil, nil, err
+	}
+	if name == "cxkv" {
+		cl, err := bench.StartCxkv(ctx, cxkvBin, sub, bench.CxkvOptions{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return cl, bench.Cxkv{Endpoints: cl.Endpoints}, nil
+	}
+	cl, err := bench.StartEtcd(ctx, etcdBin, sub)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, bench.Etcd{Endpoints: cl.Endpoints}, nil
+}
+
+// runLockChaos runs lock-many and lock-contended on a cluster of their own,
+// undisturbed and under leader kills.
+func runLockChaos(ctx context.Context, name, cxkvBin, etcdBin, dir string, each, every time.Duration) ([]bench.LockChaosResult, error) {
+	cl, b, err := startKillable(ctx, "lock-chaos", name, cxkvBin, etcdBin, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Stop()
+	var out []bench.LockChaosResult
+	for _, w := range []string{bench.LockMany, bench.LockContended} {
+		r, err := bench.RunLockChaos(ctx, b, cl, w, bench.LockChaosConfig{Prefix: "bench/lock-chaos/" + name + "/" + w, Duration: each, Interval: every})
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", w, err)
+		}
+		fmt.Printf("lock-chaos %-6s %-14s %d kills: %.0f acq/s undisturbed (max wait %.0fms), %.0f under kills (max wait %.0fms): %.2f; %d errors retried; check %s / %s\n",
+			name, w, r.Kills, r.Undisturbed.OpsPerSec, r.Undisturbed.Max, r.Chaos.OpsPerSec, r.Chaos.Max, r.Throughput, r.Undisturbed.Errors+r.Chaos.Errors, r.Undisturbed.Check, r.Chaos.Check)
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // runFailover starts a cluster of its own for the failover workload (it
 // kills members) and runs it.
 func runFailover(ctx context.Context, name, cxkvBin, etcdBin, dir string, kills int) (bench.FailoverResult, error) {
-	sub := filepath.Join(dir, "failover-"+name)
-	if err := os.MkdirAll(sub, 0o755); err != nil {
-		return bench.FailoverResult{}, err
-	}
-	var cl *bench.Cluster
-	var b bench.Backend
-	var err error
-	if name == "cxkv" {
-		cl, err = bench.StartCxkv(ctx, cxkvBin, sub, bench.CxkvOptions{})
-		if cl != nil {
-			b = bench.Cxkv{Endpoints: cl.Endpoints}
-		}
-	} else {
-		cl, err = bench.StartEtcd(ctx, etcdBin, sub)
-		if cl != nil {
-			b = bench.Etcd{Endpoints: cl.Endpoints}
-		}
-	}
+	cl, b, err := startKillable(ctx, "failover", name, cxkvBin, etcdBin, dir)
 	if err != nil {
 		return bench.FailoverResult{}, err
 	}
