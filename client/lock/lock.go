@@ -120,7 +120,10 @@ func (m *ProcessMonitor) Close() error {
 		}
 	}
 	if s != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.RequestTimeout)
+		// The whole retry budget, not one attempt's: the session's end
+		// deletes every key attached to it in one entry, which for 10,000
+		// locks outlasted a 2 s RequestTimeout on a loaded machine.
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.RetryTimeout)
 		defer cancel()
 		if err := s.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("cxkv: close lock session: %w", err))
