@@ -85,9 +85,12 @@ func TestLocksHeldThroughLeaderPause(t *testing.T) {
 		}
 		return k
 	}
-	if k := lost(); k != 0 {
-		t.Fatalf("%d of %d locks lost while acquiring, with no fault", k, n)
-	}
+	// Lost is asked only at the end: asking it starts the lock's watch, and
+	// 10,000 watch streams are what a holder must not need (every member
+	// wakes every stream on every write: with them, the in-process cluster
+	// answered no WaitLeader within 10 s). A lock lost at any point is
+	// counted all the same: the session's lease timer closes Lost whether or
+	// not anyone watches.
 	rival := lock.NewProcessMonitor(other, lock.Options{TTL: ttl, Name: "rival"})
 	defer rival.Close()
 	for _, pause := range pauses {
@@ -112,30 +115,39 @@ func TestLocksHeldThroughLeaderPause(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		net.Heal()
-		// Two renewal intervals after the pause: every lock still held.
+		// Two renewal intervals after the pause: a lock whose renewals did
+		// not get through has reached its lease end by now.
 		time.Sleep(2 * ttl / 3)
-		if k := lost(); k != 0 {
-			for _, l := range locks {
-				select {
-				case <-l.Lost():
-					t.Fatalf("%d of %d locks lost through a %v leader pause; %s: %v", k, n, pause, l.Name(), l.Unlock())
-				default:
-				}
+	}
+	if k := lost(); k != 0 {
+		for _, l := range locks {
+			select {
+			case <-l.Lost():
+				t.Fatalf("%d of %d locks lost while acquiring or through leader pauses of %v; %s: %v", k, n, pauses, l.Name(), l.Unlock())
+			default:
 			}
 		}
 	}
 	// No second holder, checked name by name.
+	released := time.Now()
 	for i := range min(n, 300) {
 		l, err := rival.TryLock(ctx, fmt.Sprintf("scale/%d", i))
 		if err == nil {
 			l.Unlock()
-			t.Fatalf("scale/%d given to a second holder", i)
+			// A second holder only if the first still held it: a lock
+			// whose Lost had closed was the holder's loss, not shared.
+			select {
+			case <-locks[i].Lost():
+				t.Fatalf("scale/%d given to the rival after its holder lost it (%v; %d of %d lost by then), after %v of checking", i, locks[i].Unlock(), lost(), n, time.Since(released))
+			default:
+				t.Fatalf("scale/%d given to a second holder while its holder still held it", i)
+			}
 		}
 		if !errors.Is(err, lock.ErrLocked) {
 			t.Fatalf("TryLock(scale/%d): %v; want ErrLocked", i, err)
 		}
 	}
-	released := time.Now()
+	released = time.Now()
 	if err := mon.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
