@@ -13,15 +13,17 @@ import (
 // that touch one key). Only one Batch should be open for writing at a time:
 // the applier's.
 type Batch struct {
-	b      *pebble.Batch
-	events map[uint64]uint16 // next event number per index in this batch
-	added  []Event           // the events of this batch, in log order
-	buf    []byte
+	s        *Store
+	setsAuth bool // Commit must tell the store's auth memo
+	b        *pebble.Batch
+	events   map[uint64]uint16 // next event number per index in this batch
+	added    []Event           // the events of this batch, in log order
+	buf      []byte
 }
 
 // NewBatch starts a batch of state writes.
 func (s *Store) NewBatch() *Batch {
-	return &Batch{b: s.db.NewIndexedBatch(), events: map[uint64]uint16{}}
+	return &Batch{s: s, b: s.db.NewIndexedBatch(), events: map[uint64]uint16{}}
 }
 
 // Get reads a record as the batch would leave it.
@@ -93,7 +95,13 @@ func (b *Batch) Commit(sync bool) error {
 	if sync {
 		opt = pebble.Sync
 	}
-	return guard(func() error { return b.b.Commit(opt) })
+	if err := guard(func() error { return b.b.Commit(opt) }); err != nil {
+		return err
+	}
+	if b.setsAuth {
+		b.s.auth.changed()
+	}
+	return nil
 }
 
 // Close releases the batch; an uncommitted batch is discarded.

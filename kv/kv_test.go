@@ -11,7 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-func openMem(t *testing.T, fs vfs.FS) *Store {
+func openMem(t testing.TB, fs vfs.FS) *Store {
 	t.Helper()
 	s, err := Open("db", Options{FS: fs})
 	if err != nil {

@@ -238,6 +238,7 @@ func (s *Store) InstallStaged(name string) error {
 		if err := s.db.Ingest(context.Background(), []string{path}); err != nil {
 			return fmt.Errorf("kv: install snapshot %s: %w", name, err)
 		}
+		s.auth.changed()
 		return nil
 	})
 }

@@ -27,9 +27,10 @@ type Options struct {
 // Store is a member's database. Its methods are safe for concurrent use;
 // writes to the state go through a Batch, committed by one applier.
 type Store struct {
-	db  *pebble.DB
-	fs  vfs.FS
-	dir string
+	db   *pebble.DB
+	fs   vfs.FS
+	dir  string
+	auth authMemo
 }
 
 // Open opens or creates the database in dir.
