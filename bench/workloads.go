@@ -477,7 +477,7 @@ func (w *lockWorkload) lock(r *runner, g int, stop context.Context, name string)
 	}
 	for {
 		if w.sessions[g] == nil {
-			s, err := r.conn(g).Session(r.ctx, r.cfg.LockTTL)
+			s, err := w.openSession(r, g)
 			if err != nil {
 				if stop.Err() != nil {
 					return nil, err
@@ -502,6 +502,41 @@ func (w *lockWorkload) lock(r *runner, g int, stop context.Context, name string)
 			defer w.closing.Done()
 			old.Close()
 		}()
+	}
+}
+
+// openSession opens a fresh session for goroutine g, giving up after
+// Config.Retry as on any call. The session lives for the whole run (etcd
+// ties its lease keep-alive to the context it was opened with), so the
+// bound is a timer, not a context: a session that arrives after its caller
+// gave up is closed (etcd's lease grant was seen blocking for tens of
+// seconds across a leader kill).
+func (w *lockWorkload) openSession(r *runner, g int) (LockSession, error) {
+	type opened struct {
+		s   LockSession
+		err error
+	}
+	ch := make(chan opened, 1)
+	w.closing.Add(1)
+	go func() {
+		defer w.closing.Done()
+		s, err := r.conn(g).Session(r.ctx, r.cfg.LockTTL)
+		ch <- opened{s, err}
+	}()
+	t := time.NewTimer(r.cfg.Retry)
+	defer t.Stop()
+	select {
+	case o := <-ch:
+		return o.s, o.err
+	case <-t.C:
+		w.closing.Add(1)
+		go func() {
+			defer w.closing.Done()
+			if o := <-ch; o.s != nil {
+				o.s.Close()
+			}
+		}()
+		return nil, fmt.Errorf("open a session: no answer in %v", r.cfg.Retry)
 	}
 }
 
