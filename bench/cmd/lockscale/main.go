@@ -287,15 +287,23 @@ func run(bin, tmp string, procs, locks int, ttl time.Duration, pauseList string)
 	rival := lock.NewProcessMonitor(rc, lock.Options{TTL: ttl, Name: "rival"})
 	defer rival.Close()
 	var takenNames [][2]int // (holder, lock) the rival was given
-	try := func(k, i int) (taken bool, err error) {
+	// tries counts what the rival's attempts on held names came to.
+	type tries struct{ tried, refused, taken, other int }
+	try := func(c *tries, k, i int) {
 		tctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
+		c.tried++
 		l, err := rival.TryLock(tctx, lockName(k, i))
-		if err == nil {
+		switch {
+		case err == nil:
 			l.Unlock()
-			return true, nil
+			c.taken++
+			takenNames = append(takenNames, [2]int{k, i})
+		case errors.Is(err, lock.ErrLocked):
+			c.refused++
+		default:
+			c.other++
 		}
-		return false, err
 	}
 	seconds := 0
 	for _, pause := range pauses {
@@ -308,27 +316,16 @@ func run(bin, tmp string, procs, locks int, ttl time.Duration, pauseList string)
 		}
 		fmt.Printf("SIGSTOP member %d (the leader) for %v\n", leader+1, pause)
 		stopped := time.Now()
-		var tries, refused, other, taken int
+		var during tries
 		for time.Since(stopped) < pause && ctx.Err() == nil {
-			k, i := rand.N(procs), rand.N(locks)
-			tries++
-			got, err := try(k, i)
-			switch {
-			case got:
-				taken++
-				takenNames = append(takenNames, [2]int{k, i})
-			case errors.Is(err, lock.ErrLocked):
-				refused++
-			default:
-				other++
-			}
+			try(&during, rand.N(procs), rand.N(locks))
 			time.Sleep(100 * time.Millisecond)
 		}
 		if err := cl.Resume(leader); err != nil {
 			return err
 		}
 		fmt.Printf("SIGCONT member %d after %.1fs; the rival tried %d names meanwhile: %d refused as held, %d timed out or unavailable, %d given to it\n",
-			leader+1, time.Since(stopped).Seconds(), tries, refused, other, taken)
+			leader+1, time.Since(stopped).Seconds(), during.tried, during.refused, during.other, during.taken)
 		// Two renewal intervals: a lock whose renewals did not get through
 		// has reached its lease end by now.
 		time.Sleep(2 * ttl / 3)
@@ -343,19 +340,9 @@ func run(bin, tmp string, procs, locks int, ttl time.Duration, pauseList string)
 	// Every name is still its holder's, checked on a sample across holders.
 	// (A name whose holder knows it lost it may go to the rival: that is
 	// a loss, counted above, not a second holder.)
-	sample, refused, taken, other := min(procs*locks, 1000), 0, 0, 0
-	for j := range sample {
-		k, i := j%procs, rand.N(locks)
-		got, err := try(k, i)
-		switch {
-		case got:
-			taken++
-			takenNames = append(takenNames, [2]int{k, i})
-		case errors.Is(err, lock.ErrLocked):
-			refused++
-		default:
-			other++
-		}
+	var end tries
+	for j := range min(procs*locks, 1000) {
+		try(&end, j%procs, rand.N(locks))
 	}
 	// A name the rival was given is a second holder if its holder still
 	// believes it holds it (its Lost has not closed); otherwise it is a
@@ -371,7 +358,7 @@ func run(bin, tmp string, procs, locks int, ttl time.Duration, pauseList string)
 		}
 	}
 	failed = failed || seconds > 0
-	fmt.Printf("at the end: of %d sampled names, %d refused to the rival as held, %d given to it, %d timed out; of %d names given to the rival in all, %d to a second holder (its holder's Lost still open)\n", sample, refused, taken, other, len(takenNames), seconds)
+	fmt.Printf("at the end: of %d sampled names, %d refused to the rival as held, %d given to it, %d timed out; of %d names given to the rival in all, %d to a second holder (its holder's Lost still open)\n", end.tried, end.refused, end.taken, end.other, len(takenNames), seconds)
 	for k, h := range holders {
 		line, err := h.ask("close")
 		if err != nil {
