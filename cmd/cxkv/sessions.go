@@ -35,18 +35,25 @@ func toSessionOutput(s client.SessionInfo, now time.Time) sessionOutput {
 	return out
 }
 
-// sessionOwner is how a session's value names its owner: the name (or
-// host:pid) of an owner in the SDK's JSON form, else the value as text.
+// sessionOwner is how a session's value names its owner: for a value in
+// one of the SDK's JSON forms (a lock owner's "name", a process monitor's
+// "monitor"), that name, else host:pid; any other value as text.
 func sessionOwner(v []byte) string {
 	var o struct {
-		Name string `json:"name"`
-		Host string `json:"host"`
-		PID  int    `json:"pid"`
+		Name    string `json:"name"`
+		Monitor string `json:"monitor"`
+		Host    string `json:"host"`
+		PID     int    `json:"pid"`
 	}
-	if json.Unmarshal(v, &o) == nil && (o.Name != "" || o.Host != "") {
-		if o.Name != "" {
-			return o.Name
-		}
+	if json.Unmarshal(v, &o) != nil {
+		return string(v)
+	}
+	switch {
+	case o.Name != "":
+		return o.Name
+	case o.Monitor != "":
+		return o.Monitor
+	case o.Host != "":
 		return fmt.Sprintf("%s:%d", o.Host, o.PID)
 	}
 	return string(v)
