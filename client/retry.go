@@ -102,6 +102,26 @@ func (c *Client) openSession(ctx context.Context, id *cxkvpb.WriteID) error {
 	return err
 }
 
+type attemptTimeoutKey struct{}
+
+// WithAttemptTimeout returns a context under which a call's attempts on
+// one member each last at most d (the RequestTimeout if that is shorter),
+// so that a member that stopped answering (a paused leader) costs a call
+// d before it tries another, not the whole RequestTimeout. For calls that
+// must land within a deadline shorter than RequestTimeout, such as a lease
+// renewal. An attempt cut short may still apply: a write's retries carry
+// its write id, so it applies at most once.
+func WithAttemptTimeout(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, attemptTimeoutKey{}, d)
+}
+
+func (c *Client) attemptTimeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Value(attemptTimeoutKey{}).(time.Duration); ok && d > 0 && d < c.cfg.RequestTimeout {
+		return d
+	}
+	return c.cfg.RequestTimeout
+}
+
 // sessionGoneError is a write the cluster refused as outcome unknown when
 // no attempt of it could have applied: its client id's session is gone.
 type sessionGoneError struct{ err error }
@@ -124,7 +144,7 @@ func (c *Client) do(ctx context.Context, wid *cxkvpb.WriteID, f attempt) error {
 	)
 	for {
 		i, ep := c.pick()
-		actx, acancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		actx, acancel := context.WithTimeout(ctx, c.attemptTimeout(ctx))
 		actx, sent := probeSend(actx)
 		h, err := f(actx, ep.kv)
 		acancel()

@@ -215,6 +215,10 @@ func (s *lockSession) renewLoop() {
 	}
 }
 
+// minRenewAttempt keeps very short TTLs from cutting every renewal attempt
+// before a loaded member can answer it.
+const minRenewAttempt = 200 * time.Millisecond
+
 // renewOnce makes one renewal. It returns ok false once the session is
 // over, and retry true when the renewal should be tried again soon.
 //
@@ -234,6 +238,11 @@ func (s *lockSession) renewOnce(ttl time.Duration) (ok, retry bool) {
 	defer cancel()
 	stop := context.AfterFunc(s.m.c.Ctx(), cancel)
 	defer stop()
+	// A leader that stopped answering (paused, partitioned) must not hold
+	// the renewal for a whole RequestTimeout, which may exceed the lease:
+	// each attempt gets half a renewal interval, then the next member (or
+	// the leader it names) is tried.
+	ctx = client.WithAttemptTimeout(ctx, max(ttl/6, minRenewAttempt))
 	sent := s.m.cfg.Clock.Now()
 	res, err := s.m.c.Txn(ctx, []client.Compare{client.ValueIs(s.key, s.value)}, []client.Op{client.PutOp(s.key, s.value, ttl)})
 	if err != nil {

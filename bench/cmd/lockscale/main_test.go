@@ -28,4 +28,10 @@ func TestLockScaleShort(t *testing.T) {
 	if err := run(bin, dir, 2, 200, 10*time.Second, "2s"); err != nil {
 		t.Fatal(err)
 	}
+	// A stop longer than the TTL: the renewals must leave the stopped
+	// leader for the new one within the lease (each renewal attempt gets
+	// TTL/6), not wait out the SDK's 5 s per attempt and lose every lock.
+	if err := run(bin, dir, 2, 200, 3*time.Second, "4s"); err != nil {
+		t.Fatal(err)
+	}
 }
