@@ -136,6 +136,22 @@ func (b *bankWorker) transferTxn(req string, src, dst client.Record, amount int6
 		}, nil
 }
 
+// failedCompare says which compare of transferTxn failed and what the key
+// held then, so that a conflict under both locks names the write that came
+// between (its index is in the ledger) or shows the read was stale.
+func failedCompare(res client.TxnResult, src, dst client.Record) string {
+	read := []client.Record{src, dst}
+	i := res.FailedCompare
+	if i < 0 || i >= len(read) {
+		return fmt.Sprintf("compare %d (the ledger entry) failed", i)
+	}
+	var now client.Record
+	if i < len(res.Compared) {
+		now = res.Compared[i]
+	}
+	return fmt.Sprintf("compare %d failed: %s read at index %d, held index %d (value %q)", i, read[i].Key, read[i].Index, now.Index, now.Value)
+}
+
 // read returns both accounts and an amount the source can afford (0: none).
 func (b *bankWorker) read(ctx context.Context, from, to string) (src, dst client.Record, amount int64, err error) {
 	if src, err = b.w.c.Get(ctx, bankAcctKey+from); err != nil {
@@ -187,7 +203,7 @@ func (b *bankWorker) locked(l1, l2 *lock.Lock, from, to string) error {
 		default:
 		}
 		b.w.n.conflicts.Add(1)
-		b.w.rec.Add(Entry{Op: OpConflict, Req: req, From: from, To: to, Err: fmt.Sprintf("compare %d failed under both locks", res.FailedCompare)})
+		b.w.rec.Add(Entry{Op: OpConflict, Req: req, From: from, To: to, Err: "under both locks, " + failedCompare(res, src, dst)})
 		return fmt.Errorf("compare failed while holding both locks")
 	}
 	b.w.n.ops.Add(1)
