@@ -163,6 +163,13 @@ func (l *Lock) markLost(reason string) {
 // lives, so the compare holds exactly as long as the key is ours.
 func (l *Lock) held() client.Compare { return client.ValueIs(l.key, l.value) }
 
+// IsOwner is the compare that holds while this acquisition still owns the
+// lock (as etcd's concurrency.Mutex.IsOwner): a write that must happen
+// under several locks carries the others' IsOwner in the Txn of one of
+// them, so it is refused if any was lost, even before its holder learns
+// of the loss. A Txn through a lock carries that lock's own already.
+func (l *Lock) IsOwner() client.Compare { return l.held() }
+
 func (l *Lock) lostErr() error {
 	select {
 	case <-l.lost:
