@@ -74,7 +74,7 @@ func (s *clusterService) MemberAdd(ctx context.Context, r *cxkvpb.MemberAddReque
 	if id == 0 {
 		return nil, toStatus(fmt.Errorf("%w: member id must be positive", errInvalid))
 	}
-	if err := checkPeerAddr(addr); err != nil {
+	if err := CheckAddr(addr); err != nil {
 		return nil, toStatus(fmt.Errorf("%w: --addr %q: %v", errInvalid, addr, err))
 	}
 	cc := addMemberChange(id, addr, r.GetLearner())
@@ -153,7 +153,7 @@ func (s *clusterService) MemberPromote(ctx context.Context, r *cxkvpb.MemberProm
 
 func (s *clusterService) MemberUpdate(ctx context.Context, r *cxkvpb.MemberUpdateRequest) (*cxkvpb.MemberChangeResponse, error) {
 	id, addr := r.GetId(), r.GetAddr()
-	if err := checkPeerAddr(addr); err != nil {
+	if err := CheckAddr(addr); err != nil {
 		return nil, toStatus(fmt.Errorf("%w: --addr %q: %v", errInvalid, addr, err))
 	}
 	cc := memberChange(pb.ConfChangeUpdateNode, &cxkvpb.Member{Id: id, Addr: addr})
@@ -278,8 +278,10 @@ func addrFree(t *memberTable, id uint64, addr string) error {
 	return nil
 }
 
-// checkPeerAddr accepts host:port with a host and a port in 1..65535.
-func checkPeerAddr(a string) error {
+// CheckAddr accepts host:port with a host and a port in 1..65535: the form
+// of every member address, checked alike by the server's flags, the CLI and
+// the Cluster service.
+func CheckAddr(a string) error {
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {
 		return fmt.Errorf("not host:port: %v", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/raftnode"
 	"github.com/spf13/cobra"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -121,7 +122,7 @@ a new voter would leave too few live voters for a quorum.`,
 			if id == 0 {
 				return usageError{errors.New("--id must be positive")}
 			}
-			if err := checkAddr(addr); err != nil {
+			if err := raftnode.CheckAddr(addr); err != nil {
 				return usageError{fmt.Errorf("--addr %q: %w", addr, err)}
 			}
 			resp, err := g.memberChange(cmd, func(ctx context.Context, c cxkvrpc.ClusterClient) (*cxkvpb.MemberChangeResponse, error) {
@@ -203,7 +204,7 @@ on, so restart N at the new address (its data dir keeps everything else).`,
 			if err != nil {
 				return err
 			}
-			if err := checkAddr(addr); err != nil {
+			if err := raftnode.CheckAddr(addr); err != nil {
 				return usageError{fmt.Errorf("--addr %q: %w", addr, err)}
 			}
 			return g.printChange(cmd, fmt.Sprintf("member %d is now at %s", id, addr), func(ctx context.Context, c cxkvrpc.ClusterClient) (*cxkvpb.MemberChangeResponse, error) {

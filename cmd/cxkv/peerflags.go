@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/cxkv/cxkv/raftnode"
 	"github.com/spf13/pflag"
 )
 
@@ -37,7 +38,7 @@ func (p *peerAddrFlags) resolve() (listen, advertise string, err error) {
 		}
 		return "", "", nil
 	}
-	if err := checkAddr(advertise); err != nil {
+	if err := raftnode.CheckAddr(advertise); err != nil {
 		return "", "", fmt.Errorf("peer address %q: %w", advertise, err)
 	}
 	listen = p.listen

@@ -118,7 +118,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			if err != nil {
 				return usageError{err}
 			}
-			if err := checkAddr(advertise); err != nil {
+			if err := raftnode.CheckAddr(advertise); err != nil {
 				return usageError{fmt.Errorf("--addr %q: %w", advertise, err)}
 			}
 			clientTLS, peerTLS, err := tlsFlags.resolve(peerAdvertise != "")
@@ -338,7 +338,7 @@ func parsePeers(spec string) (map[uint64]string, error) {
 		if !ok || err != nil || pid == 0 {
 			return nil, fmt.Errorf("--cluster entry %q: want id=host:port with a positive id", part)
 		}
-		if err := checkAddr(v); err != nil {
+		if err := raftnode.CheckAddr(v); err != nil {
 			return nil, fmt.Errorf("--cluster entry %q: %w", part, err)
 		}
 		if _, dup := peers[pid]; dup {
@@ -347,20 +347,6 @@ func parsePeers(spec string) (map[uint64]string, error) {
 		peers[pid] = v
 	}
 	return peers, nil
-}
-
-func checkAddr(a string) error {
-	host, port, err := net.SplitHostPort(a)
-	if err != nil {
-		return fmt.Errorf("not host:port: %v", err)
-	}
-	if host == "" {
-		return fmt.Errorf("no host")
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("port %q is not 1..65535", port)
-	}
-	return nil
 }
 
 // parseJoin reads --join and --cluster-id. A joining member learns the
@@ -383,7 +369,7 @@ func parseJoin(join, clusterID, cluster string) ([]string, uint64, error) {
 	var addrs []string
 	for _, a := range strings.Split(join, ",") {
 		a = strings.TrimSpace(a)
-		if err := checkAddr(a); err != nil {
+		if err := raftnode.CheckAddr(a); err != nil {
 			return nil, 0, fmt.Errorf("--join entry %q: %w", a, err)
 		}
 		addrs = append(addrs, a)
