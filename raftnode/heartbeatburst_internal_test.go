@@ -79,9 +79,11 @@ func TestHeartbeatResponseBurstSendsOneProbe(t *testing.T) {
 
 	var g heartbeatGate
 	burst := 150
-	sent := 0
+	sent, dropped := 0, 0
 	for range burst {
-		stepReceived(rn, &g, &pb.Message{Type: pb.MessageType_MsgHeartbeatResp.Enum(), From: proto.Uint64(2), To: proto.Uint64(1), Term: proto.Uint64(2)})
+		if !stepReceived(rn, &g, &pb.Message{Type: pb.MessageType_MsgHeartbeatResp.Enum(), From: proto.Uint64(2), To: proto.Uint64(1), Term: proto.Uint64(2)}) {
+			dropped++
+		}
 		sent += drain()
 	}
 	if sent > maxSizePerMsg {
@@ -89,13 +91,17 @@ func TestHeartbeatResponseBurstSendsOneProbe(t *testing.T) {
 	}
 	// The next tick lets the next response unpause the probe again.
 	g.tick()
-	stepReceived(rn, &g, &pb.Message{Type: pb.MessageType_MsgHeartbeatResp.Enum(), From: proto.Uint64(2), To: proto.Uint64(1), Term: proto.Uint64(2)})
+	if !stepReceived(rn, &g, &pb.Message{Type: pb.MessageType_MsgHeartbeatResp.Enum(), From: proto.Uint64(2), To: proto.Uint64(1), Term: proto.Uint64(2)}) {
+		t.Fatal("after a tick, the gate held back a heartbeat response")
+	}
 	if drain() == 0 {
 		t.Fatal("after a tick, a heartbeat response did not unpause the probe")
 	}
 	// A response carrying a read-index context always goes through.
-	stepReceived(rn, &g, &pb.Message{Type: pb.MessageType_MsgHeartbeatResp.Enum(), From: proto.Uint64(2), To: proto.Uint64(1), Term: proto.Uint64(2), Context: make([]byte, 8)})
-	if g.dropped != uint64(burst-1) {
-		t.Fatalf("dropped %d responses, want %d", g.dropped, burst-1)
+	if !stepReceived(rn, &g, &pb.Message{Type: pb.MessageType_MsgHeartbeatResp.Enum(), From: proto.Uint64(2), To: proto.Uint64(1), Term: proto.Uint64(2), Context: make([]byte, 8)}) {
+		t.Fatal("a response carrying a read-index context was held back")
+	}
+	if dropped != burst-1 {
+		t.Fatalf("dropped %d responses, want %d", dropped, burst-1)
 	}
 }

@@ -20,8 +20,7 @@ import (
 // context acknowledges a ReadIndex and always goes through, as does one of a
 // new term (it may depose this leader).
 type heartbeatGate struct {
-	seen    map[uint64]uint64 // peer -> term of the response admitted since the last tick
-	dropped uint64
+	seen map[uint64]uint64 // peer -> term of the response admitted since the last tick
 }
 
 func (g *heartbeatGate) admit(m *pb.Message) bool {
@@ -29,7 +28,6 @@ func (g *heartbeatGate) admit(m *pb.Message) bool {
 		return true
 	}
 	if term, ok := g.seen[m.GetFrom()]; ok && term == m.GetTerm() {
-		g.dropped++
 		return false
 	}
 	if g.seen == nil {
