@@ -53,27 +53,16 @@ func (b *Batch) Attached(session string) ([]string, error) {
 // record is attached to (nothing if absent) to next's session (nothing when
 // next is nil: the key is being deleted). The caller writes the record.
 func (b *Batch) reattach(key string, next *Record) error {
-	// Read in place: the value is only measured, never kept.
-	raw, closer, err := b.b.Get(recordKey(key))
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
+	old, err := b.storedSession(key)
+	if err != nil {
 		return err
-	default:
-		old, size, err := peekRecord(key, raw)
-		if cerr := closer.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+	}
+	if old.found && old.session != "" {
+		if err := b.addTally(old.session, -1, -int64(old.answerBytes)); err != nil {
 			return err
 		}
-		if old != "" {
-			if err := b.addTally(old, -1, -int64(size)); err != nil {
-				return err
-			}
-			if err := b.b.Delete(attachedKey(old, key), nil); err != nil {
-				return err
-			}
+		if err := b.b.Delete(attachedKey(old.session, key), nil); err != nil {
+			return err
 		}
 	}
 	if next == nil || next.Session == "" {
@@ -83,6 +72,22 @@ func (b *Batch) reattach(key string, next *Record) error {
 		return err
 	}
 	return b.b.Set(attachedKey(next.Session, key), nil, nil)
+}
+
+// storedSession is what reattach needs of key's record as the batch leaves
+// it: from what the batch has seen of it, or else read in place (the value
+// is only measured, never kept).
+func (b *Batch) storedSession(key string) (seenRecord, error) {
+	if s, ok := b.seen[key]; ok {
+		return s, nil
+	}
+	var s seenRecord
+	found, err := readValue(b.b, recordKey(key), func(raw []byte) (err error) {
+		s.session, s.answerBytes, err = peekRecord(key, raw)
+		return err
+	})
+	s.found = found
+	return s, err
 }
 
 func (b *Batch) addTally(session string, keys, bytes int64) error {
@@ -102,15 +107,17 @@ func (b *Batch) addTally(session string, keys, bytes int64) error {
 	return b.b.Set(tallyKey(session), binary.AppendUvarint(buf, t.Bytes), nil)
 }
 
-func getTally(r pebble.Reader, session string) (Tally, error) {
-	v, found, err := getRaw(r, tallyKey(session))
-	if !found || err != nil {
+func getTally(r pebble.Reader, session string) (t Tally, err error) {
+	_, err = readValue(r, tallyKey(session), func(v []byte) error {
+		d := decoder{buf: v, what: "session tally"}
+		t = Tally{Keys: d.uvarint(), Bytes: d.uvarint()}
+		if err := d.finish(); err != nil {
+			return fmt.Errorf("kv: session %q: %w", session, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return Tally{}, err
-	}
-	d := decoder{buf: v, what: "session tally"}
-	t := Tally{Keys: d.uvarint(), Bytes: d.uvarint()}
-	if err := d.finish(); err != nil {
-		return Tally{}, fmt.Errorf("kv: session %q: %w", session, err)
 	}
 	return t, nil
 }

@@ -19,6 +19,29 @@ type Batch struct {
 	events   map[uint64]uint16 // next event number per index in this batch
 	added    []Event           // the events of this batch, in log order
 	buf      []byte
+	// seen is what the session index needs of each record this batch has
+	// read or written, as the batch leaves it, so that writing a record
+	// after reading it (every put and delete does) reads Pebble once, not
+	// twice. Every record write goes through Put or Delete, which keep it.
+	seen map[string]seenRecord
+}
+
+// seenRecord is a record's presence, session and AnswerBytes.
+type seenRecord struct {
+	found       bool
+	session     string
+	answerBytes uint64
+}
+
+func (b *Batch) see(r Record, found bool) {
+	if b.seen == nil {
+		b.seen = map[string]seenRecord{}
+	}
+	if !found {
+		b.seen[r.Key] = seenRecord{}
+		return
+	}
+	b.seen[r.Key] = seenRecord{found: true, session: r.Session, answerBytes: uint64(r.AnswerBytes())}
 }
 
 // NewBatch starts a batch of state writes.
@@ -27,7 +50,13 @@ func (s *Store) NewBatch() *Batch {
 }
 
 // Get reads a record as the batch would leave it.
-func (b *Batch) Get(key string) (Record, bool, error) { return getRecord(b.b, key) }
+func (b *Batch) Get(key string) (Record, bool, error) {
+	r, found, err := getRecord(b.b, key)
+	if err == nil {
+		b.see(r, found)
+	}
+	return r, found, err
+}
 
 // Put writes a record and keeps the TTL index and the session index
 // (attach.go) in step with it.
@@ -39,6 +68,7 @@ func (b *Batch) Put(r Record) error {
 	if err := b.b.Set(recordKey(r.Key), b.buf, nil); err != nil {
 		return err
 	}
+	b.see(r, true)
 	if r.TTLMillis > 0 {
 		return b.b.Set(ttlKey(r.Key), nil, nil)
 	}
@@ -53,6 +83,7 @@ func (b *Batch) Delete(key string) error {
 	if err := b.b.Delete(recordKey(key), nil); err != nil {
 		return err
 	}
+	b.see(Record{Key: key}, false)
 	return b.b.Delete(ttlKey(key), nil)
 }
 

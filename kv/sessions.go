@@ -164,16 +164,16 @@ func (s *Store) SessionClock() (int64, error) {
 // open the client's session.
 func (t *Sessions) Lookup(client, seq uint64, opens bool) (Write, error) {
 	w := Write{Client: client, Seq: seq}
-	hdr, found, err := getRaw(t.b.b, sessionKey(client))
+	found, err := readValue(t.b.b, sessionKey(client), func(hdr []byte) (err error) {
+		if w.Acked, w.oldStamp, w.top, err = decodeSessionHeader(hdr); err != nil {
+			return fmt.Errorf("kv: session of client %x: %w", client, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return w, err
 	}
 	w.isNew, w.Session = !found, found || (opens && seq == 1)
-	if found {
-		if w.Acked, w.oldStamp, w.top, err = decodeSessionHeader(hdr); err != nil {
-			return w, fmt.Errorf("kv: session of client %x: %w", client, err)
-		}
-	}
 	if !w.Session || (found && seq <= w.Acked) {
 		w.Outcome = Forgotten
 		return w, nil
@@ -394,15 +394,18 @@ func (t *Sessions) getFloor() (int64, bool, error) {
 	return getInt64(t.b.b, sessionFloorKey)
 }
 
-func getInt64(r pebble.Reader, key []byte) (int64, bool, error) {
-	v, ok, err := getRaw(r, key)
-	if !ok || err != nil {
+func getInt64(r pebble.Reader, key []byte) (n int64, found bool, err error) {
+	found, err = readValue(r, key, func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("kv: %q holds %d bytes, want 8", key, len(v))
+		}
+		n = int64(binary.BigEndian.Uint64(v))
+		return nil
+	})
+	if err != nil {
 		return 0, false, err
 	}
-	if len(v) != 8 {
-		return 0, false, fmt.Errorf("kv: %q holds %d bytes, want 8", key, len(v))
-	}
-	return int64(binary.BigEndian.Uint64(v)), true, nil
+	return n, found, nil
 }
 
 func (t *Sessions) setFloor(stamp int64) error {

@@ -237,36 +237,55 @@ func (s *Store) TTLRecords(fn func(Record) error) error {
 	return it.Error()
 }
 
-func getRaw(r pebble.Reader, key []byte) ([]byte, bool, error) {
+// readValue calls fn with the value of key in place, if it exists, and
+// reports whether it does. The value is valid only during fn: Pebble owns
+// it, so fn copies what it keeps (decoding usually copies anyway, and this
+// saves a second copy per read).
+func readValue(r pebble.Reader, key []byte, fn func(v []byte) error) (bool, error) {
 	v, closer, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
+		return false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
-	out := append([]byte(nil), v...)
-	return out, true, closer.Close()
+	err = fn(v)
+	if cerr := closer.Close(); err == nil {
+		err = cerr
+	}
+	return true, err
+}
+
+func getRaw(r pebble.Reader, key []byte) (out []byte, found bool, err error) {
+	found, err = readValue(r, key, func(v []byte) error {
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	return out, found, err
 }
 
 func getRecord(r pebble.Reader, key string) (Record, bool, error) {
-	v, ok, err := getRaw(r, recordKey(key))
-	if !ok || err != nil {
+	var rec Record
+	found, err := readValue(r, recordKey(key), func(v []byte) (err error) {
+		rec, err = decodeRecord(key, v)
+		return err
+	})
+	if !found || err != nil {
 		return Record{Key: key}, false, err
 	}
-	rec, err := decodeRecord(key, v)
-	return rec, err == nil, err
+	return rec, true, nil
 }
 
 func getUint64(r pebble.Reader, key []byte) (uint64, error) {
-	v, ok, err := getRaw(r, key)
-	if !ok || err != nil {
-		return 0, err
-	}
-	if len(v) != 8 {
-		return 0, fmt.Errorf("kv: %q holds %d bytes, want 8", key, len(v))
-	}
-	return binary.BigEndian.Uint64(v), nil
+	var n uint64
+	_, err := readValue(r, key, func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("kv: %q holds %d bytes, want 8", key, len(v))
+		}
+		n = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return n, err
 }
 
 func getBytes(r pebble.Reader, key []byte) ([]byte, error) {

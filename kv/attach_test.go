@@ -1,0 +1,71 @@
+package kv
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// A batch reads a record once for both the command and the session index
+// (Batch.seen), so the index must follow every rewrite of a key within one
+// batch: read, attach, move to another session, re-read, delete.
+func TestSessionIndexFollowsRewritesInOneBatch(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	check := func(b *Batch, when, session string, keys []string, want Tally) {
+		t.Helper()
+		got, err := b.Attached(session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, keys) {
+			t.Fatalf("%s: keys attached to %s = %q, want %q", when, session, got, keys)
+		}
+		tally, err := b.Tally(session)
+		if err != nil || tally != want {
+			t.Fatalf("%s: tally of %s = %+v (%v), want %+v", when, session, tally, err, want)
+		}
+	}
+	rec := func(session, value string) Record {
+		return Record{Key: "k", Value: []byte(value), Index: 2, CreateIndex: 2, Session: session}
+	}
+	size := func(r Record) uint64 { return uint64(r.AnswerBytes()) }
+
+	b := s.NewBatch()
+	if _, found, err := b.Get("k"); err != nil || found {
+		t.Fatalf("Get of an absent key: found=%v err=%v", found, err)
+	}
+	if err := b.Put(rec("s1", "v")); err != nil {
+		t.Fatal(err)
+	}
+	check(b, "attached", "s1", []string{"k"}, Tally{1, size(rec("s1", "v"))})
+	if err := b.Put(rec("s2", "longer")); err != nil {
+		t.Fatal(err)
+	}
+	check(b, "moved", "s1", nil, Tally{})
+	check(b, "moved", "s2", []string{"k"}, Tally{1, size(rec("s2", "longer"))})
+	if _, found, err := b.Get("k"); err != nil || !found {
+		t.Fatalf("Get after put: found=%v err=%v", found, err)
+	}
+	if err := b.Put(rec("s2", "x")); err != nil {
+		t.Fatal(err)
+	}
+	check(b, "rewritten", "s2", []string{"k"}, Tally{1, size(rec("s2", "x"))})
+	mustCommit(t, b, false)
+
+	b = s.NewBatch()
+	defer b.Close()
+	if _, found, err := b.Get("k"); err != nil || !found {
+		t.Fatalf("Get after commit: found=%v err=%v", found, err)
+	}
+	if err := b.Delete("k"); err != nil {
+		t.Fatal(err)
+	}
+	check(b, "deleted", "s2", nil, Tally{})
+	if err := b.Put(rec("s1", "again")); err != nil {
+		t.Fatal(err)
+	}
+	check(b, "recreated", "s1", []string{"k"}, Tally{1, size(rec("s1", "again"))})
+	check(b, "recreated", "s2", nil, Tally{})
+}
