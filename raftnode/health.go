@@ -135,7 +135,8 @@ func (n *Node) observeStatus(st Status) {
 }
 
 // peerStream records messages given to (or lost on) a peer's stream, and
-// logs the stream's connect and loss once each.
+// logs the stream's connect and loss once each; a stream that opens reports
+// no messages and no error.
 func (n *Node) peerStream(peer uint64, msgs int, err error) {
 	n.metrics.peerMessages(peer, msgs, err)
 	p := n.metrics.peer(peer)
@@ -155,8 +156,10 @@ func (n *Node) peerStream(peer uint64, msgs int, err error) {
 }
 
 var (
-	errPeerQueueFull = errors.New("peer queue full")
-	errPeerDown      = errors.New("no stream to the peer")
+	// errPeerStreamEnded: the peer closed the stream without an error.
+	errPeerStreamEnded = errors.New("the peer ended the stream")
+	errPeerQueueFull   = errors.New("peer queue full")
+	errPeerDown        = errors.New("no stream to the peer")
 )
 
 // snapshotSent records and logs a snapshot streamed to a peer.

@@ -86,7 +86,7 @@ func (m *metrics) init(n *Node) {
 	m.peerSent = f.counterVec("cxkv_peer_messages_sent_total", "Raft messages handed to a peer's stream.", "peer")
 	m.peerFailed = f.counterVec("cxkv_peer_messages_failed_total", "Raft messages dropped: the peer's queue was full or its stream broke.", "peer")
 	m.peerRTT = f.histogramVec("cxkv_peer_round_trip_seconds", "From a heartbeat sent to a peer to its response arriving (leader only; includes both members' queues).", latencyBuckets, "peer")
-	m.peerUp = f.gaugeVec("cxkv_peer_connected", "1 while the stream to the peer carries messages, 0 after it broke.", "peer")
+	m.peerUp = f.gaugeVec("cxkv_peer_connected", "1 while a stream to the peer is open, 0 from its break until the next one opens.", "peer")
 	m.snapshots = f.counterVec("cxkv_snapshots_total", "Snapshots sent to peers, received from the leader and installed, by result.", "op", "result")
 	m.snapshotSeconds = f.histogramVec("cxkv_snapshot_duration_seconds", "Time to send, receive or install a snapshot that succeeded.", snapshotBuckets, "op")
 	m.watchStreams = f.gauge("cxkv_watch_streams", "Watch streams open on this member.")

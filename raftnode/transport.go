@@ -233,6 +233,28 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 	}
 	p.up.Store(true)
 	defer t.down(p)
+	// The peer answers nothing until the stream ends, and this member may
+	// send it nothing for as long as a leader lives (a follower to a
+	// follower). A stream that broke meanwhile (the peer restarted) would
+	// be found broken only by the next message, and lose it: the first
+	// pre-vote request or answer between the survivors of a leader's death,
+	// whose loss costs another election timeout. So the stream's end is
+	// awaited from the start: it ends this stream at once, and the peer is
+	// redialled while there is nothing to send.
+	var endErr error
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		endErr = s.RecvMsg(&cxkvpb.PeerAck{})
+		if endErr == nil {
+			endErr = errPeerStreamEnded
+		}
+	}()
+	defer func() {
+		cancel()
+		<-ended
+	}()
+	t.n.peerStream(p.id, 0, nil)
 	batch := &cxkvpb.RaftBatch{ClusterId: t.n.clusterID, From: t.n.cfg.ID, To: p.id}
 	// next is a message taken from the queue that did not fit in the
 	// previous batch; it starts the next one.
@@ -246,6 +268,8 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 			select {
 			case q := <-p.q:
 				take(q)
+			case <-ended:
+				return sent, endErr
 			case <-ctx.Done():
 				return sent, ctx.Err()
 			case <-p.gone:
@@ -271,7 +295,8 @@ func (t *transport) streamOnce(p *peer) (sent bool, err error) {
 		err := s.Send(batch)
 		if errors.Is(err, io.EOF) {
 			// The peer ended the stream; its status says why.
-			_, err = s.CloseAndRecv()
+			<-ended
+			err = endErr
 		}
 		t.n.peerStream(p.id, len(batch.Messages), err)
 		if err != nil {
