@@ -32,11 +32,13 @@ type Node struct {
 	recvc chan received
 	// heartbeats is touched by the Ready loop only (heartbeatgate.go).
 	heartbeats heartbeatGate
-	readc      chan *readRequest
-	reportc    chan func(*raft.RawNode)
-	stopc      chan struct{}
-	life       lifetime
-	done       sync.WaitGroup
+	// prevotes is touched by the Ready loop only (prevotehold.go).
+	prevotes prevoteHold
+	readc    chan *readRequest
+	reportc  chan func(*raft.RawNode)
+	stopc    chan struct{}
+	life     lifetime
+	done     sync.WaitGroup
 
 	waits   waitRegistry
 	reads   readBatcher

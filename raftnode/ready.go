@@ -49,6 +49,7 @@ func (n *Node) run() {
 			continue
 		}
 		rd := n.rn.Ready()
+		n.prevotes.sent(rd.Messages)
 		termChanged := rd.HardState != nil && rd.HardState.GetTerm() > term
 		if err := n.handleReady(rd, &leader, termChanged); err != nil {
 			fail(err)
@@ -73,11 +74,13 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 		n.rn.Tick()
 		n.reads.ticks++
 		n.heartbeats.tick()
+		n.prevotes.tick(n.rn, n.cfg.ElectionTicks)
 	case r := <-n.recvc:
 		n.receivedBytes.give(r.size)
 		if !stepReceived(n.rn, &n.heartbeats, r.m) {
 			break
 		}
+		n.prevotes.received(n.rn, r.m)
 		if n.tracer != nil {
 			n.tracer.stepped(r.m)
 		}
