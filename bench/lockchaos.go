@@ -42,11 +42,14 @@ func (c LockChaosConfig) withDefaults() LockChaosConfig {
 // LockChaosResult is one workload on one backend, undisturbed and under
 // leader kills.
 type LockChaosResult struct {
-	Backend     string `json:"backend"`
-	Workload    string `json:"workload"`
-	Kills       int    `json:"kills"`
-	Undisturbed Result `json:"undisturbed"`
-	Chaos       Result `json:"chaos"`
+	Backend  string `json:"backend"`
+	Workload string `json:"workload"`
+	Kills    int    `json:"kills"`
+	// CallLimit is each call's limit before it is retried
+	// (LockChaosConfig.Retry), in ms.
+	CallLimit   float64 `json:"call_limit_ms"`
+	Undisturbed Result  `json:"undisturbed"`
+	Chaos       Result  `json:"chaos"`
 	// Throughput is acquisitions/s under kills over acquisitions/s
 	// undisturbed.
 	Throughput float64 `json:"throughput_vs_undisturbed"`
@@ -67,7 +70,7 @@ func (r LockChaosResult) Met() bool {
 // undisturbed, then with k's leader killed throughout.
 func RunLockChaos(ctx context.Context, b Backend, k Killable, workload string, cfg LockChaosConfig) (LockChaosResult, error) {
 	cfg = cfg.withDefaults()
-	res := LockChaosResult{Backend: b.Name(), Workload: workload}
+	res := LockChaosResult{Backend: b.Name(), Workload: workload, CallLimit: ms(cfg.Retry)}
 	if workload != LockMany && workload != LockContended {
 		return res, fmt.Errorf("bench: lock-chaos runs %s and %s, not %q", LockMany, LockContended, workload)
 	}
@@ -92,11 +95,11 @@ func RunLockChaos(ctx context.Context, b Backend, k Killable, workload string, c
 	return res, nil
 }
 
-// WriteLockChaos writes one line per backend and workload: acquisitions/s
-// and the longest acquire wait, undisturbed and under kills, the errors
-// retried and the counter check.
+// WriteLockChaos writes one line per backend and workload: each call's
+// limit, acquisitions/s and the longest acquire wait, undisturbed and under
+// kills, the errors retried and the counter check.
 func WriteLockChaos(w io.Writer, runs []LockChaosResult, markdown bool) {
-	head := []string{"backend", "workload", "kills", "acq/s undisturbed", "acq/s under kills", "ratio (target >= 0.7)", "acquire max ms undisturbed", "acquire max ms under kills (target <= 3000)", "errors retried", "check", "targets"}
+	head := []string{"backend", "workload", "call limit ms", "kills", "acq/s undisturbed", "acq/s under kills", "ratio (target >= 0.7)", "acquire max ms undisturbed", "acquire max ms under kills (target <= 3000)", "errors retried", "check", "targets"}
 	var lines [][]string
 	for _, r := range runs {
 		check := r.Chaos.Check
@@ -107,7 +110,7 @@ func WriteLockChaos(w io.Writer, runs []LockChaosResult, markdown bool) {
 		if r.Met() {
 			met = "met"
 		}
-		lines = append(lines, []string{r.Backend, r.Workload, fmt.Sprint(r.Kills),
+		lines = append(lines, []string{r.Backend, r.Workload, num(r.CallLimit), fmt.Sprint(r.Kills),
 			fmt.Sprintf("%.0f", r.Undisturbed.OpsPerSec), fmt.Sprintf("%.0f", r.Chaos.OpsPerSec), fmt.Sprintf("%.2f", r.Throughput),
 			num(r.Undisturbed.Max), num(r.Chaos.Max), fmt.Sprint(r.Undisturbed.Errors + r.Chaos.Errors), check, met})
 	}

@@ -54,6 +54,7 @@ func run() error {
 		kills     = flag.Int("kills", 5, "leader kills in the failover workload, on clusters of its own (0: skip it)")
 		chaosFor  = flag.Duration("chaos-for", 30*time.Second, "lock-chaos: how long lock-many and lock-contended each run undisturbed, then with the leader killed every -chaos-every (restarted 1s later), on clusters of their own (0: skip it)")
 		chaosEach = flag.Duration("chaos-every", 3*time.Second, "lock-chaos: the time between leader kills")
+		chaosCall = flag.Duration("chaos-call-limit", time.Second, "lock-chaos: how long one call may take before it is retried (etcd's elections take 1-2s: a longer limit shows whether this one penalises it)")
 		hold      = flag.Duration("hold", 60*time.Second, "lock-hold: how long one process holds -hold-locks locks beside cas-parallel (and how long cas-parallel runs alone before, for comparison); 0: skip it")
 		holdLocks = flag.Int("hold-locks", 10000, "lock-hold: how many locks the one process holds (TTL 10s, one session)")
 		withTLS   = flag.Bool("tls", true, "also run "+strings.Join(bench.TLSWorkloads, " and ")+" on cxkv and etcd clusters with TLS on both ports (client certificates required, mutual TLS between members; throwaway certificates made for the run), in the same rounds: backends cxkv-tls and etcd-tls")
@@ -313,7 +314,7 @@ func run() error {
 			if !slices.Contains(chosen, name) {
 				continue
 			}
-			rs, err := runLockChaos(ctx, name, *cxkvBin, *etcdBin, dir, *chaosFor, *chaosEach)
+			rs, err := runLockChaos(ctx, name, *cxkvBin, *etcdBin, dir, *chaosFor, *chaosEach, *chaosCall)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -436,7 +437,7 @@ func startKillable(ctx context.Context, what, name, cxkvBin, etcdBin, dir string
 
 // runLockChaos runs lock-many and lock-contended on a cluster of their own,
 // undisturbed and under leader kills.
-func runLockChaos(ctx context.Context, name, cxkvBin, etcdBin, dir string, each, every time.Duration) ([]bench.LockChaosResult, error) {
+func runLockChaos(ctx context.Context, name, cxkvBin, etcdBin, dir string, each, every, callLimit time.Duration) ([]bench.LockChaosResult, error) {
 	cl, b, err := startKillable(ctx, "lock-chaos", name, cxkvBin, etcdBin, dir)
 	if err != nil {
 		return nil, err
@@ -444,7 +445,7 @@ func runLockChaos(ctx context.Context, name, cxkvBin, etcdBin, dir string, each,
 	defer cl.Stop()
 	var out []bench.LockChaosResult
 	for _, w := range []string{bench.LockMany, bench.LockContended} {
-		r, err := bench.RunLockChaos(ctx, b, cl, w, bench.LockChaosConfig{Prefix: "bench/lock-chaos/" + name + "/" + w, Duration: each, Interval: every})
+		r, err := bench.RunLockChaos(ctx, b, cl, w, bench.LockChaosConfig{Prefix: "bench/lock-chaos/" + name + "/" + w, Duration: each, Interval: every, Retry: callLimit})
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", w, err)
 		}
