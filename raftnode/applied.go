@@ -6,8 +6,9 @@ import (
 )
 
 // appliedIndex is the applied index with a broadcast: every change closes the
-// current channel, waking reads waiting for their index and watchers waiting
-// for new events, without the Ready loop knowing who waits.
+// current channel, waking reads waiting for their index, without the Ready
+// loop knowing who waits. Watch streams do not wait on it: the event feed
+// rings only those an applied event concerns (feed.go).
 type appliedIndex struct {
 	mu sync.Mutex
 	v  uint64

@@ -1,8 +1,10 @@
 package raftnode
 
 import (
+	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/cxkv/cxkv/kv"
 )
@@ -23,31 +25,156 @@ const (
 // What must hold: every event with index > floor is in evs, in log order,
 // and apply appends an entry batch's events before it publishes the applied
 // index, so a watcher that read applied index A finds every event up to A.
+//
+// The feed also rings the watchers an append concerns, and only those: each
+// watch stream registers its prefix, and an appended event rings every
+// stream whose prefix the event's key starts with. Waking every stream on
+// every apply cost O(streams) goroutine wake-ups per write on each member,
+// which with a lock queue's waiters (each watching its own key) was paid
+// for writes none of them cared about. A ring is rung under mu, in append,
+// before the applied index that covers the event is published.
 type eventFeed struct {
 	mu    sync.Mutex
 	floor uint64
 	evs   []kv.Event
 	bytes int // keys and values in evs
+
+	// byPrefix holds the registered watchers by prefix; lens the distinct
+	// prefix lengths among them, ascending, so an event's key is looked
+	// up once per length rather than compared with every watcher.
+	byPrefix map[string]map[*feedWatcher]struct{}
+	lens     []int
+	// tick is closed, and replaced, at most once per progressInterval when
+	// an append moves the applied index: watchers whose prefix saw nothing
+	// wake on it only to send a progress notice.
+	tick   chan struct{}
+	tickAt time.Time
+}
+
+// feedWatcher is one watch stream's doorbell. ring holds at most one
+// pending ring: a stream that is busy scanning when rung finds it there
+// when it next waits, so no ring is lost and many rings cost one wake-up.
+type feedWatcher struct {
+	prefix string
+	ring   chan struct{}
+}
+
+func (w *feedWatcher) rung() { // the caller holds the feed's mu
+	select {
+	case w.ring <- struct{}{}:
+	default:
+	}
+}
+
+// watch registers a watch stream on prefix. From this call on, every
+// appended event under prefix rings it; the stream scans after
+// registering, so events appended before are found by the scan.
+func (f *eventFeed) watch(prefix string) *feedWatcher {
+	w := &feedWatcher{prefix: prefix, ring: make(chan struct{}, 1)}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byPrefix == nil {
+		f.byPrefix = map[string]map[*feedWatcher]struct{}{}
+	}
+	set := f.byPrefix[prefix]
+	if set == nil {
+		set = map[*feedWatcher]struct{}{}
+		f.byPrefix[prefix] = set
+		if i, found := slices.BinarySearch(f.lens, len(prefix)); !found {
+			f.lens = slices.Insert(f.lens, i, len(prefix))
+		}
+	}
+	set[w] = struct{}{}
+	return w
+}
+
+// unwatch removes a stream registered by watch.
+func (f *eventFeed) unwatch(w *feedWatcher) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	set := f.byPrefix[w.prefix]
+	delete(set, w)
+	if len(set) > 0 {
+		return
+	}
+	delete(f.byPrefix, w.prefix)
+	for p := range f.byPrefix {
+		if len(p) == len(w.prefix) {
+			return // another prefix of that length remains
+		}
+	}
+	if i, found := slices.BinarySearch(f.lens, len(w.prefix)); found {
+		f.lens = slices.Delete(f.lens, i, i+1)
+	}
+}
+
+// ringFor rings every watcher whose prefix key starts with. The caller
+// holds mu.
+func (f *eventFeed) ringFor(key string) {
+	for _, n := range f.lens {
+		if n > len(key) {
+			return
+		}
+		for w := range f.byPrefix[key[:n]] {
+			w.rung()
+		}
+	}
+}
+
+// ringAll rings every watcher: the feed was reset, and each must look at
+// the store again (its history may be gone).
+func (f *eventFeed) ringAll() {
+	for _, set := range f.byPrefix {
+		for w := range set {
+			w.rung()
+		}
+	}
+}
+
+// ticked returns the channel closed at the next progress tick.
+func (f *eventFeed) ticked() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.tick == nil {
+		f.tick = make(chan struct{})
+	}
+	return f.tick
+}
+
+// progressed closes the tick channel if the last tick is progressInterval
+// old. The caller holds mu.
+func (f *eventFeed) progressed(now time.Time) {
+	if f.tick == nil || now.Sub(f.tickAt) < progressInterval {
+		return
+	}
+	close(f.tick)
+	f.tick, f.tickAt = make(chan struct{}), now
 }
 
 func eventBytes(e kv.Event) int { return len(e.Record.Key) + len(e.Record.Value) }
 
 // reset empties the feed: events after floor will be appended from now on.
+// Every watcher is rung, to find out from the store whether the history it
+// has yet to see is still there.
 func (f *eventFeed) reset(floor uint64) {
 	f.mu.Lock()
 	f.floor, f.evs, f.bytes = floor, nil, 0
+	f.ringAll()
 	f.mu.Unlock()
 }
 
-// append adds an applied batch's events, then drops the oldest whole
-// indexes beyond the feed's bounds.
-func (f *eventFeed) append(evs []kv.Event) {
+// append adds an applied batch's events, rings the watchers they concern,
+// then drops the oldest whole indexes beyond the feed's bounds. It is
+// called for every applied batch, with or without events, at now.
+func (f *eventFeed) append(evs []kv.Event, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.evs = append(f.evs, evs...)
 	for _, e := range evs {
 		f.bytes += eventBytes(e)
+		f.ringFor(e.Record.Key)
 	}
+	f.progressed(now)
 	if len(f.evs) < 2*feedEvents && f.bytes < 2*feedBytes {
 		return
 	}

@@ -2,7 +2,9 @@ package raftnode
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/cxkv/cxkv/kv"
 )
@@ -25,7 +27,7 @@ func TestEventFeed(t *testing.T) {
 	if _, ok := f.since("", 9, 10, 1<<30); ok {
 		t.Fatal("since(9) served from a feed that starts after 10")
 	}
-	f.append([]kv.Event{ev(11, "a"), ev(11, "b"), ev(12, "a"), ev(14, "b")})
+	f.append([]kv.Event{ev(11, "a"), ev(11, "b"), ev(12, "a"), ev(14, "b")}, time.Time{})
 	for _, c := range []struct {
 		prefix string
 		from   uint64
@@ -51,7 +53,7 @@ func TestEventFeed(t *testing.T) {
 	for i := range 2*feedEvents - 3 {
 		many = append(many, ev(uint64(100+i/2), "k"))
 	}
-	f.append(many)
+	f.append(many, time.Time{})
 	if len(f.evs) > feedEvents || f.floor != uint64(100+(feedEvents-4)/2) || f.evs[0].Record.Index != f.floor+1 {
 		t.Fatalf("after trimming: %d events from %d, floor %d", len(f.evs), f.evs[0].Record.Index, f.floor)
 	}
@@ -69,12 +71,58 @@ func TestEventFeedBoundsBytes(t *testing.T) {
 	f.reset(0)
 	big := make([]byte, 1<<20)
 	for i := range 2 * feedBytes >> 20 {
-		f.append([]kv.Event{{Type: kv.EventPut, Record: kv.Record{Key: "k", Index: uint64(i + 1), Value: big}}})
+		f.append([]kv.Event{{Type: kv.EventPut, Record: kv.Record{Key: "k", Index: uint64(i + 1), Value: big}}}, time.Time{})
 	}
 	if f.bytes > feedBytes || len(f.evs) == 0 || f.evs[0].Record.Index != f.floor+1 {
 		t.Fatalf("feed holds %d bytes in %d events from %d (floor %d); want at most %d", f.bytes, len(f.evs), f.evs[0].Record.Index, f.floor, feedBytes)
 	}
 	if _, ok := f.since("", f.floor, 10, 1<<30); !ok {
 		t.Fatal("since(floor) refused")
+	}
+}
+
+// An append rings exactly the watchers whose prefix an event's key starts
+// with, once however many of its events match; an unwatched stream is
+// never rung, and the index forgets a prefix length no watcher uses.
+func TestEventFeedRingsOnlyWatchersOfTheKey(t *testing.T) {
+	var f eventFeed
+	f.reset(0)
+	ws := map[string]*feedWatcher{}
+	for _, p := range []string{"", "a/", "a/b", "ab", "c/d"} {
+		ws[p] = f.watch(p)
+	}
+	second := f.watch("a/") // two streams on one prefix
+	rang := func() string {
+		out := ""
+		for _, p := range []string{"", "a/", "a/b", "ab", "c/d"} {
+			select {
+			case <-ws[p].ring:
+				out += "[" + p + "]"
+			default:
+			}
+		}
+		return out
+	}
+	f.append([]kv.Event{ev(1, "a/b/c"), ev(1, "a/x"), ev(2, "c/")}, time.Time{})
+	if got, want := rang(), "[][a/][a/b]"; got != want {
+		t.Errorf("rang %s, want %s", got, want)
+	}
+	select {
+	case <-second.ring:
+	default:
+		t.Error("the second stream on a/ was not rung")
+	}
+	f.unwatch(ws["c/d"])
+	f.unwatch(ws["ab"])
+	if !slices.Equal(f.lens, []int{0, 2, 3}) {
+		t.Errorf("prefix lengths after unwatching c/d and ab: %v, want [0 2 3]", f.lens)
+	}
+	f.append([]kv.Event{ev(3, "ab"), ev(3, "c/d")}, time.Time{})
+	if got, want := rang(), "[]"; got != want {
+		t.Errorf("rang %s, want %s", got, want)
+	}
+	f.reset(3)
+	if got, want := rang(), "[][a/][a/b]"; got != want {
+		t.Errorf("a reset rang %s, want %s", got, want)
 	}
 }

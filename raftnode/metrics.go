@@ -45,6 +45,7 @@ type metrics struct {
 	snapshotSeconds    *prometheus.HistogramVec
 	watchStreams       prometheus.Gauge
 	watchEvents        prometheus.Counter
+	watchWakeups       prometheus.Counter
 	expiries           prometheus.Counter
 
 	// peers holds the per-peer series and state of the members the
@@ -91,6 +92,7 @@ func (m *metrics) init(n *Node) {
 	m.snapshotSeconds = f.histogramVec("cxkv_snapshot_duration_seconds", "Time to send, receive or install a snapshot that succeeded.", snapshotBuckets, "op")
 	m.watchStreams = f.gauge("cxkv_watch_streams", "Watch streams open on this member.")
 	m.watchEvents = f.counter("cxkv_watch_events_sent_total", "Events sent on watch streams.")
+	m.watchWakeups = f.counter("cxkv_watch_wakeups_total", "Times a watch stream woke to look for new events.")
 	m.expiries = f.counter("cxkv_expiries_total", "Keys deleted because their TTL ran out (applied on this member).")
 
 	m.peers = map[uint64]*peerMetrics{}

@@ -182,7 +182,9 @@ func (s *kvService) Status(ctx context.Context, _ *cxkvpb.StatusRequest) (*cxkvp
 
 // Watch streams the history from the store at the watcher's own pace: a
 // slow watcher reads further behind, it never holds up apply or other
-// watchers. Between reads it sleeps on the applied-index broadcast.
+// watchers. Between reads it sleeps until the feed rings it (an applied
+// event under its prefix, or a reset of the feed) or, for a progress notice
+// only, until the feed's progress tick.
 //
 // A response with no events is a progress notice: there are no events under
 // the prefix up to Header.AppliedIndex, so a client whose stream breaks
@@ -209,44 +211,63 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 		return toStatus(err)
 	}
 	defer s.n.metrics.watchOpened()()
+	// Registered before the first scan: an event appended before this is
+	// found by the scan, one appended after rings.
+	w := s.n.feed.watch(r.GetPrefix())
+	defer s.n.feed.unwatch(w)
 	var lastSent time.Time
+	scan := true
 	for {
-		applied, changed := s.n.applied.next()
-		evs, err := s.events(r.GetPrefix(), from)
-		if err != nil {
-			return err
-		}
-		if len(evs) > 0 {
-			last := evs[len(evs)-1].Record.Index
-			if evs, err = s.n.readableEvents(identity, evs); err != nil {
-				return toStatus(err)
-			}
-			if len(evs) == 0 {
-				// Nothing here the identity may read: move past it as if
-				// the prefix had had no events.
-				from = last
-				continue
+		applied := s.n.applied.get()
+		if !scan {
+			// Woken by the progress tick. No pending ring means no event
+			// under the prefix was appended since the last scan found
+			// nothing: every event up to applied was appended, and would
+			// have rung, before applied was published. So the notice may
+			// claim applied without a scan.
+			select {
+			case <-w.ring:
+				scan = true
+			default:
 			}
 		}
-		if len(evs) > 0 {
-			resp := &cxkvpb.WatchResponse{Header: s.header()}
-			for _, e := range evs {
-				resp.Events = append(resp.Events, cmpxchg.EventToProto(e))
-			}
-			if err := stream.Send(resp); err != nil {
+		if scan {
+			evs, err := s.events(r.GetPrefix(), from)
+			if err != nil {
 				return err
 			}
-			s.n.metrics.watchEvents.Add(float64(len(resp.Events)))
-			lastSent = s.n.cfg.Clock.Now()
-			from = evs[len(evs)-1].Record.Index
-			continue
+			if len(evs) > 0 {
+				last := evs[len(evs)-1].Record.Index
+				if evs, err = s.n.readableEvents(identity, evs); err != nil {
+					return toStatus(err)
+				}
+				if len(evs) == 0 {
+					// Nothing here the identity may read: move past it as
+					// if the prefix had had no events.
+					from = last
+					continue
+				}
+			}
+			if len(evs) > 0 {
+				resp := &cxkvpb.WatchResponse{Header: s.header()}
+				for _, e := range evs {
+					resp.Events = append(resp.Events, cmpxchg.EventToProto(e))
+				}
+				if err := stream.Send(resp); err != nil {
+					return err
+				}
+				s.n.metrics.watchEvents.Add(float64(len(resp.Events)))
+				lastSent = s.n.cfg.Clock.Now()
+				from = evs[len(evs)-1].Record.Index
+				continue
+			}
 		}
 		if applied > from {
 			// Nothing under the prefix up to applied: say so, so a client
 			// resuming elsewhere need not re-read that stretch. applied was
-			// read before the scan, so the scan covered everything up to it;
-			// entries applied since may hold events it did not see, so the
-			// notice must not claim more.
+			// read before the scan (or the ring check), so it covered
+			// everything up to it; entries applied since may hold events it
+			// did not see, so the notice must not claim more.
 			// Notices are at most one per progressInterval: with many
 			// watchers, a message per watcher per apply cost more than the
 			// writes.
@@ -261,7 +282,11 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 			}
 		}
 		select {
-		case <-changed:
+		case <-w.ring:
+			s.n.metrics.watchWakeups.Inc()
+			scan = true
+		case <-s.n.feed.ticked():
+			scan = false
 		case <-ctx.Done():
 			return nil
 		case <-s.n.stopc:
