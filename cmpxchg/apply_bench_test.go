@@ -11,14 +11,20 @@ import (
 )
 
 // BenchmarkApply measures Apply alone (one command per batch commit, no
-// fsync), with and without a write id: the cost of exactly-once.
+// fsync), with and without a write id: the cost of exactly-once. With
+// dedup=swapped the writes of the one client arrive with neighbouring seqs
+// swapped (1, 3, 2, 5, 4, ...), as a client with many writes in flight
+// sends them: half arrive below the client's top seq.
 func BenchmarkApply(b *testing.B) {
-	for _, dedup := range []bool{false, true} {
+	for _, dedup := range []string{"false", "true", "swapped"} {
 		b.Run(fmt.Sprintf("put-replace/dedup=%v", dedup), func(b *testing.B) {
 			benchApply(b, dedup, func(i int, prev uint64) *cxkvpb.Command {
 				return &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: "k", Value: []byte("value"), ExpectIndex: prev}}}
 			})
 		})
+		if dedup == "swapped" {
+			continue
+		}
 		b.Run(fmt.Sprintf("txn-transfer/dedup=%v", dedup), func(b *testing.B) {
 			benchApply(b, dedup, func(i int, prev uint64) *cxkvpb.Command {
 				return &cxkvpb.Command{Op: &cxkvpb.Command_Txn{Txn: &cxkvpb.TxnRequest{
@@ -30,7 +36,7 @@ func BenchmarkApply(b *testing.B) {
 	}
 }
 
-func benchApply(b *testing.B, dedup bool, next func(i int, prev uint64) *cxkvpb.Command) {
+func benchApply(b *testing.B, dedup string, next func(i int, prev uint64) *cxkvpb.Command) {
 	s, err := kv.Open("db", kv.Options{FS: vfs.NewMem()})
 	if err != nil {
 		b.Fatal(err)
@@ -46,8 +52,12 @@ func benchApply(b *testing.B, dedup bool, next func(i int, prev uint64) *cxkvpb.
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		cmd := next(i, prev)
-		if dedup {
+		if dedup != "false" {
 			id := &cxkvpb.WriteID{ClientId: 1, Seq: uint64(i + 1), AckedSeq: uint64(i), NewClient: i == 0}
+			if dedup == "swapped" && i > 0 {
+				// Every seq up to i-1 was applied before step i.
+				id.Seq, id.AckedSeq = uint64((i-1)^1)+2, uint64(i-1)
+			}
 			if p := cmd.GetPut(); p != nil {
 				p.WriteId = id
 			} else {
@@ -64,7 +74,12 @@ func benchApply(b *testing.B, dedup bool, next func(i int, prev uint64) *cxkvpb.
 		}
 		batch.Close()
 		if p := res.GetPut(); p != nil {
+			if !p.GetSuccessful() {
+				b.Fatalf("step %d: put failed: %v", i, p)
+			}
 			prev = p.GetRecord().GetIndex()
+		} else if res.GetTxn() == nil {
+			b.Fatalf("step %d: %v", i, res)
 		}
 	}
 }

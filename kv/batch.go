@@ -24,6 +24,7 @@ type Batch struct {
 	// after reading it (every put and delete does) reads Pebble once, not
 	// twice. Every record write goes through Put or Delete, which keep it.
 	seen map[string]seenRecord
+	memo *batchMemo // this batch's view of the exactly-once table's memo
 }
 
 // seenRecord is a record's presence, session and AnswerBytes.
@@ -132,6 +133,7 @@ func (b *Batch) Commit(sync bool) error {
 	if b.setsAuth {
 		b.s.auth.changed()
 	}
+	b.mergeMemo()
 	return nil
 }
 

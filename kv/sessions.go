@@ -20,7 +20,8 @@ import (
 // 'S' client -> header; 'L' stamp client -> nothing (the clients in
 // least-recently-used order); meta "sessionfloor" -> a lower bound of every
 // stamp in 'L'; meta "sessionclock" -> the table's time; counter "sessions"
-// -> how many clients have a header.
+// -> how many clients have a header. The clock, the floor, headers and which
+// results exist are also kept in memory (tablememo.go).
 //
 // Time. The table's time is the highest command stamp it has seen (the
 // cluster time raftnode stamps, see raftnode/clock.go); a command stamped
@@ -138,7 +139,8 @@ const topUnknown = math.MaxUint64
 // before it are forgotten.
 func (b *Batch) Sessions(l SessionLimits, stamp int64) (*Sessions, error) {
 	t := &Sessions{b: b, l: l, now: stamp}
-	clock, known, err := getInt64(b.b, sessionClockKey)
+	o := b.overlay()
+	clock, known, err := b.memoInt(&o.clock, sessionClockKey)
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +151,7 @@ func (b *Batch) Sessions(l SessionLimits, stamp int64) (*Sessions, error) {
 	if err := b.b.Set(sessionClockKey, binary.BigEndian.AppendUint64(t.buf[:0], uint64(t.now)), nil); err != nil {
 		return nil, err
 	}
+	o.clock = memoInt{v: t.now, found: true, known: true}
 	return t, t.expire()
 }
 
@@ -164,21 +167,20 @@ func (s *Store) SessionClock() (int64, error) {
 // open the client's session.
 func (t *Sessions) Lookup(client, seq uint64, opens bool) (Write, error) {
 	w := Write{Client: client, Seq: seq}
-	found, err := readValue(t.b.b, sessionKey(client), func(hdr []byte) (err error) {
-		if w.Acked, w.oldStamp, w.top, err = decodeSessionHeader(hdr); err != nil {
-			return fmt.Errorf("kv: session of client %x: %w", client, err)
-		}
-		return nil
-	})
+	c, err := t.b.memoClient(client)
 	if err != nil {
-		return w, err
+		return w, fmt.Errorf("kv: session of client %x: %w", client, err)
+	}
+	found := c.found
+	if found {
+		w.Acked, w.oldStamp, w.top = c.acked, c.stamp, c.top
 	}
 	w.isNew, w.Session = !found, found || (opens && seq == 1)
 	if !w.Session || (found && seq <= w.Acked) {
 		w.Outcome = Forgotten
 		return w, nil
 	}
-	if seq > w.top {
+	if seq > w.top || !c.mayHaveResult(seq) {
 		return w, nil
 	}
 	res, ok, err := getRaw(t.b.b, resultKey(client, seq))
@@ -220,6 +222,11 @@ func (t *Sessions) Record(w *Write, ackedAsked uint64, result []byte) error {
 		if err := t.b.b.Set(resultKey(w.Client, w.Seq), result, nil); err != nil {
 			return err
 		}
+		c, err := t.b.memoClient(w.Client)
+		if err != nil {
+			return err
+		}
+		c.addResult(w.Seq)
 		w.top = max(w.top, w.Seq)
 	}
 	return t.save(w)
@@ -242,6 +249,11 @@ func (t *Sessions) save(w *Write) error {
 	if err := b.Set(sessionKey(w.Client), encodeSessionHeader(w.Acked, t.now, w.top), nil); err != nil {
 		return err
 	}
+	c, err := t.b.memoClient(w.Client)
+	if err != nil {
+		return err
+	}
+	c.found, c.acked, c.stamp, c.top = true, w.Acked, t.now, w.top
 	// Stamps from different proposers need not rise: one may be below the
 	// floor. The floor is rewritten even when unchanged so that it stays in
 	// the memtable: a key written rarely is read from the sstables, which
@@ -325,15 +337,13 @@ func (t *Sessions) expire() error {
 // forget deletes a client's header, LRU key and results. The caller keeps
 // the count.
 func (t *Sessions) forget(client uint64, stamp int64) error {
-	hdr, found, err := getRaw(t.b.b, sessionKey(client))
+	c, err := t.b.memoClient(client)
 	if err != nil {
-		return err
+		return fmt.Errorf("kv: session of client %x: %w", client, err)
 	}
 	acked, top := uint64(0), uint64(topUnknown) // no header: sweep them all
-	if found {
-		if acked, _, top, err = decodeSessionHeader(hdr); err != nil {
-			return fmt.Errorf("kv: session of client %x: %w", client, err)
-		}
+	if c.found {
+		acked, top = c.acked, c.top
 	}
 	if acked < top {
 		if err := t.b.deleteResults(client, acked+1, top); err != nil {
@@ -343,7 +353,11 @@ func (t *Sessions) forget(client uint64, stamp int64) error {
 	if err := t.b.b.Delete(sessionLRUKey(stamp, client), nil); err != nil {
 		return err
 	}
-	return t.b.b.Delete(sessionKey(client), nil)
+	if err := t.b.b.Delete(sessionKey(client), nil); err != nil {
+		return err
+	}
+	*c = memoClient{} // no header, so no results
+	return nil
 }
 
 // oldest returns the least recently used client and its stamp: the first
@@ -391,7 +405,7 @@ func decodeLRUKey(k []byte) (client uint64, stamp int64) {
 }
 
 func (t *Sessions) getFloor() (int64, bool, error) {
-	return getInt64(t.b.b, sessionFloorKey)
+	return t.b.memoInt(&t.b.overlay().floor, sessionFloorKey)
 }
 
 func getInt64(r pebble.Reader, key []byte) (n int64, found bool, err error) {
@@ -409,7 +423,11 @@ func getInt64(r pebble.Reader, key []byte) (n int64, found bool, err error) {
 }
 
 func (t *Sessions) setFloor(stamp int64) error {
-	return t.b.b.Set(sessionFloorKey, binary.BigEndian.AppendUint64(t.buf[:0], uint64(stamp)), nil)
+	if err := t.b.b.Set(sessionFloorKey, binary.BigEndian.AppendUint64(t.buf[:0], uint64(stamp)), nil); err != nil {
+		return err
+	}
+	t.b.overlay().floor = memoInt{v: stamp, found: true, known: true}
+	return nil
 }
 
 func encodeSessionHeader(acked uint64, stamp int64, top uint64) []byte {
@@ -457,6 +475,11 @@ func (b *Batch) deleteResults(client, first, last uint64) error {
 	if first > last {
 		return nil
 	}
+	c, err := b.memoClient(client)
+	if err != nil {
+		return err
+	}
+	c.dropResults(first, last)
 	if last-first < maxPointDeletes {
 		k := resultKey(client, 0)
 		for seq := first; ; seq++ {

@@ -239,6 +239,7 @@ func (s *Store) InstallStaged(name string) error {
 			return fmt.Errorf("kv: install snapshot %s: %w", name, err)
 		}
 		s.auth.changed()
+		s.table.reset()
 		return nil
 	})
 }

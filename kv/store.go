@@ -27,10 +27,11 @@ type Options struct {
 // Store is a member's database. Its methods are safe for concurrent use;
 // writes to the state go through a Batch, committed by one applier.
 type Store struct {
-	db   *pebble.DB
-	fs   vfs.FS
-	dir  string
-	auth authMemo
+	db    *pebble.DB
+	fs    vfs.FS
+	dir   string
+	auth  authMemo
+	table tableMemo // the exactly-once table's hot part (tablememo.go)
 }
 
 // Open opens or creates the database in dir.
