@@ -14,19 +14,25 @@ import (
 // fsync), with and without a write id: the cost of exactly-once. With
 // dedup=swapped the writes of the one client arrive with neighbouring seqs
 // swapped (1, 3, 2, 5, 4, ...), as a client with many writes in flight
-// sends them: half arrive below the client's top seq.
+// sends them: half arrive below the client's top seq. With batch=32, 32
+// commands share one batch commit, as the entries of one Ready do under
+// load (17-31 entries per fsync in BenchmarkPut/clients=128).
 func BenchmarkApply(b *testing.B) {
+	putReplace := func(i int, prev uint64) *cxkvpb.Command {
+		return &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: "k", Value: []byte("value"), ExpectIndex: prev}}}
+	}
 	for _, dedup := range []string{"false", "true", "swapped"} {
 		b.Run(fmt.Sprintf("put-replace/dedup=%v", dedup), func(b *testing.B) {
-			benchApply(b, dedup, func(i int, prev uint64) *cxkvpb.Command {
-				return &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: "k", Value: []byte("value"), ExpectIndex: prev}}}
-			})
+			benchApply(b, dedup, 1, putReplace)
 		})
 		if dedup == "swapped" {
+			b.Run("put-replace/dedup=swapped/batch=32", func(b *testing.B) {
+				benchApply(b, dedup, 32, putReplace)
+			})
 			continue
 		}
 		b.Run(fmt.Sprintf("txn-transfer/dedup=%v", dedup), func(b *testing.B) {
-			benchApply(b, dedup, func(i int, prev uint64) *cxkvpb.Command {
+			benchApply(b, dedup, 1, func(i int, prev uint64) *cxkvpb.Command {
 				return &cxkvpb.Command{Op: &cxkvpb.Command_Txn{Txn: &cxkvpb.TxnRequest{
 					Compares: []*cxkvpb.Compare{{Key: "a", Op: cxkvpb.Compare_VALUE_EQUAL, Value: []byte("x")}},
 					Ops:      []*cxkvpb.TxnOp{{Type: cxkvpb.TxnOp_PUT, Key: "a", Value: []byte("x")}, {Type: cxkvpb.TxnOp_PUT, Key: "b", Value: []byte("y")}},
@@ -36,7 +42,7 @@ func BenchmarkApply(b *testing.B) {
 	}
 }
 
-func benchApply(b *testing.B, dedup string, next func(i int, prev uint64) *cxkvpb.Command) {
+func benchApply(b *testing.B, dedup string, perBatch int, next func(i int, prev uint64) *cxkvpb.Command) {
 	s, err := kv.Open("db", kv.Options{FS: vfs.NewMem()})
 	if err != nil {
 		b.Fatal(err)
@@ -48,6 +54,7 @@ func benchApply(b *testing.B, dedup string, next func(i int, prev uint64) *cxkvp
 	seed.Commit(false)
 	seed.Close()
 	var prev uint64
+	var batch *kv.Batch
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -64,15 +71,20 @@ func benchApply(b *testing.B, dedup string, next func(i int, prev uint64) *cxkvp
 				cmd.GetTxn().WriteId = id
 			}
 		}
-		batch := s.NewBatch()
+		if batch == nil {
+			batch = s.NewBatch()
+		}
 		res, err := sm.Apply(batch, uint64(i+2), cmd)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := batch.Commit(false); err != nil {
-			b.Fatal(err)
+		if (i+1)%perBatch == 0 || i == b.N-1 {
+			if err := batch.Commit(false); err != nil {
+				b.Fatal(err)
+			}
+			batch.Close()
+			batch = nil
 		}
-		batch.Close()
 		if p := res.GetPut(); p != nil {
 			if !p.GetSuccessful() {
 				b.Fatalf("step %d: put failed: %v", i, p)

@@ -25,6 +25,10 @@ type Batch struct {
 	// twice. Every record write goes through Put or Delete, which keep it.
 	seen map[string]seenRecord
 	memo *batchMemo // this batch's view of the exactly-once table's memo
+	// applied is the index SetApplied set last (if appliedSet): written
+	// once, when the batch commits, not once per entry.
+	applied    uint64
+	appliedSet bool
 }
 
 // seenRecord is a record's presence, session and AnswerBytes.
@@ -110,9 +114,28 @@ func (b *Batch) AddEvent(e Event) error {
 // to the caller once the batch is committed.
 func (b *Batch) Events() []Event { return b.added }
 
-// SetApplied records the index of the last entry this batch applies.
+// SetApplied records the index of the last entry this batch applies; it is
+// written when the batch commits, with the writes it describes.
 func (b *Batch) SetApplied(index uint64) error {
-	return b.b.Set(metaKey(metaApplied), binary.BigEndian.AppendUint64(nil, index), nil)
+	b.applied, b.appliedSet = index, true
+	return nil
+}
+
+// flush writes what the batch keeps aside until it commits: the applied
+// index, and the exactly-once table's time and floor. Nothing reads them
+// through the batch (Store.Applied and Store.SessionClock read the
+// committed state; the table reads its memo).
+func (b *Batch) flush() error {
+	if b.appliedSet {
+		if err := b.b.Set(metaKey(metaApplied), binary.BigEndian.AppendUint64(nil, b.applied), nil); err != nil {
+			return err
+		}
+		b.appliedSet = false
+	}
+	if b.memo != nil {
+		return b.memo.flush(b)
+	}
+	return nil
 }
 
 // SetConfState stores the Raft configuration with the state it belongs to.
@@ -126,6 +149,9 @@ func (b *Batch) Commit(sync bool) error {
 	opt := pebble.NoSync
 	if sync {
 		opt = pebble.Sync
+	}
+	if err := b.flush(); err != nil {
+		return err
 	}
 	if err := guard(func() error { return b.b.Commit(opt) }); err != nil {
 		return err
@@ -141,7 +167,9 @@ func (b *Batch) Commit(sync bool) error {
 func (b *Batch) Close() error { return b.b.Close() }
 
 // Empty reports whether the batch holds no writes.
-func (b *Batch) Empty() bool { return b.b.Empty() }
+func (b *Batch) Empty() bool {
+	return b.b.Empty() && !b.appliedSet && (b.memo == nil || (!b.memo.clockSet && !b.memo.floorSet))
+}
 
 // Counter reads a named counter of the state (0 if unset).
 func (b *Batch) Counter(name string) (uint64, error) { return getUint64(b.b, metaKey("n/"+name)) }

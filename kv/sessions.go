@@ -87,7 +87,6 @@ type Sessions struct {
 	l     SessionLimits
 	now   int64 // the table's time for this command
 	floor int64
-	buf   [8]byte // for values the batch copies
 }
 
 // Outcome is what the table knows of a write.
@@ -147,11 +146,7 @@ func (b *Batch) Sessions(l SessionLimits, stamp int64) (*Sessions, error) {
 	if known {
 		t.now = max(clock, stamp)
 	}
-	// Rewritten even when unchanged, to stay in the memtable (see save).
-	if err := b.b.Set(sessionClockKey, binary.BigEndian.AppendUint64(t.buf[:0], uint64(t.now)), nil); err != nil {
-		return nil, err
-	}
-	o.clock = memoInt{v: t.now, found: true, known: true}
+	o.setClock(t.now)
 	return t, t.expire()
 }
 
@@ -255,13 +250,9 @@ func (t *Sessions) save(w *Write) error {
 	}
 	c.found, c.acked, c.stamp, c.top = true, w.Acked, t.now, w.top
 	// Stamps from different proposers need not rise: one may be below the
-	// floor. The floor is rewritten even when unchanged so that it stays in
-	// the memtable: a key written rarely is read from the sstables, which
-	// costs about as much as the rest of the command (measured: ~5µs).
+	// floor.
 	t.floor = min(t.floor, t.now)
-	if err := t.setFloor(t.floor); err != nil {
-		return err
-	}
+	t.setFloor(t.floor)
 	if !w.isNew {
 		w.oldStamp = t.now
 		return nil
@@ -331,7 +322,8 @@ func (t *Sessions) expire() error {
 		return nil
 	}
 	t.floor = lowest
-	return t.setFloor(lowest)
+	t.setFloor(lowest)
+	return nil
 }
 
 // forget deletes a client's header, LRU key and results. The caller keeps
@@ -422,13 +414,9 @@ func getInt64(r pebble.Reader, key []byte) (n int64, found bool, err error) {
 	return n, found, nil
 }
 
-func (t *Sessions) setFloor(stamp int64) error {
-	if err := t.b.b.Set(sessionFloorKey, binary.BigEndian.AppendUint64(t.buf[:0], uint64(stamp)), nil); err != nil {
-		return err
-	}
-	t.b.overlay().floor = memoInt{v: stamp, found: true, known: true}
-	return nil
-}
+// setFloor sets the stored floor; the batch writes it when it commits
+// (batchMemo.flush).
+func (t *Sessions) setFloor(stamp int64) { t.b.overlay().setFloor(stamp) }
 
 func encodeSessionHeader(acked uint64, stamp int64, top uint64) []byte {
 	b := make([]byte, 0, 3*binary.MaxVarintLen64)

@@ -99,3 +99,54 @@ func TestTableMemoAnswersWithoutReadingPebble(t *testing.T) {
 	}
 	recordResult(t, b, 7, 2, 12, []byte("r2"))
 }
+
+// A batch writes the applied index and the table's time and floor once,
+// when it commits, and the time and floor only if they changed: they are
+// read through the memo, never through the batch. What it writes must be
+// what a reopened store reads.
+func TestBatchWritesAppliedAndTableTimeOnceAtCommit(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openMem(t, fs)
+	b := s.NewBatch()
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := b.SetApplied(seq); err != nil {
+			t.Fatal(err)
+		}
+		recordResult(t, b, 7, seq, 100+int64(seq), []byte("r"))
+	}
+	for _, k := range [][]byte{metaKey(metaApplied), sessionClockKey, sessionFloorKey} {
+		if _, found, err := getRaw(b.b, k); err != nil || found {
+			t.Fatalf("%q written before the commit (found=%v err=%v)", k, found, err)
+		}
+	}
+	mustCommit(t, b, false)
+
+	b = s.NewBatch()
+	if _, err := b.Sessions(testSessionLimits, 50); err != nil { // behind the table's time: unchanged
+		t.Fatal(err)
+	}
+	if !b.Empty() {
+		t.Fatal("a batch that changed neither the table's time nor its floor wrote them")
+	}
+	b.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openMem(t, fs)
+	defer s.Close()
+	if applied, err := s.Applied(); err != nil || applied != 3 {
+		t.Fatalf("reopened: applied %d (%v), want 3", applied, err)
+	}
+	if clock, err := s.SessionClock(); err != nil || clock != 103 {
+		t.Fatalf("reopened: table time %d (%v), want 103", clock, err)
+	}
+	b = s.NewBatch()
+	defer b.Close()
+	if floor, found, err := getInt64(b.b, sessionFloorKey); err != nil || !found || floor != 101 {
+		t.Fatalf("reopened: floor %d found=%v (%v), want 101", floor, found, err)
+	}
+	if r, ok := storedResult(t, b, 7, 3, 104); !ok || string(r) != "r" {
+		t.Fatalf("reopened: seq 3 answered=%v %q", ok, r)
+	}
+}
