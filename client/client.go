@@ -70,6 +70,11 @@ type endpoint struct {
 	conn *grpc.ClientConn
 	kv   cxkvrpc.KVClient
 	id   atomic.Uint64 // member id, once a response named it
+	// applied is the highest applied index the member reported while it
+	// led, and progressed the time (UnixNano) it last rose: every answer
+	// is evidence of the member's progress (client/progress.go).
+	applied    atomic.Uint64
+	progressed atomic.Int64
 }
 
 // New returns a Client for the cluster at cfg.Endpoints. It does not wait for
@@ -206,6 +211,14 @@ func (c *Client) observe(ep *endpoint, h *cxkvpb.Header) {
 		return
 	}
 	ep.id.Store(h.GetMemberId())
+	if h.GetLeaderId() == h.GetMemberId() {
+		for seen := ep.applied.Load(); h.GetAppliedIndex() > seen; seen = ep.applied.Load() {
+			if ep.applied.CompareAndSwap(seen, h.GetAppliedIndex()) {
+				ep.progressed.Store(time.Now().UnixNano())
+				break
+			}
+		}
+	}
 	if leader := h.GetLeaderId(); leader != h.GetMemberId() {
 		c.follow(leader)
 	}

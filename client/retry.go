@@ -104,13 +104,17 @@ func (c *Client) openSession(ctx context.Context, id *cxkvpb.WriteID) error {
 
 type attemptTimeoutKey struct{}
 
-// WithAttemptTimeout returns a context under which a call's attempts on
-// one member each last at most d (the RequestTimeout if that is shorter),
-// so that a member that stopped answering (a paused leader) costs a call
-// d before it tries another, not the whole RequestTimeout. For calls that
-// must land within a deadline shorter than RequestTimeout, such as a lease
-// renewal. An attempt cut short may still apply: a write's retries carry
-// its write id, so it applies at most once.
+// WithAttemptTimeout returns a context under which a call's attempt on one
+// member is given up once the member has shown no progress for d (the
+// RequestTimeout bounds it still): it neither answered nor, asked, said it
+// leads with an applied index that moved within d (client/progress.go). So
+// a member that stopped (a paused leader) costs a call d before it tries
+// another, not the whole RequestTimeout, while a leader that is busy
+// working through its log is waited for instead of being sent the write
+// again at the back of its queue. For calls that must land within a
+// deadline shorter than RequestTimeout, such as a lease renewal. An attempt
+// given up may still apply: a write's retries carry its write id, so it
+// applies at most once.
 func WithAttemptTimeout(ctx context.Context, d time.Duration) context.Context {
 	return context.WithValue(ctx, attemptTimeoutKey{}, d)
 }
@@ -144,9 +148,17 @@ func (c *Client) do(ctx context.Context, wid *cxkvpb.WriteID, f attempt) error {
 	)
 	for {
 		i, ep := c.pick()
-		actx, acancel := context.WithTimeout(ctx, c.attemptTimeout(ctx))
+		actx, acancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 		actx, sent := probeSend(actx)
+		var watch *progressWatch
+		d := c.attemptTimeout(ctx)
+		if d < c.cfg.RequestTimeout {
+			watch = c.watchProgress(actx, acancel, ep, d)
+		}
 		h, err := f(actx, ep.kv)
+		if watch != nil && watch.end() && err != nil {
+			err = status.Errorf(codes.DeadlineExceeded, "cxkv: member at %s showed no progress for %v", ep.addr, d)
+		}
 		acancel()
 		if err == nil {
 			c.observe(ep, h)

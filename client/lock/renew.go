@@ -238,10 +238,12 @@ func (s *lockSession) renewOnce(ttl time.Duration) (ok, retry bool) {
 	defer cancel()
 	stop := context.AfterFunc(s.m.c.Ctx(), cancel)
 	defer stop()
-	// A leader that stopped answering (paused, partitioned) must not hold
-	// the renewal for a whole RequestTimeout, which may exceed the lease:
-	// each attempt gets half a renewal interval, then the next member (or
-	// the leader it names) is tried.
+	// A leader that stopped (paused, partitioned) must not hold the renewal
+	// for a whole RequestTimeout, which may exceed the lease: an attempt on
+	// a member that shows no progress for half a renewal interval is left
+	// for the next member (or the leader it names). A leader that keeps
+	// applying is waited for, however long its queue: cut and sent again,
+	// the renewal would only join the back of the same queue.
 	ctx = client.WithAttemptTimeout(ctx, max(ttl/6, minRenewAttempt))
 	sent := s.m.cfg.Clock.Now()
 	res, err := s.m.c.Txn(ctx, []client.Compare{client.ValueIs(s.key, s.value)}, []client.Op{client.PutOp(s.key, s.value, ttl)})
