@@ -83,6 +83,10 @@ type KillResult struct {
 	// Gap is the longest time without a successful write or read after
 	// the first of each, up to the next kill: a second stall.
 	Gap float64 `json:"longest_gap_after_ms"`
+	// GapAt is when that gap began, from the kill: beside the restart
+	// (RestartAfter) it tells a stall the returning member caused from one
+	// elsewhere.
+	GapAt float64 `json:"longest_gap_at_ms"`
 }
 
 // FailoverResult is one backend's run.
@@ -144,8 +148,9 @@ func (l *watchLog) firstAfter(seq int64, until time.Time) time.Time {
 }
 
 // firstAfter is the end of the first success among calls started after t
-// and ending before until, and the longest gap between successes after it.
-func (l *successLog) firstAfter(t, until time.Time) (first time.Time, gap time.Duration) {
+// and ending before until, and the longest gap between successes after it
+// and when that gap began.
+func (l *successLog) firstAfter(t, until time.Time) (first time.Time, gap time.Duration, gapAt time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ends := []time.Time{}
@@ -164,9 +169,11 @@ func (l *successLog) firstAfter(t, until time.Time) (first time.Time, gap time.D
 	}
 	slices.SortFunc(ends, func(a, b time.Time) int { return a.Compare(b) })
 	for i := 1; i < len(ends); i++ {
-		gap = max(gap, ends[i].Sub(ends[i-1]))
+		if d := ends[i].Sub(ends[i-1]); d > gap {
+			gap, gapAt = d, ends[i-1]
+		}
 	}
-	return first, gap
+	return first, gap, gapAt
 }
 
 func (l *successLog) count(from, to time.Time) int {
@@ -293,15 +300,19 @@ func RunFailover(ctx context.Context, b Backend, k Killable, cfg FailoverConfig)
 		if i+1 < len(kills) {
 			until = kills[i+1].at
 		}
-		since := func(l *successLog) (float64, time.Duration) {
-			first, gap := l.firstAfter(kl.at, until)
+		type gap struct {
+			d  time.Duration
+			at time.Time
+		}
+		since := func(l *successLog) (float64, gap) {
+			first, d, at := l.firstAfter(kl.at, until)
 			if first.IsZero() {
-				return -1, gap
+				return -1, gap{d, at}
 			}
-			return ms(first.Sub(kl.at)), gap
+			return ms(first.Sub(kl.at)), gap{d, at}
 		}
 		r := KillResult{Member: kl.member + 1}
-		var wgap, rgap time.Duration
+		var wgap, rgap gap
 		r.Write, wgap = since(&writes)
 		r.Read, rgap = since(&reads)
 		r.Watch = -1
@@ -309,7 +320,14 @@ func RunFailover(ctx context.Context, b Backend, k Killable, cfg FailoverConfig)
 			r.Watch = ms(at.Sub(kl.at))
 		}
 		r.Lock, _ = since(&handoffs)
-		r.Gap = ms(max(wgap, rgap))
+		longest := wgap
+		if rgap.d > wgap.d {
+			longest = rgap
+		}
+		r.Gap = ms(longest.d)
+		if !longest.at.IsZero() {
+			r.GapAt = ms(longest.at.Sub(kl.at))
+		}
 		res.Kills = append(res.Kills, r)
 	}
 	chaosOps := writes.count(kills[0].at, end) + reads.count(kills[0].at, end)
@@ -500,6 +518,7 @@ func WriteFailover(w io.Writer, runs []FailoverResult, markdown bool) {
 			{"watch delivers again", func(k KillResult) float64 { return k.Watch }},
 			{"lock handed off", func(k KillResult) float64 { return k.Lock }},
 			{"longest gap after", func(k KillResult) float64 { return k.Gap }},
+			{"longest gap began at", func(k KillResult) float64 { return k.GapAt }},
 		}
 		for _, st := range stages {
 			var all []float64

@@ -36,6 +36,9 @@ func TestFailoverWorkload(t *testing.T) {
 		if k.Write < 0 || k.Read < 0 || k.Watch < 0 || k.Lock < 0 {
 			t.Errorf("kill %d: a stage did not recover before the next kill: %+v", i+1, k)
 		}
+		if k.Gap > 0 && k.GapAt < min(k.Write, k.Read) {
+			t.Errorf("kill %d: the longest gap after the first success began at %vms, before the first write (%vms) or read (%vms)", i+1, k.GapAt, k.Write, k.Read)
+		}
 	}
 	if res.Throughput <= 0 {
 		t.Errorf("throughput vs undisturbed %v", res.Throughput)

@@ -469,8 +469,8 @@ func runFailover(ctx context.Context, name, cxkvBin, etcdBin, dir string, kills 
 		return r, err
 	}
 	for i, k := range r.Kills {
-		fmt.Printf("failover %-6s kill %d (member %d): first write %6.0fms  read %6.0fms  watch %6.0fms  lock hand-off %6.0fms  longest gap after %5.0fms\n",
-			name, i+1, k.Member, k.Write, k.Read, k.Watch, k.Lock, k.Gap)
+		fmt.Printf("failover %-6s kill %d (member %d): first write %6.0fms  read %6.0fms  watch %6.0fms  lock hand-off %6.0fms  longest gap after %5.0fms (at %5.0fms)\n",
+			name, i+1, k.Member, k.Write, k.Read, k.Watch, k.Lock, k.Gap, k.GapAt)
 	}
 	fmt.Printf("failover %-6s throughput %.2f of undisturbed, %d probe errors\n", name, r.Throughput, r.Errors)
 	return r, nil
