@@ -50,13 +50,9 @@ func (b *Batch) Attached(session string) ([]string, error) {
 }
 
 // reattach moves key's entry in the session index from whatever its stored
-// record is attached to (nothing if absent) to next's session (nothing when
-// next is nil: the key is being deleted). The caller writes the record.
-func (b *Batch) reattach(key string, next *Record) error {
-	old, err := b.storedSession(key)
-	if err != nil {
-		return err
-	}
+// record old is attached to (nothing if absent) to next's session (nothing
+// when next is nil: the key is being deleted). The caller writes the record.
+func (b *Batch) reattach(key string, old seenRecord, next *Record) error {
 	if old.found && old.session != "" {
 		if err := b.addTally(old.session, -1, -int64(old.answerBytes)); err != nil {
 			return err
@@ -74,19 +70,18 @@ func (b *Batch) reattach(key string, next *Record) error {
 	return b.b.Set(attachedKey(next.Session, key), nil, nil)
 }
 
-// storedSession is what reattach needs of key's record as the batch leaves
-// it: from what the batch has seen of it, or else read in place (the value
-// is only measured, never kept).
-func (b *Batch) storedSession(key string) (seenRecord, error) {
+// stored is what keeping the indexes in step needs of key's record as the
+// batch leaves it: from what the batch has seen of it, or else read in
+// place (the value is only measured, never kept).
+func (b *Batch) stored(key string) (seenRecord, error) {
 	if s, ok := b.seen[key]; ok {
 		return s, nil
 	}
 	var s seenRecord
-	found, err := readValue(b.b, recordKey(key), func(raw []byte) (err error) {
-		s.session, s.answerBytes, err = peekRecord(key, raw)
+	_, err := readValue(b.b, recordKey(key), func(raw []byte) (err error) {
+		s, err = peekRecord(key, raw)
 		return err
 	})
-	s.found = found
 	return s, err
 }
 

@@ -31,11 +31,13 @@ type Batch struct {
 	appliedSet bool
 }
 
-// seenRecord is a record's presence, session and AnswerBytes.
+// seenRecord is a record's presence, session, AnswerBytes and whether it
+// has a TTL.
 type seenRecord struct {
 	found       bool
 	session     string
 	answerBytes uint64
+	ttl         bool // the record is in the TTL index
 }
 
 func (b *Batch) see(r Record, found bool) {
@@ -46,7 +48,7 @@ func (b *Batch) see(r Record, found bool) {
 		b.seen[r.Key] = seenRecord{}
 		return
 	}
-	b.seen[r.Key] = seenRecord{found: true, session: r.Session, answerBytes: uint64(r.AnswerBytes())}
+	b.seen[r.Key] = seenRecord{found: true, session: r.Session, answerBytes: uint64(r.AnswerBytes()), ttl: r.TTLMillis > 0}
 }
 
 // NewBatch starts a batch of state writes.
@@ -64,9 +66,15 @@ func (b *Batch) Get(key string) (Record, bool, error) {
 }
 
 // Put writes a record and keeps the TTL index and the session index
-// (attach.go) in step with it.
+// (attach.go) in step with it. A TTL index entry is deleted only if the
+// record it replaces had one: most records never do, and each deletion
+// is a memtable entry the commit pays for.
 func (b *Batch) Put(r Record) error {
-	if err := b.reattach(r.Key, &r); err != nil {
+	old, err := b.stored(r.Key)
+	if err != nil {
+		return err
+	}
+	if err := b.reattach(r.Key, old, &r); err != nil {
 		return err
 	}
 	b.buf = encodeRecord(b.buf[:0], r)
@@ -77,19 +85,29 @@ func (b *Batch) Put(r Record) error {
 	if r.TTLMillis > 0 {
 		return b.b.Set(ttlKey(r.Key), nil, nil)
 	}
-	return b.b.Delete(ttlKey(r.Key), nil)
+	if old.ttl {
+		return b.b.Delete(ttlKey(r.Key), nil)
+	}
+	return nil
 }
 
 // Delete removes a record, its TTL index entry and its session index entry.
 func (b *Batch) Delete(key string) error {
-	if err := b.reattach(key, nil); err != nil {
+	old, err := b.stored(key)
+	if err != nil {
+		return err
+	}
+	if err := b.reattach(key, old, nil); err != nil {
 		return err
 	}
 	if err := b.b.Delete(recordKey(key), nil); err != nil {
 		return err
 	}
 	b.see(Record{Key: key}, false)
-	return b.b.Delete(ttlKey(key), nil)
+	if old.ttl {
+		return b.b.Delete(ttlKey(key), nil)
+	}
+	return nil
 }
 
 // MaxEventsPerIndex is the most events one log index can hold: an event's

@@ -98,25 +98,27 @@ func decodeRecord(key string, buf []byte) (Record, error) {
 	return r, nil
 }
 
-// peekRecord reads what keeping the session index in step needs of a stored
-// record: its session and its AnswerBytes, without copying the value.
-func peekRecord(key string, buf []byte) (session string, answerBytes uint64, err error) {
+// peekRecord reads what keeping the session and TTL indexes in step needs
+// of a stored record: its session, its AnswerBytes and whether it has a
+// TTL, without copying the value.
+func peekRecord(key string, buf []byte) (seenRecord, error) {
 	d := decoder{buf: buf, what: "record"}
-	if session, _, err = d.header(key); err != nil {
-		return "", 0, err
+	session, _, err := d.header(key)
+	if err != nil {
+		return seenRecord{}, err
 	}
 	d.uvarint()
 	d.uvarint()
-	d.varint()
+	ttl := d.varint()
 	d.varint()
 	n := d.uvarint()
 	if d.err == nil && n != uint64(len(d.buf)) {
 		d.fail("length")
 	}
 	if d.err != nil {
-		return "", 0, fmt.Errorf("kv: record of %q: %w", key, d.err)
+		return seenRecord{}, fmt.Errorf("kv: record of %q: %w", key, d.err)
 	}
-	return session, uint64(len(key)) + n + answerOverhead, nil
+	return seenRecord{found: true, session: session, answerBytes: uint64(len(key)) + n + answerOverhead, ttl: ttl > 0}, nil
 }
 
 // header reads a record's version byte and the strings that version

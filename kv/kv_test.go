@@ -109,6 +109,18 @@ func TestTTLIndexFollowsRecords(t *testing.T) {
 	if strings.Join(keys, ",") != "lease" {
 		t.Fatalf("TTL records = %v, want [lease]", keys)
 	}
+
+	// A record that had no TTL and gets none leaves the TTL index alone:
+	// one batch entry, the record's.
+	b = s.NewBatch()
+	defer b.Close()
+	before := b.b.Count()
+	if err := b.Put(Record{Key: "plain", Value: []byte("v2"), Index: 6}); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.b.Count() - before; n != 1 {
+		t.Fatalf("a put over a record without TTL wrote %d batch entries, want 1", n)
+	}
 }
 
 // A synced commit survives a crash; that is the whole promise the Raft log
@@ -221,9 +233,10 @@ func TestRecordOwnerRoundTrips(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, r) {
 			t.Fatalf("%+v decodes to %+v, %v", r, got, err)
 		}
-		session, size, err := peekRecord(r.Key, encodeRecord(nil, r))
-		if err != nil || session != r.Session || size != uint64(r.AnswerBytes()) {
-			t.Fatalf("%+v peeks as session %q, %d bytes, %v; want %q, %d", r, session, size, err, r.Session, r.AnswerBytes())
+		peek, err := peekRecord(r.Key, encodeRecord(nil, r))
+		want := seenRecord{found: true, session: r.Session, answerBytes: uint64(r.AnswerBytes()), ttl: r.TTLMillis > 0}
+		if err != nil || peek != want {
+			t.Fatalf("%+v peeks as %+v, %v; want %+v", r, peek, err, want)
 		}
 	}
 }
