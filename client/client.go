@@ -113,6 +113,11 @@ func New(cfg Config) (*Client, error) {
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: cfg.DialTimeout,
 		}),
+		// Static flow-control windows: with gRPC's dynamic ones the client
+		// answers nearly every response with a bandwidth-estimation PING,
+		// which costs the member a read and a write per request. 16 MiB,
+		// what the dynamic windows grow to, holds the largest answer.
+		grpc.WithStaticStreamWindowSize(cxkvpb.MaxMessageBytes), grpc.WithStaticConnWindowSize(cxkvpb.MaxMessageBytes),
 		// Tells a write whose request never left this process (so cannot
 		// have applied) from one that may have: see outcomeOf.
 		grpc.WithStatsHandler(sendProbe{}),
