@@ -17,6 +17,13 @@ const (
 	feedBytes  = 32 << 20
 )
 
+// progressEntries bounds the applied indexes between two progress ticks
+// (less if the member keeps less history: eventFeed.tickEntries). An idle
+// stream moves its position only on a tick, and the history kept must
+// still reach back to it when its next event comes, however fast entries
+// apply and whatever the clock says.
+const progressEntries = 1024
+
 // eventFeed holds the newest events in memory, so that watchers that keep
 // up are served without opening a store iterator on every apply: with many
 // watchers, that scan was most of the leader's CPU. A watcher further behind
@@ -44,11 +51,14 @@ type eventFeed struct {
 	// up once per length rather than compared with every watcher.
 	byPrefix map[string]map[*feedWatcher]struct{}
 	lens     []int
-	// tick is closed, and replaced, at most once per progressInterval when
-	// an append moves the applied index: watchers whose prefix saw nothing
-	// wake on it only to send a progress notice.
-	tick   chan struct{}
-	tickAt time.Time
+	// tick is closed, and replaced, when an append moves the applied index
+	// progressInterval after the last tick, or tickEntries indexes past it:
+	// watchers whose prefix saw nothing wake on it to move their position
+	// and send a progress notice.
+	tick        chan struct{}
+	tickAt      time.Time
+	tickIndex   uint64
+	tickEntries uint64 // 0: progressEntries
 }
 
 // feedWatcher is one watch stream's doorbell. ring holds at most one
@@ -142,13 +152,17 @@ func (f *eventFeed) ticked() <-chan struct{} {
 }
 
 // progressed closes the tick channel if the last tick is progressInterval
-// old. The caller holds mu.
-func (f *eventFeed) progressed(now time.Time) {
-	if f.tick == nil || now.Sub(f.tickAt) < progressInterval {
+// old or tickEntries indexes behind applied. The caller holds mu.
+func (f *eventFeed) progressed(applied uint64, now time.Time) {
+	every := f.tickEntries
+	if every == 0 {
+		every = progressEntries
+	}
+	if f.tick == nil || (now.Sub(f.tickAt) < progressInterval && applied < f.tickIndex+every) {
 		return
 	}
 	close(f.tick)
-	f.tick, f.tickAt = make(chan struct{}), now
+	f.tick, f.tickAt, f.tickIndex = make(chan struct{}), now, applied
 }
 
 func eventBytes(e kv.Event) int { return len(e.Record.Key) + len(e.Record.Value) }
@@ -166,7 +180,7 @@ func (f *eventFeed) reset(floor uint64) {
 // append adds an applied batch's events, rings the watchers they concern,
 // then drops the oldest whole indexes beyond the feed's bounds. It is
 // called for every applied batch, with or without events, at now.
-func (f *eventFeed) append(evs []kv.Event, now time.Time) {
+func (f *eventFeed) append(evs []kv.Event, applied uint64, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.evs = append(f.evs, evs...)
@@ -174,7 +188,7 @@ func (f *eventFeed) append(evs []kv.Event, now time.Time) {
 		f.bytes += eventBytes(e)
 		f.ringFor(e.Record.Key)
 	}
-	f.progressed(now)
+	f.progressed(applied, now)
 	if len(f.evs) < 2*feedEvents && f.bytes < 2*feedBytes {
 		return
 	}

@@ -27,7 +27,7 @@ func TestEventFeed(t *testing.T) {
 	if _, ok := f.since("", 9, 10, 1<<30); ok {
 		t.Fatal("since(9) served from a feed that starts after 10")
 	}
-	f.append([]kv.Event{ev(11, "a"), ev(11, "b"), ev(12, "a"), ev(14, "b")}, time.Time{})
+	f.append([]kv.Event{ev(11, "a"), ev(11, "b"), ev(12, "a"), ev(14, "b")}, 14, time.Time{})
 	for _, c := range []struct {
 		prefix string
 		from   uint64
@@ -53,7 +53,7 @@ func TestEventFeed(t *testing.T) {
 	for i := range 2*feedEvents - 3 {
 		many = append(many, ev(uint64(100+i/2), "k"))
 	}
-	f.append(many, time.Time{})
+	f.append(many, many[len(many)-1].Record.Index, time.Time{})
 	if len(f.evs) > feedEvents || f.floor != uint64(100+(feedEvents-4)/2) || f.evs[0].Record.Index != f.floor+1 {
 		t.Fatalf("after trimming: %d events from %d, floor %d", len(f.evs), f.evs[0].Record.Index, f.floor)
 	}
@@ -71,7 +71,7 @@ func TestEventFeedBoundsBytes(t *testing.T) {
 	f.reset(0)
 	big := make([]byte, 1<<20)
 	for i := range 2 * feedBytes >> 20 {
-		f.append([]kv.Event{{Type: kv.EventPut, Record: kv.Record{Key: "k", Index: uint64(i + 1), Value: big}}}, time.Time{})
+		f.append([]kv.Event{{Type: kv.EventPut, Record: kv.Record{Key: "k", Index: uint64(i + 1), Value: big}}}, uint64(i+1), time.Time{})
 	}
 	if f.bytes > feedBytes || len(f.evs) == 0 || f.evs[0].Record.Index != f.floor+1 {
 		t.Fatalf("feed holds %d bytes in %d events from %d (floor %d); want at most %d", f.bytes, len(f.evs), f.evs[0].Record.Index, f.floor, feedBytes)
@@ -103,7 +103,7 @@ func TestEventFeedRingsOnlyWatchersOfTheKey(t *testing.T) {
 		}
 		return out
 	}
-	f.append([]kv.Event{ev(1, "a/b/c"), ev(1, "a/x"), ev(2, "c/")}, time.Time{})
+	f.append([]kv.Event{ev(1, "a/b/c"), ev(1, "a/x"), ev(2, "c/")}, 2, time.Time{})
 	if got, want := rang(), "[][a/][a/b]"; got != want {
 		t.Errorf("rang %s, want %s", got, want)
 	}
@@ -117,12 +117,44 @@ func TestEventFeedRingsOnlyWatchersOfTheKey(t *testing.T) {
 	if !slices.Equal(f.lens, []int{0, 2, 3}) {
 		t.Errorf("prefix lengths after unwatching c/d and ab: %v, want [0 2 3]", f.lens)
 	}
-	f.append([]kv.Event{ev(3, "ab"), ev(3, "c/d")}, time.Time{})
+	f.append([]kv.Event{ev(3, "ab"), ev(3, "c/d")}, 3, time.Time{})
 	if got, want := rang(), "[]"; got != want {
 		t.Errorf("rang %s, want %s", got, want)
 	}
 	f.reset(3)
 	if got, want := rang(), "[][a/][a/b]"; got != want {
 		t.Errorf("a reset rang %s, want %s", got, want)
+	}
+}
+
+// The progress tick comes at least every progressEntries applied indexes,
+// whatever the clock says: an idle stream moves its position only on a
+// tick, and one left further behind than the history kept would meet a
+// compaction error at its next event although it missed nothing.
+func TestEventFeedTicksEveryProgressEntries(t *testing.T) {
+	var f eventFeed
+	f.reset(0)
+	at := time.Unix(1000, 0) // a clock that never moves
+	tick := f.ticked()
+	f.append(nil, 1, at) // the first tick is due at once
+	select {
+	case <-tick:
+	default:
+		t.Fatal("no tick on the first append")
+	}
+	tick = f.ticked()
+	for i := uint64(2); i <= progressEntries; i++ {
+		f.append(nil, i, at)
+	}
+	select {
+	case <-tick:
+		t.Fatal("a tick before progressEntries indexes or progressInterval passed")
+	default:
+	}
+	f.append(nil, progressEntries+1, at)
+	select {
+	case <-tick:
+	default:
+		t.Fatalf("no tick after %d indexes with the clock standing still", progressEntries)
 	}
 }

@@ -189,6 +189,7 @@ func (n *Node) open() error {
 	if err := n.identity(applied == 0 && last == 0); err != nil {
 		return err
 	}
+	n.feed.tickEntries = max(1, min(progressEntries, n.cfg.HistoryEntries/4))
 	n.feed.reset(applied)
 	n.applied.set(applied)
 	if err := n.resetHistoryFloor(); err != nil {

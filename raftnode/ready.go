@@ -275,7 +275,7 @@ func (n *Node) apply(ents []*pb.Entry, leader bool) error {
 		return err
 	}
 	if es, ok := n.sm.(eventSource); ok {
-		n.feed.append(es.lastEvents(), n.cfg.Clock.Now())
+		n.feed.append(es.lastEvents(), last, n.cfg.Clock.Now())
 		n.metrics.expired(es.lastEvents())
 	}
 	n.applied.set(last)
