@@ -80,6 +80,14 @@ func (l *Lock) Lost() <-chan struct{} {
 	return l.lost
 }
 
+// Err returns an error matching ErrLost, with the reason, if the lock is
+// known lost to this process now, else nil. Unlike Lost it starts no
+// watch, so it costs nothing to ask of many locks: a session that ended
+// (its lease ran out, or a renewal found it closed or expired) shows at
+// once; a force-release only once Lost or Context has started the watch,
+// or a guarded write or Unlock was refused.
+func (l *Lock) Err() error { return l.lostErr() }
+
 // Context is cancelled when the lock is lost or released: run the critical
 // section under it to stop work the lock no longer protects. Like Lost, it
 // starts the watch that notices a force-release at once.

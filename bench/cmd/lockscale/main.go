@@ -138,15 +138,15 @@ func runHolder(endpoints []string, id, n int, ttl time.Duration) error {
 		}
 		switch in.Text() {
 		case "report":
+			// Err, not Lost: Lost starts a watch stream per lock, and
+			// 100,000 of them at once slowed the renewals past the lease.
 			lost, why := 0, ""
 			for _, l := range held {
-				select {
-				case <-l.Lost():
+				if err := l.Err(); err != nil {
 					lost++
 					if why == "" {
-						why = l.Unlock().Error()
+						why = err.Error()
 					}
-				default:
 				}
 			}
 			fmt.Printf("lost %d %s\n", lost, why)
