@@ -4,10 +4,14 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/client"
+	"google.golang.org/grpc"
 )
 
 // silentMember accepts connections and never answers, as a paused process
@@ -72,5 +76,84 @@ func TestAttemptTimeoutMovesOffASilentMember(t *testing.T) {
 	defer cancel2()
 	if _, err := c2.Get(short, "k"); err == nil {
 		t.Fatal("without an attempt timeout the silent first member should hold the call past its 2 s deadline; is it answering?")
+	}
+}
+
+// busyLeader is a one-member cluster's leader whose writes take writeTime
+// to answer, as under a saturated pipeline. If progressing, every Status
+// reports a higher applied index; otherwise always the same one, as a
+// leader cut off from its peers does.
+type busyLeader struct {
+	cxkvrpc.UnimplementedKVServer
+	writeTime   time.Duration
+	progressing bool
+	applied     atomic.Uint64
+	puts        atomic.Int64
+}
+
+func (b *busyLeader) header() *cxkvpb.Header {
+	idx := b.applied.Load()
+	if b.progressing {
+		idx = b.applied.Add(1)
+	}
+	return &cxkvpb.Header{MemberId: 1, LeaderId: 1, Term: 2, AppliedIndex: idx}
+}
+
+func (b *busyLeader) Status(context.Context, *cxkvpb.StatusRequest) (*cxkvpb.StatusResponse, error) {
+	return &cxkvpb.StatusResponse{Header: b.header(), Role: "leader"}, nil
+}
+
+// Txn answers at once: the SDK's first write on a fresh id is a no-op Txn
+// that opens its exactly-once session.
+func (b *busyLeader) Txn(context.Context, *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error) {
+	return &cxkvpb.TxnResponse{Header: b.header(), Successful: true}, nil
+}
+
+func (b *busyLeader) Put(ctx context.Context, r *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
+	b.puts.Add(1)
+	select {
+	case <-time.After(b.writeTime):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	h := b.header()
+	return &cxkvpb.PutResponse{Header: h, Successful: true, Record: &cxkvpb.Record{Key: r.GetKey(), Value: r.GetValue(), Index: h.GetAppliedIndex()}}, nil
+}
+
+func serveBusyLeader(t *testing.T, b *busyLeader) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	cxkvrpc.RegisterKVServer(s, b)
+	go s.Serve(l)
+	t.Cleanup(s.Stop)
+	return l.Addr().String()
+}
+
+// An attempt under WithAttemptTimeout(d) on a leader that keeps applying
+// lives past d: cut and sent again, a write would join the back of the
+// same pipeline and be cut again, and a lock session's renewal would never
+// come back (issue 17). On a leader that applies nothing it is cut within
+// d, as on a silent member.
+func TestAttemptTimeoutWaitsForALeaderThatApplies(t *testing.T) {
+	const d = 200 * time.Millisecond
+	for _, progressing := range []bool{true, false} {
+		b := &busyLeader{writeTime: 5 * d, progressing: progressing}
+		c, err := client.New(client.Config{Endpoints: []string{serveBusyLeader(t, b)}, RequestTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*d)
+		_, err = c.Put(client.WithAttemptTimeout(ctx, d), "k", []byte("v"), 0)
+		cancel()
+		c.Close()
+		switch {
+		case progressing && (err != nil || b.puts.Load() != 1):
+			t.Errorf("a leader that applies, writes taking %v, attempts of %v: %v after %d attempts; want the first attempt answered", b.writeTime, d, err, b.puts.Load())
+		case !progressing && b.puts.Load() < 2:
+			t.Errorf("a leader that applies nothing, writes taking %v, attempts of %v: %d attempts (%v); want the first cut and the write sent again", b.writeTime, d, b.puts.Load(), err)
+		}
 	}
 }
