@@ -400,20 +400,6 @@ func (t *Sessions) getFloor() (int64, bool, error) {
 	return t.b.memoInt(&t.b.overlay().floor, sessionFloorKey)
 }
 
-func getInt64(r pebble.Reader, key []byte) (n int64, found bool, err error) {
-	found, err = readValue(r, key, func(v []byte) error {
-		if len(v) != 8 {
-			return fmt.Errorf("kv: %q holds %d bytes, want 8", key, len(v))
-		}
-		n = int64(binary.BigEndian.Uint64(v))
-		return nil
-	})
-	if err != nil {
-		return 0, false, err
-	}
-	return n, found, nil
-}
-
 // setFloor sets the stored floor; the batch writes it when it commits
 // (batchMemo.flush).
 func (t *Sessions) setFloor(stamp int64) { t.b.overlay().setFloor(stamp) }

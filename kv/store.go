@@ -277,16 +277,25 @@ func getRecord(r pebble.Reader, key string) (Record, bool, error) {
 	return rec, true, nil
 }
 
+// getUint64 reads an 8-byte meta value, 0 if absent.
 func getUint64(r pebble.Reader, key []byte) (uint64, error) {
-	var n uint64
-	_, err := readValue(r, key, func(v []byte) error {
+	n, _, err := getInt64(r, key)
+	return uint64(n), err
+}
+
+// getInt64 reads an 8-byte meta value and whether it exists.
+func getInt64(r pebble.Reader, key []byte) (n int64, found bool, err error) {
+	found, err = readValue(r, key, func(v []byte) error {
 		if len(v) != 8 {
 			return fmt.Errorf("kv: %q holds %d bytes, want 8", key, len(v))
 		}
-		n = binary.BigEndian.Uint64(v)
+		n = int64(binary.BigEndian.Uint64(v))
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return 0, false, err
+	}
+	return n, found, nil
 }
 
 func getBytes(r pebble.Reader, key []byte) ([]byte, error) {
