@@ -145,7 +145,7 @@ func (b *Batch) SetApplied(index uint64) error {
 // committed state; the table reads its memo).
 func (b *Batch) flush() error {
 	if b.appliedSet {
-		if err := b.b.Set(metaKey(metaApplied), binary.BigEndian.AppendUint64(nil, b.applied), nil); err != nil {
+		if err := b.setUint64(metaKey(metaApplied), b.applied); err != nil {
 			return err
 		}
 		b.appliedSet = false
@@ -194,7 +194,14 @@ func (b *Batch) Counter(name string) (uint64, error) { return getUint64(b.b, met
 
 // SetCounter writes a named counter of the state.
 func (b *Batch) SetCounter(name string, v uint64) error {
-	return b.b.Set(metaKey("n/"+name), binary.BigEndian.AppendUint64(nil, v), nil)
+	return b.setUint64(metaKey("n/"+name), v)
+}
+
+// setUint64 writes an 8-byte meta value (read by getUint64 and getInt64).
+func (b *Batch) setUint64(key []byte, v uint64) error {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], v)
+	return b.b.Set(key, buf[:], nil)
 }
 
 // Scan calls fn for every record whose key starts with prefix, in key

@@ -1,7 +1,6 @@
 package kv
 
 import (
-	"encoding/binary"
 	"slices"
 	"sync"
 )
@@ -114,14 +113,13 @@ func (o *batchMemo) setFloor(v int64) {
 
 // flush writes the time and floor the batch changed into its Pebble batch.
 func (o *batchMemo) flush(b *Batch) error {
-	var buf [8]byte
 	if o.clockSet {
-		if err := b.b.Set(sessionClockKey, binary.BigEndian.AppendUint64(buf[:0], uint64(o.clock.v)), nil); err != nil {
+		if err := b.setUint64(sessionClockKey, uint64(o.clock.v)); err != nil {
 			return err
 		}
 	}
 	if o.floorSet {
-		if err := b.b.Set(sessionFloorKey, binary.BigEndian.AppendUint64(buf[:0], uint64(o.floor.v)), nil); err != nil {
+		if err := b.setUint64(sessionFloorKey, uint64(o.floor.v)); err != nil {
 			return err
 		}
 	}
