@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/internal/loopback"
 	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -40,26 +40,6 @@ type proc struct {
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
-}
-
-// FreePorts returns n loopback ports that were free a moment ago.
-func FreePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
 }
 
 func (c *Cluster) start(name, dir, bin string, args ...string) error {
@@ -245,7 +225,7 @@ type CxkvOptions struct {
 // StartCxkv starts a 3-member cxkv cluster of bin with data under dir, at
 // default settings (fsync on) unless opts says otherwise.
 func StartCxkv(ctx context.Context, bin, dir string, opts CxkvOptions) (*Cluster, error) {
-	ports, err := FreePorts(3)
+	ports, err := loopback.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +234,7 @@ func StartCxkv(ctx context.Context, bin, dir string, opts CxkvOptions) (*Cluster
 	if opts.TLS != nil {
 		// TLS needs peers on ports of their own (--peer-addr); --cluster
 		// names them.
-		if peerPorts, err = FreePorts(3); err != nil {
+		if peerPorts, err = loopback.FreePorts(3); err != nil {
 			return nil, err
 		}
 		c.TLS = opts.TLS.ClientConfig()
@@ -269,7 +249,7 @@ func StartCxkv(ctx context.Context, bin, dir string, opts CxkvOptions) (*Cluster
 	}
 	var metricsPorts []int
 	if opts.TraceWrites {
-		if metricsPorts, err = FreePorts(3); err != nil {
+		if metricsPorts, err = loopback.FreePorts(3); err != nil {
 			return nil, err
 		}
 	}
@@ -339,7 +319,7 @@ func StartEtcd(ctx context.Context, bin, dir string) (*Cluster, error) {
 // plaintext) as StartCxkv secures cxkv's: TLS with client certificates
 // required on the client port, mutual TLS between members.
 func StartEtcdTLS(ctx context.Context, bin, dir string, pki *PKI) (*Cluster, error) {
-	ports, err := FreePorts(6)
+	ports, err := loopback.FreePorts(6)
 	if err != nil {
 		return nil, err
 	}
@@ -407,7 +387,7 @@ func StartEtcdTLS(ctx context.Context, bin, dir string, pki *PKI) (*Cluster, err
 // is asynchronous, so replicas would add no durability to an acknowledged
 // write, and a single durable node is what users run for locks.
 func StartRedis(ctx context.Context, bin, dir string) (*Cluster, error) {
-	ports, err := FreePorts(1)
+	ports, err := loopback.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/internal/loopback"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -23,7 +24,7 @@ func TestCxkvProcessCluster(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := buildCxkv(t, dir)
-	pprof, err := FreePorts(3)
+	pprof, err := loopback.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ type MemberTLS struct {
 	CertFile, KeyFile, PeerCertFile, PeerKeyFile string
 }
 
-var loopback = []string{"127.0.0.1", "localhost"}
+var loopbackHosts = []string{"127.0.0.1", "localhost"}
 
 // NewPKI makes the CAs and the client's certificate under dir.
 func NewPKI(dir string) (*PKI, error) {
@@ -70,7 +70,7 @@ func (p *PKI) Member(name string) (MemberTLS, error) {
 }
 
 func (p *PKI) issue(ca *certgen.CA, file, cn string) (certFile, keyFile string, err error) {
-	pair, err := ca.Issue(certgen.Cert{CommonName: cn, Hosts: loopback})
+	pair, err := ca.Issue(certgen.Cert{CommonName: cn, Hosts: loopbackHosts})
 	if err != nil {
 		return "", "", fmt.Errorf("certificate %s: %w", file, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/internal/loopback"
 )
 
 // cluster runs the members as real `cxkv server` processes.
@@ -33,26 +34,6 @@ type cluster struct {
 	exited  map[uint64]chan struct{}
 	stopped map[uint64]bool // SIGSTOPped
 	logs    map[uint64]*os.File
-}
-
-// freePorts returns n ports free on 127.0.0.1 a moment ago.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // checkHost makes sure host names this machine on a loopback address, so
@@ -77,7 +58,7 @@ func newCluster(bin, dir, host string, tick time.Duration, logf func(string, ...
 	if err := checkHost(host); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
+	ports, err := loopback.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}

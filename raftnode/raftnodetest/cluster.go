@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
+	"github.com/cxkv/cxkv/internal/loopback"
 	"github.com/cxkv/cxkv/raftnode"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -42,7 +43,9 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	lis := make([]net.Listener, n)
 	peers := map[uint64]string{}
 	for i := range lis {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		// Members stop and start again on these ports: keep them out of
+		// the range outgoing connections take theirs from.
+		l, err := loopback.Listen()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +66,7 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 			o(&cfg)
 		}
 		if cfg.PeerAddr == peerPortAny {
-			l, err := net.Listen("tcp", cfg.PeerAddr)
+			l, err := loopback.Listen()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/cxkv/cxkv/bench"
 	"github.com/cxkv/cxkv/client/lock"
+	"github.com/cxkv/cxkv/internal/loopback"
 )
 
 func main() {
@@ -132,7 +133,7 @@ func run() error {
 
 	var pprofPorts []int
 	if *pprofDir != "" {
-		if pprofPorts, err = bench.FreePorts(3); err != nil {
+		if pprofPorts, err = loopback.FreePorts(3); err != nil {
 			return err
 		}
 		if err := os.MkdirAll(*pprofDir, 0o755); err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/internal/loopback"
 )
 
 // ClusterConfig describes the local 3-member cluster the demo runs.
@@ -125,20 +126,29 @@ func (c *Cluster) ClientConfig() client.Config {
 	return cfg
 }
 
-// clusterAddrs picks the members' addresses: base..base+2, or free ports.
-// A port in use fails here rather than as a member's cryptic bind error.
+// clusterAddrs picks the members' addresses: base..base+2, or free ports
+// below the ephemeral range, which a member killed in the demo finds free
+// again when it restarts. A port in use fails here rather than as a
+// member's cryptic bind error.
 func clusterAddrs(base int) ([]string, error) {
 	var out []string
-	for i := range members {
-		addr := "127.0.0.1:0"
-		if base != 0 {
-			addr = "127.0.0.1:" + strconv.Itoa(base+i)
+	if base == 0 {
+		ports, err := loopback.FreePorts(members)
+		if err != nil {
+			return nil, err
 		}
+		for _, p := range ports {
+			out = append(out, "127.0.0.1:"+strconv.Itoa(p))
+		}
+		return out, nil
+	}
+	for i := range members {
+		addr := "127.0.0.1:" + strconv.Itoa(base+i)
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("port for member %d: %w (choose another --base-port)", i+1, err)
 		}
-		out = append(out, l.Addr().String())
+		out = append(out, addr)
 		l.Close()
 	}
 	return out, nil
