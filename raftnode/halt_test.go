@@ -3,7 +3,6 @@ package raftnode_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
+	"github.com/cxkv/cxkv/internal/loopback"
 	"github.com/cxkv/cxkv/raftnode"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -42,7 +42,7 @@ func (f *failSyncs) MaybeError(op errorfs.Op) error {
 func TestMemberHaltsOnStorageFailure(t *testing.T) {
 	mem := vfs.NewCrashableMem()
 	inj := &failSyncs{}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := loopback.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}

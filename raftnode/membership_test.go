@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/internal/loopback"
 	"github.com/cxkv/cxkv/raftnode"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 	"google.golang.org/grpc/codes"
@@ -31,7 +32,7 @@ func wantRefusal(t *testing.T, what string, err error, code codes.Code, says str
 
 // listen reserves a loopback address for a member to be started.
 func listen(t *testing.T) net.Listener {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := loopback.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,12 +6,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/internal/loopback"
 )
 
 // recordingMachine is a StateMachine that keeps, in memory, the key of every
@@ -105,7 +105,7 @@ func (s *memSnapshot) Close() error { return nil }
 // start of the log and not past an entry it never gave.
 func TestFakeStateMachineSeesEachEntryOnceAcrossRestart(t *testing.T) {
 	sm := &recordingMachine{}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := loopback.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}
