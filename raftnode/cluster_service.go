@@ -143,7 +143,7 @@ func (s *clusterService) MemberPromote(ctx context.Context, r *cxkvpb.MemberProm
 		commit := st.GetCommit()
 		// Replicate: the leader has heard the learner acknowledge its log
 		// and streams to it; a learner that never answered is probing.
-		if !ok || !pr.RecentActive || pr.State != tracker.StateReplicate || pr.Match+promoteMaxLag < commit {
+		if !ok || !s.n.live(st, id) || pr.State != tracker.StateReplicate || pr.Match+promoteMaxLag < commit {
 			return false, fmt.Errorf("%w: learner %d has not caught up (its log matches the leader's up to %d, the commit index is %d, at most %d behind may be promoted; replication state %s); wait and retry",
 				errChangeRefused, id, pr.Match, commit, promoteMaxLag, pr.State)
 		}
@@ -247,7 +247,7 @@ func (n *Node) notLeader(lead uint64) error {
 func (s *clusterService) quorumAfter(st raft.Status, voters []uint64) error {
 	live := 0
 	for _, v := range voters {
-		if pr, ok := st.Progress[v]; v == s.n.cfg.ID || (ok && pr.RecentActive) {
+		if s.n.live(st, v) {
 			live++
 		}
 	}
@@ -333,7 +333,7 @@ func (n *Node) MoveLeader(ctx context.Context, id uint64) (uint64, error) {
 		if id == 0 {
 			var best uint64
 			for _, v := range voters {
-				if pr := st.Progress[v]; v != n.cfg.ID && pr.RecentActive && (target == 0 || pr.Match > best) {
+				if pr := st.Progress[v]; v != n.cfg.ID && n.live(st, v) && (target == 0 || pr.Match > best) {
 					target, best = v, pr.Match
 				}
 			}

@@ -74,6 +74,7 @@ type Node struct {
 	peerServer    *grpc.Server // nil when peers share the client server
 	peerListener  net.Listener
 	peerGuard     peerGuard
+	contact       peerContact
 	tls           memberTLS
 	stopOnce      sync.Once
 }

@@ -72,11 +72,13 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 		return false
 	case <-tick:
 		n.rn.Tick()
+		n.contact.tick()
 		n.reads.ticks++
 		n.heartbeats.tick()
 		n.prevotes.tick(n.rn, n.cfg.ElectionTicks)
 	case r := <-n.recvc:
 		n.receivedBytes.give(r.size)
+		n.contact.heardFrom(r.m.GetFrom())
 		if !stepReceived(n.rn, &n.heartbeats, r.m) {
 			break
 		}
