@@ -34,9 +34,18 @@ type Store struct {
 	table tableMemo // the exactly-once table's hot part (tablememo.go)
 }
 
+// blockCacheBytes is the Pebble block cache of one store. Pebble charges
+// its memtables to it (the live one and the last flushed one, 4 MiB each,
+// so 8 MiB at all times once the first flush is done): with Pebble's
+// default of 8 MiB no block stayed cached, and every read that reached a
+// table (a compare on an absent key, a session's tally, a queue's head)
+// read and decompressed its blocks again. The cache is filled on demand,
+// so a small store does not grow to it.
+const blockCacheBytes = 64 << 20
+
 // Open opens or creates the database in dir.
 func Open(dir string, opts Options) (*Store, error) {
-	po := &pebble.Options{FS: opts.FS, Logger: newPebbleLogger(opts.Logger)}
+	po := &pebble.Options{FS: opts.FS, Logger: newPebbleLogger(opts.Logger), CacheSize: blockCacheBytes}
 	if po.FS == nil {
 		po.FS = vfs.Default
 	}
