@@ -17,3 +17,7 @@ func SetCensusEvery(d time.Duration) func() {
 	censusEvery = d
 	return func() { censusEvery = old }
 }
+
+// ReportLeaderGone hands the member's Ready loop what its transport reports
+// when the stream to peer broke and peer's port refused a connection.
+func (n *Node) ReportLeaderGone(peer uint64) { n.reportLeaderGone(peer) }

@@ -32,6 +32,7 @@ type metrics struct {
 
 	leaderChanges      prometheus.Counter
 	elections          prometheus.Counter
+	deadLeaders        prometheus.Counter
 	proposalsCommitted prometheus.Counter
 	proposalsFailed    prometheus.Counter
 	proposalSeconds    prometheus.Histogram
@@ -79,6 +80,7 @@ func (m *metrics) init(n *Node) {
 	f := promFactory{m.reg}
 	m.leaderChanges = f.counter("cxkv_leader_changes_seen_total", "Times this member saw the leader change (including to no leader).")
 	m.elections = f.counter("cxkv_elections_started_total", "Times this member started an election (became candidate).")
+	m.deadLeaders = f.counter("cxkv_dead_leader_detections_total", "Times this member, a follower, found its leader's process gone from the transport (the stream to it broke and its port refused a connection) and advanced its election clock to the timeout.")
 	m.proposalsCommitted = f.counter("cxkv_proposals_committed_total", "Commands this member applied from the log (every member applies every command).")
 	m.proposalsFailed = f.counter("cxkv_proposals_failed_total", "Writes received by this member that ended without a result: no leader, leadership lost while in flight, timed out or shut down.")
 	m.proposalSeconds = f.histogram("cxkv_proposal_duration_seconds", "From a write's arrival at this member to its result, for writes that applied.", latencyBuckets)

@@ -69,9 +69,18 @@ func (h *prevoteHold) tick(rn *raft.RawNode, electionTicks int) {
 	if len(h.held) == 0 {
 		return
 	}
+	for _, p := range h.held {
+		p.ticks++
+	}
+	h.again(rn, electionTicks)
+}
+
+// again steps each held request once more without counting a tick, and
+// drops those held for an election timeout or overtaken by this member's
+// term: for a lease that ended other than by a tick (deadleader.go).
+func (h *prevoteHold) again(rn *raft.RawNode, electionTicks int) {
 	term := rn.BasicStatus().GetTerm()
 	for from, p := range h.held {
-		p.ticks++
 		if p.ticks > electionTicks || p.m.GetTerm() <= term {
 			delete(h.held, from)
 			continue

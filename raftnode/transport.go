@@ -188,6 +188,7 @@ func (t *transport) report(f func(*raft.RawNode)) { reporter{t.n}.send(f) }
 
 func (t *transport) stream(p *peer) {
 	backoff := peerBackoffMin
+	broke := false // the last stream broke after carrying messages
 	for {
 		sent, err := t.streamOnce(p)
 		select {
@@ -211,7 +212,11 @@ func (t *transport) stream(p *peer) {
 			t.n.peerStream(p.id, 0, err)
 			t.n.cfg.Logger.Debug("peer stream broke", "peer", p.id, "err", err)
 			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
+			if broke && !sent {
+				t.checkLeaderGone(p) // deadleader.go
+			}
 		}
+		broke = sent && err != nil
 		select {
 		case <-t.stopc:
 			return
