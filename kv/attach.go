@@ -31,7 +31,26 @@ type Tally struct {
 }
 
 // Tally reads a session's tally as the batch would leave it.
-func (b *Batch) Tally(session string) (Tally, error) { return getTally(b.b, session) }
+func (b *Batch) Tally(session string) (Tally, error) {
+	if t, ok := b.tallies[session]; ok {
+		return t, nil
+	}
+	t, err := getTally(b.b, session)
+	if err != nil {
+		return Tally{}, err
+	}
+	b.keepTally(session, t)
+	return t, nil
+}
+
+// keepTally remembers session's tally as the batch leaves it. Every tally
+// write goes through addTally, which keeps it.
+func (b *Batch) keepTally(session string, t Tally) {
+	if b.tallies == nil {
+		b.tallies = map[string]Tally{}
+	}
+	b.tallies[session] = t
+}
 
 // Attached returns the keys attached to session, in key order, as the batch
 // would leave them.
@@ -86,7 +105,7 @@ func (b *Batch) stored(key string) (seenRecord, error) {
 }
 
 func (b *Batch) addTally(session string, keys, bytes int64) error {
-	t, err := getTally(b.b, session)
+	t, err := b.Tally(session)
 	if err != nil {
 		return err
 	}
@@ -95,6 +114,7 @@ func (b *Batch) addTally(session string, keys, bytes int64) error {
 	}
 	t.Keys = uint64(int64(t.Keys) + keys)
 	t.Bytes = uint64(int64(t.Bytes) + bytes)
+	b.keepTally(session, t)
 	if t.Keys == 0 {
 		return b.b.Delete(tallyKey(session), nil)
 	}

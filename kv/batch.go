@@ -24,6 +24,12 @@ type Batch struct {
 	// after reading it (every put and delete does) reads Pebble once, not
 	// twice. Every record write goes through Put or Delete, which keep it.
 	seen map[string]seenRecord
+	// tallies is every session tally the batch has read or written, as it
+	// leaves them (attach.go), so that a command's plan and the write that
+	// follows read each once: a lock's create and its release each change
+	// their session's tally, and the commands of one batch share a few
+	// sessions.
+	tallies map[string]Tally
 	memo *batchMemo // this batch's view of the exactly-once table's memo
 	// applied is the index SetApplied set last (if appliedSet): written
 	// once, when the batch commits, not once per entry.
