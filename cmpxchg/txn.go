@@ -29,8 +29,13 @@ const MaxAnswerBytes = cxkvpb.MaxMessageBytes - 1<<20
 // with it: each carries a record its answer carries too.
 func applyTxn(b *kv.Batch, index uint64, stamp int64, t *cxkvpb.TxnRequest, who actor) (*cxkvpb.CommandResult, error) {
 	resp := &cxkvpb.TxnResponse{FailedCompare: -1, Index: index}
+	// Compares read through the plan, before it holds any write, so they see
+	// the state before the transaction, and an op on a compared key (a
+	// lock's create and its release both compare the key they write) reads
+	// it from the plan instead of the store again.
+	w := newPlan(b, index, who)
 	for i, c := range t.GetCompares() {
-		cur, found, err := b.Get(c.GetKey())
+		cur, found, err := w.get(c.GetKey())
 		if err != nil {
 			return nil, err
 		}
@@ -39,7 +44,6 @@ func applyTxn(b *kv.Batch, index uint64, stamp int64, t *cxkvpb.TxnRequest, who 
 			resp.FailedCompare = int32(i)
 		}
 	}
-	w := newPlan(b, index, who)
 	if resp.FailedCompare < 0 {
 		resp.Successful = true
 		for i, op := range t.GetOps() {
