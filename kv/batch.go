@@ -30,7 +30,7 @@ type Batch struct {
 	// their session's tally, and the commands of one batch share a few
 	// sessions.
 	tallies map[string]Tally
-	memo *batchMemo // this batch's view of the exactly-once table's memo
+	memo    *batchMemo // this batch's view of the exactly-once table's memo
 	// applied is the index SetApplied set last (if appliedSet): written
 	// once, when the batch commits, not once per entry.
 	applied    uint64
