@@ -47,7 +47,7 @@ func run() error {
 		out       = flag.String("out", "results/latest.json", "where to write every figure as JSON")
 		mdOut     = flag.String("md", "results/latest.md", "where to write the tables as Markdown (for BENCHMARKS.md)")
 		repo      = flag.String("repo", "..", "the cxkv repository, for its commit")
-		pprofDir  = flag.String("pprof", "", "if set, start cxkv with --pprof and save each member's CPU, block and mutex profiles of round 1's cxkv runs here")
+		pprofDir  = flag.String("pprof", "", "if set, start cxkv with --pprof and save each member's CPU, block and mutex profiles of round 1's cxkv runs here, and the harness's own CPU profile (-client)")
 		tmpParent = flag.String("tmp", "", "directory for the clusters' data dirs (default: the system temp dir)")
 		only1     = flag.String("backends", "cxkv,etcd,redis", "backends to run, comma-separated (cxkv, etcd, redis)")
 		stages    = flag.Bool("stages", false, "start cxkv with --trace-writes and report where a write's time goes, stage by stage (the tracing costs a little; compare headline figures from runs without it)")

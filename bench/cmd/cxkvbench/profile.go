@@ -6,16 +6,30 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"time"
 )
 
 // profiler collects, from every cxkv member's --pprof endpoint, the CPU,
-// block and mutex profiles of one run (the delta over the run's duration).
-type profiler struct{ wg sync.WaitGroup }
+// block and mutex profiles of one run (the delta over the run's duration),
+// and the harness's own CPU profile over the same run: the client library
+// shares the cores with the members, so a write's CPU is theirs and its.
+type profiler struct {
+	wg     sync.WaitGroup
+	client *os.File // the harness's CPU profile, while it runs
+}
 
 func startProfiles(ctx context.Context, ports []int, d time.Duration, prefix string) *profiler {
 	p := &profiler{}
+	if f, err := os.Create(prefix + "-client.cpu.pb.gz"); err != nil {
+		fmt.Fprintf(os.Stderr, "pprof of the harness: %v\n", err)
+	} else if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(os.Stderr, "pprof of the harness: %v\n", err)
+		f.Close()
+	} else {
+		p.client = f
+	}
 	secs := max(1, int(d/time.Second))
 	for i, port := range ports {
 		for _, kind := range []string{"profile", "block", "mutex"} {
@@ -39,9 +53,17 @@ func startProfiles(ctx context.Context, ports []int, d time.Duration, prefix str
 
 // wait blocks until every profile is saved; nil waits for nothing.
 func (p *profiler) wait() {
-	if p != nil {
-		p.wg.Wait()
+	if p == nil {
+		return
 	}
+	if p.client != nil {
+		pprof.StopCPUProfile()
+		if err := p.client.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "pprof of the harness: %v\n", err)
+		}
+		p.client = nil
+	}
+	p.wg.Wait()
 }
 
 func fetch(ctx context.Context, url, path string) error {
