@@ -1,9 +1,11 @@
 package cmpxchg
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -86,13 +88,43 @@ func DecodeAuth(data []byte) (*Auth, error) {
 	return &Auth{st: st}, nil
 }
 
-// LoadAuth reads the auth state as the batch sees it.
-func LoadAuth(b *kv.Batch) (*Auth, error) {
+// AuthCache decodes auth states and keeps the last one. Every write is
+// checked against the auth state, which changes rarely: decoding it for
+// each applied command, and for each request a member checks before
+// proposing, was four allocations and a protobuf decode per write. It is
+// keyed by the bytes themselves, so what it returns is what DecodeAuth
+// gives for them (an Auth is never changed once decoded: a change works on
+// a clone), and Apply stays a function of its inputs. Safe for concurrent
+// use.
+type AuthCache struct {
+	mu   sync.Mutex
+	data []byte
+	auth *Auth
+}
+
+// Decode returns the decoded auth state of data, which the caller must not
+// change afterwards (the store's copy is shared and never changed).
+func (c *AuthCache) Decode(data []byte) (*Auth, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.auth != nil && bytes.Equal(c.data, data) {
+		return c.auth, nil
+	}
+	a, err := DecodeAuth(data)
+	if err != nil {
+		return nil, err
+	}
+	c.data, c.auth = data, a
+	return a, nil
+}
+
+// Load reads the auth state as the batch sees it.
+func (c *AuthCache) Load(b *kv.Batch) (*Auth, error) {
 	data, err := b.AuthState()
 	if err != nil {
 		return nil, err
 	}
-	return DecodeAuth(data)
+	return c.Decode(data)
 }
 
 // Enabled reports whether requests are checked.
@@ -329,13 +361,13 @@ func ValidateAuthChange(r *cxkvpb.AuthChangeRequest) error {
 
 // applyAuth applies an auth change: pure, like every Apply, since the
 // proposer hashed the password and drew the token key.
-func applyAuth(b *kv.Batch, index uint64, cmd *cxkvpb.Command) (*cxkvpb.CommandResult, error) {
+func (sm *StateMachine) applyAuth(b *kv.Batch, index uint64, cmd *cxkvpb.Command) (*cxkvpb.CommandResult, error) {
 	ac := cmd.GetAuth()
 	r := ac.GetRequest()
 	if err := ValidateAuthChange(r); err != nil {
 		return refused(err), nil
 	}
-	cur, err := LoadAuth(b)
+	cur, err := sm.auth.Load(b)
 	if err != nil {
 		return nil, err
 	}

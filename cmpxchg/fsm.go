@@ -24,10 +24,12 @@ import (
 	"github.com/cxkv/cxkv/kv"
 )
 
-// StateMachine applies committed commands. It holds only configuration; the
-// state lives in the store.
+// StateMachine applies committed commands. It holds configuration and the
+// last auth state it decoded (a cache keyed by the stored bytes); the state
+// lives in the store.
 type StateMachine struct {
 	limits Limits
+	auth   AuthCache
 }
 
 // New returns a state machine with the given limits.
@@ -60,7 +62,7 @@ func writeIDOf(cmd *cxkvpb.Command) *cxkvpb.WriteID {
 }
 
 func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) (*cxkvpb.CommandResult, error) {
-	who, denied, err := permitted(b, cmd)
+	who, denied, err := sm.permitted(b, cmd)
 	if err != nil || denied != nil {
 		return denied, err
 	}
@@ -84,7 +86,7 @@ func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) 
 	case *cxkvpb.Command_Expire:
 		return &cxkvpb.CommandResult{}, applyExpire(b, index, op.Expire)
 	case *cxkvpb.Command_Auth:
-		return applyAuth(b, index, cmd)
+		return sm.applyAuth(b, index, cmd)
 	}
 	return refused(invalid("command at index %d carries no operation", index)), nil
 }
@@ -95,11 +97,11 @@ func (sm *StateMachine) applyOp(b *kv.Batch, index uint64, cmd *cxkvpb.Command) 
 // command acts as for the rules that also depend on the records it meets
 // (a session's owner, see plan). Auth changes are judged in applyAuth with
 // the rest of their rules.
-func permitted(b *kv.Batch, cmd *cxkvpb.Command) (actor, *cxkvpb.CommandResult, error) {
+func (sm *StateMachine) permitted(b *kv.Batch, cmd *cxkvpb.Command) (actor, *cxkvpb.CommandResult, error) {
 	if _, ok := cmd.GetOp().(*cxkvpb.Command_Auth); ok {
 		return actor{}, nil, nil
 	}
-	auth, err := LoadAuth(b)
+	auth, err := sm.auth.Load(b)
 	if err != nil {
 		return actor{}, nil, err
 	}

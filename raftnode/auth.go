@@ -1,13 +1,11 @@
 package raftnode
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
@@ -48,33 +46,14 @@ func identityOf(ctx context.Context) string {
 	return id
 }
 
-// authCache keeps the decoded auth state for the bytes the store holds, so
-// a request pays a lookup and a compare, not a decode, while auth does not
-// change.
-type authCache struct {
-	mu   sync.Mutex
-	data []byte
-	auth *cmpxchg.Auth
-}
-
-// auth returns the auth state the member has applied.
+// auth returns the auth state the member has applied. A request pays a
+// lookup and a compare, not a decode, while auth does not change (n.authz).
 func (n *Node) auth() (*cmpxchg.Auth, error) {
 	data, err := n.store.AuthState()
 	if err != nil {
 		return nil, err
 	}
-	c := &n.authz
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.auth != nil && bytes.Equal(c.data, data) {
-		return c.auth, nil
-	}
-	a, err := cmpxchg.DecodeAuth(data)
-	if err != nil {
-		return nil, err
-	}
-	c.data, c.auth = data, a
-	return a, nil
+	return n.authz.Decode(data)
 }
 
 // authenticate resolves the identity of a client call: a token's user if it

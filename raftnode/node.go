@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvrpc"
+	"github.com/cxkv/cxkv/cmpxchg"
 	"github.com/cxkv/cxkv/kv"
 	"go.etcd.io/raft/v3"
 	"google.golang.org/grpc"
@@ -56,7 +57,7 @@ type Node struct {
 	clock        *clusterClock
 	metrics      metrics
 	health       healthService
-	authz        authCache
+	authz        cmpxchg.AuthCache
 	tracer       *writeTracer // nil unless cfg.TraceWrites
 	applier      *applier
 
