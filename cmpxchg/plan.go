@@ -28,13 +28,16 @@ import (
 //     on its key, or holds admin on its key. Expiry is no one's act and is
 //     never refused.
 //
-// Later writes see earlier ones through the overlay. Maps here are only
-// looked up, never iterated: what is written, and in which order, follows
-// the writes slice.
+// Later writes see earlier ones through the overlay: the state the last
+// planned write of a key leaves it in. Maps here are only looked up, never
+// iterated: what is written, and in which order, follows the writes slice.
 type plan struct {
-	b       *kv.Batch
-	index   uint64
-	who     actor
+	b     *kv.Batch
+	index uint64
+	who   actor
+	// overlay indexes writes by key once there are more than
+	// smallPlan of them; below that (nearly every command) the writes are
+	// searched, which allocates nothing.
 	overlay map[string]planned
 	// read remembers what get read from the batch, so a command that looks
 	// at one key many times (every attach of a transaction reads its
@@ -42,6 +45,7 @@ type plan struct {
 	read    map[string]planned
 	tallies map[string]kv.Tally // sessions whose tally the plan changed
 	writes  []planWrite
+	first   [1]planWrite // writes' room for the one write most commands make
 	// events and eventBytes count what the writes will add to the history:
 	// one index's events must fit kv.MaxEventsPerIndex and one answer.
 	events, eventBytes int
@@ -60,6 +64,17 @@ type planWrite struct {
 	kind kv.EventType
 }
 
+// leaves is the state the write leaves its key in.
+func (w *planWrite) leaves() planned {
+	if w.put {
+		return planned{w.rec, true}
+	}
+	return planned{kv.Record{Key: w.rec.Key}, false}
+}
+
+// smallPlan is how many writes a plan searches before it indexes them.
+const smallPlan = 8
+
 // actor is who a command acts as, for the rules that depend on the records
 // it meets as well as on the keys it names (CheckCommand has judged those).
 // The zero actor is the leader's expiry: no rule applies.
@@ -68,13 +83,56 @@ type actor struct {
 	identity string
 }
 
+// newPlan starts a plan. Its maps are made when first needed (a nil map
+// reads as empty): most commands write one key and never read through the
+// plan or touch a session, and three maps per command were a sixth of
+// Apply's allocations.
 func newPlan(b *kv.Batch, index uint64, who actor) *plan {
-	return &plan{b: b, index: index, who: who, overlay: map[string]planned{}, read: map[string]planned{}, tallies: map[string]kv.Tally{}}
+	return &plan{b: b, index: index, who: who}
+}
+
+// add plans a write, after every write planned so far.
+func (p *plan) add(w planWrite) {
+	if p.writes == nil {
+		p.writes = p.first[:0]
+	}
+	p.writes = append(p.writes, w)
+	if p.overlay != nil {
+		p.overlay[w.rec.Key] = w.leaves()
+	}
+}
+
+// overlaid returns the state the planned writes leave key in, and whether
+// any of them writes it.
+func (p *plan) overlaid(key string) (planned, bool) {
+	if p.overlay == nil && len(p.writes) > smallPlan {
+		p.overlay = make(map[string]planned, len(p.writes))
+		for i := range p.writes {
+			p.overlay[p.writes[i].rec.Key] = p.writes[i].leaves()
+		}
+	}
+	if p.overlay != nil {
+		s, ok := p.overlay[key]
+		return s, ok
+	}
+	for i := len(p.writes) - 1; i >= 0; i-- {
+		if p.writes[i].rec.Key == key {
+			return p.writes[i].leaves(), true
+		}
+	}
+	return planned{}, false
+}
+
+func (p *plan) setTally(session string, t kv.Tally) {
+	if p.tallies == nil {
+		p.tallies = make(map[string]kv.Tally, 1)
+	}
+	p.tallies[session] = t
 }
 
 // get reads key as the writes planned so far would leave it.
 func (p *plan) get(key string) (kv.Record, bool, error) {
-	if s, ok := p.overlay[key]; ok {
+	if s, ok := p.overlaid(key); ok {
 		return s.rec, s.found, nil
 	}
 	if s, ok := p.read[key]; ok {
@@ -82,6 +140,9 @@ func (p *plan) get(key string) (kv.Record, bool, error) {
 	}
 	r, found, err := p.b.Get(key)
 	if err == nil {
+		if p.read == nil {
+			p.read = make(map[string]planned, 1)
+		}
 		p.read[key] = planned{r, found}
 	}
 	return r, found, err
@@ -133,10 +194,9 @@ func (p *plan) put(cur kv.Record, found bool, r kv.Record) error {
 				"session %q would hold %d keys of %d bytes with %q; a session holds at most %d keys and %d bytes (keys + values + 64 each), so that its end fits one log entry: nothing was written",
 				r.Session, t.Keys, t.Bytes, r.Key, MaxSessionKeys, MaxSessionBytes)
 		}
-		p.tallies[r.Session] = t
+		p.setTally(r.Session, t)
 	}
-	p.overlay[r.Key] = planned{r, true}
-	p.writes = append(p.writes, planWrite{rec: r, put: true})
+	p.add(planWrite{rec: r, put: true})
 	p.events++
 	p.eventBytes += r.AnswerBytes()
 	return nil
@@ -153,7 +213,7 @@ func (p *plan) detach(cur kv.Record, found bool) error {
 	}
 	t.Keys--
 	t.Bytes -= uint64(cur.AnswerBytes())
-	p.tallies[cur.Session] = t
+	p.setTally(cur.Session, t)
 	return nil
 }
 
@@ -191,8 +251,7 @@ func (p *plan) remove(cur kv.Record, kind kv.EventType) error {
 	if err := p.detach(cur, true); err != nil {
 		return err
 	}
-	p.overlay[cur.Key] = planned{kv.Record{Key: cur.Key}, false}
-	p.writes = append(p.writes, planWrite{rec: cur, kind: kind})
+	p.add(planWrite{rec: cur, kind: kind})
 	p.events++
 	p.eventBytes += cur.AnswerBytes()
 	id, ok := strings.CutPrefix(cur.Key, cxkvpb.SessionKeyPrefix)
@@ -226,7 +285,7 @@ func (p *plan) attached(session string) ([]string, error) {
 	}
 	var keys []string
 	for _, k := range stored {
-		if _, touched := p.overlay[k]; !touched {
+		if _, touched := p.overlaid(k); !touched {
 			keys = append(keys, k)
 		}
 	}
@@ -237,7 +296,7 @@ func (p *plan) attached(session string) ([]string, error) {
 			continue
 		}
 		listed[k] = true
-		if s := p.overlay[k]; s.found && s.rec.Session == session {
+		if s, _ := p.overlaid(k); s.found && s.rec.Session == session {
 			keys = append(keys, k)
 		}
 	}
@@ -255,7 +314,7 @@ func (p *plan) head(prefix string) (kv.Record, bool, error) {
 		}
 	}
 	err := p.b.Scan(prefix, func(r kv.Record) error {
-		if _, touched := p.overlay[r.Key]; !touched {
+		if _, touched := p.overlaid(r.Key); !touched {
 			consider(r)
 		}
 		return nil
@@ -264,7 +323,7 @@ func (p *plan) head(prefix string) (kv.Record, bool, error) {
 		return kv.Record{}, false, err
 	}
 	for _, w := range p.writes {
-		if s := p.overlay[w.rec.Key]; s.found && strings.HasPrefix(w.rec.Key, prefix) {
+		if s, _ := p.overlaid(w.rec.Key); s.found && strings.HasPrefix(w.rec.Key, prefix) {
 			consider(s.rec)
 		}
 	}
