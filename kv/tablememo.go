@@ -20,8 +20,13 @@ import (
 //     memo, then Pebble. Every write of a key the memo covers (the clock,
 //     the floor, a header, a result) goes through Sessions or deleteResults,
 //     which keep the overlay in step.
-//   - The overlay reaches the store's memo only when its batch commits; a
-//     batch closed without committing leaves the memo as it was.
+//   - A batch takes the clients it reads out of the store's memo instead
+//     of copying them (a copy per client per batch was two allocations of
+//     every write), and its overlay goes back only when the batch commits;
+//     a batch closed without committing leaves the memo without the
+//     clients it took, which the next read finds in Pebble. The batch
+//     that takes a client is the only one that can change it: one batch
+//     writes at a time.
 //   - Installing a snapshot empties the memo (and a batch opened before it
 //     is not merged), so a restored state is read afresh: the memo is
 //     rebuilt from reads, on open as after an install.
@@ -58,12 +63,6 @@ type memoClient struct {
 	top     uint64
 	since   uint64
 	results []uint64
-}
-
-func (c *memoClient) clone() *memoClient {
-	n := *c
-	n.results = slices.Clone(c.results)
-	return &n
 }
 
 // mayHaveResult reports whether seq may have a stored result the memo does
@@ -145,8 +144,9 @@ func (b *Batch) overlay() *batchMemo {
 	return b.memo
 }
 
-// memoClient returns the batch's copy of client's entry, from the store's
-// memo or else from Pebble through the batch. The caller may change it.
+// memoClient returns the batch's own entry for client, taken from the
+// store's memo or else read from Pebble through the batch. The caller may
+// change it.
 func (b *Batch) memoClient(client uint64) (*memoClient, error) {
 	o := b.overlay()
 	if c, ok := o.clients[client]; ok {
@@ -156,7 +156,7 @@ func (b *Batch) memoClient(client uint64) (*memoClient, error) {
 	m.mu.Lock()
 	c, ok := m.clients[client]
 	if ok && m.gen == o.gen {
-		c = c.clone()
+		delete(m.clients, client)
 	} else {
 		ok = false
 	}

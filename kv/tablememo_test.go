@@ -150,3 +150,53 @@ func TestBatchWritesAppliedAndTableTimeOnceAtCommit(t *testing.T) {
 		t.Fatalf("reopened: seq 3 answered=%v %q", ok, r)
 	}
 }
+
+// A batch takes a client's entry out of the memo instead of copying it
+// (the copy was two allocations per client per batch): while it holds the
+// entry the memo has none, a commit hands it back, and a batch closed
+// without committing leaves the memo without it (the next read goes to
+// Pebble, which TestTableMemoFollowsCommitsDiscardsAndInstalls covers).
+func TestTableMemoEntryIsTakenNotCopied(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	b := s.NewBatch()
+	recordResult(t, b, 7, 1, 10, []byte("r1"))
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	inMemo := func() *memoClient {
+		s.table.mu.Lock()
+		defer s.table.mu.Unlock()
+		return s.table.clients[7]
+	}
+	kept := inMemo()
+	if kept == nil {
+		t.Fatal("no memo entry for client 7 after a committed batch")
+	}
+	for _, commit := range []bool{true, false} {
+		b := s.NewBatch()
+		c, err := b.memoClient(7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c != kept {
+			t.Fatalf("the batch got a copy of the memo's entry, not the entry")
+		}
+		if inMemo() != nil {
+			t.Fatalf("the memo still holds the entry a batch took")
+		}
+		if commit {
+			if err := b.Commit(false); err != nil {
+				t.Fatal(err)
+			}
+			if inMemo() != kept {
+				t.Fatalf("commit did not hand the entry back")
+			}
+		}
+		b.Close()
+	}
+	if inMemo() != nil {
+		t.Fatalf("a batch closed without committing handed its entry back")
+	}
+}
