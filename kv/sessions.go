@@ -241,7 +241,8 @@ func (t *Sessions) save(w *Write) error {
 			return err
 		}
 	}
-	if err := b.Set(sessionKey(w.Client), encodeSessionHeader(w.Acked, t.now, w.top), nil); err != nil {
+	var hdr [3 * binary.MaxVarintLen64]byte
+	if err := b.Set(sessionKey(w.Client), appendSessionHeader(hdr[:0], w.Acked, t.now, w.top), nil); err != nil {
 		return err
 	}
 	c, err := t.b.memoClient(w.Client)
@@ -404,8 +405,9 @@ func (t *Sessions) getFloor() (int64, bool, error) {
 // (batchMemo.flush).
 func (t *Sessions) setFloor(stamp int64) { t.b.overlay().setFloor(stamp) }
 
-func encodeSessionHeader(acked uint64, stamp int64, top uint64) []byte {
-	b := make([]byte, 0, 3*binary.MaxVarintLen64)
+// appendSessionHeader appends a header to b (a batch copies what it is
+// given, so the caller's buffer may live on its stack).
+func appendSessionHeader(b []byte, acked uint64, stamp int64, top uint64) []byte {
 	b = binary.AppendUvarint(b, acked)
 	b = binary.AppendVarint(b, stamp)
 	return binary.AppendUvarint(b, top)
