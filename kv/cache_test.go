@@ -29,7 +29,7 @@ func TestFlushedRecordsAreReadFromTheBlockCache(t *testing.T) {
 	// Write on through several flushes, as a member under load does: the
 	// memtables' reservations are what emptied the cache.
 	big := make([]byte, 64<<10)
-	for i := 0; i < 400; i++ {
+	for i := 0; i < 3*MemTableSize/len(big); i++ {
 		put(1000+i, 1001+i, big)
 	}
 	read := func() {

@@ -35,17 +35,32 @@ type Store struct {
 }
 
 // blockCacheBytes is the Pebble block cache of one store. Pebble charges
-// its memtables to it (the live one and the last flushed one, 4 MiB each,
-// so 8 MiB at all times once the first flush is done): with Pebble's
-// default of 8 MiB no block stayed cached, and every read that reached a
-// table (a compare on an absent key, a session's tally, a queue's head)
-// read and decompressed its blocks again. The cache is filled on demand,
-// so a small store does not grow to it.
-const blockCacheBytes = 64 << 20
+// its memtables to it (the live one and the last flushed one, so two
+// MemTableSize at most once they have grown): with Pebble's default of
+// 8 MiB no block stayed cached, and every read that reached a table (a
+// compare on an absent key, a session's tally, a queue's head) read and
+// decompressed its blocks again. It leaves 64 MiB for blocks beside two
+// full memtables. The cache is filled on demand, so a small store does not
+// grow to it.
+const blockCacheBytes = 64<<20 + 2*MemTableSize
+
+// MemTableSize is the size a memtable grows to before Pebble flushes it to
+// a table (it starts at 256 KiB and doubles, so an idle store stays small).
+// Most of what a write puts in the store lives for seconds: its raft log
+// entry (compacted 5,000-15,000 entries later), its event (kept for
+// HistoryEntries), its exactly-once result (forgotten when the client
+// acknowledges it), the session LRU key it replaces, the record the next
+// write of its key overwrites: about 1 KiB of memtable per write, 10-15
+// MiB for the log's window. With Pebble's 4 MiB default all of it was
+// flushed to tables and compacted again before its deletion caught up:
+// 9-14% of the members' CPU at cas-parallel. In a 32 MiB memtable most of
+// it dies before the flush, which drops what the deletions cover. A crash
+// replays at most this much more WAL on open.
+const MemTableSize = 32 << 20
 
 // Open opens or creates the database in dir.
 func Open(dir string, opts Options) (*Store, error) {
-	po := &pebble.Options{FS: opts.FS, Logger: newPebbleLogger(opts.Logger), CacheSize: blockCacheBytes}
+	po := &pebble.Options{FS: opts.FS, Logger: newPebbleLogger(opts.Logger), CacheSize: blockCacheBytes, MemTableSize: MemTableSize}
 	if po.FS == nil {
 		po.FS = vfs.Default
 	}
