@@ -30,8 +30,8 @@ import (
 // Why it stays safe, whatever the signal says:
 //
 //   - raft's safety never depends on timing; only liveness does.
-//   - reads are ReadIndex reads (raft's ReadOnlySafe, the default, which
-//     node.go keeps): a leader confirms its leadership with a heartbeat
+//   - reads are ReadIndex reads (raft's ReadOnlySafe, which node.go sets
+//     explicitly): a leader confirms its leadership with a heartbeat
 //     round for every read, and never serves from a lease that assumes its
 //     followers wait out a timeout. Lease-based reads would not be safe
 //     with this (raft's own ForgetLeader refuses to work with them too).

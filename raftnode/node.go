@@ -212,7 +212,13 @@ func (n *Node) open() error {
 		MaxUncommittedEntriesSize: maxUncommittedBytes,
 		CheckQuorum:               true,
 		PreVote:                   true,
-		Logger:                    raftLogger{n.cfg.Logger},
+		// Every read confirms the leadership with a heartbeat round
+		// (ReadIndex). A leader lease (ReadOnlyLeaseBased) must not
+		// replace it: it assumes followers wait out an election timeout
+		// after the last heartbeat, and a follower that sees its leader's
+		// process gone does not (deadleader.go).
+		ReadOnlyOption: raft.ReadOnlySafe,
+		Logger:         raftLogger{n.cfg.Logger},
 	}
 	if n.rn, err = raft.NewRawNode(rc); err != nil {
 		return err
