@@ -1,7 +1,6 @@
 package raftnode
 
 import (
-	"log/slog"
 	"testing"
 
 	"go.etcd.io/raft/v3"
@@ -16,28 +15,10 @@ import (
 // than an election timeout is not live.
 func TestLiveVotersSurviveTheLeadersQuorumCheck(t *testing.T) {
 	const electionTicks = 10
-	ms := raft.NewMemoryStorage()
-	if err := ms.ApplySnapshot(&pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: proto.Uint64(1), Term: proto.Uint64(1), ConfState: &pb.ConfState{Voters: []uint64{1, 2, 3}}}}); err != nil {
-		t.Fatal(err)
-	}
-	rn, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: electionTicks, HeartbeatTick: 1, Storage: ms, Applied: 1, MaxSizePerMsg: maxSizePerMsg, MaxInflightMsgs: 256,
-		CheckQuorum: true, PreVote: true, Logger: raftLogger{slog.New(slog.DiscardHandler)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mr := newMemRaft(t, electionTicks)
+	rn := mr.rn
 	n := &Node{cfg: Config{ID: 1, ElectionTicks: electionTicks}}
-	drain := func() {
-		for rn.HasReady() {
-			rd := rn.Ready()
-			if err := ms.Append(rd.Entries); err != nil {
-				t.Fatal(err)
-			}
-			if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
-				ms.SetHardState(rd.HardState)
-			}
-			rn.Advance(rd)
-		}
-	}
+	drain := func() { mr.drain(nil) }
 	// receive is the Ready loop's taking in of a peer's message.
 	receive := func(m *pb.Message) {
 		n.contact.heardFrom(m.GetFrom())

@@ -1,7 +1,6 @@
 package raftnode
 
 import (
-	"log/slog"
 	"testing"
 
 	"go.etcd.io/raft/v3"
@@ -19,35 +18,20 @@ import (
 // run out, as it would have been had it come a tick later, and only once.
 func TestPreVoteIgnoredInLeaseIsAnsweredWhenTheLeaseEnds(t *testing.T) {
 	const electionTicks = 10
-	ms := raft.NewMemoryStorage()
-	if err := ms.ApplySnapshot(&pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: proto.Uint64(1), Term: proto.Uint64(1), ConfState: &pb.ConfState{Voters: []uint64{1, 2, 3}}}}); err != nil {
-		t.Fatal(err)
-	}
-	rn, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: electionTicks, HeartbeatTick: 1, Storage: ms, Applied: 1, MaxSizePerMsg: maxSizePerMsg, MaxInflightMsgs: 256,
-		CheckQuorum: true, PreVote: true, Logger: raftLogger{slog.New(slog.DiscardHandler)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mr := newMemRaft(t, electionTicks)
+	rn := mr.rn
 	var hold prevoteHold
 	// answers drains the Readys and returns member 1's pre-vote answers to
 	// member 3.
 	answers := func() (out []*pb.Message) {
-		for rn.HasReady() {
-			rd := rn.Ready()
-			hold.sent(rd.Messages)
-			if err := ms.Append(rd.Entries); err != nil {
-				t.Fatal(err)
-			}
-			if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
-				ms.SetHardState(rd.HardState)
-			}
-			for _, m := range rd.Messages {
+		mr.drain(func(ms []*pb.Message) {
+			hold.sent(ms)
+			for _, m := range ms {
 				if m.GetTo() == 3 && m.GetType() == pb.MessageType_MsgPreVoteResp {
 					out = append(out, m)
 				}
 			}
-			rn.Advance(rd)
-		}
+		})
 		return out
 	}
 	receive := func(m *pb.Message) {
