@@ -38,6 +38,12 @@ type FailoverConfig struct {
 	Writers      int           // 4
 	Readers      int           // 4
 	LockTTL      time.Duration // 10s
+	// Trace, if set, gets one line per probe call, kill and restart, in
+	// the member logs' clock (UTC, microseconds), so a stall can be laid
+	// beside what each member logged: "<time> call <probe> <ms> <error or
+	// ok>", "<time> kill <member>", "<time> restart <member>" (a call's
+	// time is its start; kill and restart are logged just before them).
+	Trace io.Writer
 }
 
 func (c FailoverConfig) withDefaults() FailoverConfig {
@@ -218,7 +224,11 @@ func RunFailover(ctx context.Context, b Backend, k Killable, cfg FailoverConfig)
 		return c, err
 	}
 	// probe calls op until the run ends, each call limited to ProbeTimeout.
-	probe := func(log *successLog, op func(ctx context.Context, i int) error) {
+	tr := &tracer{w: cfg.Trace}
+	if cfg.Trace != nil {
+		k = tracedKillable{k, tr}
+	}
+	probe := func(name string, log *successLog, op func(ctx context.Context, i int) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -227,6 +237,7 @@ func RunFailover(ctx context.Context, b Backend, k Killable, cfg FailoverConfig)
 				pctx, pcancel := context.WithTimeout(ctx, cfg.ProbeTimeout)
 				err := op(pctx, i)
 				pcancel()
+				tr.call(name, start, err)
 				if err == nil {
 					log.add(start)
 					continue
@@ -244,17 +255,17 @@ func RunFailover(ctx context.Context, b Backend, k Killable, cfg FailoverConfig)
 		if err != nil {
 			return res, err
 		}
-		probe(&writes, func(ctx context.Context, _ int) error {
+		probe(fmt.Sprintf("w%d", w), &writes, func(ctx context.Context, _ int) error {
 			_, _, err := c.CAS(ctx, fmt.Sprintf("%s/w/%d/%d", cfg.Prefix, w, seq.Add(1)), []byte("v"), 0)
 			return err
 		})
 	}
-	for range cfg.Readers {
+	for r := range cfg.Readers {
 		c, err := connect()
 		if err != nil {
 			return res, err
 		}
-		probe(&reads, func(ctx context.Context, _ int) error {
+		probe(fmt.Sprintf("r%d", r), &reads, func(ctx context.Context, _ int) error {
 			_, _, err := c.Get(ctx, cfg.Prefix+"/w/0/1")
 			return err
 		})
@@ -373,6 +384,48 @@ func killLeaders(ctx context.Context, k Killable, n int, interval, restartAfter 
 		return ctx.Err()
 	}
 	return nil
+}
+
+// tracer writes FailoverConfig.Trace's lines; a nil writer makes it a no-op.
+type tracer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (t *tracer) line(at time.Time, format string, args ...any) {
+	if t.w == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.w, "%s "+format+"\n", append([]any{at.UTC().Format("15:04:05.000000")}, args...)...)
+}
+
+func (t *tracer) call(probe string, start time.Time, err error) {
+	if t.w == nil {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = err.Error()
+	}
+	t.line(start, "call %s %.1f %s", probe, ms(time.Since(start)), outcome)
+}
+
+// tracedKillable logs each kill and restart to the trace before doing it.
+type tracedKillable struct {
+	Killable
+	t *tracer
+}
+
+func (k tracedKillable) Kill(i int) error {
+	k.t.line(time.Now(), "kill %d", i+1)
+	return k.Killable.Kill(i)
+}
+
+func (k tracedKillable) Restart(i int) error {
+	k.t.line(time.Now(), "restart %d", i+1)
+	return k.Killable.Restart(i)
 }
 
 // sleepCtx waits d or until ctx ends.

@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,9 +23,10 @@ func (p inProcess) Restart(i int) error                 { p.c.Revive(i); return 
 // cannot rot between `make bench` runs.
 func TestFailoverWorkload(t *testing.T) {
 	cl := raftnodetest.Start(t, 3)
+	var trace bytes.Buffer
 	res, err := RunFailover(context.Background(), Cxkv{Endpoints: cl.Endpoints()}, inProcess{cl}, FailoverConfig{
 		Prefix: "failover", Kills: 2, Interval: 3 * time.Second, RestartAfter: 300 * time.Millisecond,
-		Undisturbed: time.Second, Writers: 2, Readers: 2,
+		Undisturbed: time.Second, Writers: 2, Readers: 2, Trace: &trace,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -38,6 +41,31 @@ func TestFailoverWorkload(t *testing.T) {
 		}
 		if k.Gap > 0 && k.GapAt < min(k.Write, k.Read) {
 			t.Errorf("kill %d: the longest gap after the first success began at %vms, before the first write (%vms) or read (%vms)", i+1, k.GapAt, k.Write, k.Read)
+		}
+	}
+	// The trace names every kill and restart and each probe's calls, in
+	// the member logs' clock.
+	lines := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(trace.String()), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 {
+			t.Fatalf("trace line %q: want <time> <event> <args>", l)
+		}
+		if _, err := time.Parse("15:04:05.000000", f[0]); err != nil {
+			t.Fatalf("trace line %q: %v", l, err)
+		}
+		key := f[1]
+		if key == "call" {
+			key += " " + f[2] + " " + f[len(f)-1]
+		}
+		lines[key]++
+	}
+	if lines["kill"] != 2 || lines["restart"] != 2 {
+		t.Errorf("trace has %d kills and %d restarts, want 2 each", lines["kill"], lines["restart"])
+	}
+	for _, p := range []string{"w0", "w1", "r0", "r1"} {
+		if lines["call "+p+" ok"] == 0 {
+			t.Errorf("trace has no successful call of probe %s: %v", p, lines)
 		}
 	}
 	if res.Throughput <= 0 {

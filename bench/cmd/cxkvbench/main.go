@@ -298,7 +298,7 @@ func run() error {
 			if !slices.Contains(chosen, name) {
 				continue
 			}
-			r, err := runFailover(ctx, name, *cxkvBin, *etcdBin, dir, *kills)
+			r, err := runFailover(ctx, name, *cxkvBin, *etcdBin, dir, *kills, *keep)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -458,14 +458,26 @@ func runLockChaos(ctx context.Context, name, cxkvBin, etcdBin, dir string, each,
 }
 
 // runFailover starts a cluster of its own for the failover workload (it
-// kills members) and runs it.
-func runFailover(ctx context.Context, name, cxkvBin, etcdBin, dir string, kills int) (bench.FailoverResult, error) {
+// kills members) and runs it. With keep, every probe call, kill and restart
+// is traced to calls.txt beside the member logs, to lay a stall beside them.
+func runFailover(ctx context.Context, name, cxkvBin, etcdBin, dir string, kills int, keep bool) (bench.FailoverResult, error) {
 	cl, b, err := startKillable(ctx, "failover", name, cxkvBin, etcdBin, dir)
 	if err != nil {
 		return bench.FailoverResult{}, err
 	}
 	defer cl.Stop()
-	r, err := bench.RunFailover(ctx, b, cl, bench.FailoverConfig{Prefix: "bench/failover/" + name, Kills: kills})
+	cfg := bench.FailoverConfig{Prefix: "bench/failover/" + name, Kills: kills}
+	if keep {
+		f, err := os.Create(filepath.Join(dir, "failover-"+name, "calls.txt"))
+		if err != nil {
+			return bench.FailoverResult{}, err
+		}
+		defer f.Close()
+		w := bufio.NewWriter(f)
+		defer w.Flush()
+		cfg.Trace = w
+	}
+	r, err := bench.RunFailover(ctx, b, cl, cfg)
 	if err != nil {
 		return r, err
 	}
