@@ -51,7 +51,7 @@ func run() error {
 		tmpParent = flag.String("tmp", "", "directory for the clusters' data dirs (default: the system temp dir)")
 		only1     = flag.String("backends", "cxkv,etcd,redis", "backends to run, comma-separated (cxkv, etcd, redis)")
 		stages    = flag.Bool("stages", false, "start cxkv with --trace-writes and report where a write's time goes, stage by stage (the tracing costs a little; compare headline figures from runs without it)")
-		keep      = flag.Bool("keep", false, "keep the data dirs and member logs (printed at the end) instead of removing them")
+		keep      = flag.Bool("keep", false, "keep the data dirs and member logs (printed at the end) instead of removing them, and trace the failover workload's every probe call, kill and restart to calls.txt beside its members' logs")
 		kills     = flag.Int("kills", 5, "leader kills in the failover workload, on clusters of its own (0: skip it)")
 		chaosFor  = flag.Duration("chaos-for", 30*time.Second, "lock-chaos: how long lock-many and lock-contended each run undisturbed, then with the leader killed every -chaos-every (restarted 1s later), on clusters of their own (0: skip it)")
 		chaosEach = flag.Duration("chaos-every", 3*time.Second, "lock-chaos: the time between leader kills")
