@@ -69,3 +69,37 @@ func TestSessionIndexFollowsRewritesInOneBatch(t *testing.T) {
 	check(b, "recreated", "s1", []string{"k"}, Tally{1, size(rec("s1", "again"))})
 	check(b, "recreated", "s2", nil, Tally{})
 }
+
+// A batch reads a session's tally from Pebble once and keeps it as it
+// leaves it (Batch.tallies): a command's check and the attach that follows,
+// and every later command of the batch on that session, read no tally
+// again. Shown by garbling the stored tally behind the batch's back after
+// its first read: a second read would fail to decode it.
+func TestBatchReadsEachTallyOnce(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	rec := func(key string) Record {
+		return Record{Key: key, Value: []byte("v"), Index: 2, CreateIndex: 2, Session: "s1"}
+	}
+	size := uint64(rec("k1").AnswerBytes())
+	b := s.NewBatch()
+	if err := b.Put(rec("k1")); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, b, false)
+
+	b = s.NewBatch()
+	defer b.Close()
+	if got, err := b.Tally("s1"); err != nil || got != (Tally{1, size}) {
+		t.Fatalf("tally of s1 = %+v (%v), want %+v", got, err, Tally{1, size})
+	}
+	if err := s.db.Set(tallyKey("s1"), []byte("garbled"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(rec("k2")); err != nil {
+		t.Fatalf("attaching a second key read the stored tally again: %v", err)
+	}
+	if got, err := b.Tally("s1"); err != nil || got != (Tally{2, 2 * size}) {
+		t.Fatalf("tally of s1 after the attach = %+v (%v), want %+v", got, err, Tally{2, 2 * size})
+	}
+}
