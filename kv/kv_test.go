@@ -383,8 +383,8 @@ func TestStagedSnapshotIsClearedOnOpen(t *testing.T) {
 // dropped by the flush instead of being written to tables (and compacted
 // again). Writing 64 MiB and truncating every 4096 entries to the last
 // 2048 (2-6 MiB live), Pebble's default 4 MiB memtable flushed 17 MiB of
-// it in 16 flushes, then compacted them 10 times; 64 MiB memtables flush
-// none of it.
+// it in 16 flushes, then compacted them 10 times; MemTableSize (32 MiB)
+// memtables flush about 2 MiB of it.
 func TestShortLivedKeysAreNotFlushed(t *testing.T) {
 	s := openMem(t, vfs.NewMem())
 	defer s.Close()
