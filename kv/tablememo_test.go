@@ -161,10 +161,7 @@ func TestTableMemoEntryIsTakenNotCopied(t *testing.T) {
 	defer s.Close()
 	b := s.NewBatch()
 	recordResult(t, b, 7, 1, 10, []byte("r1"))
-	if err := b.Commit(false); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
+	mustCommit(t, b, false)
 	inMemo := func() *memoClient {
 		s.table.mu.Lock()
 		defer s.table.mu.Unlock()
