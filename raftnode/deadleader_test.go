@@ -79,18 +79,6 @@ func (k stepTicker) Chan() <-chan time.Time { return k.ch }
 func (k stepTicker) Reset(time.Duration)    {}
 func (k stepTicker) Stop()                  {}
 
-// within polls cond until it holds (true) or d has passed (false).
-func within(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return true
-}
-
 const deadLeaderMetric = "cxkv_dead_leader_detections_total"
 
 func deadLeaderDetections(t testing.TB, n *raftnode.Node) float64 {
@@ -146,7 +134,7 @@ func TestDeadLeaderReplacedWithinElectionTimeout(t *testing.T) {
 
 	c.Stop(leader)
 	// Not fatal: on failure, what follows shows the election it costs.
-	if !within(10*time.Second, func() bool {
+	if !raftnodetest.Within(10*time.Second, func() bool {
 		return deadLeaderDetections(t, c.Members[survivors[0]]) == 1 && deadLeaderDetections(t, c.Members[survivors[1]]) == 1
 	}) {
 		t.Errorf("within 10s of the leader's stop, the survivors did not both learn from their transports that it is gone (%s: %v and %v)",
@@ -158,7 +146,7 @@ func TestDeadLeaderReplacedWithinElectionTimeout(t *testing.T) {
 	}
 	// No more ticks: the pre-vote and vote rounds are messages.
 	var elected int
-	if !within(10*time.Second, func() bool {
+	if !raftnodetest.Within(10*time.Second, func() bool {
 		for _, i := range survivors {
 			other := survivors[0] + survivors[1] - i
 			if c.Members[i].Status().Role == "leader" && c.Members[other].Status().Leader == uint64(i+1) {

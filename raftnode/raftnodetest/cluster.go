@@ -259,13 +259,22 @@ func (c *Cluster) Close() {
 // Eventually polls cond until it holds or the deadline passes.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	if !Within(within, cond) {
+		t.Fatalf("not within %v: %s", within, what)
+	}
+}
+
+// Within polls cond until it holds (true) or d has passed (false): for a
+// test that reports a miss and goes on, to show what the miss costs.
+func Within(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // Config is member i's config, for a test that starts it by hand.
