@@ -27,11 +27,14 @@ const lowest = 10000
 // tries bounds the random picks before falling back to an ephemeral port.
 const tries = 64
 
+// minRoom is the fewest ports below the ephemeral range worth picking from;
+// with fewer, Listen hands out ephemeral ports.
+const minRoom = 1000
+
 // Listen listens on a loopback port below the kernel's ephemeral range, or
 // on an ephemeral one if that range leaves no room below it.
 func Listen() (net.Listener, error) {
-	top := ephemeralStart()
-	if top-lowest >= 1000 {
+	if top, ok := below(); ok {
 		for range tries {
 			port := lowest + rand.IntN(top-lowest)
 			if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
@@ -67,8 +70,15 @@ func FreePorts(n int) ([]int, error) {
 // as its local end: true for every port when the range leaves no room
 // below it, since Listen then hands out ephemeral ports.
 func Ephemeral(port int) bool {
-	top := ephemeralStart()
-	return top-lowest < 1000 || port >= top
+	top, ok := below()
+	return !ok || port >= top
+}
+
+// below returns the first port of the ephemeral range, and whether the
+// range leaves room (minRoom) to pick ports below it.
+func below() (top int, ok bool) {
+	top = ephemeralStart()
+	return top, top-lowest >= minRoom
 }
 
 // ephemeralStart is the first port of the kernel's ephemeral range; where
