@@ -2,8 +2,8 @@ package raftnode
 
 import "go.etcd.io/raft/v3"
 
-// peerContact is when this member last heard from each peer, in ticks of
-// its own Ready loop. A leader judges from it which voters are live before
+// peerContact is when this member last heard from each peer, in its Ready
+// loop's ticks (Node.ticks). A leader judges from it which voters are live before
 // a membership change or a leadership hand-off.
 //
 // raft's Progress.RecentActive is not that judgement: a leader checking its
@@ -15,17 +15,14 @@ import "go.etcd.io/raft/v3"
 //
 // Touched only on the Ready-loop goroutine.
 type peerContact struct {
-	now   uint64            // ticks since the member started
-	heard map[uint64]uint64 // peer -> now when a message from it arrived
+	heard map[uint64]uint64 // peer -> Node.ticks when a message from it arrived
 }
 
-func (c *peerContact) tick() { c.now++ }
-
-func (c *peerContact) heardFrom(id uint64) {
+func (c *peerContact) heardFrom(id, now uint64) {
 	if c.heard == nil {
 		c.heard = map[uint64]uint64{}
 	}
-	c.heard[id] = c.now
+	c.heard[id] = now
 }
 
 // live says whether id is this member or a peer it heard from within the
@@ -38,5 +35,5 @@ func (n *Node) live(st raft.Status, id uint64) bool {
 		return false
 	}
 	at, ok := n.contact.heard[id]
-	return ok && n.contact.now-at <= uint64(n.cfg.ElectionTicks)
+	return ok && n.ticks-at <= uint64(n.cfg.ElectionTicks)
 }

@@ -21,7 +21,7 @@ func TestLiveVotersSurviveTheLeadersQuorumCheck(t *testing.T) {
 	drain := func() { mr.drain(nil) }
 	// receive is the Ready loop's taking in of a peer's message.
 	receive := func(m *pb.Message) {
-		n.contact.heardFrom(m.GetFrom())
+		n.contact.heardFrom(m.GetFrom(), n.ticks)
 		if err := rn.Step(m); err != nil {
 			t.Fatal(err)
 		}
@@ -29,7 +29,7 @@ func TestLiveVotersSurviveTheLeadersQuorumCheck(t *testing.T) {
 	}
 	tick := func() {
 		rn.Tick()
-		n.contact.tick()
+		n.ticks++
 		drain()
 	}
 	if err := rn.Campaign(); err != nil {

@@ -76,6 +76,7 @@ type Node struct {
 	peerListener  net.Listener
 	peerGuard     peerGuard
 	contact       peerContact
+	ticks         uint64 // the Ready loop's ticks since start
 	tls           memberTLS
 	stopOnce      sync.Once
 }

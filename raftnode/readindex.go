@@ -21,9 +21,8 @@ type readBatcher struct {
 	pending  []*readRequest
 	inflight []*readRequest
 	ctx      uint64
-	sentAt   int    // tick count when the in-flight round was sent
+	sentAt   uint64 // Node.ticks when the in-flight round was sent
 	sentTo   uint64 // the leader this member knew when it sent the round
-	ticks    int
 }
 
 // pump starts a round if none is in flight, or restarts one that can no
@@ -37,9 +36,9 @@ type readBatcher struct {
 // no longer proves anything, so it is sent again to the new one at once:
 // reads then resume with writes, the moment a leader exists. The tick limit
 // is the backstop for a request lost on its way to a leader that lives on.
-func (r *readBatcher) pump(rn *raft.RawNode, retryTicks int, ready func() bool) {
+func (r *readBatcher) pump(rn *raft.RawNode, now uint64, retryTicks int, ready func() bool) {
 	lead := rn.BasicStatus().Lead
-	if len(r.inflight) > 0 && (lead != r.sentTo || r.ticks-r.sentAt > retryTicks) {
+	if len(r.inflight) > 0 && (lead != r.sentTo || now-r.sentAt > uint64(retryTicks)) {
 		r.pending = append(r.inflight, r.pending...)
 		r.inflight = nil
 	}
@@ -48,7 +47,7 @@ func (r *readBatcher) pump(rn *raft.RawNode, retryTicks int, ready func() bool) 
 	}
 	r.ctx++
 	r.inflight, r.pending = r.pending, nil
-	r.sentAt, r.sentTo = r.ticks, lead
+	r.sentAt, r.sentTo = now, lead
 	rn.ReadIndex(binary.BigEndian.AppendUint64(nil, r.ctx))
 }
 

@@ -44,7 +44,7 @@ func (n *Node) run() {
 			fail(err)
 			return
 		}
-		n.reads.pump(n.rn, 2*n.cfg.ElectionTicks, n.readsMayStart)
+		n.reads.pump(n.rn, n.ticks, 2*n.cfg.ElectionTicks, n.readsMayStart)
 		if !n.rn.HasReady() {
 			continue
 		}
@@ -72,13 +72,12 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 		return false
 	case <-tick:
 		n.rn.Tick()
-		n.contact.tick()
-		n.reads.ticks++
+		n.ticks++
 		n.heartbeats.tick()
 		n.prevotes.tick(n.rn, n.cfg.ElectionTicks)
 	case r := <-n.recvc:
 		n.receivedBytes.give(r.size)
-		n.contact.heardFrom(r.m.GetFrom())
+		n.contact.heardFrom(r.m.GetFrom(), n.ticks)
 		if !stepReceived(n.rn, &n.heartbeats, r.m) {
 			break
 		}
