@@ -35,6 +35,11 @@ type Batch struct {
 	// once, when the batch commits, not once per entry.
 	applied    uint64
 	appliedSet bool
+	// writer says the batch has announced a record key to the floors;
+	// raised is where its scans found prefixes' live records to begin in
+	// its view, published when it commits (floors.go).
+	writer bool
+	raised map[*floor]string
 }
 
 // seenRecord is a record's presence, session, AnswerBytes and whether it
@@ -76,6 +81,7 @@ func (b *Batch) Get(key string) (Record, bool, error) {
 // record it replaces had one: most records never do, and each deletion
 // is a memtable entry the commit pays for.
 func (b *Batch) Put(r Record) error {
+	b.announce(r.Key)
 	old, err := b.stored(r.Key)
 	if err != nil {
 		return err
@@ -184,11 +190,15 @@ func (b *Batch) Commit(sync bool) error {
 		b.s.auth.changed()
 	}
 	b.mergeMemo()
+	b.endWrite(true)
 	return nil
 }
 
 // Close releases the batch; an uncommitted batch is discarded.
-func (b *Batch) Close() error { return b.b.Close() }
+func (b *Batch) Close() error {
+	b.endWrite(false)
+	return b.b.Close()
+}
 
 // Empty reports whether the batch holds no writes.
 func (b *Batch) Empty() bool {
@@ -211,15 +221,20 @@ func (b *Batch) setUint64(key []byte, v uint64) error {
 }
 
 // Scan calls fn for every record whose key starts with prefix, in key
-// order, as the batch would leave them; it stops at fn's first error.
+// order, as the batch would leave them; it stops at fn's first error. It
+// starts at the prefix's floor (floors.go), so it steps over the keys
+// deleted below the first live record only once.
 func (b *Batch) Scan(prefix string, fn func(Record) error) error {
 	lower := recordKey(prefix)
+	e, start := b.scanStart(prefix)
 	it, err := b.b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
 	if err != nil {
 		return err
 	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
+	defer b.s.closeScan(it)
+	checkFloor(it, lower, start)
+	first := true
+	for ok := it.SeekGE(recordKey(start)); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return err
@@ -228,9 +243,21 @@ func (b *Batch) Scan(prefix string, fn func(Record) error) error {
 		if err != nil {
 			return err
 		}
+		if first {
+			b.raise(e, r.Key)
+			first = false
+		}
 		if err := fn(r); err != nil {
 			return err
 		}
 	}
-	return it.Error()
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if first {
+		if end := prefixScanEnd(prefix); end != "" {
+			b.raise(e, end)
+		}
+	}
+	return nil
 }

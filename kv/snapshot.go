@@ -234,6 +234,9 @@ func (s *Store) InstallStaged(name string) error {
 		return err
 	}
 	path := s.path(stagingDir, name)
+	// The new state's records were never announced to the floors.
+	s.floors.beginInstall()
+	defer s.floors.endInstall()
 	return guard(func() error {
 		if err := s.db.Ingest(context.Background(), []string{path}); err != nil {
 			return fmt.Errorf("kv: install snapshot %s: %w", name, err)

@@ -32,6 +32,10 @@ type Store struct {
 	dir   string
 	auth  authMemo
 	table tableMemo // the exactly-once table's hot part (tablememo.go)
+	// scanHook, set only by tests (export_test.go), is told how many
+	// internal keys each prefix scan stepped over.
+	scanHook func(points uint64)
+	floors   floors // where scanned prefixes' live records begin (floors.go)
 }
 
 // blockCacheBytes is the Pebble block cache of one store. Pebble charges
@@ -104,14 +108,29 @@ func (s *Store) List(prefix, after string, limit, maxBytes int) ([]Record, bool,
 	if after != "" && after >= prefix {
 		lower = append(recordKey(after), 0)
 	}
+	fl := s.floors.read(prefix)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(recordKey(prefix))})
 	if err != nil {
 		return nil, false, err
 	}
-	defer it.Close()
+	defer s.closeScan(it)
+	if !s.floors.unchanged(fl) {
+		fl = floorRead{prefix: prefix, key: prefix} // lowered since it was read: from the start, and no raise
+	}
+	// The scan starts at the floor or at lower, whichever is higher; it
+	// learns where the prefix's live records begin only if it started at
+	// the floor.
+	fromFloor := string(lower) <= string(recordKey(fl.key))
+	var ok bool
+	if fromFloor {
+		checkFloor(it, lower, fl.key)
+		ok = it.SeekGE(recordKey(fl.key))
+	} else {
+		ok = it.First()
+	}
 	var out []Record
 	size := 0
-	for ok := it.First(); ok; ok = it.Next() {
+	for ; ok; ok = it.Next() {
 		if len(out) == limit {
 			return out, true, nil
 		}
@@ -123,12 +142,23 @@ func (s *Store) List(prefix, after string, limit, maxBytes int) ([]Record, bool,
 		if err != nil {
 			return nil, false, err
 		}
+		if len(out) == 0 && fromFloor {
+			s.floors.raiseRead(fl, r.Key)
+		}
 		if size += r.AnswerBytes(); size > maxBytes && len(out) > 0 {
 			return out, true, nil
 		}
 		out = append(out, r)
 	}
-	return out, false, it.Error()
+	if err := it.Error(); err != nil {
+		return nil, false, err
+	}
+	if len(out) == 0 && fromFloor {
+		if end := prefixScanEnd(prefix); end != "" {
+			s.floors.raiseRead(fl, end)
+		}
+	}
+	return out, false, nil
 }
 
 // Events returns the events with index > afterIndex whose keys start with
@@ -260,6 +290,15 @@ func (s *Store) TTLRecords(fn func(Record) error) error {
 		}
 	}
 	return it.Error()
+}
+
+// closeScan closes a prefix scan's iterator, telling the test hook what
+// it stepped over.
+func (s *Store) closeScan(it *pebble.Iterator) {
+	if s.scanHook != nil {
+		s.scanHook(it.Stats().InternalStats.PointCount)
+	}
+	it.Close()
 }
 
 // readValue calls fn with the value of key in place, if it exists, and
