@@ -2,6 +2,7 @@ package lock
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -58,6 +59,24 @@ func decodeOwner(b []byte) (o Owner, ok bool) {
 func randomID() string {
 	var b [8]byte
 	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// queueEntryID names a queue entry created at created: the time in ns as
+// 16 hex digits, then 16 random ones. Entries then sort by creation, so
+// the entries a queue has deleted sort below its live ones, where the
+// members' scans of the queue (HEAD at every acquisition, a waiter's List)
+// start above them (kv's floors) instead of stepping over each deleted
+// entry until a memtable flush drops it. Nothing relies on this order for
+// correctness: the queue is ordered by create index, not by key, so clocks
+// that differ between processes, or one that steps back, only leave some
+// deleted entries above live ones, costing the scans that step over them.
+// The random half keeps ids unique among entries created in the same ns
+// (a collision is refused by put-if-absent and drawn again).
+func queueEntryID(created time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(created.UnixNano()))
+	rand.Read(b[8:])
 	return hex.EncodeToString(b[:])
 }
 

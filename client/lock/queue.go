@@ -22,7 +22,7 @@ var errRequeue = errors.New("cxkv: queue entry vanished")
 // uncontended acquisition is that one write.
 func (m *ProcessMonitor) acquireQueued(ctx context.Context, name string, wait bool) (*Lock, error) {
 	for {
-		l, err := m.newLock(ctx, name, name+queueInfix+randomID())
+		l, err := m.newLock(ctx, name, name+queueInfix+queueEntryID(m.cfg.Clock.Now()))
 		if err != nil {
 			return nil, err
 		}
@@ -36,7 +36,7 @@ func (m *ProcessMonitor) acquireQueued(ctx context.Context, name string, wait bo
 			return nil, err
 		case !ok:
 			l.abandon()
-			continue // a random id collided: draw another
+			continue // an id collided: draw another
 		}
 		l.token = rec.CreateIndex
 		switch {

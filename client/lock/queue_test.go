@@ -171,3 +171,28 @@ func TestReleaseWakesExactlyOneWaiter(t *testing.T) {
 		}
 	}
 }
+
+// A queue's entries are named in creation order, so the entries it has
+// deleted sort below its live ones, where the members' scans of the queue
+// skip them (kv's floors): each acquisition's entry sorts above the one
+// before it. Random names would be in order 20 times in a row once in 20!.
+func TestQueueEntriesSortByCreation(t *testing.T) {
+	_, c := start(t)
+	ctx := context.Background()
+	m := lock.NewProcessMonitor(c, lock.Options{TTL: 10 * time.Second})
+	defer m.Close()
+	prev := ""
+	for i := range 20 {
+		l, err := m.Lock(ctx, "ordered")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Key() <= prev {
+			t.Fatalf("acquisition %d's entry %q does not sort above the previous one's, %q", i, l.Key(), prev)
+		}
+		prev = l.Key()
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
