@@ -384,3 +384,80 @@ func TestListsBesideTheApplierMissNoLiveKey(t *testing.T) {
 		t.Error(f)
 	}
 }
+
+// The reader's protocol, step by step (floors.go): a floor read before a
+// put lowered it is not used, and a reader's raise is not published if a
+// batch had announced a key when it read, or announced one while it read.
+func TestReaderProtocolRefusesStaleFloors(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	write := func(scan bool, put string, del ...string) {
+		t.Helper()
+		b := s.NewBatch()
+		if put != "" {
+			if err := b.Put(Record{Key: put, Value: []byte("v"), Index: 1, CreateIndex: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, k := range del {
+			if err := b.Delete(k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if scan {
+			if err := b.Scan("q/", func(Record) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustCommit(t, b, false)
+	}
+	floor := func() string { return s.floors.read("q/").key }
+	write(true, "q/5")
+	write(true, "q/7", "q/5")
+	if got := floor(); got != "q/7" {
+		t.Fatalf("floor %q, want q/7", got)
+	}
+
+	// A put below the floor between the read and the iterator.
+	fl := s.floors.read("q/")
+	write(false, "q/6")
+	if s.floors.unchanged(fl) {
+		t.Fatal("a floor lowered after it was read is still usable")
+	}
+
+	// A batch that has announced a key when the reader reads: the reader's
+	// view may lack the key, so its raise must not be published.
+	b := s.NewBatch()
+	if err := b.Put(Record{Key: "q/65", Value: []byte("v"), Index: 1, CreateIndex: 1}); err != nil {
+		t.Fatal(err)
+	}
+	fl = s.floors.read("q/")
+	if err := b.Delete("q/6"); err != nil {
+		t.Fatal(err)
+	}
+	s.floors.raiseRead(fl, "q/7") // what a view without q/65 (and q/6) finds
+	mustCommit(t, b, false)
+	if got := floor(); got > "q/65" {
+		t.Fatalf("floor raised to %q above the live q/65", got)
+	}
+
+	// A batch that announces a key while the reader reads, above the
+	// floor, so it lowers nothing.
+	write(true, "", "q/65") // the floor is q/7
+	write(false, "q/66")    // lowered to q/66
+	write(false, "", "q/66")
+	fl = s.floors.read("q/")
+	write(false, "q/67")
+	s.floors.raiseRead(fl, "q/7") // what a view without q/66 and q/67 finds
+	if got := floor(); got > "q/67" {
+		t.Fatalf("floor raised to %q above the live q/67", got)
+	}
+
+	// With no writer, the reader's raise holds.
+	write(false, "", "q/67")
+	fl = s.floors.read("q/")
+	s.floors.raiseRead(fl, "q/7")
+	if got := floor(); got != "q/7" {
+		t.Fatalf("floor %q after a quiet raise, want q/7", got)
+	}
+}
