@@ -18,8 +18,10 @@ type Report struct {
 	Duration  string       `json:"duration_per_run"`
 	Rounds    int          `json:"rounds"`
 	Fsync     []FsyncFloor `json:"fsync_floor"`
-	Runs      []Result     `json:"runs"`
-	Summary   []Row        `json:"summary"`
+	// RoundTrip is the gRPC round trip to a cxkv member (rttfloor.go).
+	RoundTrip *RoundTripFloor `json:"round_trip_floor,omitempty"`
+	Runs      []Result        `json:"runs"`
+	Summary   []Row           `json:"summary"`
 	// Failover is the leader-kill workload, per backend (failover.go).
 	Failover []FailoverResult `json:"failover,omitempty"`
 	// LockChaos is lock-many and lock-contended under leader kills, per

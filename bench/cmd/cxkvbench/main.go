@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -43,7 +44,7 @@ func run() error {
 		rounds    = flag.Int("rounds", 3, "runs of each workload on each backend; the table shows medians")
 		only      = flag.String("workloads", strings.Join(bench.Workloads, ","), "workloads to run, comma-separated")
 		plain     = flag.Bool("plain", true, "also run lock-contended with cxkv's lock.Plain mode")
-		fsyncFor  = flag.Duration("fsync", 2*time.Second, "length of each fsync floor measurement")
+		fsyncFor  = flag.Duration("fsync", 2*time.Second, "length of each floor measurement (fsync, gRPC round trip)")
 		out       = flag.String("out", "results/latest.json", "where to write every figure as JSON")
 		mdOut     = flag.String("md", "results/latest.md", "where to write the tables as Markdown (for BENCHMARKS.md)")
 		repo      = flag.String("repo", "..", "the cxkv repository, for its commit")
@@ -58,9 +59,17 @@ func run() error {
 		chaosCall = flag.Duration("chaos-call-limit", time.Second, "lock-chaos: how long one call may take before it is retried (etcd's elections take 1-2s: a longer limit shows whether this one penalises it)")
 		hold      = flag.Duration("hold", 60*time.Second, "lock-hold: how long one process holds -hold-locks locks beside cas-parallel (and how long cas-parallel runs alone before, for comparison); 0: skip it")
 		holdLocks = flag.Int("hold-locks", 10000, "lock-hold: how many locks the one process holds (TTL 10s, one session)")
+		echoServe = flag.String("echo-serve", "", "serve the gRPC round-trip floor's stream echo on this host:port and nothing else (the harness starts itself so, for the floor's other process)")
 		withTLS   = flag.Bool("tls", true, "also run "+strings.Join(bench.TLSWorkloads, " and ")+" on cxkv and etcd clusters with TLS on both ports (client certificates required, mutual TLS between members; throwaway certificates made for the run), in the same rounds: backends cxkv-tls and etcd-tls")
 	)
 	flag.Parse()
+	if *echoServe != "" {
+		lis, err := net.Listen("tcp", *echoServe)
+		if err != nil {
+			return err
+		}
+		return bench.ServeEcho(lis)
+	}
 	workloads := strings.Split(*only, ",")
 	for _, w := range workloads {
 		if !slices.Contains(bench.Workloads, w) {
@@ -192,6 +201,21 @@ func run() error {
 		backends = append(backends, bench.Redis{Addr: rd.Endpoints[0]})
 	}
 	fmt.Printf("etcd on %s; cxkv on %s; data in %s\n", strings.Join(etcd.Endpoints, ","), strings.Join(cx.Endpoints, ","), dir)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	echo, stopEcho, err := bench.StartEcho(self)
+	if err != nil {
+		return fmt.Errorf("round-trip floor: %w", err)
+	}
+	rt, err := bench.MeasureRoundTrip(ctx, cx.Endpoints[0], echo, *fsyncFor)
+	stopEcho()
+	if err != nil {
+		return fmt.Errorf("round-trip floor: %w", err)
+	}
+	rep.RoundTrip = &rt
+	bench.WriteRoundTrip(os.Stdout, rt, rep.Fsync, 0, false)
 	backends = slices.DeleteFunc(backends, func(b bench.Backend) bool { return !slices.Contains(chosen, b.Name()) })
 	plainB := bench.Cxkv{Endpoints: cx.Endpoints, Mode: lock.Plain, Label: "cxkv-plain"}
 
@@ -336,6 +360,9 @@ func run() error {
 	rep.TLS = bench.SummarizeTLS(rep.Runs)
 	fmt.Println()
 	bench.WriteTable(os.Stdout, rep.Summary, false)
+	if rep.RoundTrip != nil {
+		bench.WriteCASSeqFloor(os.Stdout, *rep.RoundTrip, rep.Fsync, bench.EtcdCASSeqP50(rep))
+	}
 	fmt.Println()
 	bench.WriteDetail(os.Stdout, rep.Runs, false)
 	if len(rep.TLS) > 0 {
@@ -412,6 +439,10 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 		fmt.Fprintln(w)
 	}
 	bench.WriteFsync(w, rep.Fsync, true)
+	if rep.RoundTrip != nil {
+		fmt.Fprintln(w)
+		bench.WriteRoundTrip(w, *rep.RoundTrip, rep.Fsync, bench.EtcdCASSeqP50(rep), true)
+	}
 	return w.Flush()
 }
 
