@@ -32,7 +32,11 @@ func TestQueueScansVisitLiveEntriesNotTheDeadOnes(t *testing.T) {
 	var points uint64
 	s.SetScanHook(func(n uint64) { points = n })
 
-	const prefix, cycles, live = "jobs/nightly/.lock/", 2000, 3
+	const prefix, live = "jobs/nightly/.lock/", 3
+	cycles := 2000
+	if testing.Short() {
+		cycles = 500 // still a history 100 times the bound below
+	}
 	r := rand.New(rand.NewPCG(1, 2))
 	var queue []string
 	for i := range cycles {
@@ -102,7 +106,11 @@ func (m *floorsModel) under(live map[string]bool, prefix, after string) []string
 // restores of an older state, and eviction, over nested prefixes.
 func TestFloorsNeverChangeAnAnswer(t *testing.T) {
 	prefixes := []string{"q/", "q/a/", "q/a/x", "q/b/", "r/"}
-	for seed := range uint64(40) {
+	seeds := uint64(40)
+	if testing.Short() {
+		seeds = 10 // the race detector's run; the full run covers 40
+	}
+	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 17))
 			s := openMem(t, vfs.NewMem())
@@ -276,13 +284,17 @@ func TestListsBesideTheApplierMissNoLiveKey(t *testing.T) {
 		started, done atomic.Int64
 		stop          atomic.Bool
 	)
+	batches := int64(1000)
+	if testing.Short() {
+		batches = 400 // under the race detector, where each step costs more
+	}
 	applied := make(chan error, 1)
 	go func() {
 		r := rand.New(rand.NewPCG(3, 4))
 		queues := map[string][]string{}
 		var n int64
 		defer func() { stop.Store(true) }()
-		for batch := int64(1); batch <= 1000; batch++ {
+		for batch := int64(1); batch <= batches; batch++ {
 			b := s.NewBatch()
 			var puts, dels []string
 			for range 1 + r.IntN(4) {
