@@ -100,10 +100,14 @@ bench: build
 # Prints the seed and a table; exits non-zero on any anomaly, keeping the
 # history, porcupine's visualisation and the logs under chaos-out/.
 # CHAOS_DURATION=30m make chaos; CHAOS_FLAGS='-seed N' replays a schedule.
+# The members are built with -tags invariants (internal/invariants): an
+# assertion that fails panics its member, and the run reports the member's
+# exit as an anomaly.
 CHAOS_DURATION ?= 2m
-chaos: build
+chaos:
+	$(GO) build -tags invariants -o bin/cxkv-invariants ./cmd/cxkv
 	$(GO) build -o bin/cxkv-chaos ./cmd/cxkv-chaos
-	./bin/cxkv-chaos -bin $(BIN) -out chaos-out -duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
+	./bin/cxkv-chaos -bin bin/cxkv-invariants -out chaos-out -duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
 
 # Static binaries (no cgo) for linux and darwin on amd64 and arm64 in dist/,
 # named cxkv-VERSION-OS-ARCH, with VERSION and the commit stamped in

@@ -113,7 +113,8 @@ func TestChaosShort(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "cxkv")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cxkv/cxkv/cmd/cxkv").CombinedOutput(); err != nil {
+	// With the invariants compiled in, as make chaos builds the members.
+	if out, err := exec.Command("go", "build", "-tags", "invariants", "-o", bin, "github.com/cxkv/cxkv/cmd/cxkv").CombinedOutput(); err != nil {
 		t.Fatalf("build cxkv: %v\n%s", err, out)
 	}
 	seed := uint64(time.Now().UnixNano())
