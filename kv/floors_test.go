@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -105,11 +106,28 @@ func (m *floorsModel) under(live map[string]bool, prefix, after string) []string
 // random puts (above and below the floors), deletes, discarded batches,
 // restores of an older state, and eviction, over nested prefixes.
 func TestFloorsNeverChangeAnAnswer(t *testing.T) {
-	prefixes := []string{"q/", "q/a/", "q/a/x", "q/b/", "r/"}
 	seeds := uint64(40)
 	if testing.Short() {
 		seeds = 10 // the race detector's run; the full run covers 40
 	}
+	checkFloorsAgainstModel(t, []string{"q/", "q/a/", "q/a/x", "q/b/", "r/"}, seeds)
+}
+
+// The same at the key space's edges: the empty prefix (every record), keys
+// equal to their prefix, and prefixes of 0xff bytes, whose end is no key
+// (prefixEnd "") or lies outside them ("a\xff" ends at "b").
+func TestFloorsAtTheKeySpacesEdges(t *testing.T) {
+	seeds := uint64(20)
+	if testing.Short() {
+		seeds = 5
+	}
+	checkFloorsAgainstModel(t, []string{"", "a", "a\xff", "a\xffb", "\xff", "\xff\xff"}, seeds)
+}
+
+// checkFloorsAgainstModel runs seeds random histories over prefixes, with
+// Batch.Scans that stop early and List pages cut by limit or by bytes.
+func checkFloorsAgainstModel(t *testing.T, prefixes []string, seeds uint64) {
+	errStop := errors.New("enough")
 	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 17))
@@ -127,6 +145,10 @@ func TestFloorsNeverChangeAnAnswer(t *testing.T) {
 					return fmt.Sprintf("%s%06d", p, r.IntN(clock+1))
 				case 1: // just below them: may lower a batch's raise
 					return fmt.Sprintf("%s%06d", p, max(0, clock-r.IntN(4)))
+				case 2: // the prefix itself, the first key under it
+					if p != "" {
+						return p
+					}
 				}
 				clock++
 				return fmt.Sprintf("%s%06d", p, clock)
@@ -144,7 +166,7 @@ func TestFloorsNeverChangeAnAnswer(t *testing.T) {
 			check := func(what string, got, want []string) {
 				t.Helper()
 				if !slices.Equal(got, want) {
-					t.Fatalf("%s = %v, want %v", what, got, want)
+					t.Fatalf("%s = %q, want %q", what, got, want)
 				}
 			}
 			for step := 0; step < 300; step++ {
@@ -168,12 +190,24 @@ func TestFloorsNeverChangeAnAnswer(t *testing.T) {
 								delete(m.view, k)
 							}
 						case 2:
-							p := prefixes[r.IntN(len(prefixes))]
+							// As HEAD, the whole prefix; or stopped after n
+							// records by fn, as a caller that found enough.
+							p, n := prefixes[r.IntN(len(prefixes))], r.IntN(3)
 							var got []string
-							if err := b.Scan(p, func(rec Record) error { got = append(got, rec.Key); return nil }); err != nil {
+							err := b.Scan(p, func(rec Record) error {
+								if got = append(got, rec.Key); len(got) == n {
+									return errStop
+								}
+								return nil
+							})
+							if err != nil && !(errors.Is(err, errStop) && len(got) == n) {
 								t.Fatal(err)
 							}
-							check("Batch.Scan("+p+")", got, m.under(m.view, p, ""))
+							want := m.under(m.view, p, "")
+							if n > 0 {
+								want = want[:min(n, len(want))]
+							}
+							check(fmt.Sprintf("Batch.Scan(%q) stopped at %d", p, n), got, want)
 						}
 					}
 					if r.IntN(5) == 0 {
@@ -190,8 +224,11 @@ func TestFloorsNeverChangeAnAnswer(t *testing.T) {
 						after = want[r.IntN(len(want))]
 					}
 					want = m.under(m.committed, p, after)
-					limit := 1 + r.IntN(4)
-					recs, more, err := s.List(p, after, limit, 1<<20)
+					limit, maxBytes := 1+r.IntN(4), 1<<20
+					if r.IntN(3) == 0 {
+						maxBytes = r.IntN(3 * answerOverhead) // a page cut by its bytes
+					}
+					recs, more, err := s.List(p, after, limit, maxBytes)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -199,9 +236,18 @@ func TestFloorsNeverChangeAnAnswer(t *testing.T) {
 					for _, rec := range recs {
 						got = append(got, rec.Key)
 					}
-					check(fmt.Sprintf("List(%q, after %q, limit %d)", p, after, limit), got, want[:min(limit, len(want))])
-					if more != (len(want) > limit) {
-						t.Fatalf("List(%q): more = %v with %d of %d", p, more, limit, len(want))
+					// The page's length: up to limit records and maxBytes of
+					// them, the first one whatever its size.
+					n, size := 0, 0
+					for _, k := range want {
+						if size += len(k) + len("v") + answerOverhead; n == limit || size > maxBytes && n > 0 {
+							break
+						}
+						n++
+					}
+					check(fmt.Sprintf("List(%q, after %q, limit %d, %d bytes)", p, after, limit, maxBytes), got, want[:n])
+					if more != (len(want) > n) {
+						t.Fatalf("List(%q): more = %v with %d of %d", p, more, n, len(want))
 					}
 				default: // save the state, or go back to the saved one
 					if saved == nil || r.IntN(2) == 0 {
