@@ -34,6 +34,10 @@ type cluster struct {
 	exited  map[uint64]chan struct{}
 	stopped map[uint64]bool // SIGSTOPped
 	logs    map[uint64]*os.File
+	// died says which members exited without being told to (a member
+	// whose assertion failed panics, see internal/invariants): each is an
+	// anomaly, even if the harness started it again since.
+	died []string
 }
 
 // checkHost makes sure host names this machine on a loopback address, so
@@ -135,7 +139,16 @@ func (c *cluster) start(id uint64) error {
 		return fmt.Errorf("start m%d: %w", id, err)
 	}
 	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	go func() {
+		cmd.Wait()
+		c.mu.Lock()
+		if c.procs[id] == cmd { // neither kill nor shutdown stopped it
+			c.procs[id] = nil // dead: heal starts it again
+			c.died = append(c.died, fmt.Sprintf("m%d exited by itself with %v (see m%d.log)", id, cmd.ProcessState, id))
+		}
+		c.mu.Unlock()
+		close(done)
+	}()
 	c.procs[id], c.exited[id], c.stopped[id] = cmd, done, false
 	return nil
 }
@@ -236,5 +249,10 @@ func (c *cluster) shutdown() error {
 	for _, f := range c.logs {
 		f.Close()
 	}
+	c.mu.Lock()
+	for _, d := range c.died {
+		errs = append(errs, errors.New(d))
+	}
+	c.mu.Unlock()
 	return errors.Join(errs...)
 }
