@@ -134,6 +134,83 @@ func TestSnapshotCatchUp(t *testing.T) {
 	}
 }
 
+// A member that keeps running while it lags installs a snapshot in place
+// of its state, so the floors its scans left (kv/floors.go) describe a state
+// it no longer holds. Here its floor of a queue sits at the queue's end (its
+// Apply's HEAD and its List found it empty); while it is cut off, an entry
+// is created below that floor and the log is compacted past it. Once the
+// member has installed the leader's snapshot, its List of the queue and its
+// Apply's HEAD (checked under -race, where a scan that would start above a
+// live record panics) must see the entry.
+func TestSnapshotInstallForgetsTheFloors(t *testing.T) {
+	fnet := raftnodetest.NewNet(1)
+	c := raftnodetest.Start(t, 3, func(cfg *raftnode.Config) {
+		cfg.SnapshotEntries, cfg.CatchUpEntries = 20, 5
+		cfg.WrapTransport = fnet.Wrap(cfg.ID)
+	})
+	lead := c.WaitLeader()
+	lag := (lead + 1) % 3
+	const queue = "jobs/.lock/"
+	txn := func(ops ...*cxkvpb.TxnOp) *cxkvpb.TxnResponse {
+		t.Helper()
+		r, err := c.Client(lead).Txn(ctxFor(t, 5*time.Second), &cxkvpb.TxnRequest{Ops: ops})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	head := &cxkvpb.TxnOp{Type: cxkvpb.TxnOp_HEAD, Key: queue}
+	list := func() []*cxkvpb.Record {
+		t.Helper()
+		r, err := c.Client(lag).List(ctxFor(t, 5*time.Second), &cxkvpb.ListRequest{Prefix: queue, Serializable: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetRecords()
+	}
+	// An entry comes and goes: every member's HEAD, then the lagging
+	// member's List, find the queue empty and raise its floor to the end.
+	txn(&cxkvpb.TxnOp{Type: cxkvpb.TxnOp_PUT, Key: queue + "5", Value: []byte("a")}, head)
+	last := txn(&cxkvpb.TxnOp{Type: cxkvpb.TxnOp_DELETE, Key: queue + "5"}, head).GetIndex()
+	raftnodetest.Eventually(t, 5*time.Second, "the lagging member applies the release", func() bool {
+		return c.Members[lag].Status().Applied >= last
+	})
+	if got := list(); len(got) != 0 {
+		t.Fatalf("queue on the lagging member: %v, want it empty", got)
+	}
+
+	ids := []uint64{1, 2, 3}
+	fnet.Isolate(uint64(lag+1), ids)
+	entry := txn(&cxkvpb.TxnOp{Type: cxkvpb.TxnOp_PUT, Key: queue + "1", Value: []byte("b")}, head)
+	for i := 0; i < 60; i++ {
+		put(t, c.Client(lead), fmt.Sprintf("fill/%d", i), "v", 0)
+	}
+	last = c.Members[lead].Status().Applied
+	raftnodetest.Eventually(t, 5*time.Second, "leader compacts its log past the entry", func() bool {
+		return c.Members[lead].Status().FirstIndex > entry.GetIndex()
+	})
+	fnet.Heal()
+	raftnodetest.Eventually(t, 10*time.Second, "lagging member installs a snapshot", func() bool {
+		return c.Members[lag].Status().Applied >= last
+	})
+	m := raftnodetest.Scrape(t, c.Members[lag].Handler())
+	if m.Value(t, "cxkv_snapshots_total", "op=installed", "result=ok") < 1 {
+		t.Fatal("the member caught up without installing a snapshot")
+	}
+	if got := list(); len(got) != 1 || got[0].GetKey() != queue+"1" {
+		t.Fatalf("queue on the member that installed the snapshot: %v, want %s1", got, queue)
+	}
+	// Its Apply's HEAD: the same answer as the leader's (under -race a
+	// hidden entry panics the member).
+	res := txn(head)
+	if r := res.GetResults()[0]; !r.GetFound() || r.GetRecord().GetKey() != queue+"1" {
+		t.Fatalf("HEAD %s = %v, want %s1", queue, r, queue)
+	}
+	raftnodetest.Eventually(t, 5*time.Second, "the member applies the HEAD", func() bool {
+		return c.Members[lag].Status().Applied >= res.GetIndex()
+	})
+}
+
 // Concurrent proposals share fsyncs: the point of the Ready loop.
 func TestConcurrentWritesShareFsyncs(t *testing.T) {
 	c := raftnodetest.Start(t, 3)
