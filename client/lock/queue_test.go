@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/cxkv/cxkv/client"
 	"github.com/cxkv/cxkv/client/lock"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
+	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc"
 )
 
@@ -191,6 +193,107 @@ func TestQueueEntriesSortByCreation(t *testing.T) {
 			t.Fatalf("acquisition %d's entry %q does not sort above the previous one's, %q", i, l.Key(), prev)
 		}
 		prev = l.Key()
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// behindClock is the real clock set back by d: a process whose clock is
+// behind the others'.
+type behindClock struct {
+	clockwork.Clock
+	d time.Duration
+}
+
+func (c behindClock) Now() time.Time                  { return c.Clock.Now().Add(-c.d) }
+func (c behindClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c behindClock) Until(t time.Time) time.Duration { return t.Sub(c.Now()) }
+
+// A process whose clock is an hour behind names its queue entries below
+// the entries created before them, below where the members' floors of the
+// queue stand (their HEADs and Lists found the holder's entry first). The
+// queue's order is the create index all the same: with a holder, then a
+// waiter whose clock is behind, then one whose clock is not, the holder's
+// release hands the lock to the first waiter, and the second holds only
+// after the first released.
+func TestQueueOrderHoldsWithAClockBehind(t *testing.T) {
+	cl, c := start(t)
+	ctx := context.Background()
+	behind, err := client.New(client.Config{Endpoints: cl.Endpoints(), RequestTimeout: 2 * time.Second,
+		Clock: behindClock{clockwork.NewRealClock(), time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer behind.Close()
+	opts := func(name string) lock.Options { return lock.Options{TTL: 10 * time.Second, Name: name} }
+	holder := lock.NewProcessMonitor(c, opts("holder"))
+	defer holder.Close()
+	late := lock.NewProcessMonitor(behind, opts("behind"))
+	defer late.Close()
+	last := lock.NewProcessMonitor(dial(t, cl.Endpoints()), opts("last"))
+	defer last.Close()
+	const name = "skewed"
+	waiters := func() int {
+		infos, err := lock.List(ctx, c, name)
+		if err != nil || len(infos) != 1 {
+			return -1
+		}
+		return len(infos[0].Waiters)
+	}
+	for round := range 4 {
+		h, err := holder.Lock(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lateHolds atomic.Bool
+		lateGot, lastGot := make(chan *lock.Lock, 1), make(chan *lock.Lock, 1)
+		go func() {
+			l, err := late.Lock(ctx, name)
+			if err != nil {
+				t.Error(err)
+				close(lateGot)
+				return
+			}
+			lateHolds.Store(true)
+			lateGot <- l
+		}()
+		raftnodetest.Eventually(t, 10*time.Second, "the late waiter queued", func() bool { return waiters() == 1 })
+		go func() {
+			l, err := last.Lock(ctx, name)
+			if err != nil {
+				t.Error(err)
+				close(lastGot)
+				return
+			}
+			if lateHolds.Load() {
+				t.Errorf("round %d: the last waiter holds %s while the late one does", round, name)
+			}
+			lastGot <- l
+		}()
+		raftnodetest.Eventually(t, 10*time.Second, "the last waiter queued", func() bool { return waiters() == 2 })
+		if err := h.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		var l *lock.Lock
+		select {
+		case l = <-lateGot:
+		case l = <-lastGot:
+			t.Fatalf("round %d: the last waiter holds %s before the one queued ahead of it", round, name)
+		}
+		if l == nil {
+			t.FailNow()
+		}
+		if l.Key() >= h.Key() {
+			t.Fatalf("round %d: the late waiter's entry %q sorts above the holder's %q: its clock is not behind", round, l.Key(), h.Key())
+		}
+		lateHolds.Store(false) // before the release: the last waiter may hold from then on
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if l = <-lastGot; l == nil {
+			t.FailNow()
+		}
 		if err := l.Unlock(); err != nil {
 			t.Fatal(err)
 		}
