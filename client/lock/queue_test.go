@@ -278,7 +278,7 @@ func TestQueueOrderHoldsWithAClockBehind(t *testing.T) {
 		var l *lock.Lock
 		select {
 		case l = <-lateGot:
-		case l = <-lastGot:
+		case <-lastGot:
 			t.Fatalf("round %d: the last waiter holds %s before the one queued ahead of it", round, name)
 		}
 		if l == nil {
