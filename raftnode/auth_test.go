@@ -2,6 +2,7 @@ package raftnode_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,7 @@ func enableAuth(t *testing.T, c *clusterTarget) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var enabled uint64 // the index of the last change, which enables auth
 	for _, r := range []*cxkvpb.AuthChangeRequest{
 		{Action: cxkvpb.AuthChangeRequest_ROLE_ADD, Role: "root"},
 		{Action: cxkvpb.AuthChangeRequest_ROLE_GRANT, Role: "root", Prefix: "", Permission: cxkvpb.Grant_ADMIN},
@@ -92,8 +94,20 @@ func enableAuth(t *testing.T, c *clusterTarget) string {
 		{Action: cxkvpb.AuthChangeRequest_USER_GRANT, User: "root", Role: "root"},
 		{Action: cxkvpb.AuthChangeRequest_ENABLE},
 	} {
-		if _, err := c.AuthChange(ctx, r); err != nil {
+		resp, err := c.AuthChange(ctx, r)
+		if err != nil {
 			t.Fatalf("%v: %v", r, err)
+		}
+		enabled = resp.GetIndex()
+	}
+	// Each member checks calls against the auth state it has applied, and
+	// a follower learns that the change committed only from the leader's
+	// next message: the tests that follow ask every member.
+	for i, m := range c.c.Members {
+		if m != nil {
+			raftnodetest.Eventually(t, 10*time.Second, fmt.Sprintf("member %d applies index %d (auth enabled)", i+1, enabled), func() bool {
+				return m.Status().Applied >= enabled
+			})
 		}
 	}
 	resp, err := c.Authenticate(ctx, &cxkvpb.AuthenticateRequest{Name: "root", Password: "rootpw"})
