@@ -108,9 +108,12 @@ func TestMembershipAddJoinPromoteRemove(t *testing.T) {
 	if _, err := cc.MoveLeader(ctxFor(t, 5*time.Second), &cxkvpb.MoveLeaderRequest{Id: 4}); err != nil {
 		t.Fatal(err)
 	}
-	if st := n4.Status(); st.Role != "leader" {
-		t.Fatalf("after move-leader to 4: %+v", st)
-	}
+	// MoveLeader returns once the old leader hears from the new one; the
+	// new leader sends before it syncs and publishes its own status after,
+	// so its status may still say candidate for that long.
+	raftnodetest.Eventually(t, 5*time.Second, "member 4 reports itself leader after move-leader", func() bool {
+		return n4.Status().Role == "leader"
+	})
 	c4 := raftnodetest.Dial(t, addr4)
 	put(t, c4.KV, "on-4", "v", 0)
 	// The leader does not remove itself.
@@ -209,7 +212,9 @@ func TestMoveLeaderRetriesAnAbandonedTransfer(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("move-leader still waiting 15 s after the link healed: the abandoned transfer was never retried")
 	}
-	if st := c.Members[(lead+1)%3].Status(); st.Role != "leader" {
-		t.Fatalf("target after move-leader: %+v", st)
-	}
+	// The old leader saw the target lead before the target, which sends
+	// before it syncs, published its own status: wait for that too.
+	raftnodetest.Eventually(t, 5*time.Second, "the target reports itself leader after move-leader", func() bool {
+		return c.Members[(lead+1)%3].Status().Role == "leader"
+	})
 }
