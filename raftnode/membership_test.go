@@ -12,6 +12,7 @@ import (
 	"github.com/cxkv/cxkv/internal/loopback"
 	"github.com/cxkv/cxkv/raftnode"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
+	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -189,9 +190,12 @@ func TestMoveLeaderRetriesAnAbandonedTransfer(t *testing.T) {
 	lead := c.WaitLeader()
 	leader := c.Members[lead]
 	target := c.Config((lead + 1) % 3).ID
-	// The target hears nothing from the leader, so the first transfer's
-	// MsgTimeoutNow is lost and raft gives the transfer up.
-	net.Cut(leader.Status().ID, target)
+	// The leader's MsgTimeoutNow to the target is lost, so raft gives the
+	// transfer up. Only that message: a target cut off from the leader
+	// altogether would campaign by itself and win the moment a loaded
+	// machine stalls the leader's heartbeats to the third member for an
+	// election timeout, taking the leadership before the transfer starts.
+	net.Drop(leader.Status().ID, target, pb.MsgTimeoutNow)
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.ClusterClient(lead).MoveLeader(ctxFor(t, 20*time.Second), &cxkvpb.MoveLeaderRequest{Id: target})

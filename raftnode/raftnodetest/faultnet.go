@@ -14,7 +14,8 @@ import (
 // member's transport is wrapped (Config.WrapTransport) so that what it sends
 // passes through the Net first. A cut link (from, to) loses everything from
 // from to to, so partitions of any shape, one-way ones included, are sets of
-// cuts. Loss, duplication, delay and reordering apply to every link, each
+// cuts; a dropped kind (Drop) loses only messages of one type on one link.
+// Loss, duplication, delay and reordering apply to every link, each
 // decision drawn from one seeded RNG. Snapshots are never lost or delayed
 // except by a cut, where the sender is told the snapshot failed: raft sends
 // a peer nothing more until it hears what became of its snapshot.
@@ -22,6 +23,7 @@ type Net struct {
 	mu     sync.Mutex
 	rng    *rand.Rand
 	cut    map[[2]uint64]bool
+	kinds  map[droppedKind]bool
 	loss   Loss
 	counts NetCounts
 }
@@ -35,6 +37,11 @@ type Loss struct {
 	ReorderBy time.Duration
 }
 
+type droppedKind struct {
+	from, to uint64
+	t        pb.MessageType
+}
+
 // NetCounts are the messages the Net interfered with.
 type NetCounts struct {
 	Cut, Dropped, Duplicated, Delayed, Reordered int
@@ -42,7 +49,7 @@ type NetCounts struct {
 
 // NewNet is a healed network whose decisions come from seed.
 func NewNet(seed uint64) *Net {
-	return &Net{rng: rand.New(rand.NewPCG(seed, 0x6e6574)), cut: map[[2]uint64]bool{}}
+	return &Net{rng: rand.New(rand.NewPCG(seed, 0x6e6574)), cut: map[[2]uint64]bool{}, kinds: map[droppedKind]bool{}}
 }
 
 // Wrap is member id's Config.WrapTransport.
@@ -57,6 +64,16 @@ func (n *Net) Cut(from, to uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.cut[[2]uint64{from, to}] = true
+}
+
+// Drop loses every message of type t from from to to until Heal, and
+// nothing else: a test can lose one step of a protocol while the link keeps
+// carrying heartbeats, so that the receiver does not start an election of
+// its own (as it would behind a Cut).
+func (n *Net) Drop(from, to uint64, t pb.MessageType) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.kinds[droppedKind{from, to, t}] = true
 }
 
 // Isolate cuts id from every member in ids, both ways.
@@ -81,6 +98,7 @@ func (n *Net) Heal() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.cut = map[[2]uint64]bool{}
+	n.kinds = map[droppedKind]bool{}
 	n.loss = Loss{}
 }
 
@@ -110,7 +128,7 @@ func (t *faultTransport) Send(msgs []*pb.Message) {
 	var lates []later
 	n.mu.Lock()
 	for _, m := range msgs {
-		if n.cut[[2]uint64{m.GetFrom(), m.GetTo()}] {
+		if n.cut[[2]uint64{m.GetFrom(), m.GetTo()}] || n.kinds[droppedKind{m.GetFrom(), m.GetTo(), m.GetType()}] {
 			n.counts.Cut++
 			if m.GetType() == pb.MsgSnap {
 				t.r.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
