@@ -42,8 +42,7 @@ type RoundTripFloor struct {
 // a stream to echoAddr (ServeEcho) for d. Both plaintext.
 func MeasureRoundTrip(ctx context.Context, healthAddr, echoAddr string, d time.Duration) (RoundTripFloor, error) {
 	var f RoundTripFloor
-	cpu0 := selfCPU()
-	all, elapsed, err := timeCalls(ctx, healthAddr, d, func(cc *grpc.ClientConn) (func() error, func(), error) {
+	all, elapsed, cpu, err := timeCalls(ctx, healthAddr, d, func(cc *grpc.ClientConn) (func() error, func(), error) {
 		h := grpc_health_v1.NewHealthClient(cc)
 		call := func() error { _, err := h.Check(ctx, &grpc_health_v1.HealthCheckRequest{}); return err }
 		return call, func() {}, nil
@@ -51,11 +50,10 @@ func MeasureRoundTrip(ctx context.Context, healthAddr, echoAddr string, d time.D
 	if err != nil {
 		return f, fmt.Errorf("health check of %s: %w", healthAddr, err)
 	}
-	cpu := selfCPU() - cpu0
 	f.Ops, f.OpsPerSec = len(all), float64(len(all))/elapsed.Seconds()
 	f.P50, f.P99, _ = quantiles(all)
 	f.ClientCPU = float64(cpu.Microseconds()) / float64(len(all))
-	all, _, err = timeCalls(ctx, echoAddr, d, func(cc *grpc.ClientConn) (func() error, func(), error) {
+	all, _, _, err = timeCalls(ctx, echoAddr, d, func(cc *grpc.ClientConn) (func() error, func(), error) {
 		sctx, cancel := context.WithCancel(ctx)
 		st, err := testgrpc.NewTestServiceClient(cc).FullDuplexCall(sctx)
 		if err != nil {
@@ -80,31 +78,31 @@ func MeasureRoundTrip(ctx context.Context, healthAddr, echoAddr string, d time.D
 }
 
 // timeCalls times open's call one at a time for d, after one call off the
-// record (it dials). It always makes at least one timed call.
-func timeCalls(ctx context.Context, addr string, d time.Duration, open func(*grpc.ClientConn) (call func() error, closeFn func(), err error)) ([]time.Duration, time.Duration, error) {
+// record (it dials), and returns each call's time, the loop's and the
+// process's CPU time spent in the loop. It always makes one timed call.
+func timeCalls(ctx context.Context, addr string, d time.Duration, open func(*grpc.ClientConn) (call func() error, closeFn func(), err error)) (all []time.Duration, elapsed, cpu time.Duration, err error) {
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	defer cc.Close()
 	call, closeFn, err := open(cc)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	defer closeFn()
 	if err := call(); err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	var all []time.Duration
-	start := time.Now()
+	cpu0, start := selfCPU(), time.Now()
 	for len(all) == 0 || time.Since(start) < d {
 		t0 := time.Now()
 		if err := call(); err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 		all = append(all, time.Since(t0))
 	}
-	return all, time.Since(start), nil
+	return all, time.Since(start), selfCPU() - cpu0, nil
 }
 
 // echoServer answers every message of a FullDuplexCall with an empty one.
