@@ -2,7 +2,6 @@ package lock
 
 import (
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -74,10 +73,7 @@ func randomID() string {
 // The random half keeps ids unique among entries created in the same ns
 // (a collision is refused by put-if-absent and drawn again).
 func queueEntryID(created time.Time) string {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(created.UnixNano()))
-	rand.Read(b[8:])
-	return hex.EncodeToString(b[:])
+	return fmt.Sprintf("%016x", uint64(created.UnixNano())) + randomID()
 }
 
 func defaultOwnerName() string {
