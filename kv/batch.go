@@ -183,7 +183,7 @@ func (b *Batch) Commit(sync bool) error {
 	if err := b.flush(); err != nil {
 		return err
 	}
-	if err := guard(func() error { return b.b.Commit(opt) }); err != nil {
+	if err := b.s.failed.guard(func() error { return b.b.Commit(opt) }); err != nil {
 		return err
 	}
 	if b.setsAuth {

@@ -3,6 +3,7 @@ package kv
 import (
 	"fmt"
 	"log"
+	"sync/atomic"
 )
 
 // FatalError is a failure after which the database accepts no more writes:
@@ -21,15 +22,33 @@ type FatalError struct {
 func (e *FatalError) Error() string { return "kv: storage failed: " + e.Msg }
 func (e *FatalError) Unwrap() error { return e.err }
 
-// guard runs one write, turning Pebble's Fatalf during it into a FatalError.
-func guard(write func() error) (err error) {
+// failure is a store's first storage failure. After it Pebble's commit
+// pipeline is broken, and a later write can meet the failed disk where
+// Pebble cannot report it: a batch that needs a new memtable closes the
+// WAL, whose failed sync Pebble panics on with its mutex released, so the
+// deferred unlock ends the process with a runtime fatal error that no
+// recover catches. A halted member still had such writes to make (the
+// batches its applier was handed before the halt). So once one write
+// failed, every write of the store returns that failure without reaching
+// Pebble.
+type failure struct {
+	first atomic.Pointer[FatalError]
+}
+
+// guard runs one write, turning Pebble's Fatalf during it into a FatalError;
+// after a failure it returns the first one and does not run the write.
+func (f *failure) guard(write func() error) (err error) {
+	if first := f.first.Load(); first != nil {
+		return first
+	}
 	defer func() {
 		if r := recover(); r != nil {
-			f, ok := r.(*FatalError)
+			fe, ok := r.(*FatalError)
 			if !ok {
 				panic(r)
 			}
-			err = f
+			f.first.CompareAndSwap(nil, fe)
+			err = fe
 		}
 	}()
 	return write()

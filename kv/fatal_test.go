@@ -2,6 +2,7 @@ package kv
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -62,4 +63,42 @@ func openWithFailingSyncs(t *testing.T) (*Store, *atomic.Bool) {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s, failing
+}
+
+// Once a write met a storage failure, no later write of the member may reach
+// Pebble: its commit pipeline is broken, and a state batch that needs a new
+// memtable rotates the WAL, whose close fails on the same disk; Pebble then
+// panics with its mutex released, and the deferred unlock turns that into a
+// runtime fatal error ("sync: unlock of unlocked mutex") that no recover can
+// catch. The nemesis met it when a halted member's applier committed the
+// batches queued before the halt. The later write must return the first
+// failure instead.
+func TestNoWriteReachesPebbleAfterItsStorageFailed(t *testing.T) {
+	s, failing := openWithFailingSyncs(t)
+	ent := func(i uint64) []*pb.Entry { return []*pb.Entry{{Index: proto.Uint64(i), Term: proto.Uint64(1)}} }
+	if _, err := s.RaftLog().Append(ent(1), nil, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	_, first := s.RaftLog().Append(ent(2), nil, 1, true)
+	var fatal *FatalError
+	if !errors.As(first, &fatal) {
+		t.Fatalf("append with a failing sync: %v, want a FatalError", first)
+	}
+	// More than the first memtable (256 KiB) holds, so that committing it
+	// would rotate the WAL.
+	b := s.NewBatch()
+	defer b.Close()
+	value := make([]byte, 1024)
+	for i := range 400 {
+		if err := b.Put(Record{Key: fmt.Sprintf("k/%04d", i), Value: value, Index: uint64(i + 1), CreateIndex: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(false); !errors.As(err, &fatal) || err.Error() != first.Error() {
+		t.Fatalf("state batch after the storage failed: %v, want the first failure %q", err, first)
+	}
+	if err := s.MarkRemoved(); !errors.As(err, &fatal) {
+		t.Fatalf("a synced write after the storage failed: %v, want a FatalError", err)
+	}
 }

@@ -24,7 +24,7 @@ func (s *Store) Identity() (member, cluster uint64, ok bool, err error) {
 // SetIdentity claims the data dir for a member of a cluster, durably.
 func (s *Store) SetIdentity(member, cluster uint64) error {
 	v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, member), cluster)
-	return guard(func() error { return s.db.Set(identityKey, v, pebble.Sync) })
+	return s.failed.guard(func() error { return s.db.Set(identityKey, v, pebble.Sync) })
 }
 
 // ReserveProposalIDs reserves n ids that this data dir has never handed out
@@ -46,7 +46,7 @@ func (s *Store) ReserveProposalIDs(n uint64) (first uint64, err error) {
 		return 0, fmt.Errorf("kv: proposal ids exhausted at %d", first)
 	}
 	mark := binary.BigEndian.AppendUint64(nil, first+n)
-	if err := guard(func() error { return s.db.Set(proposalIDsKey, mark, pebble.Sync) }); err != nil {
+	if err := s.failed.guard(func() error { return s.db.Set(proposalIDsKey, mark, pebble.Sync) }); err != nil {
 		return 0, err
 	}
 	return first, nil

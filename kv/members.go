@@ -24,7 +24,7 @@ var removedKey = prefixed(prefixIdentity, "removed")
 
 // MarkRemoved records, durably, that this data dir's member was removed.
 func (s *Store) MarkRemoved() error {
-	return guard(func() error { return s.db.Set(removedKey, []byte{1}, pebble.Sync) })
+	return s.failed.guard(func() error { return s.db.Set(removedKey, []byte{1}, pebble.Sync) })
 }
 
 // Removed reports whether MarkRemoved was called on this data dir.

@@ -21,11 +21,12 @@ import (
 // knows the log's bounds and passes them in; readers may run concurrently
 // with it and see each write whole or not at all.
 type RaftLog struct {
-	db *pebble.DB
+	db     *pebble.DB
+	failed *failure // the store's
 }
 
 // RaftLog returns the log API of the store.
-func (s *Store) RaftLog() *RaftLog { return &RaftLog{db: s.db} }
+func (s *Store) RaftLog() *RaftLog { return &RaftLog{db: s.db, failed: &s.failed} }
 
 // RaftLogState is what the log holds when a member opens it.
 type RaftLogState struct {
@@ -229,7 +230,7 @@ func (l *RaftLog) Append(ents []*pb.Entry, hs *pb.HardState, last uint64, sync b
 	if b.Empty() {
 		return false, nil
 	}
-	return true, guard(func() error { return b.Commit(syncOpt(sync)) })
+	return true, l.failed.guard(func() error { return b.Commit(syncOpt(sync)) })
 }
 
 // setEntry encodes e straight into the batch at its key: an entry (up to
@@ -267,7 +268,7 @@ func (l *RaftLog) Truncate(from, index, term uint64) error {
 	if err := b.Set(raftTruncKey, truncValue(index, term), nil); err != nil {
 		return err
 	}
-	return guard(func() error { return b.Commit(pebble.NoSync) })
+	return l.failed.guard(func() error { return b.Commit(pebble.NoSync) })
 }
 
 // SetSnapshot records the metadata of the member's latest snapshot, the one
@@ -277,7 +278,7 @@ func (l *RaftLog) SetSnapshot(meta *pb.SnapshotMetadata, sync bool) error {
 	if err != nil {
 		return err
 	}
-	return guard(func() error { return l.db.Set(raftSnapshotKey, data, syncOpt(sync)) })
+	return l.failed.guard(func() error { return l.db.Set(raftSnapshotKey, data, syncOpt(sync)) })
 }
 
 // BeginInstall durably records that a received snapshot is about to replace
@@ -290,7 +291,7 @@ func (l *RaftLog) BeginInstall(meta *pb.SnapshotMetadata) error {
 	if err != nil {
 		return err
 	}
-	return guard(func() error { return l.db.Set(raftInstallKey, data, pebble.Sync) })
+	return l.failed.guard(func() error { return l.db.Set(raftInstallKey, data, pebble.Sync) })
 }
 
 // FinishInstall replaces the whole log by the point (meta.Index, meta.Term)
@@ -330,12 +331,12 @@ func (l *RaftLog) FinishInstall(meta *pb.SnapshotMetadata, hs *pb.HardState, ent
 	if err := b.Delete(raftInstallKey, nil); err != nil {
 		return err
 	}
-	return guard(func() error { return b.Commit(pebble.Sync) })
+	return l.failed.guard(func() error { return b.Commit(pebble.Sync) })
 }
 
 // AbandonInstall forgets an install record whose state was never replaced.
 func (l *RaftLog) AbandonInstall() error {
-	return guard(func() error { return l.db.Delete(raftInstallKey, pebble.Sync) })
+	return l.failed.guard(func() error { return l.db.Delete(raftInstallKey, pebble.Sync) })
 }
 
 func truncValue(index, term uint64) []byte {

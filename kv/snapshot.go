@@ -237,7 +237,7 @@ func (s *Store) InstallStaged(name string) error {
 	// The new state's records were never announced to the floors.
 	s.floors.beginInstall()
 	defer s.floors.endInstall()
-	return guard(func() error {
+	return s.failed.guard(func() error {
 		if err := s.db.Ingest(context.Background(), []string{path}); err != nil {
 			return fmt.Errorf("kv: install snapshot %s: %w", name, err)
 		}

@@ -36,6 +36,7 @@ type Store struct {
 	// internal keys each prefix scan stepped over.
 	scanHook func(points uint64)
 	floors   floors // where scanned prefixes' live records begin (floors.go)
+	failed   failure
 }
 
 // blockCacheBytes is the Pebble block cache of one store. Pebble charges
@@ -261,7 +262,7 @@ func (s *Store) CompactEvents(below uint64) error {
 	if err := b.Set(metaKey(metaEventFloor), binary.BigEndian.AppendUint64(nil, below-1), nil); err != nil {
 		return err
 	}
-	return guard(func() error { return b.Commit(pebble.NoSync) })
+	return s.failed.guard(func() error { return b.Commit(pebble.NoSync) })
 }
 
 // Applied is the index of the last entry applied to the state.
