@@ -31,12 +31,16 @@ const tries = 64
 // with fewer, Listen hands out ephemeral ports.
 const minRoom = 1000
 
+// pick draws a port from [lowest, top): a variable, so that a test can make
+// two processes draw the same port.
+var pick = func(top int) int { return lowest + rand.IntN(top-lowest) }
+
 // Listen listens on a loopback port below the kernel's ephemeral range, or
 // on an ephemeral one if that range leaves no room below it.
 func Listen() (net.Listener, error) {
 	if top, ok := below(); ok {
 		for range tries {
-			port := lowest + rand.IntN(top-lowest)
+			port := pick(top)
 			if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
 				return l, nil
 			}
