@@ -8,7 +8,8 @@
 // that port as its local end, and the member's restart then fails with
 // "address already in use" for as long as that connection lives. A port
 // below the ephemeral range is never handed to an outgoing connection, so
-// only an explicit bind to the same number, by chance, can take it.
+// only an explicit bind to the same number, by chance, can take it; and the
+// processes that draw their ports here pass by each other's (claim.go).
 package loopback
 
 import (
@@ -41,6 +42,11 @@ func Listen() (net.Listener, error) {
 	if top, ok := below(); ok {
 		for range tries {
 			port := pick(top)
+			if !claim(port) {
+				continue
+			}
+			// A claimed port whose bind fails stays claimed: a process
+			// outside this package holds it.
 			if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
 				return l, nil
 			}
