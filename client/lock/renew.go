@@ -64,7 +64,7 @@ func (m *ProcessMonitor) openSession(ctx context.Context) (*lockSession, error) 
 		return nil, fmt.Errorf("cxkv: open lock session: %w", err)
 	}
 	s.extendLease(first.Add(m.opts.TTL))
-	go s.renewLoop()
+	go s.renewLoop(first)
 	return s, nil
 }
 
@@ -184,16 +184,24 @@ func (s *lockSession) close(ctx context.Context) error {
 	return err
 }
 
-// renewLoop rewrites the session's key every TTL/3 if it still holds the
-// monitor's owner. A failed compare means the session expired or was
-// closed: it is over at once. Errors are retried sooner, until the lease
-// timer ends the session.
-func (s *lockSession) renewLoop() {
+// renewLoop rewrites the session's key if it still holds the monitor's
+// owner. A failed compare means the session expired or was closed: it is
+// over at once. Errors are retried sooner, until the lease timer ends the
+// session.
+//
+// The schedule counts from sends, as the lease does: a renewal is due TTL/3
+// after the previous one was sent, and a retry at most TTL/12 after the
+// failed attempt was sent; either goes at once if its moment passed while
+// the answer was awaited. So every renewal leaves with 2·TTL/3 of the lease
+// ahead of it (TTL minus the previous answer's latency, past TTL/3), never
+// less by the time earlier answers took. opened is when the session's open
+// was sent.
+func (s *lockSession) renewLoop(opened time.Time) {
 	defer close(s.renewDone)
 	ttl := s.m.opts.TTL
 	interval := ttl / 3
 	clock := s.m.cfg.Clock
-	timer := clock.NewTimer(interval)
+	timer := clock.NewTimer(clock.Until(opened.Add(interval)))
 	defer timer.Stop()
 	for {
 		select {
@@ -203,15 +211,16 @@ func (s *lockSession) renewLoop() {
 			return // the client is closed: nothing can renew
 		case <-timer.Chan():
 		}
-		ok, retry := s.renewOnce(ttl)
+		sent := clock.Now()
+		ok, retry := s.renewOnce(sent, ttl)
 		if !ok {
 			return
 		}
+		next := sent.Add(interval)
 		if retry {
-			timer.Reset(min(interval/4, max(s.leaseLeft()/2, 10*time.Millisecond)))
-		} else {
-			timer.Reset(interval)
+			next = sent.Add(min(interval/4, max(s.leaseLeft()/2, 10*time.Millisecond)))
 		}
+		timer.Reset(clock.Until(next))
 	}
 }
 
@@ -219,14 +228,15 @@ func (s *lockSession) renewLoop() {
 // before a loaded member can answer it.
 const minRenewAttempt = 200 * time.Millisecond
 
-// renewOnce makes one renewal. It returns ok false once the session is
-// over, and retry true when the renewal should be tried again soon.
+// renewOnce makes one renewal, sent at sent. It returns ok false once the
+// session is over, and retry true when the renewal should be tried again
+// soon.
 //
 // A renewal compares the owner value, which no renewal changes, so one
 // whose outcome is unknown needs no reading back: if it applies late, the
 // next renewal's compare holds all the same. Only a renewal known to have
 // applied extends the lease, from the moment it was sent.
-func (s *lockSession) renewOnce(ttl time.Duration) (ok, retry bool) {
+func (s *lockSession) renewOnce(sent time.Time, ttl time.Duration) (ok, retry bool) {
 	left := s.leaseLeft()
 	if left <= 0 {
 		s.end("the monitor's session lease ran out before a renewal succeeded")
@@ -245,7 +255,6 @@ func (s *lockSession) renewOnce(ttl time.Duration) (ok, retry bool) {
 	// applying is waited for, however long its queue: cut and sent again,
 	// the renewal would only join the back of the same queue.
 	ctx = client.WithAttemptTimeout(ctx, max(ttl/6, minRenewAttempt))
-	sent := s.m.cfg.Clock.Now()
 	res, err := s.m.c.Txn(ctx, []client.Compare{client.ValueIs(s.key, s.value)}, []client.Op{client.PutOp(s.key, s.value, ttl)})
 	if err != nil {
 		return true, true
