@@ -2,6 +2,7 @@ package lock_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -181,5 +182,52 @@ func TestRenewalIsDueAfterTheLastSend(t *testing.T) {
 				prev = w
 			}
 		})
+	}
+}
+
+// A closed monitor leaves no timer of its own armed: neither its renewal
+// timer nor its lease timer outlives Close, whether the session was live
+// or had already ended.
+func TestClosedMonitorArmsNoTimer(t *testing.T) {
+	cl, _ := start(t)
+	clock := clockwork.NewFakeClock()
+	c, err := client.New(client.Config{Endpoints: cl.Endpoints(), Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	armed := func() bool {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // only ask whether a timer is armed now
+		return clock.BlockUntilContext(ctx, 1) == nil
+	}
+	ctx := context.Background()
+
+	live := lock.NewProcessMonitor(c, lock.Options{TTL: time.Minute})
+	if _, err := live.Lock(ctx, "timers/live"); err != nil {
+		t.Fatal(err)
+	}
+	if !armed() {
+		t.Fatal("a monitor holding a lock has no timer armed; this test cannot see one")
+	}
+	if err := live.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if armed() {
+		t.Fatal("a timer is still armed after Close of a monitor with a live session")
+	}
+
+	ended := lock.NewProcessMonitor(c, lock.Options{TTL: time.Minute})
+	l, err := ended.Lock(ctx, "timers/ended")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Minute) // the lease ends with no renewal answered
+	<-l.Lost()
+	if err := ended.Close(); !errors.Is(err, lock.ErrLost) {
+		t.Fatalf("Close after the lease ended: %v; want ErrLost", err)
+	}
+	if armed() {
+		t.Fatal("a timer is still armed after Close of a monitor whose session had ended")
 	}
 }
