@@ -44,6 +44,10 @@ type Config struct {
 	Username, Password string
 	// DialOptions are added to the gRPC dial options, after TLS.
 	DialOptions []grpc.DialOption
+	// UnaryWrites sends every Put, Delete, Txn and Get as a unary call of
+	// its own instead of on the one KV.Calls stream per member
+	// (client/callstream.go), as the SDK did before the stream existed.
+	UnaryWrites bool
 	// Clock times lock leases and renewals (default: the real clock). Tests
 	// pass one that jumps.
 	Clock clockwork.Clock
@@ -69,7 +73,9 @@ type endpoint struct {
 	addr string
 	conn *grpc.ClientConn
 	kv   cxkvrpc.KVClient
-	id   atomic.Uint64 // member id, once a response named it
+	// calls carries the connection's Puts, Deletes, Txns and Gets.
+	calls *callStreams
+	id    atomic.Uint64 // member id, once a response named it
 	// applied is the highest applied index the member reported while it
 	// led, and progressed the time (UnixNano) it last rose: every answer
 	// is evidence of the member's progress (client/progress.go).
@@ -122,6 +128,10 @@ func New(cfg Config) (*Client, error) {
 		// have applied) from one that may have: see outcomeOf.
 		grpc.WithStatsHandler(sendProbe{}),
 	}, append(c.authDialOptions(), cfg.DialOptions...)...)
+	if !cfg.UnaryWrites {
+		// Last, so innermost: client/callstream.go.
+		opts = append(opts, grpc.WithChainUnaryInterceptor(c.streamInterceptor))
+	}
 	for _, addr := range cfg.Endpoints {
 		addr = strings.TrimSpace(addr)
 		if addr == "" {
@@ -132,7 +142,8 @@ func New(cfg Config) (*Client, error) {
 			c.Close()
 			return nil, fmt.Errorf("cxkv: endpoint %q: %w", addr, err)
 		}
-		c.endpoints = append(c.endpoints, &endpoint{addr: addr, conn: conn, kv: cxkvrpc.NewKVClient(conn)})
+		kv := cxkvrpc.NewKVClient(conn)
+		c.endpoints = append(c.endpoints, &endpoint{addr: addr, conn: conn, kv: kv, calls: &callStreams{c: c, kv: kv}})
 	}
 	if len(c.endpoints) == 0 {
 		return nil, fmt.Errorf("cxkv: no endpoints given")

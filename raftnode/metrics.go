@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"sync"
@@ -142,12 +143,36 @@ func (m *metrics) init(n *Node) {
 	m.reg.MustRegister(m.grpc)
 }
 
-// serverOptions are the gRPC server's interceptors: request counts and
-// latency by method and code, then the slow-request log.
-func (n *Node) serverOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(n.metrics.grpc.UnaryServerInterceptor(), n.slowUnary),
-		grpc.ChainStreamInterceptor(n.metrics.grpc.StreamServerInterceptor()),
+// interceptors builds the member's interceptor chains, once: request
+// counts and latency by method and code, the slow-request log, the leader
+// hint on a refusal, the refusal of every call on a halted member, and the
+// caller's identity. n.unary is the unary chain as a function, so a call
+// that arrives on the Calls stream (raftnode/calls.go) goes through exactly
+// what its unary call goes through.
+func (n *Node) interceptors() {
+	n.unary = chainUnary(n.metrics.grpc.UnaryServerInterceptor(), n.slowUnary, n.hintLeaderUnary, n.refuseWhenHalted, n.authUnary)
+	n.stream = chainStream(n.metrics.grpc.StreamServerInterceptor(), n.hintLeaderStream, n.refuseStreamWhenHalted, n.authStream)
+}
+
+// chainUnary runs ics in order, the first outermost, around the handler.
+func chainUnary(ics ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		for i := len(ics) - 1; i >= 0; i-- {
+			ic, next := ics[i], handler
+			handler = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, next) }
+		}
+		return handler(ctx, req)
+	}
+}
+
+// chainStream is chainUnary for streams.
+func chainStream(ics ...grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		for i := len(ics) - 1; i >= 0; i-- {
+			ic, next := ics[i], handler
+			handler = func(srv any, ss grpc.ServerStream) error { return ic(srv, ss, info, next) }
+		}
+		return handler(srv, ss)
 	}
 }
 

@@ -75,6 +75,8 @@ type Node struct {
 	peerServer    *grpc.Server // nil when peers share the client server
 	peerListener  net.Listener
 	peerGuard     peerGuard
+	unary         grpc.UnaryServerInterceptor  // every client call's interceptors (n.interceptors)
+	stream        grpc.StreamServerInterceptor // every stream's
 	contact       peerContact
 	ticks         uint64 // the Ready loop's ticks since start
 	tls           memberTLS
@@ -132,6 +134,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// After open: the cluster id and the peers come from the data dir.
 	n.metrics.init(n)
+	n.interceptors()
 	if cfg.TraceWrites {
 		n.tracer = newWriteTracer(n.metrics.reg)
 	}

@@ -84,14 +84,12 @@ const (
 	connWindow   = cxkvpb.MaxMessageBytes
 )
 
-// newServer builds a gRPC server with the member's limits and interceptors:
-// request metrics, the slow-request log, and the refusal of every call on a
-// halted member.
+// newServer builds a gRPC server with the member's limits and interceptors
+// (n.interceptors).
 func (n *Node) newServer(opts ...grpc.ServerOption) *grpc.Server {
-	opts = append(opts, n.serverOptions()...)
+	opts = append(opts, grpc.UnaryInterceptor(n.unary), grpc.StreamInterceptor(n.stream))
 	opts = append(opts, grpc.StaticStreamWindowSize(streamWindow), grpc.StaticConnWindowSize(connWindow))
-	opts = append(opts, grpc.MaxRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxSendMsgSize(cxkvpb.MaxMessageBytes),
-		grpc.ChainUnaryInterceptor(n.hintLeaderUnary, n.refuseWhenHalted, n.authUnary), grpc.ChainStreamInterceptor(n.hintLeaderStream, n.refuseStreamWhenHalted, n.authStream))
+	opts = append(opts, grpc.MaxRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxSendMsgSize(cxkvpb.MaxMessageBytes))
 	return grpc.NewServer(opts...)
 }
 

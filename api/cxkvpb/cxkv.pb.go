@@ -184,7 +184,7 @@ func (x Event_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Event_Type.Descriptor instead.
 func (Event_Type) EnumDescriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{17, 0}
+	return file_cxkv_proto_rawDescGZIP(), []int{19, 0}
 }
 
 type Grant_Permission int32
@@ -236,7 +236,7 @@ func (x Grant_Permission) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Grant_Permission.Descriptor instead.
 func (Grant_Permission) EnumDescriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{45, 0}
+	return file_cxkv_proto_rawDescGZIP(), []int{47, 0}
 }
 
 type AuthChangeRequest_Action int32
@@ -312,7 +312,7 @@ func (x AuthChangeRequest_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AuthChangeRequest_Action.Descriptor instead.
 func (AuthChangeRequest_Action) EnumDescriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{52, 0}
+	return file_cxkv_proto_rawDescGZIP(), []int{54, 0}
 }
 
 // Record is the state of one key.
@@ -1457,6 +1457,306 @@ func (x *TxnResponse) GetIndex() uint64 {
 	return 0
 }
 
+// CallRequest is one call on a KV.Calls stream: a write, or a linearizable
+// read, that would otherwise be a unary call of its own. A stream carries
+// many calls at once; each answer names the call it answers.
+type CallRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the call on its stream: unique among the stream's calls in
+	// flight. Its answer carries it.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The time the caller gives the call, in microseconds, counted from when
+	// the member reads it; 0: no limit but the stream's own.
+	TimeoutUs int64 `protobuf:"varint,2,opt,name=timeout_us,json=timeoutUs,proto3" json:"timeout_us,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*CallRequest_Put
+	//	*CallRequest_Delete
+	//	*CallRequest_Txn
+	//	*CallRequest_Get
+	//	*CallRequest_Cancel
+	Op isCallRequest_Op `protobuf_oneof:"op"`
+	// The call's own "authorization" metadata ("Bearer <token>"), checked
+	// for this call as the unary call's metadata would be; empty: the
+	// stream's.
+	Authorization string `protobuf:"bytes,8,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRequest) Reset() {
+	*x = CallRequest{}
+	mi := &file_cxkv_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRequest) ProtoMessage() {}
+
+func (x *CallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRequest.ProtoReflect.Descriptor instead.
+func (*CallRequest) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CallRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *CallRequest) GetTimeoutUs() int64 {
+	if x != nil {
+		return x.TimeoutUs
+	}
+	return 0
+}
+
+func (x *CallRequest) GetOp() isCallRequest_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *CallRequest) GetPut() *PutRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CallRequest_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *CallRequest) GetDelete() *DeleteRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CallRequest_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *CallRequest) GetTxn() *TxnRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CallRequest_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
+func (x *CallRequest) GetGet() *GetRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CallRequest_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *CallRequest) GetCancel() bool {
+	if x != nil {
+		if x, ok := x.Op.(*CallRequest_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return false
+}
+
+func (x *CallRequest) GetAuthorization() string {
+	if x != nil {
+		return x.Authorization
+	}
+	return ""
+}
+
+type isCallRequest_Op interface {
+	isCallRequest_Op()
+}
+
+type CallRequest_Put struct {
+	Put *PutRequest `protobuf:"bytes,3,opt,name=put,proto3,oneof"`
+}
+
+type CallRequest_Delete struct {
+	Delete *DeleteRequest `protobuf:"bytes,4,opt,name=delete,proto3,oneof"`
+}
+
+type CallRequest_Txn struct {
+	Txn *TxnRequest `protobuf:"bytes,5,opt,name=txn,proto3,oneof"`
+}
+
+type CallRequest_Get struct {
+	Get *GetRequest `protobuf:"bytes,6,opt,name=get,proto3,oneof"`
+}
+
+type CallRequest_Cancel struct {
+	// Ends the call in flight on this stream whose id is id, as cancelling
+	// a unary call would; it gets no answer of its own.
+	Cancel bool `protobuf:"varint,7,opt,name=cancel,proto3,oneof"`
+}
+
+func (*CallRequest_Put) isCallRequest_Op() {}
+
+func (*CallRequest_Delete) isCallRequest_Op() {}
+
+func (*CallRequest_Txn) isCallRequest_Op() {}
+
+func (*CallRequest_Get) isCallRequest_Op() {}
+
+func (*CallRequest_Cancel) isCallRequest_Op() {}
+
+// CallResponse answers one CallRequest: its response, or the error a unary
+// call would have ended with.
+type CallResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Set when the call failed: a serialized google.rpc.Status, with the
+	// code, message and details (ErrorInfo) the unary call would have carried.
+	Status []byte `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*CallResponse_Put
+	//	*CallResponse_Delete
+	//	*CallResponse_Txn
+	//	*CallResponse_Get
+	Op            isCallResponse_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallResponse) Reset() {
+	*x = CallResponse{}
+	mi := &file_cxkv_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallResponse) ProtoMessage() {}
+
+func (x *CallResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cxkv_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
+func (*CallResponse) Descriptor() ([]byte, []int) {
+	return file_cxkv_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CallResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *CallResponse) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *CallResponse) GetOp() isCallResponse_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *CallResponse) GetPut() *PutResponse {
+	if x != nil {
+		if x, ok := x.Op.(*CallResponse_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *CallResponse) GetDelete() *DeleteResponse {
+	if x != nil {
+		if x, ok := x.Op.(*CallResponse_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *CallResponse) GetTxn() *TxnResponse {
+	if x != nil {
+		if x, ok := x.Op.(*CallResponse_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
+func (x *CallResponse) GetGet() *GetResponse {
+	if x != nil {
+		if x, ok := x.Op.(*CallResponse_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+type isCallResponse_Op interface {
+	isCallResponse_Op()
+}
+
+type CallResponse_Put struct {
+	Put *PutResponse `protobuf:"bytes,3,opt,name=put,proto3,oneof"`
+}
+
+type CallResponse_Delete struct {
+	Delete *DeleteResponse `protobuf:"bytes,4,opt,name=delete,proto3,oneof"`
+}
+
+type CallResponse_Txn struct {
+	Txn *TxnResponse `protobuf:"bytes,5,opt,name=txn,proto3,oneof"`
+}
+
+type CallResponse_Get struct {
+	Get *GetResponse `protobuf:"bytes,6,opt,name=get,proto3,oneof"`
+}
+
+func (*CallResponse_Put) isCallResponse_Op() {}
+
+func (*CallResponse_Delete) isCallResponse_Op() {}
+
+func (*CallResponse_Txn) isCallResponse_Op() {}
+
+func (*CallResponse_Get) isCallResponse_Op() {}
+
 type WatchRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Prefix string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
@@ -1468,7 +1768,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_cxkv_proto_msgTypes[16]
+	mi := &file_cxkv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1780,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[16]
+	mi := &file_cxkv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1793,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{16}
+	return file_cxkv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchRequest) GetPrefix() string {
@@ -1522,7 +1822,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_cxkv_proto_msgTypes[17]
+	mi := &file_cxkv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1834,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[17]
+	mi := &file_cxkv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1847,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{17}
+	return file_cxkv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Event) GetType() Event_Type {
@@ -1576,7 +1876,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_cxkv_proto_msgTypes[18]
+	mi := &file_cxkv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1888,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[18]
+	mi := &file_cxkv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1901,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{18}
+	return file_cxkv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchResponse) GetHeader() *Header {
@@ -1633,7 +1933,7 @@ type SessionsRequest struct {
 
 func (x *SessionsRequest) Reset() {
 	*x = SessionsRequest{}
-	mi := &file_cxkv_proto_msgTypes[19]
+	mi := &file_cxkv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1945,7 @@ func (x *SessionsRequest) String() string {
 func (*SessionsRequest) ProtoMessage() {}
 
 func (x *SessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[19]
+	mi := &file_cxkv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1958,7 @@ func (x *SessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsRequest.ProtoReflect.Descriptor instead.
 func (*SessionsRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{19}
+	return file_cxkv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SessionsRequest) GetPrefix() string {
@@ -1706,7 +2006,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_cxkv_proto_msgTypes[20]
+	mi := &file_cxkv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +2018,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[20]
+	mi := &file_cxkv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +2031,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{20}
+	return file_cxkv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Session) GetId() string {
@@ -1774,7 +2074,7 @@ type SessionsResponse struct {
 
 func (x *SessionsResponse) Reset() {
 	*x = SessionsResponse{}
-	mi := &file_cxkv_proto_msgTypes[21]
+	mi := &file_cxkv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +2086,7 @@ func (x *SessionsResponse) String() string {
 func (*SessionsResponse) ProtoMessage() {}
 
 func (x *SessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[21]
+	mi := &file_cxkv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +2099,7 @@ func (x *SessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsResponse.ProtoReflect.Descriptor instead.
 func (*SessionsResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{21}
+	return file_cxkv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SessionsResponse) GetHeader() *Header {
@@ -1838,7 +2138,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_cxkv_proto_msgTypes[22]
+	mi := &file_cxkv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +2150,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[22]
+	mi := &file_cxkv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2163,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{22}
+	return file_cxkv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SnapshotRequest) GetSerializable() bool {
@@ -1885,7 +2185,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_cxkv_proto_msgTypes[23]
+	mi := &file_cxkv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2197,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[23]
+	mi := &file_cxkv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2210,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{23}
+	return file_cxkv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SnapshotResponse) GetHeader() *Header {
@@ -1935,7 +2235,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cxkv_proto_msgTypes[24]
+	mi := &file_cxkv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2247,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[24]
+	mi := &file_cxkv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2260,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{24}
+	return file_cxkv_proto_rawDescGZIP(), []int{26}
 }
 
 // Member is a member as the replicated configuration records it. The same
@@ -1983,7 +2283,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2295,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[25]
+	mi := &file_cxkv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2308,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{25}
+	return file_cxkv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Member) GetId() uint64 {
@@ -2051,7 +2351,7 @@ type MemberTable struct {
 
 func (x *MemberTable) Reset() {
 	*x = MemberTable{}
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2363,7 @@ func (x *MemberTable) String() string {
 func (*MemberTable) ProtoMessage() {}
 
 func (x *MemberTable) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[26]
+	mi := &file_cxkv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2376,7 @@ func (x *MemberTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberTable.ProtoReflect.Descriptor instead.
 func (*MemberTable) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{26}
+	return file_cxkv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MemberTable) GetMembers() []*Member {
@@ -2101,7 +2401,7 @@ type MemberListRequest struct {
 
 func (x *MemberListRequest) Reset() {
 	*x = MemberListRequest{}
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2413,7 @@ func (x *MemberListRequest) String() string {
 func (*MemberListRequest) ProtoMessage() {}
 
 func (x *MemberListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[27]
+	mi := &file_cxkv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2426,7 @@ func (x *MemberListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberListRequest.ProtoReflect.Descriptor instead.
 func (*MemberListRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{27}
+	return file_cxkv_proto_rawDescGZIP(), []int{29}
 }
 
 // MemberStatus is one row of member list.
@@ -2145,7 +2445,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_cxkv_proto_msgTypes[28]
+	mi := &file_cxkv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2457,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[28]
+	mi := &file_cxkv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2470,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{28}
+	return file_cxkv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MemberStatus) GetMember() *Member {
@@ -2215,7 +2515,7 @@ type MemberListResponse struct {
 
 func (x *MemberListResponse) Reset() {
 	*x = MemberListResponse{}
-	mi := &file_cxkv_proto_msgTypes[29]
+	mi := &file_cxkv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2527,7 @@ func (x *MemberListResponse) String() string {
 func (*MemberListResponse) ProtoMessage() {}
 
 func (x *MemberListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[29]
+	mi := &file_cxkv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2540,7 @@ func (x *MemberListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberListResponse.ProtoReflect.Descriptor instead.
 func (*MemberListResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{29}
+	return file_cxkv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MemberListResponse) GetHeader() *Header {
@@ -2289,7 +2589,7 @@ type MemberAddRequest struct {
 
 func (x *MemberAddRequest) Reset() {
 	*x = MemberAddRequest{}
-	mi := &file_cxkv_proto_msgTypes[30]
+	mi := &file_cxkv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2601,7 @@ func (x *MemberAddRequest) String() string {
 func (*MemberAddRequest) ProtoMessage() {}
 
 func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[30]
+	mi := &file_cxkv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2614,7 @@ func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
 func (*MemberAddRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{30}
+	return file_cxkv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MemberAddRequest) GetId() uint64 {
@@ -2347,7 +2647,7 @@ type MemberRemoveRequest struct {
 
 func (x *MemberRemoveRequest) Reset() {
 	*x = MemberRemoveRequest{}
-	mi := &file_cxkv_proto_msgTypes[31]
+	mi := &file_cxkv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2659,7 @@ func (x *MemberRemoveRequest) String() string {
 func (*MemberRemoveRequest) ProtoMessage() {}
 
 func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[31]
+	mi := &file_cxkv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2672,7 @@ func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{31}
+	return file_cxkv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MemberRemoveRequest) GetId() uint64 {
@@ -2391,7 +2691,7 @@ type MemberPromoteRequest struct {
 
 func (x *MemberPromoteRequest) Reset() {
 	*x = MemberPromoteRequest{}
-	mi := &file_cxkv_proto_msgTypes[32]
+	mi := &file_cxkv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2703,7 @@ func (x *MemberPromoteRequest) String() string {
 func (*MemberPromoteRequest) ProtoMessage() {}
 
 func (x *MemberPromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[32]
+	mi := &file_cxkv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2716,7 @@ func (x *MemberPromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberPromoteRequest.ProtoReflect.Descriptor instead.
 func (*MemberPromoteRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{32}
+	return file_cxkv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MemberPromoteRequest) GetId() uint64 {
@@ -2436,7 +2736,7 @@ type MemberUpdateRequest struct {
 
 func (x *MemberUpdateRequest) Reset() {
 	*x = MemberUpdateRequest{}
-	mi := &file_cxkv_proto_msgTypes[33]
+	mi := &file_cxkv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2748,7 @@ func (x *MemberUpdateRequest) String() string {
 func (*MemberUpdateRequest) ProtoMessage() {}
 
 func (x *MemberUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[33]
+	mi := &file_cxkv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2761,7 @@ func (x *MemberUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberUpdateRequest.ProtoReflect.Descriptor instead.
 func (*MemberUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{33}
+	return file_cxkv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MemberUpdateRequest) GetId() uint64 {
@@ -2492,7 +2792,7 @@ type MemberChangeResponse struct {
 
 func (x *MemberChangeResponse) Reset() {
 	*x = MemberChangeResponse{}
-	mi := &file_cxkv_proto_msgTypes[34]
+	mi := &file_cxkv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2504,7 +2804,7 @@ func (x *MemberChangeResponse) String() string {
 func (*MemberChangeResponse) ProtoMessage() {}
 
 func (x *MemberChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[34]
+	mi := &file_cxkv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2517,7 +2817,7 @@ func (x *MemberChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChangeResponse.ProtoReflect.Descriptor instead.
 func (*MemberChangeResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{34}
+	return file_cxkv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MemberChangeResponse) GetHeader() *Header {
@@ -2551,7 +2851,7 @@ type MoveLeaderRequest struct {
 
 func (x *MoveLeaderRequest) Reset() {
 	*x = MoveLeaderRequest{}
-	mi := &file_cxkv_proto_msgTypes[35]
+	mi := &file_cxkv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2863,7 @@ func (x *MoveLeaderRequest) String() string {
 func (*MoveLeaderRequest) ProtoMessage() {}
 
 func (x *MoveLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[35]
+	mi := &file_cxkv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2876,7 @@ func (x *MoveLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveLeaderRequest.ProtoReflect.Descriptor instead.
 func (*MoveLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{35}
+	return file_cxkv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MoveLeaderRequest) GetId() uint64 {
@@ -2596,7 +2896,7 @@ type MoveLeaderResponse struct {
 
 func (x *MoveLeaderResponse) Reset() {
 	*x = MoveLeaderResponse{}
-	mi := &file_cxkv_proto_msgTypes[36]
+	mi := &file_cxkv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2908,7 @@ func (x *MoveLeaderResponse) String() string {
 func (*MoveLeaderResponse) ProtoMessage() {}
 
 func (x *MoveLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[36]
+	mi := &file_cxkv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +2921,7 @@ func (x *MoveLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveLeaderResponse.ProtoReflect.Descriptor instead.
 func (*MoveLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{36}
+	return file_cxkv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MoveLeaderResponse) GetHeader() *Header {
@@ -2660,7 +2960,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cxkv_proto_msgTypes[37]
+	mi := &file_cxkv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2672,7 +2972,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[37]
+	mi := &file_cxkv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2685,7 +2985,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{37}
+	return file_cxkv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatusResponse) GetHeader() *Header {
@@ -2770,7 +3070,7 @@ type ExpireCommand struct {
 
 func (x *ExpireCommand) Reset() {
 	*x = ExpireCommand{}
-	mi := &file_cxkv_proto_msgTypes[38]
+	mi := &file_cxkv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +3082,7 @@ func (x *ExpireCommand) String() string {
 func (*ExpireCommand) ProtoMessage() {}
 
 func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[38]
+	mi := &file_cxkv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +3095,7 @@ func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireCommand.ProtoReflect.Descriptor instead.
 func (*ExpireCommand) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{38}
+	return file_cxkv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ExpireCommand) GetKey() string {
@@ -2844,7 +3144,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_cxkv_proto_msgTypes[39]
+	mi := &file_cxkv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +3156,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[39]
+	mi := &file_cxkv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +3169,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{39}
+	return file_cxkv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Command) GetProposalId() uint64 {
@@ -3004,7 +3304,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_cxkv_proto_msgTypes[40]
+	mi := &file_cxkv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3016,7 +3316,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[40]
+	mi := &file_cxkv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3029,7 +3329,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{40}
+	return file_cxkv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CommandResult) GetResult() isCommandResult_Result {
@@ -3130,7 +3430,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_cxkv_proto_msgTypes[41]
+	mi := &file_cxkv_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3142,7 +3442,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[41]
+	mi := &file_cxkv_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3155,7 +3455,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{41}
+	return file_cxkv_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CommandError) GetCode() uint32 {
@@ -3186,7 +3486,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_cxkv_proto_msgTypes[42]
+	mi := &file_cxkv_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3498,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[42]
+	mi := &file_cxkv_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3511,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{42}
+	return file_cxkv_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RaftBatch) GetClusterId() uint64 {
@@ -3250,7 +3550,7 @@ type PeerAck struct {
 
 func (x *PeerAck) Reset() {
 	*x = PeerAck{}
-	mi := &file_cxkv_proto_msgTypes[43]
+	mi := &file_cxkv_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3262,7 +3562,7 @@ func (x *PeerAck) String() string {
 func (*PeerAck) ProtoMessage() {}
 
 func (x *PeerAck) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[43]
+	mi := &file_cxkv_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3275,7 +3575,7 @@ func (x *PeerAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerAck.ProtoReflect.Descriptor instead.
 func (*PeerAck) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{43}
+	return file_cxkv_proto_rawDescGZIP(), []int{45}
 }
 
 // SnapshotChunk streams a state snapshot; the first chunk carries the
@@ -3291,7 +3591,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_cxkv_proto_msgTypes[44]
+	mi := &file_cxkv_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3303,7 +3603,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[44]
+	mi := &file_cxkv_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3316,7 +3616,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{44}
+	return file_cxkv_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SnapshotChunk) GetClusterId() uint64 {
@@ -3353,7 +3653,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_cxkv_proto_msgTypes[45]
+	mi := &file_cxkv_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +3665,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[45]
+	mi := &file_cxkv_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3378,7 +3678,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{45}
+	return file_cxkv_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Grant) GetPrefix() string {
@@ -3414,7 +3714,7 @@ type AuthUser struct {
 
 func (x *AuthUser) Reset() {
 	*x = AuthUser{}
-	mi := &file_cxkv_proto_msgTypes[46]
+	mi := &file_cxkv_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3426,7 +3726,7 @@ func (x *AuthUser) String() string {
 func (*AuthUser) ProtoMessage() {}
 
 func (x *AuthUser) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[46]
+	mi := &file_cxkv_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3439,7 +3739,7 @@ func (x *AuthUser) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthUser.ProtoReflect.Descriptor instead.
 func (*AuthUser) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{46}
+	return file_cxkv_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AuthUser) GetName() string {
@@ -3481,7 +3781,7 @@ type AuthRole struct {
 
 func (x *AuthRole) Reset() {
 	*x = AuthRole{}
-	mi := &file_cxkv_proto_msgTypes[47]
+	mi := &file_cxkv_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3493,7 +3793,7 @@ func (x *AuthRole) String() string {
 func (*AuthRole) ProtoMessage() {}
 
 func (x *AuthRole) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[47]
+	mi := &file_cxkv_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3506,7 +3806,7 @@ func (x *AuthRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRole.ProtoReflect.Descriptor instead.
 func (*AuthRole) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{47}
+	return file_cxkv_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AuthRole) GetName() string {
@@ -3538,7 +3838,7 @@ type AuthState struct {
 
 func (x *AuthState) Reset() {
 	*x = AuthState{}
-	mi := &file_cxkv_proto_msgTypes[48]
+	mi := &file_cxkv_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3550,7 +3850,7 @@ func (x *AuthState) String() string {
 func (*AuthState) ProtoMessage() {}
 
 func (x *AuthState) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[48]
+	mi := &file_cxkv_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3563,7 +3863,7 @@ func (x *AuthState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthState.ProtoReflect.Descriptor instead.
 func (*AuthState) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{48}
+	return file_cxkv_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AuthState) GetEnabled() bool {
@@ -3606,7 +3906,7 @@ type AuthToken struct {
 
 func (x *AuthToken) Reset() {
 	*x = AuthToken{}
-	mi := &file_cxkv_proto_msgTypes[49]
+	mi := &file_cxkv_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3618,7 +3918,7 @@ func (x *AuthToken) String() string {
 func (*AuthToken) ProtoMessage() {}
 
 func (x *AuthToken) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[49]
+	mi := &file_cxkv_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3631,7 +3931,7 @@ func (x *AuthToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthToken.ProtoReflect.Descriptor instead.
 func (*AuthToken) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{49}
+	return file_cxkv_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AuthToken) GetUser() string {
@@ -3665,7 +3965,7 @@ type AuthenticateRequest struct {
 
 func (x *AuthenticateRequest) Reset() {
 	*x = AuthenticateRequest{}
-	mi := &file_cxkv_proto_msgTypes[50]
+	mi := &file_cxkv_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3677,7 +3977,7 @@ func (x *AuthenticateRequest) String() string {
 func (*AuthenticateRequest) ProtoMessage() {}
 
 func (x *AuthenticateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[50]
+	mi := &file_cxkv_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3690,7 +3990,7 @@ func (x *AuthenticateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateRequest.ProtoReflect.Descriptor instead.
 func (*AuthenticateRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{50}
+	return file_cxkv_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AuthenticateRequest) GetName() string {
@@ -3720,7 +4020,7 @@ type AuthenticateResponse struct {
 
 func (x *AuthenticateResponse) Reset() {
 	*x = AuthenticateResponse{}
-	mi := &file_cxkv_proto_msgTypes[51]
+	mi := &file_cxkv_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3732,7 +4032,7 @@ func (x *AuthenticateResponse) String() string {
 func (*AuthenticateResponse) ProtoMessage() {}
 
 func (x *AuthenticateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[51]
+	mi := &file_cxkv_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3745,7 +4045,7 @@ func (x *AuthenticateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateResponse.ProtoReflect.Descriptor instead.
 func (*AuthenticateResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{51}
+	return file_cxkv_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *AuthenticateResponse) GetHeader() *Header {
@@ -3786,7 +4086,7 @@ type AuthChangeRequest struct {
 
 func (x *AuthChangeRequest) Reset() {
 	*x = AuthChangeRequest{}
-	mi := &file_cxkv_proto_msgTypes[52]
+	mi := &file_cxkv_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3798,7 +4098,7 @@ func (x *AuthChangeRequest) String() string {
 func (*AuthChangeRequest) ProtoMessage() {}
 
 func (x *AuthChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[52]
+	mi := &file_cxkv_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3811,7 +4111,7 @@ func (x *AuthChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChangeRequest.ProtoReflect.Descriptor instead.
 func (*AuthChangeRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{52}
+	return file_cxkv_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *AuthChangeRequest) GetAction() AuthChangeRequest_Action {
@@ -3874,7 +4174,7 @@ type AuthChangeResponse struct {
 
 func (x *AuthChangeResponse) Reset() {
 	*x = AuthChangeResponse{}
-	mi := &file_cxkv_proto_msgTypes[53]
+	mi := &file_cxkv_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3886,7 +4186,7 @@ func (x *AuthChangeResponse) String() string {
 func (*AuthChangeResponse) ProtoMessage() {}
 
 func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[53]
+	mi := &file_cxkv_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3899,7 +4199,7 @@ func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChangeResponse.ProtoReflect.Descriptor instead.
 func (*AuthChangeResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{53}
+	return file_cxkv_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AuthChangeResponse) GetHeader() *Header {
@@ -3929,7 +4229,7 @@ type AuthCommand struct {
 
 func (x *AuthCommand) Reset() {
 	*x = AuthCommand{}
-	mi := &file_cxkv_proto_msgTypes[54]
+	mi := &file_cxkv_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3941,7 +4241,7 @@ func (x *AuthCommand) String() string {
 func (*AuthCommand) ProtoMessage() {}
 
 func (x *AuthCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[54]
+	mi := &file_cxkv_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3954,7 +4254,7 @@ func (x *AuthCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthCommand.ProtoReflect.Descriptor instead.
 func (*AuthCommand) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{54}
+	return file_cxkv_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AuthCommand) GetRequest() *AuthChangeRequest {
@@ -3986,7 +4286,7 @@ type AuthStatusRequest struct {
 
 func (x *AuthStatusRequest) Reset() {
 	*x = AuthStatusRequest{}
-	mi := &file_cxkv_proto_msgTypes[55]
+	mi := &file_cxkv_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3998,7 +4298,7 @@ func (x *AuthStatusRequest) String() string {
 func (*AuthStatusRequest) ProtoMessage() {}
 
 func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[55]
+	mi := &file_cxkv_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4011,7 +4311,7 @@ func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusRequest.ProtoReflect.Descriptor instead.
 func (*AuthStatusRequest) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{55}
+	return file_cxkv_proto_rawDescGZIP(), []int{57}
 }
 
 type AuthStatusResponse struct {
@@ -4026,7 +4326,7 @@ type AuthStatusResponse struct {
 
 func (x *AuthStatusResponse) Reset() {
 	*x = AuthStatusResponse{}
-	mi := &file_cxkv_proto_msgTypes[56]
+	mi := &file_cxkv_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4038,7 +4338,7 @@ func (x *AuthStatusResponse) String() string {
 func (*AuthStatusResponse) ProtoMessage() {}
 
 func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cxkv_proto_msgTypes[56]
+	mi := &file_cxkv_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4051,7 +4351,7 @@ func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusResponse.ProtoReflect.Descriptor instead.
 func (*AuthStatusResponse) Descriptor() ([]byte, []int) {
-	return file_cxkv_proto_rawDescGZIP(), []int{56}
+	return file_cxkv_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AuthStatusResponse) GetHeader() *Header {
@@ -4188,7 +4488,26 @@ const file_cxkv_proto_rawDesc = "" +
 	"\x0efailed_compare\x18\x03 \x01(\x05R\rfailedCompare\x12+\n" +
 	"\bcompared\x18\x04 \x03(\v2\x0f.cxkv.v1.RecordR\bcompared\x12.\n" +
 	"\aresults\x18\x05 \x03(\v2\x14.cxkv.v1.TxnOpResultR\aresults\x12\x14\n" +
-	"\x05index\x18\x06 \x01(\x04R\x05index\"E\n" +
+	"\x05index\x18\x06 \x01(\x04R\x05index\"\xaf\x02\n" +
+	"\vCallRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"timeout_us\x18\x02 \x01(\x03R\ttimeoutUs\x12'\n" +
+	"\x03put\x18\x03 \x01(\v2\x13.cxkv.v1.PutRequestH\x00R\x03put\x120\n" +
+	"\x06delete\x18\x04 \x01(\v2\x16.cxkv.v1.DeleteRequestH\x00R\x06delete\x12'\n" +
+	"\x03txn\x18\x05 \x01(\v2\x13.cxkv.v1.TxnRequestH\x00R\x03txn\x12'\n" +
+	"\x03get\x18\x06 \x01(\v2\x13.cxkv.v1.GetRequestH\x00R\x03get\x12\x18\n" +
+	"\x06cancel\x18\a \x01(\bH\x00R\x06cancel\x12$\n" +
+	"\rauthorization\x18\b \x01(\tR\rauthorizationB\x04\n" +
+	"\x02op\"\xed\x01\n" +
+	"\fCallResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\fR\x06status\x12(\n" +
+	"\x03put\x18\x03 \x01(\v2\x14.cxkv.v1.PutResponseH\x00R\x03put\x121\n" +
+	"\x06delete\x18\x04 \x01(\v2\x17.cxkv.v1.DeleteResponseH\x00R\x06delete\x12(\n" +
+	"\x03txn\x18\x05 \x01(\v2\x14.cxkv.v1.TxnResponseH\x00R\x03txn\x12(\n" +
+	"\x03get\x18\x06 \x01(\v2\x14.cxkv.v1.GetResponseH\x00R\x03getB\x04\n" +
+	"\x02op\"E\n" +
 	"\fWatchRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1d\n" +
 	"\n" +
@@ -4412,7 +4731,7 @@ func file_cxkv_proto_rawDescGZIP() []byte {
 }
 
 var file_cxkv_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_cxkv_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_cxkv_proto_goTypes = []any{
 	(Compare_Op)(0),               // 0: cxkv.v1.Compare.Op
 	(TxnOp_Type)(0),               // 1: cxkv.v1.TxnOp.Type
@@ -4435,47 +4754,49 @@ var file_cxkv_proto_goTypes = []any{
 	(*TxnOpResult)(nil),           // 18: cxkv.v1.TxnOpResult
 	(*TxnRequest)(nil),            // 19: cxkv.v1.TxnRequest
 	(*TxnResponse)(nil),           // 20: cxkv.v1.TxnResponse
-	(*WatchRequest)(nil),          // 21: cxkv.v1.WatchRequest
-	(*Event)(nil),                 // 22: cxkv.v1.Event
-	(*WatchResponse)(nil),         // 23: cxkv.v1.WatchResponse
-	(*SessionsRequest)(nil),       // 24: cxkv.v1.SessionsRequest
-	(*Session)(nil),               // 25: cxkv.v1.Session
-	(*SessionsResponse)(nil),      // 26: cxkv.v1.SessionsResponse
-	(*SnapshotRequest)(nil),       // 27: cxkv.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),      // 28: cxkv.v1.SnapshotResponse
-	(*StatusRequest)(nil),         // 29: cxkv.v1.StatusRequest
-	(*Member)(nil),                // 30: cxkv.v1.Member
-	(*MemberTable)(nil),           // 31: cxkv.v1.MemberTable
-	(*MemberListRequest)(nil),     // 32: cxkv.v1.MemberListRequest
-	(*MemberStatus)(nil),          // 33: cxkv.v1.MemberStatus
-	(*MemberListResponse)(nil),    // 34: cxkv.v1.MemberListResponse
-	(*MemberAddRequest)(nil),      // 35: cxkv.v1.MemberAddRequest
-	(*MemberRemoveRequest)(nil),   // 36: cxkv.v1.MemberRemoveRequest
-	(*MemberPromoteRequest)(nil),  // 37: cxkv.v1.MemberPromoteRequest
-	(*MemberUpdateRequest)(nil),   // 38: cxkv.v1.MemberUpdateRequest
-	(*MemberChangeResponse)(nil),  // 39: cxkv.v1.MemberChangeResponse
-	(*MoveLeaderRequest)(nil),     // 40: cxkv.v1.MoveLeaderRequest
-	(*MoveLeaderResponse)(nil),    // 41: cxkv.v1.MoveLeaderResponse
-	(*StatusResponse)(nil),        // 42: cxkv.v1.StatusResponse
-	(*ExpireCommand)(nil),         // 43: cxkv.v1.ExpireCommand
-	(*Command)(nil),               // 44: cxkv.v1.Command
-	(*CommandResult)(nil),         // 45: cxkv.v1.CommandResult
-	(*CommandError)(nil),          // 46: cxkv.v1.CommandError
-	(*RaftBatch)(nil),             // 47: cxkv.v1.RaftBatch
-	(*PeerAck)(nil),               // 48: cxkv.v1.PeerAck
-	(*SnapshotChunk)(nil),         // 49: cxkv.v1.SnapshotChunk
-	(*Grant)(nil),                 // 50: cxkv.v1.Grant
-	(*AuthUser)(nil),              // 51: cxkv.v1.AuthUser
-	(*AuthRole)(nil),              // 52: cxkv.v1.AuthRole
-	(*AuthState)(nil),             // 53: cxkv.v1.AuthState
-	(*AuthToken)(nil),             // 54: cxkv.v1.AuthToken
-	(*AuthenticateRequest)(nil),   // 55: cxkv.v1.AuthenticateRequest
-	(*AuthenticateResponse)(nil),  // 56: cxkv.v1.AuthenticateResponse
-	(*AuthChangeRequest)(nil),     // 57: cxkv.v1.AuthChangeRequest
-	(*AuthChangeResponse)(nil),    // 58: cxkv.v1.AuthChangeResponse
-	(*AuthCommand)(nil),           // 59: cxkv.v1.AuthCommand
-	(*AuthStatusRequest)(nil),     // 60: cxkv.v1.AuthStatusRequest
-	(*AuthStatusResponse)(nil),    // 61: cxkv.v1.AuthStatusResponse
+	(*CallRequest)(nil),           // 21: cxkv.v1.CallRequest
+	(*CallResponse)(nil),          // 22: cxkv.v1.CallResponse
+	(*WatchRequest)(nil),          // 23: cxkv.v1.WatchRequest
+	(*Event)(nil),                 // 24: cxkv.v1.Event
+	(*WatchResponse)(nil),         // 25: cxkv.v1.WatchResponse
+	(*SessionsRequest)(nil),       // 26: cxkv.v1.SessionsRequest
+	(*Session)(nil),               // 27: cxkv.v1.Session
+	(*SessionsResponse)(nil),      // 28: cxkv.v1.SessionsResponse
+	(*SnapshotRequest)(nil),       // 29: cxkv.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),      // 30: cxkv.v1.SnapshotResponse
+	(*StatusRequest)(nil),         // 31: cxkv.v1.StatusRequest
+	(*Member)(nil),                // 32: cxkv.v1.Member
+	(*MemberTable)(nil),           // 33: cxkv.v1.MemberTable
+	(*MemberListRequest)(nil),     // 34: cxkv.v1.MemberListRequest
+	(*MemberStatus)(nil),          // 35: cxkv.v1.MemberStatus
+	(*MemberListResponse)(nil),    // 36: cxkv.v1.MemberListResponse
+	(*MemberAddRequest)(nil),      // 37: cxkv.v1.MemberAddRequest
+	(*MemberRemoveRequest)(nil),   // 38: cxkv.v1.MemberRemoveRequest
+	(*MemberPromoteRequest)(nil),  // 39: cxkv.v1.MemberPromoteRequest
+	(*MemberUpdateRequest)(nil),   // 40: cxkv.v1.MemberUpdateRequest
+	(*MemberChangeResponse)(nil),  // 41: cxkv.v1.MemberChangeResponse
+	(*MoveLeaderRequest)(nil),     // 42: cxkv.v1.MoveLeaderRequest
+	(*MoveLeaderResponse)(nil),    // 43: cxkv.v1.MoveLeaderResponse
+	(*StatusResponse)(nil),        // 44: cxkv.v1.StatusResponse
+	(*ExpireCommand)(nil),         // 45: cxkv.v1.ExpireCommand
+	(*Command)(nil),               // 46: cxkv.v1.Command
+	(*CommandResult)(nil),         // 47: cxkv.v1.CommandResult
+	(*CommandError)(nil),          // 48: cxkv.v1.CommandError
+	(*RaftBatch)(nil),             // 49: cxkv.v1.RaftBatch
+	(*PeerAck)(nil),               // 50: cxkv.v1.PeerAck
+	(*SnapshotChunk)(nil),         // 51: cxkv.v1.SnapshotChunk
+	(*Grant)(nil),                 // 52: cxkv.v1.Grant
+	(*AuthUser)(nil),              // 53: cxkv.v1.AuthUser
+	(*AuthRole)(nil),              // 54: cxkv.v1.AuthRole
+	(*AuthState)(nil),             // 55: cxkv.v1.AuthState
+	(*AuthToken)(nil),             // 56: cxkv.v1.AuthToken
+	(*AuthenticateRequest)(nil),   // 57: cxkv.v1.AuthenticateRequest
+	(*AuthenticateResponse)(nil),  // 58: cxkv.v1.AuthenticateResponse
+	(*AuthChangeRequest)(nil),     // 59: cxkv.v1.AuthChangeRequest
+	(*AuthChangeResponse)(nil),    // 60: cxkv.v1.AuthChangeResponse
+	(*AuthCommand)(nil),           // 61: cxkv.v1.AuthCommand
+	(*AuthStatusRequest)(nil),     // 62: cxkv.v1.AuthStatusRequest
+	(*AuthStatusResponse)(nil),    // 63: cxkv.v1.AuthStatusResponse
 }
 var file_cxkv_proto_depIdxs = []int32{
 	6,  // 0: cxkv.v1.GetResponse.header:type_name -> cxkv.v1.Header
@@ -4497,51 +4818,59 @@ var file_cxkv_proto_depIdxs = []int32{
 	6,  // 16: cxkv.v1.TxnResponse.header:type_name -> cxkv.v1.Header
 	5,  // 17: cxkv.v1.TxnResponse.compared:type_name -> cxkv.v1.Record
 	18, // 18: cxkv.v1.TxnResponse.results:type_name -> cxkv.v1.TxnOpResult
-	2,  // 19: cxkv.v1.Event.type:type_name -> cxkv.v1.Event.Type
-	5,  // 20: cxkv.v1.Event.record:type_name -> cxkv.v1.Record
-	6,  // 21: cxkv.v1.WatchResponse.header:type_name -> cxkv.v1.Header
-	22, // 22: cxkv.v1.WatchResponse.events:type_name -> cxkv.v1.Event
-	5,  // 23: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
-	6,  // 24: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
-	25, // 25: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
-	6,  // 26: cxkv.v1.SnapshotResponse.header:type_name -> cxkv.v1.Header
-	30, // 27: cxkv.v1.MemberTable.members:type_name -> cxkv.v1.Member
-	30, // 28: cxkv.v1.MemberStatus.member:type_name -> cxkv.v1.Member
-	6,  // 29: cxkv.v1.MemberListResponse.header:type_name -> cxkv.v1.Header
-	33, // 30: cxkv.v1.MemberListResponse.members:type_name -> cxkv.v1.MemberStatus
-	6,  // 31: cxkv.v1.MemberChangeResponse.header:type_name -> cxkv.v1.Header
-	30, // 32: cxkv.v1.MemberChangeResponse.members:type_name -> cxkv.v1.Member
-	6,  // 33: cxkv.v1.MoveLeaderResponse.header:type_name -> cxkv.v1.Header
-	6,  // 34: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
-	30, // 35: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
-	10, // 36: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
-	12, // 37: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
-	19, // 38: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
-	43, // 39: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
-	59, // 40: cxkv.v1.Command.auth:type_name -> cxkv.v1.AuthCommand
-	11, // 41: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
-	13, // 42: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
-	20, // 43: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
-	46, // 44: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
-	58, // 45: cxkv.v1.CommandResult.auth:type_name -> cxkv.v1.AuthChangeResponse
-	3,  // 46: cxkv.v1.Grant.permission:type_name -> cxkv.v1.Grant.Permission
-	50, // 47: cxkv.v1.AuthRole.grants:type_name -> cxkv.v1.Grant
-	51, // 48: cxkv.v1.AuthState.users:type_name -> cxkv.v1.AuthUser
-	52, // 49: cxkv.v1.AuthState.roles:type_name -> cxkv.v1.AuthRole
-	6,  // 50: cxkv.v1.AuthenticateResponse.header:type_name -> cxkv.v1.Header
-	4,  // 51: cxkv.v1.AuthChangeRequest.action:type_name -> cxkv.v1.AuthChangeRequest.Action
-	3,  // 52: cxkv.v1.AuthChangeRequest.permission:type_name -> cxkv.v1.Grant.Permission
-	7,  // 53: cxkv.v1.AuthChangeRequest.write_id:type_name -> cxkv.v1.WriteID
-	6,  // 54: cxkv.v1.AuthChangeResponse.header:type_name -> cxkv.v1.Header
-	57, // 55: cxkv.v1.AuthCommand.request:type_name -> cxkv.v1.AuthChangeRequest
-	6,  // 56: cxkv.v1.AuthStatusResponse.header:type_name -> cxkv.v1.Header
-	51, // 57: cxkv.v1.AuthStatusResponse.users:type_name -> cxkv.v1.AuthUser
-	52, // 58: cxkv.v1.AuthStatusResponse.roles:type_name -> cxkv.v1.AuthRole
-	59, // [59:59] is the sub-list for method output_type
-	59, // [59:59] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	10, // 19: cxkv.v1.CallRequest.put:type_name -> cxkv.v1.PutRequest
+	12, // 20: cxkv.v1.CallRequest.delete:type_name -> cxkv.v1.DeleteRequest
+	19, // 21: cxkv.v1.CallRequest.txn:type_name -> cxkv.v1.TxnRequest
+	8,  // 22: cxkv.v1.CallRequest.get:type_name -> cxkv.v1.GetRequest
+	11, // 23: cxkv.v1.CallResponse.put:type_name -> cxkv.v1.PutResponse
+	13, // 24: cxkv.v1.CallResponse.delete:type_name -> cxkv.v1.DeleteResponse
+	20, // 25: cxkv.v1.CallResponse.txn:type_name -> cxkv.v1.TxnResponse
+	9,  // 26: cxkv.v1.CallResponse.get:type_name -> cxkv.v1.GetResponse
+	2,  // 27: cxkv.v1.Event.type:type_name -> cxkv.v1.Event.Type
+	5,  // 28: cxkv.v1.Event.record:type_name -> cxkv.v1.Record
+	6,  // 29: cxkv.v1.WatchResponse.header:type_name -> cxkv.v1.Header
+	24, // 30: cxkv.v1.WatchResponse.events:type_name -> cxkv.v1.Event
+	5,  // 31: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
+	6,  // 32: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
+	27, // 33: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
+	6,  // 34: cxkv.v1.SnapshotResponse.header:type_name -> cxkv.v1.Header
+	32, // 35: cxkv.v1.MemberTable.members:type_name -> cxkv.v1.Member
+	32, // 36: cxkv.v1.MemberStatus.member:type_name -> cxkv.v1.Member
+	6,  // 37: cxkv.v1.MemberListResponse.header:type_name -> cxkv.v1.Header
+	35, // 38: cxkv.v1.MemberListResponse.members:type_name -> cxkv.v1.MemberStatus
+	6,  // 39: cxkv.v1.MemberChangeResponse.header:type_name -> cxkv.v1.Header
+	32, // 40: cxkv.v1.MemberChangeResponse.members:type_name -> cxkv.v1.Member
+	6,  // 41: cxkv.v1.MoveLeaderResponse.header:type_name -> cxkv.v1.Header
+	6,  // 42: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
+	32, // 43: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
+	10, // 44: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
+	12, // 45: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
+	19, // 46: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
+	45, // 47: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
+	61, // 48: cxkv.v1.Command.auth:type_name -> cxkv.v1.AuthCommand
+	11, // 49: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
+	13, // 50: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
+	20, // 51: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
+	48, // 52: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
+	60, // 53: cxkv.v1.CommandResult.auth:type_name -> cxkv.v1.AuthChangeResponse
+	3,  // 54: cxkv.v1.Grant.permission:type_name -> cxkv.v1.Grant.Permission
+	52, // 55: cxkv.v1.AuthRole.grants:type_name -> cxkv.v1.Grant
+	53, // 56: cxkv.v1.AuthState.users:type_name -> cxkv.v1.AuthUser
+	54, // 57: cxkv.v1.AuthState.roles:type_name -> cxkv.v1.AuthRole
+	6,  // 58: cxkv.v1.AuthenticateResponse.header:type_name -> cxkv.v1.Header
+	4,  // 59: cxkv.v1.AuthChangeRequest.action:type_name -> cxkv.v1.AuthChangeRequest.Action
+	3,  // 60: cxkv.v1.AuthChangeRequest.permission:type_name -> cxkv.v1.Grant.Permission
+	7,  // 61: cxkv.v1.AuthChangeRequest.write_id:type_name -> cxkv.v1.WriteID
+	6,  // 62: cxkv.v1.AuthChangeResponse.header:type_name -> cxkv.v1.Header
+	59, // 63: cxkv.v1.AuthCommand.request:type_name -> cxkv.v1.AuthChangeRequest
+	6,  // 64: cxkv.v1.AuthStatusResponse.header:type_name -> cxkv.v1.Header
+	53, // 65: cxkv.v1.AuthStatusResponse.users:type_name -> cxkv.v1.AuthUser
+	54, // 66: cxkv.v1.AuthStatusResponse.roles:type_name -> cxkv.v1.AuthRole
+	67, // [67:67] is the sub-list for method output_type
+	67, // [67:67] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_cxkv_proto_init() }
@@ -4549,14 +4878,27 @@ func file_cxkv_proto_init() {
 	if File_cxkv_proto != nil {
 		return
 	}
-	file_cxkv_proto_msgTypes[39].OneofWrappers = []any{
+	file_cxkv_proto_msgTypes[16].OneofWrappers = []any{
+		(*CallRequest_Put)(nil),
+		(*CallRequest_Delete)(nil),
+		(*CallRequest_Txn)(nil),
+		(*CallRequest_Get)(nil),
+		(*CallRequest_Cancel)(nil),
+	}
+	file_cxkv_proto_msgTypes[17].OneofWrappers = []any{
+		(*CallResponse_Put)(nil),
+		(*CallResponse_Delete)(nil),
+		(*CallResponse_Txn)(nil),
+		(*CallResponse_Get)(nil),
+	}
+	file_cxkv_proto_msgTypes[41].OneofWrappers = []any{
 		(*Command_Put)(nil),
 		(*Command_Delete)(nil),
 		(*Command_Txn)(nil),
 		(*Command_Expire)(nil),
 		(*Command_Auth)(nil),
 	}
-	file_cxkv_proto_msgTypes[40].OneofWrappers = []any{
+	file_cxkv_proto_msgTypes[42].OneofWrappers = []any{
 		(*CommandResult_Put)(nil),
 		(*CommandResult_Delete)(nil),
 		(*CommandResult_Txn)(nil),
@@ -4569,7 +4911,7 @@ func file_cxkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cxkv_proto_rawDesc), len(file_cxkv_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   57,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

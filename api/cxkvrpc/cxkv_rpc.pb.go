@@ -32,13 +32,14 @@ var File_cxkv_rpc_proto protoreflect.FileDescriptor
 const file_cxkv_rpc_proto_rawDesc = "" +
 	"\n" +
 	"\x0ecxkv_rpc.proto\x12\acxkv.v1\x1a\n" +
-	"cxkv.proto2\xde\x05\n" +
+	"cxkv.proto2\x98\x06\n" +
 	"\x02KV\x120\n" +
 	"\x03Get\x12\x13.cxkv.v1.GetRequest\x1a\x14.cxkv.v1.GetResponse\x120\n" +
 	"\x03Put\x12\x13.cxkv.v1.PutRequest\x1a\x14.cxkv.v1.PutResponse\x129\n" +
 	"\x06Delete\x12\x16.cxkv.v1.DeleteRequest\x1a\x17.cxkv.v1.DeleteResponse\x123\n" +
 	"\x04List\x12\x14.cxkv.v1.ListRequest\x1a\x15.cxkv.v1.ListResponse\x120\n" +
 	"\x03Txn\x12\x13.cxkv.v1.TxnRequest\x1a\x14.cxkv.v1.TxnResponse\x128\n" +
+	"\x05Calls\x12\x14.cxkv.v1.CallRequest\x1a\x15.cxkv.v1.CallResponse(\x010\x01\x128\n" +
 	"\x05Watch\x12\x15.cxkv.v1.WatchRequest\x1a\x16.cxkv.v1.WatchResponse0\x01\x129\n" +
 	"\x06Status\x12\x16.cxkv.v1.StatusRequest\x1a\x17.cxkv.v1.StatusResponse\x12?\n" +
 	"\bSessions\x12\x18.cxkv.v1.SessionsRequest\x1a\x19.cxkv.v1.SessionsResponse\x12A\n" +
@@ -67,37 +68,39 @@ var file_cxkv_rpc_proto_goTypes = []any{
 	(*cxkvpb.DeleteRequest)(nil),        // 2: cxkv.v1.DeleteRequest
 	(*cxkvpb.ListRequest)(nil),          // 3: cxkv.v1.ListRequest
 	(*cxkvpb.TxnRequest)(nil),           // 4: cxkv.v1.TxnRequest
-	(*cxkvpb.WatchRequest)(nil),         // 5: cxkv.v1.WatchRequest
-	(*cxkvpb.StatusRequest)(nil),        // 6: cxkv.v1.StatusRequest
-	(*cxkvpb.SessionsRequest)(nil),      // 7: cxkv.v1.SessionsRequest
-	(*cxkvpb.SnapshotRequest)(nil),      // 8: cxkv.v1.SnapshotRequest
-	(*cxkvpb.AuthenticateRequest)(nil),  // 9: cxkv.v1.AuthenticateRequest
-	(*cxkvpb.AuthChangeRequest)(nil),    // 10: cxkv.v1.AuthChangeRequest
-	(*cxkvpb.AuthStatusRequest)(nil),    // 11: cxkv.v1.AuthStatusRequest
-	(*cxkvpb.MemberListRequest)(nil),    // 12: cxkv.v1.MemberListRequest
-	(*cxkvpb.MemberAddRequest)(nil),     // 13: cxkv.v1.MemberAddRequest
-	(*cxkvpb.MemberRemoveRequest)(nil),  // 14: cxkv.v1.MemberRemoveRequest
-	(*cxkvpb.MemberPromoteRequest)(nil), // 15: cxkv.v1.MemberPromoteRequest
-	(*cxkvpb.MemberUpdateRequest)(nil),  // 16: cxkv.v1.MemberUpdateRequest
-	(*cxkvpb.MoveLeaderRequest)(nil),    // 17: cxkv.v1.MoveLeaderRequest
-	(*cxkvpb.RaftBatch)(nil),            // 18: cxkv.v1.RaftBatch
-	(*cxkvpb.SnapshotChunk)(nil),        // 19: cxkv.v1.SnapshotChunk
-	(*cxkvpb.GetResponse)(nil),          // 20: cxkv.v1.GetResponse
-	(*cxkvpb.PutResponse)(nil),          // 21: cxkv.v1.PutResponse
-	(*cxkvpb.DeleteResponse)(nil),       // 22: cxkv.v1.DeleteResponse
-	(*cxkvpb.ListResponse)(nil),         // 23: cxkv.v1.ListResponse
-	(*cxkvpb.TxnResponse)(nil),          // 24: cxkv.v1.TxnResponse
-	(*cxkvpb.WatchResponse)(nil),        // 25: cxkv.v1.WatchResponse
-	(*cxkvpb.StatusResponse)(nil),       // 26: cxkv.v1.StatusResponse
-	(*cxkvpb.SessionsResponse)(nil),     // 27: cxkv.v1.SessionsResponse
-	(*cxkvpb.SnapshotResponse)(nil),     // 28: cxkv.v1.SnapshotResponse
-	(*cxkvpb.AuthenticateResponse)(nil), // 29: cxkv.v1.AuthenticateResponse
-	(*cxkvpb.AuthChangeResponse)(nil),   // 30: cxkv.v1.AuthChangeResponse
-	(*cxkvpb.AuthStatusResponse)(nil),   // 31: cxkv.v1.AuthStatusResponse
-	(*cxkvpb.MemberListResponse)(nil),   // 32: cxkv.v1.MemberListResponse
-	(*cxkvpb.MemberChangeResponse)(nil), // 33: cxkv.v1.MemberChangeResponse
-	(*cxkvpb.MoveLeaderResponse)(nil),   // 34: cxkv.v1.MoveLeaderResponse
-	(*cxkvpb.PeerAck)(nil),              // 35: cxkv.v1.PeerAck
+	(*cxkvpb.CallRequest)(nil),          // 5: cxkv.v1.CallRequest
+	(*cxkvpb.WatchRequest)(nil),         // 6: cxkv.v1.WatchRequest
+	(*cxkvpb.StatusRequest)(nil),        // 7: cxkv.v1.StatusRequest
+	(*cxkvpb.SessionsRequest)(nil),      // 8: cxkv.v1.SessionsRequest
+	(*cxkvpb.SnapshotRequest)(nil),      // 9: cxkv.v1.SnapshotRequest
+	(*cxkvpb.AuthenticateRequest)(nil),  // 10: cxkv.v1.AuthenticateRequest
+	(*cxkvpb.AuthChangeRequest)(nil),    // 11: cxkv.v1.AuthChangeRequest
+	(*cxkvpb.AuthStatusRequest)(nil),    // 12: cxkv.v1.AuthStatusRequest
+	(*cxkvpb.MemberListRequest)(nil),    // 13: cxkv.v1.MemberListRequest
+	(*cxkvpb.MemberAddRequest)(nil),     // 14: cxkv.v1.MemberAddRequest
+	(*cxkvpb.MemberRemoveRequest)(nil),  // 15: cxkv.v1.MemberRemoveRequest
+	(*cxkvpb.MemberPromoteRequest)(nil), // 16: cxkv.v1.MemberPromoteRequest
+	(*cxkvpb.MemberUpdateRequest)(nil),  // 17: cxkv.v1.MemberUpdateRequest
+	(*cxkvpb.MoveLeaderRequest)(nil),    // 18: cxkv.v1.MoveLeaderRequest
+	(*cxkvpb.RaftBatch)(nil),            // 19: cxkv.v1.RaftBatch
+	(*cxkvpb.SnapshotChunk)(nil),        // 20: cxkv.v1.SnapshotChunk
+	(*cxkvpb.GetResponse)(nil),          // 21: cxkv.v1.GetResponse
+	(*cxkvpb.PutResponse)(nil),          // 22: cxkv.v1.PutResponse
+	(*cxkvpb.DeleteResponse)(nil),       // 23: cxkv.v1.DeleteResponse
+	(*cxkvpb.ListResponse)(nil),         // 24: cxkv.v1.ListResponse
+	(*cxkvpb.TxnResponse)(nil),          // 25: cxkv.v1.TxnResponse
+	(*cxkvpb.CallResponse)(nil),         // 26: cxkv.v1.CallResponse
+	(*cxkvpb.WatchResponse)(nil),        // 27: cxkv.v1.WatchResponse
+	(*cxkvpb.StatusResponse)(nil),       // 28: cxkv.v1.StatusResponse
+	(*cxkvpb.SessionsResponse)(nil),     // 29: cxkv.v1.SessionsResponse
+	(*cxkvpb.SnapshotResponse)(nil),     // 30: cxkv.v1.SnapshotResponse
+	(*cxkvpb.AuthenticateResponse)(nil), // 31: cxkv.v1.AuthenticateResponse
+	(*cxkvpb.AuthChangeResponse)(nil),   // 32: cxkv.v1.AuthChangeResponse
+	(*cxkvpb.AuthStatusResponse)(nil),   // 33: cxkv.v1.AuthStatusResponse
+	(*cxkvpb.MemberListResponse)(nil),   // 34: cxkv.v1.MemberListResponse
+	(*cxkvpb.MemberChangeResponse)(nil), // 35: cxkv.v1.MemberChangeResponse
+	(*cxkvpb.MoveLeaderResponse)(nil),   // 36: cxkv.v1.MoveLeaderResponse
+	(*cxkvpb.PeerAck)(nil),              // 37: cxkv.v1.PeerAck
 }
 var file_cxkv_rpc_proto_depIdxs = []int32{
 	0,  // 0: cxkv.v1.KV.Get:input_type -> cxkv.v1.GetRequest
@@ -105,43 +108,45 @@ var file_cxkv_rpc_proto_depIdxs = []int32{
 	2,  // 2: cxkv.v1.KV.Delete:input_type -> cxkv.v1.DeleteRequest
 	3,  // 3: cxkv.v1.KV.List:input_type -> cxkv.v1.ListRequest
 	4,  // 4: cxkv.v1.KV.Txn:input_type -> cxkv.v1.TxnRequest
-	5,  // 5: cxkv.v1.KV.Watch:input_type -> cxkv.v1.WatchRequest
-	6,  // 6: cxkv.v1.KV.Status:input_type -> cxkv.v1.StatusRequest
-	7,  // 7: cxkv.v1.KV.Sessions:input_type -> cxkv.v1.SessionsRequest
-	8,  // 8: cxkv.v1.KV.Snapshot:input_type -> cxkv.v1.SnapshotRequest
-	9,  // 9: cxkv.v1.KV.Authenticate:input_type -> cxkv.v1.AuthenticateRequest
-	10, // 10: cxkv.v1.KV.AuthChange:input_type -> cxkv.v1.AuthChangeRequest
-	11, // 11: cxkv.v1.KV.AuthStatus:input_type -> cxkv.v1.AuthStatusRequest
-	12, // 12: cxkv.v1.Cluster.MemberList:input_type -> cxkv.v1.MemberListRequest
-	13, // 13: cxkv.v1.Cluster.MemberAdd:input_type -> cxkv.v1.MemberAddRequest
-	14, // 14: cxkv.v1.Cluster.MemberRemove:input_type -> cxkv.v1.MemberRemoveRequest
-	15, // 15: cxkv.v1.Cluster.MemberPromote:input_type -> cxkv.v1.MemberPromoteRequest
-	16, // 16: cxkv.v1.Cluster.MemberUpdate:input_type -> cxkv.v1.MemberUpdateRequest
-	17, // 17: cxkv.v1.Cluster.MoveLeader:input_type -> cxkv.v1.MoveLeaderRequest
-	18, // 18: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
-	19, // 19: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
-	20, // 20: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
-	21, // 21: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
-	22, // 22: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
-	23, // 23: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
-	24, // 24: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
-	25, // 25: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
-	26, // 26: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
-	27, // 27: cxkv.v1.KV.Sessions:output_type -> cxkv.v1.SessionsResponse
-	28, // 28: cxkv.v1.KV.Snapshot:output_type -> cxkv.v1.SnapshotResponse
-	29, // 29: cxkv.v1.KV.Authenticate:output_type -> cxkv.v1.AuthenticateResponse
-	30, // 30: cxkv.v1.KV.AuthChange:output_type -> cxkv.v1.AuthChangeResponse
-	31, // 31: cxkv.v1.KV.AuthStatus:output_type -> cxkv.v1.AuthStatusResponse
-	32, // 32: cxkv.v1.Cluster.MemberList:output_type -> cxkv.v1.MemberListResponse
-	33, // 33: cxkv.v1.Cluster.MemberAdd:output_type -> cxkv.v1.MemberChangeResponse
-	33, // 34: cxkv.v1.Cluster.MemberRemove:output_type -> cxkv.v1.MemberChangeResponse
-	33, // 35: cxkv.v1.Cluster.MemberPromote:output_type -> cxkv.v1.MemberChangeResponse
-	33, // 36: cxkv.v1.Cluster.MemberUpdate:output_type -> cxkv.v1.MemberChangeResponse
-	34, // 37: cxkv.v1.Cluster.MoveLeader:output_type -> cxkv.v1.MoveLeaderResponse
-	35, // 38: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
-	35, // 39: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
-	20, // [20:40] is the sub-list for method output_type
-	0,  // [0:20] is the sub-list for method input_type
+	5,  // 5: cxkv.v1.KV.Calls:input_type -> cxkv.v1.CallRequest
+	6,  // 6: cxkv.v1.KV.Watch:input_type -> cxkv.v1.WatchRequest
+	7,  // 7: cxkv.v1.KV.Status:input_type -> cxkv.v1.StatusRequest
+	8,  // 8: cxkv.v1.KV.Sessions:input_type -> cxkv.v1.SessionsRequest
+	9,  // 9: cxkv.v1.KV.Snapshot:input_type -> cxkv.v1.SnapshotRequest
+	10, // 10: cxkv.v1.KV.Authenticate:input_type -> cxkv.v1.AuthenticateRequest
+	11, // 11: cxkv.v1.KV.AuthChange:input_type -> cxkv.v1.AuthChangeRequest
+	12, // 12: cxkv.v1.KV.AuthStatus:input_type -> cxkv.v1.AuthStatusRequest
+	13, // 13: cxkv.v1.Cluster.MemberList:input_type -> cxkv.v1.MemberListRequest
+	14, // 14: cxkv.v1.Cluster.MemberAdd:input_type -> cxkv.v1.MemberAddRequest
+	15, // 15: cxkv.v1.Cluster.MemberRemove:input_type -> cxkv.v1.MemberRemoveRequest
+	16, // 16: cxkv.v1.Cluster.MemberPromote:input_type -> cxkv.v1.MemberPromoteRequest
+	17, // 17: cxkv.v1.Cluster.MemberUpdate:input_type -> cxkv.v1.MemberUpdateRequest
+	18, // 18: cxkv.v1.Cluster.MoveLeader:input_type -> cxkv.v1.MoveLeaderRequest
+	19, // 19: cxkv.v1.Peer.Send:input_type -> cxkv.v1.RaftBatch
+	20, // 20: cxkv.v1.Peer.Snapshot:input_type -> cxkv.v1.SnapshotChunk
+	21, // 21: cxkv.v1.KV.Get:output_type -> cxkv.v1.GetResponse
+	22, // 22: cxkv.v1.KV.Put:output_type -> cxkv.v1.PutResponse
+	23, // 23: cxkv.v1.KV.Delete:output_type -> cxkv.v1.DeleteResponse
+	24, // 24: cxkv.v1.KV.List:output_type -> cxkv.v1.ListResponse
+	25, // 25: cxkv.v1.KV.Txn:output_type -> cxkv.v1.TxnResponse
+	26, // 26: cxkv.v1.KV.Calls:output_type -> cxkv.v1.CallResponse
+	27, // 27: cxkv.v1.KV.Watch:output_type -> cxkv.v1.WatchResponse
+	28, // 28: cxkv.v1.KV.Status:output_type -> cxkv.v1.StatusResponse
+	29, // 29: cxkv.v1.KV.Sessions:output_type -> cxkv.v1.SessionsResponse
+	30, // 30: cxkv.v1.KV.Snapshot:output_type -> cxkv.v1.SnapshotResponse
+	31, // 31: cxkv.v1.KV.Authenticate:output_type -> cxkv.v1.AuthenticateResponse
+	32, // 32: cxkv.v1.KV.AuthChange:output_type -> cxkv.v1.AuthChangeResponse
+	33, // 33: cxkv.v1.KV.AuthStatus:output_type -> cxkv.v1.AuthStatusResponse
+	34, // 34: cxkv.v1.Cluster.MemberList:output_type -> cxkv.v1.MemberListResponse
+	35, // 35: cxkv.v1.Cluster.MemberAdd:output_type -> cxkv.v1.MemberChangeResponse
+	35, // 36: cxkv.v1.Cluster.MemberRemove:output_type -> cxkv.v1.MemberChangeResponse
+	35, // 37: cxkv.v1.Cluster.MemberPromote:output_type -> cxkv.v1.MemberChangeResponse
+	35, // 38: cxkv.v1.Cluster.MemberUpdate:output_type -> cxkv.v1.MemberChangeResponse
+	36, // 39: cxkv.v1.Cluster.MoveLeader:output_type -> cxkv.v1.MoveLeaderResponse
+	37, // 40: cxkv.v1.Peer.Send:output_type -> cxkv.v1.PeerAck
+	37, // 41: cxkv.v1.Peer.Snapshot:output_type -> cxkv.v1.PeerAck
+	21, // [21:42] is the sub-list for method output_type
+	0,  // [0:21] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -31,6 +31,7 @@ const (
 	KV_Delete_FullMethodName       = "/cxkv.v1.KV/Delete"
 	KV_List_FullMethodName         = "/cxkv.v1.KV/List"
 	KV_Txn_FullMethodName          = "/cxkv.v1.KV/Txn"
+	KV_Calls_FullMethodName        = "/cxkv.v1.KV/Calls"
 	KV_Watch_FullMethodName        = "/cxkv.v1.KV/Watch"
 	KV_Status_FullMethodName       = "/cxkv.v1.KV/Status"
 	KV_Sessions_FullMethodName     = "/cxkv.v1.KV/Sessions"
@@ -51,6 +52,11 @@ type KVClient interface {
 	Delete(ctx context.Context, in *cxkvpb.DeleteRequest, opts ...grpc.CallOption) (*cxkvpb.DeleteResponse, error)
 	List(ctx context.Context, in *cxkvpb.ListRequest, opts ...grpc.CallOption) (*cxkvpb.ListResponse, error)
 	Txn(ctx context.Context, in *cxkvpb.TxnRequest, opts ...grpc.CallOption) (*cxkvpb.TxnResponse, error)
+	// Calls carries many writes and linearizable reads on one long-lived
+	// stream, each answered by id, at less cost per call than a unary call
+	// of its own. A member that lacks it answers Unimplemented; the SDK then
+	// makes unary calls.
+	Calls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[cxkvpb.CallRequest, cxkvpb.CallResponse], error)
 	Watch(ctx context.Context, in *cxkvpb.WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[cxkvpb.WatchResponse], error)
 	Status(ctx context.Context, in *cxkvpb.StatusRequest, opts ...grpc.CallOption) (*cxkvpb.StatusResponse, error)
 	// Sessions lists sessions (keys under SessionKeyPrefix) with the count of
@@ -125,9 +131,22 @@ func (c *kVClient) Txn(ctx context.Context, in *cxkvpb.TxnRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *kVClient) Calls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[cxkvpb.CallRequest, cxkvpb.CallResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[0], KV_Calls_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[cxkvpb.CallRequest, cxkvpb.CallResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_CallsClient = grpc.BidiStreamingClient[cxkvpb.CallRequest, cxkvpb.CallResponse]
+
 func (c *kVClient) Watch(ctx context.Context, in *cxkvpb.WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[cxkvpb.WatchResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[0], KV_Watch_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[1], KV_Watch_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +185,7 @@ func (c *kVClient) Sessions(ctx context.Context, in *cxkvpb.SessionsRequest, opt
 
 func (c *kVClient) Snapshot(ctx context.Context, in *cxkvpb.SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[cxkvpb.SnapshotResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[1], KV_Snapshot_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[2], KV_Snapshot_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +243,11 @@ type KVServer interface {
 	Delete(context.Context, *cxkvpb.DeleteRequest) (*cxkvpb.DeleteResponse, error)
 	List(context.Context, *cxkvpb.ListRequest) (*cxkvpb.ListResponse, error)
 	Txn(context.Context, *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error)
+	// Calls carries many writes and linearizable reads on one long-lived
+	// stream, each answered by id, at less cost per call than a unary call
+	// of its own. A member that lacks it answers Unimplemented; the SDK then
+	// makes unary calls.
+	Calls(grpc.BidiStreamingServer[cxkvpb.CallRequest, cxkvpb.CallResponse]) error
 	Watch(*cxkvpb.WatchRequest, grpc.ServerStreamingServer[cxkvpb.WatchResponse]) error
 	Status(context.Context, *cxkvpb.StatusRequest) (*cxkvpb.StatusResponse, error)
 	// Sessions lists sessions (keys under SessionKeyPrefix) with the count of
@@ -262,6 +286,9 @@ func (UnimplementedKVServer) List(context.Context, *cxkvpb.ListRequest) (*cxkvpb
 }
 func (UnimplementedKVServer) Txn(context.Context, *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Txn not implemented")
+}
+func (UnimplementedKVServer) Calls(grpc.BidiStreamingServer[cxkvpb.CallRequest, cxkvpb.CallResponse]) error {
+	return status.Error(codes.Unimplemented, "method Calls not implemented")
 }
 func (UnimplementedKVServer) Watch(*cxkvpb.WatchRequest, grpc.ServerStreamingServer[cxkvpb.WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
@@ -394,6 +421,13 @@ func _KV_Txn_Handler(srv interface{}, ctx context.Context, dec func(interface{})
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _KV_Calls_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(KVServer).Calls(&grpc.GenericServerStream[cxkvpb.CallRequest, cxkvpb.CallResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_CallsServer = grpc.BidiStreamingServer[cxkvpb.CallRequest, cxkvpb.CallResponse]
 
 func _KV_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(cxkvpb.WatchRequest)
@@ -556,6 +590,12 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Calls",
+			Handler:       _KV_Calls_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "Watch",
 			Handler:       _KV_Watch_Handler,

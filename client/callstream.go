@@ -1,0 +1,273 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Writes and reads go over one long-lived KV.Calls stream per member
+// (raftnode/calls.go) instead of a unary call each: a unary call pays for
+// an HTTP/2 stream of its own, which cost more of this process's CPU than
+// the rest of the call. The stream is the last step of the connection's
+// unary interceptor chain (callStreams.unary): every interceptor before it
+// (the token's, a caller's own) sees a unary call, and the call is answered
+// exactly as the unary call would be, so the retry policy cannot tell them
+// apart. A call whose answer never came because the stream broke after it
+// was sent may have applied, like a unary call whose answer was lost; one
+// that was never sent was not. A member that does not implement Calls
+// (an older version) is sent unary calls from then on.
+
+// callStreams is a member connection's Calls stream.
+type callStreams struct {
+	c      *Client
+	kv     cxkvrpc.KVClient
+	unary  atomic.Bool // the member answered Unimplemented
+	nextID atomic.Uint64
+	mu     sync.Mutex
+	cur    *callStream // open or opening; nil: none
+}
+
+// callStream is one Calls stream and the calls waiting on it.
+type callStream struct {
+	ready   chan struct{} // closed once the stream opened or failed to
+	openErr error
+	stream  cxkvrpc.KV_CallsClient
+	sendMu  sync.Mutex // a gRPC stream takes one Send at a time
+	mu      sync.Mutex
+	pending map[uint64]chan *cxkvpb.CallResponse
+	err     error // set once the stream broke; pending is then nil
+}
+
+// errNoCalls: the member does not implement Calls; the call was not run.
+var errNoCalls = errors.New("cxkv: the member does not serve the Calls stream")
+
+// streamed are the methods that go on the stream.
+var streamed = map[string]bool{
+	cxkvrpc.KV_Put_FullMethodName:    true,
+	cxkvrpc.KV_Delete_FullMethodName: true,
+	cxkvrpc.KV_Txn_FullMethodName:    true,
+	cxkvrpc.KV_Get_FullMethodName:    true,
+}
+
+// streamInterceptor is the innermost unary interceptor of every member
+// connection: it sends the streamed methods on the connection's stream.
+func (c *Client) streamInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	var cs *callStreams
+	if streamed[method] {
+		for _, ep := range c.endpoints {
+			if ep.conn == cc {
+				cs = ep.calls
+			}
+		}
+	}
+	if cs == nil || cs.unary.Load() {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	call := &cxkvpb.CallRequest{}
+	switch r := req.(type) {
+	case *cxkvpb.PutRequest:
+		call.Op = &cxkvpb.CallRequest_Put{Put: r}
+	case *cxkvpb.DeleteRequest:
+		call.Op = &cxkvpb.CallRequest_Delete{Delete: r}
+	case *cxkvpb.TxnRequest:
+		call.Op = &cxkvpb.CallRequest_Txn{Txn: r}
+	case *cxkvpb.GetRequest:
+		call.Op = &cxkvpb.CallRequest_Get{Get: r}
+	}
+	if md, ok := metadata.FromOutgoingContext(ctx); ok {
+		if v := md.Get("authorization"); len(v) > 0 {
+			call.Authorization = v[0]
+		}
+	}
+	resp, err := cs.call(ctx, call)
+	if errors.Is(err, errNoCalls) {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	if err != nil {
+		return err
+	}
+	var got proto.Message
+	switch r := resp.GetOp().(type) {
+	case *cxkvpb.CallResponse_Put:
+		got = r.Put
+	case *cxkvpb.CallResponse_Delete:
+		got = r.Delete
+	case *cxkvpb.CallResponse_Txn:
+		got = r.Txn
+	case *cxkvpb.CallResponse_Get:
+		got = r.Get
+	}
+	out := reply.(proto.Message)
+	if got == nil || got.ProtoReflect().Descriptor() != out.ProtoReflect().Descriptor() {
+		return status.Errorf(codes.Internal, "cxkv: the member answered a %s call on the Calls stream with another kind of answer", method)
+	}
+	proto.Merge(out, got)
+	return nil
+}
+
+// call sends req on the stream, opening one if none is open, and waits for
+// its answer or the end of ctx; an answer's status is returned as the
+// unary call's error.
+func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (*cxkvpb.CallResponse, error) {
+	cs, err := s.stream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req.Id = s.nextID.Add(1)
+	if dl, ok := ctx.Deadline(); ok {
+		req.TimeoutUs = max(time.Until(dl).Microseconds(), 1)
+	}
+	ch := make(chan *cxkvpb.CallResponse, 1)
+	cs.mu.Lock()
+	if cs.err != nil {
+		cs.mu.Unlock()
+		return nil, cs.err // broke before this call was sent
+	}
+	cs.pending[req.Id] = ch
+	cs.mu.Unlock()
+	cs.sendMu.Lock()
+	err = cs.stream.Send(req)
+	cs.sendMu.Unlock()
+	// Send fails only on a broken stream, without sending; its receiver
+	// fails every pending call with the stream's error, this one too.
+	if err == nil {
+		if sent, ok := ctx.Value(sentKey{}).(*atomic.Bool); ok {
+			sent.Store(true)
+		}
+	}
+	select {
+	case resp := <-ch:
+		if resp == nil {
+			cs.mu.Lock()
+			defer cs.mu.Unlock()
+			return nil, cs.err
+		}
+		if b := resp.GetStatus(); len(b) > 0 {
+			var st spb.Status
+			if err := proto.Unmarshal(b, &st); err != nil {
+				return nil, status.Errorf(codes.Internal, "cxkv: a call's error did not decode: %v", err)
+			}
+			return nil, status.FromProto(&st).Err()
+		}
+		return resp, nil
+	case <-ctx.Done():
+		cs.mu.Lock()
+		_, waiting := cs.pending[req.Id]
+		delete(cs.pending, req.Id)
+		cs.mu.Unlock()
+		if waiting && err == nil {
+			// The member ends the call as it would a cancelled unary call;
+			// the stream goes on.
+			cs.sendMu.Lock()
+			cs.stream.Send(&cxkvpb.CallRequest{Id: req.Id, Op: &cxkvpb.CallRequest_Cancel{Cancel: true}})
+			cs.sendMu.Unlock()
+		}
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// stream returns the open stream, opening one if there is none. The
+// opening is not the caller's: it runs on the stream's own goroutine, so a
+// caller that gives up (a member that does not answer) leaves it to the
+// next caller.
+func (s *callStreams) stream(ctx context.Context) (*callStream, error) {
+	s.mu.Lock()
+	cs := s.cur
+	if cs == nil {
+		s.c.mu.Lock()
+		if s.c.closed.Load() {
+			s.c.mu.Unlock()
+			s.mu.Unlock()
+			return nil, ErrClosed
+		}
+		cs = &callStream{ready: make(chan struct{}), pending: map[uint64]chan *cxkvpb.CallResponse{}}
+		s.cur = cs
+		s.c.bg.Add(1)
+		s.c.mu.Unlock()
+		go func() {
+			defer s.c.bg.Done()
+			s.run(cs)
+		}()
+	}
+	s.mu.Unlock()
+	select {
+	case <-cs.ready:
+		if cs.openErr != nil {
+			return nil, cs.openErr
+		}
+		return cs, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// run opens cs and hands each answer to its call until the stream breaks
+// or the Client closes, then fails every call still waiting.
+func (s *callStreams) run(cs *callStream) {
+	ctx, cancel := context.WithCancel(s.c.ctx)
+	defer cancel()
+	cs.stream, cs.openErr = s.kv.Calls(ctx)
+	if status.Code(cs.openErr) == codes.Unimplemented {
+		s.unary.Store(true)
+		cs.openErr = errNoCalls
+	}
+	if cs.openErr != nil {
+		s.drop(cs)
+		close(cs.ready)
+		return
+	}
+	close(cs.ready)
+	var err error
+	for {
+		resp, rerr := cs.stream.Recv()
+		if rerr != nil {
+			err = rerr
+			break
+		}
+		cs.mu.Lock()
+		ch := cs.pending[resp.GetId()]
+		delete(cs.pending, resp.GetId())
+		cs.mu.Unlock()
+		if ch != nil {
+			ch <- resp
+		}
+	}
+	s.drop(cs)
+	switch {
+	case status.Code(err) == codes.Unimplemented:
+		s.unary.Store(true)
+		err = errNoCalls
+	case errors.Is(err, io.EOF):
+		err = status.Error(codes.Unavailable, "cxkv: the member ended the call stream")
+	}
+	cs.mu.Lock()
+	cs.err = err
+	pending := cs.pending
+	cs.pending = nil
+	cs.mu.Unlock()
+	for _, ch := range pending {
+		ch <- nil
+	}
+}
+
+// drop forgets cs as the connection's stream: the next call opens another.
+func (s *callStreams) drop(cs *callStream) {
+	s.mu.Lock()
+	if s.cur == cs {
+		s.cur = nil
+	}
+	s.mu.Unlock()
+}

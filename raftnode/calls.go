@@ -1,0 +1,177 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// KV.Calls carries writes and linearizable reads on one long-lived stream
+// per client connection: a unary call pays for an HTTP/2 stream of its own
+// (headers both ways, a handler goroutine, the interceptors' setup), which
+// on this project's machines cost more of a client's and a member's CPU
+// than the write itself asks of gRPC. Each message on the stream is one
+// call, run exactly as its unary call is: through the same interceptor
+// chain (metrics, slow log, leader hint, halt, auth: n.unary), as if it
+// had arrived under that method's name, with the stream's metadata, so a
+// token is checked on every call and a revoked one is seen.
+
+// maxCallsInFlight bounds the calls one stream runs at once. The handler
+// stops reading the stream while that many are unanswered, so a client
+// that sends faster than the member answers is held back by HTTP/2 flow
+// control rather than buffered here without bound: a stream holds at most
+// this many calls plus one stream window (streamWindow) of unread bytes.
+const maxCallsInFlight = 256
+
+// Calls runs the calls a client sends on one stream, concurrently, and one
+// goroutine writes their answers in the order they finish.
+func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
+	ctx := stream.Context()
+	var (
+		mu       sync.Mutex
+		inFlight = map[uint64]context.CancelFunc{}
+		calls    sync.WaitGroup
+	)
+	answers := make(chan *cxkvpb.CallResponse, maxCallsInFlight)
+	slots := make(chan struct{}, maxCallsInFlight)
+	sent := make(chan error, 1)
+	go func() { sent <- sendAnswers(stream, answers) }()
+	var err error
+	for {
+		req, rerr := stream.Recv()
+		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) {
+				err = rerr
+			}
+			break
+		}
+		id := req.GetId()
+		if req.GetCancel() {
+			mu.Lock()
+			if cancel := inFlight[id]; cancel != nil {
+				cancel()
+			}
+			mu.Unlock()
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		if t := req.GetTimeoutUs(); t > 0 {
+			cctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Microsecond)
+		}
+		mu.Lock()
+		inFlight[id] = cancel
+		mu.Unlock()
+		calls.Add(1)
+		go func() {
+			defer calls.Done()
+			resp := s.call(cctx, req)
+			mu.Lock()
+			delete(inFlight, id)
+			mu.Unlock()
+			cancel()
+			answers <- resp
+			<-slots
+		}()
+	}
+	calls.Wait()
+	close(answers)
+	if serr := <-sent; err == nil {
+		err = serr
+	}
+	return err
+}
+
+// sendAnswers writes the answers until answers is closed. After a failed
+// send it keeps draining, so no call waits on a stream that is gone.
+func sendAnswers(stream cxkvrpc.KV_CallsServer, answers <-chan *cxkvpb.CallResponse) error {
+	var err error
+	for a := range answers {
+		if err == nil {
+			err = stream.Send(a)
+		}
+	}
+	return err
+}
+
+// call runs one call through the unary interceptor chain and the handler
+// its unary method has, and puts the outcome in its answer.
+func (s *kvService) call(ctx context.Context, req *cxkvpb.CallRequest) *cxkvpb.CallResponse {
+	out := &cxkvpb.CallResponse{Id: req.GetId()}
+	var (
+		method  string
+		msg     any
+		handler grpc.UnaryHandler
+	)
+	switch op := req.GetOp().(type) {
+	case *cxkvpb.CallRequest_Put:
+		method, msg = cxkvrpc.KV_Put_FullMethodName, op.Put
+		handler = func(ctx context.Context, r any) (any, error) { return s.Put(ctx, r.(*cxkvpb.PutRequest)) }
+	case *cxkvpb.CallRequest_Delete:
+		method, msg = cxkvrpc.KV_Delete_FullMethodName, op.Delete
+		handler = func(ctx context.Context, r any) (any, error) { return s.Delete(ctx, r.(*cxkvpb.DeleteRequest)) }
+	case *cxkvpb.CallRequest_Txn:
+		method, msg = cxkvrpc.KV_Txn_FullMethodName, op.Txn
+		handler = func(ctx context.Context, r any) (any, error) { return s.Txn(ctx, r.(*cxkvpb.TxnRequest)) }
+	case *cxkvpb.CallRequest_Get:
+		method, msg = cxkvrpc.KV_Get_FullMethodName, op.Get
+		handler = func(ctx context.Context, r any) (any, error) { return s.Get(ctx, r.(*cxkvpb.GetRequest)) }
+	default:
+		out.Status = statusBytes(status.Error(codes.InvalidArgument, "a call on the Calls stream must carry a put, delete, txn or get"))
+		return out
+	}
+	if a := req.GetAuthorization(); a != "" {
+		md, ok := metadata.FromIncomingContext(ctx) // a copy
+		if !ok {
+			md = metadata.MD{}
+		}
+		md.Set(authMetadataKey, a)
+		ctx = metadata.NewIncomingContext(ctx, md)
+	}
+	resp, err := s.n.unary(ctx, msg, &grpc.UnaryServerInfo{Server: s, FullMethod: method}, handler)
+	if err != nil {
+		out.Status = statusBytes(err)
+		return out
+	}
+	switch r := resp.(type) {
+	case *cxkvpb.PutResponse:
+		out.Op = &cxkvpb.CallResponse_Put{Put: r}
+	case *cxkvpb.DeleteResponse:
+		out.Op = &cxkvpb.CallResponse_Delete{Delete: r}
+	case *cxkvpb.TxnResponse:
+		out.Op = &cxkvpb.CallResponse_Txn{Txn: r}
+	case *cxkvpb.GetResponse:
+		out.Op = &cxkvpb.CallResponse_Get{Get: r}
+	}
+	return out
+}
+
+// statusBytes is err as its unary call would have ended with it: the status
+// toStatus made (an error from the context, gRPC's own code for it).
+func statusBytes(err error) []byte {
+	st, ok := status.FromError(err)
+	if !ok {
+		st = status.FromContextError(err)
+	}
+	b, merr := proto.Marshal(st.Proto())
+	if merr != nil {
+		b, _ = proto.Marshal(status.New(codes.Internal, "cxkv: encoding a call's error: "+merr.Error()).Proto())
+	}
+	return b
+}
