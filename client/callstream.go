@@ -45,7 +45,8 @@ type callStream struct {
 	ready   chan struct{} // closed once the stream opened or failed to
 	openErr error
 	stream  cxkvrpc.KV_CallsClient
-	sendMu  sync.Mutex // a gRPC stream takes one Send at a time
+	sendMu  sync.Mutex    // a gRPC stream takes one Send at a time
+	slots   chan struct{} // one per call in flight: cxkvpb.MaxCallsInFlight
 	mu      sync.Mutex
 	pending map[uint64]chan *cxkvpb.CallResponse
 	err     error // set once the stream broke; pending is then nil
@@ -126,6 +127,12 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (*cxkvp
 	if err != nil {
 		return nil, err
 	}
+	select {
+	case cs.slots <- struct{}{}:
+		defer func() { <-cs.slots }()
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err() // not sent
+	}
 	req.Id = s.nextID.Add(1)
 	if dl, ok := ctx.Deadline(); ok {
 		req.TimeoutUs = max(time.Until(dl).Microseconds(), 1)
@@ -193,7 +200,7 @@ func (s *callStreams) stream(ctx context.Context) (*callStream, error) {
 			s.mu.Unlock()
 			return nil, ErrClosed
 		}
-		cs = &callStream{ready: make(chan struct{}), pending: map[uint64]chan *cxkvpb.CallResponse{}}
+		cs = &callStream{ready: make(chan struct{}), slots: make(chan struct{}, cxkvpb.MaxCallsInFlight), pending: map[uint64]chan *cxkvpb.CallResponse{}}
 		s.cur = cs
 		s.c.bg.Add(1)
 		s.c.mu.Unlock()

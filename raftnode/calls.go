@@ -26,15 +26,13 @@ import (
 // had arrived under that method's name, with the stream's metadata, so a
 // token is checked on every call and a revoked one is seen.
 
-// maxCallsInFlight bounds the calls one stream runs at once. The handler
-// stops reading the stream while that many are unanswered, so a client
-// that sends faster than the member answers is held back by HTTP/2 flow
-// control rather than buffered here without bound: a stream holds at most
-// this many calls plus one stream window (streamWindow) of unread bytes.
-const maxCallsInFlight = 256
-
 // Calls runs the calls a client sends on one stream, concurrently, and one
-// goroutine writes their answers in the order they finish.
+// goroutine writes their answers in the order they finish. With
+// cxkvpb.MaxCallsInFlight calls unanswered it stops reading the stream, so
+// a client that sends faster than the member answers is held back by
+// HTTP/2 flow control rather than buffered here without bound. A call ends
+// as its unary call would: by its timeout, by a cancel message naming it,
+// or with the stream.
 func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
 	ctx := stream.Context()
 	var (
@@ -42,8 +40,8 @@ func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
 		inFlight = map[uint64]context.CancelFunc{}
 		calls    sync.WaitGroup
 	)
-	answers := make(chan *cxkvpb.CallResponse, maxCallsInFlight)
-	slots := make(chan struct{}, maxCallsInFlight)
+	answers := make(chan *cxkvpb.CallResponse, cxkvpb.MaxCallsInFlight)
+	slots := make(chan struct{}, cxkvpb.MaxCallsInFlight)
 	sent := make(chan error, 1)
 	go func() { sent <- sendAnswers(stream, answers) }()
 	var err error
