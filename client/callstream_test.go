@@ -1,0 +1,172 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
+	"github.com/cxkv/cxkv/client"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// proxy serves the KV calls the SDK makes by passing them to a member
+// with unary calls. Without calls set it does not implement KV.Calls, as a
+// member of a version before the stream; with it, it serves the stream and
+// calls decides what becomes of each call on it.
+type proxy struct {
+	cxkvrpc.UnimplementedKVServer
+	to         cxkvrpc.KVClient
+	unaryPuts  atomic.Int64
+	calls      func(req *cxkvpb.CallRequest) (cut bool)
+	streamPuts atomic.Int64
+}
+
+func (p *proxy) Put(ctx context.Context, r *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
+	p.unaryPuts.Add(1)
+	return p.to.Put(ctx, r)
+}
+func (p *proxy) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.TxnResponse, error) {
+	return p.to.Txn(ctx, r)
+}
+func (p *proxy) Get(ctx context.Context, r *cxkvpb.GetRequest) (*cxkvpb.GetResponse, error) {
+	return p.to.Get(ctx, r)
+}
+func (p *proxy) Status(ctx context.Context, r *cxkvpb.StatusRequest) (*cxkvpb.StatusResponse, error) {
+	return p.to.Status(ctx, r)
+}
+
+// Calls passes each call (puts, txns, gets) on as a unary call and answers it, unless p.calls
+// says to cut the stream after passing it on: then the call may have
+// applied, and its answer never comes.
+func (p *proxy) Calls(stream cxkvrpc.KV_CallsServer) error {
+	if p.calls == nil {
+		return p.UnimplementedKVServer.Calls(stream)
+	}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		out := &cxkvpb.CallResponse{Id: req.GetId()}
+		ctx := stream.Context()
+		switch op := req.GetOp().(type) {
+		case *cxkvpb.CallRequest_Put:
+			p.streamPuts.Add(1)
+			resp, err := p.to.Put(ctx, op.Put)
+			if err != nil {
+				return err
+			}
+			out.Op = &cxkvpb.CallResponse_Put{Put: resp}
+		case *cxkvpb.CallRequest_Txn:
+			resp, err := p.to.Txn(ctx, op.Txn)
+			if err != nil {
+				return err
+			}
+			out.Op = &cxkvpb.CallResponse_Txn{Txn: resp}
+		case *cxkvpb.CallRequest_Get:
+			resp, err := p.to.Get(ctx, op.Get)
+			if err != nil {
+				return err
+			}
+			out.Op = &cxkvpb.CallResponse_Get{Get: resp}
+		default:
+			return status.Error(codes.Internal, "the proxy passes on puts, txns and gets only")
+		}
+		if p.calls(req) {
+			return status.Error(codes.Unavailable, "the proxy cut the stream")
+		}
+		if err := stream.Send(out); err != nil {
+			return err
+		}
+	}
+}
+
+// serve starts p on a loopback port, stopped at the end of the test.
+func (p *proxy) serve(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	cxkvrpc.RegisterKVServer(srv, p)
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	return l.Addr().String()
+}
+
+// Against a member that does not implement the Calls stream (an older
+// version) the SDK's writes go as unary calls, and succeed.
+func TestWritesFallBackToUnaryCalls(t *testing.T) {
+	cl, _ := start(t)
+	p := &proxy{to: cl.Client(cl.WaitLeader())}
+	c := dial(t, []string{p.serve(t)})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, key := range []string{"a", "b"} {
+		r, err := c.Put(ctx, key, []byte("v"), 0)
+		if err != nil || !r.Successful {
+			t.Fatalf("put %s through a member without Calls: %+v, %v", key, r, err)
+		}
+	}
+	if got := p.unaryPuts.Load(); got != 2 {
+		t.Fatalf("the member saw %d unary puts; want the 2", got)
+	}
+}
+
+// A write whose stream broke after it was sent may have applied: the SDK
+// sends it again under its same write id, and the cluster answers the
+// retry from its memory of the first: a create-only put succeeds once.
+func TestWriteOnABrokenStreamIsRetriedUnderItsWriteID(t *testing.T) {
+	cl, _ := start(t)
+	var cut atomic.Bool
+	p := &proxy{to: cl.Client(cl.WaitLeader())}
+	p.calls = func(req *cxkvpb.CallRequest) bool {
+		return req.GetPut() != nil && cut.CompareAndSwap(false, true)
+	}
+	c := dial(t, []string{p.serve(t)})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r, err := c.Put(ctx, "once", []byte("v"), 0)
+	if err != nil || !r.Successful {
+		t.Fatalf("create-only put whose first answer was lost with its stream: %+v, %v; want the first attempt's success", r, err)
+	}
+	if !cut.Load() || p.streamPuts.Load() != 2 {
+		t.Fatalf("cut %v, %d puts on the stream; want the first cut and one retry", cut.Load(), p.streamPuts.Load())
+	}
+	got, err := c.Get(ctx, "once")
+	if err != nil || got.Index != r.Record.Index {
+		t.Fatalf("the key after the put: %+v, %v; want index %d", got, err, r.Record.Index)
+	}
+}
+
+// A write whose every answer was lost with its stream, the first after it
+// was passed on, ends with ErrOutcomeUnknown: it may have applied.
+func TestWriteLostWithItsStreamIsOutcomeUnknown(t *testing.T) {
+	cl, _ := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var cuts atomic.Int64
+	p := &proxy{to: cl.Client(cl.WaitLeader())}
+	p.calls = func(req *cxkvpb.CallRequest) bool {
+		if req.GetPut() == nil {
+			return false
+		}
+		if cuts.Add(1) == 2 {
+			cancel() // the caller gives up after the second lost answer
+		}
+		return true
+	}
+	c := dial(t, []string{p.serve(t)})
+	_, err := c.Put(ctx, "lost", []byte("v"), 0)
+	if !errors.Is(err, client.ErrOutcomeUnknown) {
+		t.Fatalf("put whose answers were lost with the stream: %v; want ErrOutcomeUnknown", err)
+	}
+}
