@@ -73,6 +73,11 @@ func TestMemberHaltsOnStorageFailure(t *testing.T) {
 		t.Fatalf("put before the fault: %v %v", acked, err)
 	}
 
+	calls, err := kv.Calls(ctx) // open before the halt, as a client's is
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	inj.armed.Store(true)
 	if r, err := kv.Put(ctx, &cxkvpb.PutRequest{Key: "lost", Value: []byte("v")}); err == nil {
 		t.Fatalf("a put the member could not persist was acknowledged: %v", r)
@@ -95,6 +100,20 @@ func TestMemberHaltsOnStorageFailure(t *testing.T) {
 		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "halted") {
 			t.Fatalf("get (serializable=%v) from a halted member: %v, want Unavailable naming the halt", serializable, err)
 		}
+	}
+	// A call on a stream opened before the halt is refused alike, by its
+	// answer or by the end of its stream.
+	err = calls.Send(&cxkvpb.CallRequest{Id: 1, Op: &cxkvpb.CallRequest_Get{Get: &cxkvpb.GetRequest{Key: "acked", Serializable: true}}})
+	if err == nil {
+		var resp *cxkvpb.CallResponse
+		if resp, err = calls.Recv(); err == nil {
+			err = callError(resp)
+		}
+	} else {
+		_, err = calls.Recv() // the stream's end says why
+	}
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "halted") {
+		t.Fatalf("get on a Calls stream of a halted member: %v, want Unavailable naming the halt", err)
 	}
 
 	// The process dies; what is on disk must hold every acknowledged write.
