@@ -45,8 +45,9 @@ type callStream struct {
 	ready   chan struct{} // closed once the stream opened or failed to
 	openErr error
 	stream  cxkvrpc.KV_CallsClient
-	sendMu  sync.Mutex    // a gRPC stream takes one Send at a time
-	slots   chan struct{} // one per call in flight: cxkvpb.MaxCallsInFlight
+	cancel  context.CancelFunc // breaks the stream
+	sendMu  sync.Mutex         // a gRPC stream takes one Send at a time
+	slots   chan struct{}      // one per call in flight: cxkvpb.MaxCallsInFlight
 	mu      sync.Mutex
 	pending map[uint64]chan *cxkvpb.CallResponse
 	err     error // set once the stream broke; pending is then nil
@@ -133,6 +134,9 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (*cxkvp
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err() // not sent
 	}
+	if ctx.Err() != nil {
+		return nil, status.FromContextError(ctx.Err()).Err() // not sent
+	}
 	req.Id = s.nextID.Add(1)
 	if dl, ok := ctx.Deadline(); ok {
 		req.TimeoutUs = max(time.Until(dl).Microseconds(), 1)
@@ -145,9 +149,15 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (*cxkvp
 	}
 	cs.pending[req.Id] = ch
 	cs.mu.Unlock()
+	// Send blocks while the member's flow-control window is full, that is
+	// while it reads nothing: a send the call's end overtakes (its own, or
+	// one it waits behind) breaks the stream, so no call outlives its
+	// context waiting on it.
+	stop := context.AfterFunc(ctx, cs.cancel)
 	cs.sendMu.Lock()
 	err = cs.stream.Send(req)
 	cs.sendMu.Unlock()
+	stop()
 	// Send fails only on a broken stream, without sending; its receiver
 	// fails every pending call with the stream's error, this one too.
 	if err == nil {
@@ -175,11 +185,14 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (*cxkvp
 		_, waiting := cs.pending[req.Id]
 		delete(cs.pending, req.Id)
 		cs.mu.Unlock()
-		if waiting && err == nil {
+		if waiting && err == nil && cs.sendMu.TryLock() {
 			// The member ends the call as it would a cancelled unary call;
-			// the stream goes on.
-			cs.sendMu.Lock()
+			// the stream goes on. Another call sending: the call ends by
+			// its timeout on the member instead. A cancel the member does
+			// not take within DialTimeout breaks the stream, as above.
+			t := time.AfterFunc(s.c.cfg.DialTimeout, cs.cancel)
 			cs.stream.Send(&cxkvpb.CallRequest{Id: req.Id, Op: &cxkvpb.CallRequest_Cancel{Cancel: true}})
+			t.Stop()
 			cs.sendMu.Unlock()
 		}
 		return nil, status.FromContextError(ctx.Err()).Err()
@@ -226,6 +239,7 @@ func (s *callStreams) stream(ctx context.Context) (*callStream, error) {
 func (s *callStreams) run(cs *callStream) {
 	ctx, cancel := context.WithCancel(s.c.ctx)
 	defer cancel()
+	cs.cancel = cancel
 	cs.stream, cs.openErr = s.kv.Calls(ctx)
 	if status.Code(cs.openErr) == codes.Unimplemented {
 		s.unary.Store(true)
