@@ -120,13 +120,16 @@ func (b *busyLeader) Put(ctx context.Context, r *cxkvpb.PutRequest) (*cxkvpb.Put
 	return &cxkvpb.PutResponse{Header: h, Successful: true, Record: &cxkvpb.Record{Key: r.GetKey(), Value: r.GetValue(), Index: h.GetAppliedIndex()}}, nil
 }
 
-func serveBusyLeader(t *testing.T, b *busyLeader) string {
+// serveKV serves kv as a member would, on a loopback port, stopped at the
+// end of the test.
+func serveKV(t *testing.T, kv cxkvrpc.KVServer) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := grpc.NewServer()
-	cxkvrpc.RegisterKVServer(s, b)
+	cxkvrpc.RegisterKVServer(s, kv)
 	go s.Serve(l)
 	t.Cleanup(s.Stop)
 	return l.Addr().String()
@@ -141,7 +144,7 @@ func TestAttemptTimeoutWaitsForALeaderThatApplies(t *testing.T) {
 	const d = 200 * time.Millisecond
 	for _, progressing := range []bool{true, false} {
 		b := &busyLeader{writeTime: 5 * d, progressing: progressing}
-		c, err := client.New(client.Config{Endpoints: []string{serveBusyLeader(t, b)}, RequestTimeout: time.Minute})
+		c, err := client.New(client.Config{Endpoints: []string{serveKV(t, b)}, RequestTimeout: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/client"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -88,26 +86,12 @@ func (p *proxy) Calls(stream cxkvrpc.KV_CallsServer) error {
 	}
 }
 
-// serve starts p on a loopback port, stopped at the end of the test.
-func (p *proxy) serve(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	cxkvrpc.RegisterKVServer(srv, p)
-	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
-	return l.Addr().String()
-}
-
 // Against a member that does not implement the Calls stream (an older
 // version) the SDK's writes go as unary calls, and succeed.
 func TestWritesFallBackToUnaryCalls(t *testing.T) {
 	cl, _ := start(t)
 	p := &proxy{to: cl.Client(cl.WaitLeader())}
-	c := dial(t, []string{p.serve(t)})
+	c := dial(t, []string{serveKV(t, p)})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, key := range []string{"a", "b"} {
@@ -131,7 +115,7 @@ func TestWriteOnABrokenStreamIsRetriedUnderItsWriteID(t *testing.T) {
 	p.calls = func(req *cxkvpb.CallRequest) bool {
 		return req.GetPut() != nil && cut.CompareAndSwap(false, true)
 	}
-	c := dial(t, []string{p.serve(t)})
+	c := dial(t, []string{serveKV(t, p)})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	r, err := c.Put(ctx, "once", []byte("v"), 0)
@@ -164,7 +148,7 @@ func TestWriteLostWithItsStreamIsOutcomeUnknown(t *testing.T) {
 		}
 		return true
 	}
-	c := dial(t, []string{p.serve(t)})
+	c := dial(t, []string{serveKV(t, p)})
 	_, err := c.Put(ctx, "lost", []byte("v"), 0)
 	if !errors.Is(err, client.ErrOutcomeUnknown) {
 		t.Fatalf("put whose answers were lost with the stream: %v; want ErrOutcomeUnknown", err)
