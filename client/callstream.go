@@ -56,6 +56,13 @@ type callStream struct {
 // errNoCalls: the member does not implement Calls; the call was not run.
 var errNoCalls = errors.New("cxkv: the member does not serve the Calls stream")
 
+// errOverStream: the call is too large to go on the stream; it was not
+// sent. gRPC ends a whole client stream on a message over its send limit,
+// failing every call in flight on it, so such a call goes as a unary call
+// instead: one that fits there is sent, one that does not fails alone, not
+// sent, exactly as before the stream.
+var errOverStream = errors.New("cxkv: the call is over the Calls stream's message limit")
+
 // streamed are the methods that go on the stream.
 var streamed = map[string]bool{
 	cxkvrpc.KV_Put_FullMethodName:    true,
@@ -95,7 +102,7 @@ func (c *Client) streamInterceptor(ctx context.Context, method string, req, repl
 		}
 	}
 	resp, err := cs.call(ctx, call)
-	if errors.Is(err, errNoCalls) {
+	if errors.Is(err, errNoCalls) || errors.Is(err, errOverStream) {
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 	if err != nil {
@@ -140,6 +147,9 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (*cxkvp
 	req.Id = s.nextID.Add(1)
 	if dl, ok := ctx.Deadline(); ok {
 		req.TimeoutUs = max(time.Until(dl).Microseconds(), 1)
+	}
+	if proto.Size(req) > cxkvpb.MaxMessageBytes {
+		return nil, errOverStream
 	}
 	ch := make(chan *cxkvpb.CallResponse, 1)
 	cs.mu.Lock()

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -152,5 +153,53 @@ func TestWriteLostWithItsStreamIsOutcomeUnknown(t *testing.T) {
 	_, err := c.Put(ctx, "lost", []byte("v"), 0)
 	if !errors.Is(err, client.ErrOutcomeUnknown) {
 		t.Fatalf("put whose answers were lost with the stream: %v; want ErrOutcomeUnknown", err)
+	}
+}
+
+// A call too large to send (over cxkvpb.MaxMessageBytes) fails alone, as
+// its unary call would, not sent: the calls in flight on the same stream
+// are answered. gRPC ends a whole client stream on a message over its send
+// limit, so such a call must not go on the stream.
+func TestOversizeCallLeavesTheStreamsOtherCalls(t *testing.T) {
+	cl, _ := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	held, release := make(chan struct{}), make(chan struct{})
+	var holding sync.Once
+	p := &proxy{to: cl.Client(cl.WaitLeader())}
+	p.calls = func(req *cxkvpb.CallRequest) bool {
+		if req.GetPut().GetKey() == "held" {
+			holding.Do(func() { close(held) })
+			<-release // applied; its answer waits while the big call is made
+		}
+		return false
+	}
+	// An attempt outlasting the test's: the held put is answered by the
+	// attempt that sent it, not a retry.
+	c, err := client.New(client.Config{Endpoints: []string{serveKV(t, p)}, RequestTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() {
+		r, err := c.Put(ctx, "held", []byte("v"), 0)
+		if err == nil && !r.Successful {
+			err = errors.New("create-only put of a new key did not succeed")
+		}
+		done <- err
+	}()
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("the held put never reached the member")
+	}
+	_, err = c.Put(ctx, "big", make([]byte, cxkvpb.MaxMessageBytes+1), 0)
+	if status.Code(err) != codes.ResourceExhausted || errors.Is(err, client.ErrOutcomeUnknown) {
+		t.Errorf("put over the message limit: %v; want ResourceExhausted, not sent", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("put in flight on the stream while another call was over the limit: %v; want its success", err)
 	}
 }
