@@ -69,9 +69,17 @@ func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
 		if ctx.Err() != nil {
 			break
 		}
-		cctx, cancel := context.WithCancel(ctx)
+		// One context per call, cancelled when the call ends: a context
+		// left uncancelled stays registered with the stream's for the
+		// stream's life.
+		var (
+			cctx   context.Context
+			cancel context.CancelFunc
+		)
 		if t := req.GetTimeoutUs(); t > 0 {
 			cctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Microsecond)
+		} else {
+			cctx, cancel = context.WithCancel(ctx)
 		}
 		mu.Lock()
 		inFlight[id] = cancel

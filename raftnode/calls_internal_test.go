@@ -1,0 +1,81 @@
+package raftnode
+
+import (
+	"context"
+	"io"
+	"sync"
+	"testing"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"google.golang.org/grpc"
+)
+
+// watchedContext is a stream's context, never ended, that counts the
+// contexts derived from it still registered to hear of its end: the
+// context package registers a child with a parent of a type it does not
+// know through the parent's AfterFunc, and stops the registration when the
+// child is cancelled.
+type watchedContext struct {
+	context.Context // Background: no value, no deadline
+	done            chan struct{}
+	mu              sync.Mutex
+	live            int
+}
+
+func (c *watchedContext) Done() <-chan struct{} { return c.done }
+
+func (c *watchedContext) AfterFunc(func()) func() bool {
+	c.mu.Lock()
+	c.live++
+	c.mu.Unlock()
+	var once sync.Once
+	return func() bool {
+		stopped := false
+		once.Do(func() {
+			c.mu.Lock()
+			c.live--
+			c.mu.Unlock()
+			stopped = true
+		})
+		return stopped
+	}
+}
+
+// scriptedCalls is a Calls stream whose client sends reqs, then ends.
+type scriptedCalls struct {
+	grpc.ServerStream
+	ctx  context.Context
+	reqs []*cxkvpb.CallRequest
+}
+
+func (s *scriptedCalls) Context() context.Context        { return s.ctx }
+func (s *scriptedCalls) Send(*cxkvpb.CallResponse) error { return nil }
+func (s *scriptedCalls) Recv() (*cxkvpb.CallRequest, error) {
+	if len(s.reqs) == 0 {
+		return nil, io.EOF
+	}
+	r := s.reqs[0]
+	s.reqs = s.reqs[1:]
+	return r, nil
+}
+
+// Each call on a stream ends every context it was given: a long-lived
+// stream's context holds nothing of the calls it has answered, so a
+// member's memory does not grow with the calls one stream carries. (The
+// calls here carry no operation: they are answered at once, without the
+// member, with or without a timeout.)
+func TestStreamKeepsNoContextOfAnsweredCalls(t *testing.T) {
+	wc := &watchedContext{Context: context.Background(), done: make(chan struct{})}
+	stream := &scriptedCalls{ctx: wc}
+	for i := range uint64(100) {
+		stream.reqs = append(stream.reqs, &cxkvpb.CallRequest{Id: i + 1, TimeoutUs: int64(i % 2 * 1e6)})
+	}
+	if err := (&kvService{}).Calls(stream); err != nil {
+		t.Fatal(err)
+	}
+	wc.mu.Lock()
+	defer wc.mu.Unlock()
+	if wc.live != 0 {
+		t.Fatalf("after 100 answered calls (50 with a timeout) the stream's context holds %d of their contexts; want none", wc.live)
+	}
+}
