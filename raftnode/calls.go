@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"sync"
 	"time"
 
@@ -76,7 +77,9 @@ func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
 			cctx   context.Context
 			cancel context.CancelFunc
 		)
-		if t := req.GetTimeoutUs(); t > 0 {
+		// A timeout past what a time.Duration holds (292 years) is none:
+		// multiplied out it would wrap to one already past.
+		if t := req.GetTimeoutUs(); t > 0 && t <= math.MaxInt64/int64(time.Microsecond) {
 			cctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Microsecond)
 		} else {
 			cctx, cancel = context.WithCancel(ctx)

@@ -2,6 +2,7 @@ package raftnode_test
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -254,5 +255,33 @@ func TestCallsInFlightAreBounded(t *testing.T) {
 	}
 	if second.GetId() != read || callError(second) != nil {
 		t.Fatalf("second answer is to call %d (%v); want the read, in the slot call 1 freed", second.GetId(), callError(second))
+	}
+}
+
+// A call's timeout_us is the caller's to choose, up to the largest an
+// int64 holds: a timeout too large for a time.Duration is no timeout, not
+// one already past.
+func TestCallWithHugeTimeoutIsServed(t *testing.T) {
+	c := raftnodetest.Start(t, 1)
+	l := c.WaitLeader()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.Client(l).Calls(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, us := range []int64{math.MaxInt64, math.MaxInt64 / 1000, math.MaxInt64/1000 + 1} {
+		req := putCall(uint64(i+1), "k", 0)
+		req.TimeoutUs = us
+		if err := st.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetId() != req.Id || callError(r) != nil || r.GetPut() == nil {
+			t.Fatalf("put with timeout_us %d: call %d, %v; want it applied", us, r.GetId(), callError(r))
+		}
 	}
 }
