@@ -203,3 +203,33 @@ func TestOversizeCallLeavesTheStreamsOtherCalls(t *testing.T) {
 		t.Fatalf("put in flight on the stream while another call was over the limit: %v; want its success", err)
 	}
 }
+
+// A write in flight when its Client closes was sent and may have applied:
+// it ends at once with ErrOutcomeUnknown (wrapping ErrClosed), not with
+// ErrClosed alone, which a caller would read as not applied.
+func TestWriteInFlightAtCloseIsOutcomeUnknown(t *testing.T) {
+	cl, _ := start(t)
+	held, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	var holding sync.Once
+	p := &proxy{to: cl.Client(cl.WaitLeader())}
+	p.calls = func(req *cxkvpb.CallRequest) bool {
+		if req.GetPut() != nil {
+			holding.Do(func() { close(held) })
+			<-release // applied; its answer never comes before the close
+		}
+		return false
+	}
+	c := dial(t, []string{serveKV(t, p)})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Put(context.Background(), "k", []byte("v"), 0)
+		done <- err
+	}()
+	<-held
+	c.Close()
+	err := <-done
+	if !errors.Is(err, client.ErrOutcomeUnknown) || !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("put applied, its client closed before the answer: %v; want ErrOutcomeUnknown wrapping ErrClosed", err)
+	}
+}

@@ -23,7 +23,9 @@ var ErrOutcomeUnknown = errors.New("cxkv: write outcome unknown")
 // longer keeps. Re-read the keys, then watch from the index of that read.
 var ErrCompacted = errors.New("cxkv: watch history compacted")
 
-// ErrClosed is returned by calls on a closed Client.
+// ErrClosed is returned by calls on a closed Client. A write the closing
+// cut short after an attempt of it was sent may still apply: it ends with
+// an error matching both ErrOutcomeUnknown and ErrClosed.
 var ErrClosed = errors.New("cxkv: client closed")
 
 // outcomeUnknownError carries the last transport error of a write whose

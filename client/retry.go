@@ -189,6 +189,11 @@ func (c *Client) do(ctx context.Context, wid *cxkvpb.WriteID, f attempt) error {
 		last = err
 		if werr := r.next(ctx, i, err); werr != nil {
 			if werr == ErrClosed {
+				// Closing ends the call, not what an attempt already
+				// sent: that may still apply.
+				if ambiguous {
+					return &outcomeUnknownError{last: ErrClosed}
+				}
 				return ErrClosed
 			}
 			if ambiguous {
