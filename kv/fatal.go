@@ -31,12 +31,24 @@ func (e *FatalError) Unwrap() error { return e.err }
 // batches its applier was handed before the halt). So once one write
 // failed, every write of the store returns that failure without reaching
 // Pebble.
+//
+// Pebble reports a failed WAL write in two ways. A failed sync reaches the
+// committing goroutine, which calls Fatalf after the commit pipeline let
+// go of its lock. A failed write is found by the log writer's own
+// goroutine, and the next commit to add a record panics with the bare
+// error while it holds the pipeline's lock: that panic is a storage failure
+// too, but the lock stays held, so Pebble's Close (which takes it) would
+// wait forever; stuck records it, and Store.Close leaves the database
+// unclosed. The process must restart anyway.
 type failure struct {
 	first atomic.Pointer[FatalError]
+	stuck atomic.Bool
 }
 
-// guard runs one write, turning Pebble's Fatalf during it into a FatalError;
-// after a failure it returns the first one and does not run the write.
+// guard runs one write, turning Pebble's Fatalf or a panic with an error
+// during it into a FatalError; after a failure it returns the first one
+// and does not run the write. A panic with anything but an error is a
+// defect, not a disk's failure, and goes on.
 func (f *failure) guard(write func() error) (err error) {
 	if first := f.first.Load(); first != nil {
 		return first
@@ -45,7 +57,13 @@ func (f *failure) guard(write func() error) (err error) {
 		if r := recover(); r != nil {
 			fe, ok := r.(*FatalError)
 			if !ok {
-				panic(r)
+				e, isErr := r.(error)
+				if !isErr {
+					panic(r)
+				}
+				fe = &FatalError{Msg: "pebble: write failed: " + e.Error(), err: e}
+				f.stuck.Store(true)
+				log.Printf("%s", fe.Msg)
 			}
 			f.first.CompareAndSwap(nil, fe)
 			err = fe

@@ -3,8 +3,10 @@ package kv
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -100,5 +102,61 @@ func TestNoWriteReachesPebbleAfterItsStorageFailed(t *testing.T) {
 	}
 	if err := s.MarkRemoved(); !errors.As(err, &fatal) {
 		t.Fatalf("a synced write after the storage failed: %v, want a FatalError", err)
+	}
+}
+
+// A failed WAL write (not a sync) is noticed by Pebble's log writer on its
+// own goroutine; the next commit to write a record then panics with the
+// bare error, holding the commit pipeline's lock, instead of calling
+// Fatalf. That is a storage failure like any other: the write returns a
+// FatalError, later writes return it too, and Close returns instead of
+// waiting forever for the lock the panic left held. The nemesis met the
+// panic on a member's applier, and it killed the test binary.
+func TestFailedWALWriteIsAFatalErrorOfTheNextWrite(t *testing.T) {
+	var failing, failed atomic.Bool
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt) {
+			failed.Store(true)
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
+	s, err := Open("db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	// Small records, so the log writer's 32 KiB blocks fill (and its
+	// goroutine meets the failed write) long before the first memtable
+	// (256 KiB) does: a rotation first would be the other, uncatchable path
+	// of TestNoWriteReachesPebbleAfterItsStorageFailed.
+	value := make([]byte, 256)
+	var first error
+	for i := 0; first == nil && i < 500; i++ {
+		b := s.NewBatch()
+		if err := b.Put(Record{Key: fmt.Sprintf("k/%05d", i), Value: value, Index: uint64(i + 1), CreateIndex: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+		first = b.Commit(false)
+		b.Close()
+		// Once a block is queued, let the log writer's goroutine meet the
+		// failure before more records fill the memtable.
+		for deadline := time.Now().Add(5 * time.Second); i > 200 && !failed.Load() && time.Now().Before(deadline); {
+			runtime.Gosched()
+		}
+	}
+	var fatal *FatalError
+	if !errors.As(first, &fatal) || !errors.Is(first, errorfs.ErrInjected) {
+		t.Fatalf("unsynced commits on a disk whose writes fail: %v, want a FatalError caused by the injected error", first)
+	}
+	if err := s.MarkRemoved(); !errors.As(err, &fatal) {
+		t.Fatalf("a write after the storage failed: %v, want a FatalError", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close of a store whose storage failed did not return")
 	}
 }

@@ -81,8 +81,15 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database. After a write failed inside Pebble's commit
+// pipeline (failure.stuck) the database cannot be closed: Close returns
+// the failure and leaves it to the process's exit.
+func (s *Store) Close() error {
+	if s.failed.stuck.Load() {
+		return s.failed.first.Load()
+	}
+	return s.db.Close()
+}
 
 // DiskUsage is the bytes the database occupies on disk (WAL, tables,
 // manifests).
