@@ -52,7 +52,7 @@ func (t *tokenSource) get(ctx context.Context, cc grpc.ClientConnInterface, stal
 }
 
 func withToken(ctx context.Context, tok string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	return metadata.AppendToOutgoingContext(ctx, cxkvpb.AuthMetadataKey, "Bearer "+tok)
 }
 
 const authenticateMethod = "/cxkv.v1.KV/Authenticate"

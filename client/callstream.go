@@ -97,7 +97,7 @@ func (c *Client) streamInterceptor(ctx context.Context, method string, req, repl
 		call.Op = &cxkvpb.CallRequest_Get{Get: r}
 	}
 	if md, ok := metadata.FromOutgoingContext(ctx); ok {
-		if v := md.Get("authorization"); len(v) > 0 {
+		if v := md.Get(cxkvpb.AuthMetadataKey); len(v) > 0 {
 			call.Authorization = v[0]
 		}
 	}

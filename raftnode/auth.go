@@ -32,9 +32,8 @@ import (
 // (malformed, forged, expired, or its user's password changed since).
 var errUnauthenticated = errors.New("unauthenticated")
 
-// authMetadataKey is the gRPC metadata that carries a token, as
-// "Bearer <token>".
-const authMetadataKey = "authorization"
+// authMetadataKey is the gRPC metadata that carries a token.
+const authMetadataKey = cxkvpb.AuthMetadataKey
 
 // identityKey is the context key of the identity the interceptors resolved.
 type identityKey struct{}
