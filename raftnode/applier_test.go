@@ -151,6 +151,15 @@ func TestSyncedCommittedEntriesApplyWhileTheNextReadySyncs(t *testing.T) {
 		}
 	}
 
+	// The member's announcement of its start is a configuration change,
+	// which the Ready that commits it applies inline after its own sync
+	// (mustApplyInline); proposed beside A it would hold A's answer behind
+	// B's sync, and its own sync could pass for A's.
+	waitFor("the member's start is recorded", func() bool {
+		me := n.members.get().members[n.cfg.ID]
+		return me != nil && me.GetStarted() && n.applied.get() == n.Status().Commit
+	})
+
 	// A's Ready syncs behind the gate; B queues behind it, so the next
 	// Ready carries A committed and B to write.
 	gate.closed.Store(true)
