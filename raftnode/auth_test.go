@@ -27,6 +27,9 @@ func (t *clusterTarget) AuthStatus(ctx context.Context, r *cxkvpb.AuthStatusRequ
 // The auth scripts: users, roles, grants and the checks, each request on the
 // next member in turn.
 func TestAuthScriptsOnLiveCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the race pass (-short) runs these scripts through the same handlers and interceptors in TestAuthScriptsOverCallsStream; runs without -short")
+	}
 	cmpxchgtest.RunScripts(t, "../testdata/auth", func(t *testing.T) cmpxchgtest.Target {
 		return &clusterTarget{c: raftnodetest.Start(t, 3)}
 	})
@@ -59,6 +62,9 @@ func (t *asUser) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.TxnResp
 // The whole semantics suite gives the same answers with auth enabled, run
 // by a user with admin on every key.
 func TestScriptsOnLiveClusterWithAuth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the race pass (-short) runs token checks per call in TestAuthScriptsOverCallsStream and the suite under auth in TestScriptsOnLiveClusterWithTLSAndAuth; runs without -short")
+	}
 	cmpxchgtest.RunScripts(t, "../testdata/cmpxchg", func(t *testing.T) cmpxchgtest.Target {
 		c := &clusterTarget{c: raftnodetest.Start(t, 3)}
 		return &asUser{clusterTarget: c, token: enableAuth(t, c)}

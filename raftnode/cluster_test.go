@@ -49,6 +49,9 @@ func (t *clusterTarget) Sessions(ctx context.Context, r *cxkvpb.SessionsRequest)
 }
 
 func TestScriptsOnLiveCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the race pass (-short) runs these scripts through the same handlers and interceptors in TestScriptsOverCallsStream; runs without -short")
+	}
 	cmpxchgtest.RunScripts(t, "../testdata/cmpxchg", func(t *testing.T) cmpxchgtest.Target {
 		return &clusterTarget{c: raftnodetest.Start(t, 3)}
 	})
