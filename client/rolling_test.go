@@ -70,7 +70,10 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	mon := lock.NewProcessMonitor(c, lock.Options{TTL: 3 * time.Second})
+	// The lease is a liveness bound on the cluster's latency: under -race on
+	// a loaded 2-core machine a write spanning a member's stop takes 2-3 s,
+	// and a 3 s TTL leaves a renewal only 2 s (2·TTL/3) to get through.
+	mon := lock.NewProcessMonitor(c, lock.Options{TTL: 5 * time.Second})
 	defer mon.Close()
 	for h := range 2 {
 		wg.Add(1)
@@ -86,7 +89,11 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 						err = fmt.Errorf("lock lost while held")
 					case <-time.After(50 * time.Millisecond):
 					}
-					if uerr := l.Unlock(); err == nil {
+					// Under the holder's bound, as Lock and Put are:
+					// Unlock alone has one attempt's RequestTimeout (2 s
+					// here), which a write across a member's stop can
+					// outlast on a loaded machine.
+					if uerr := l.UnlockContext(lctx); err == nil {
 						err = uerr
 					}
 				}
