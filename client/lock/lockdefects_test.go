@@ -139,7 +139,9 @@ func TestStuckGuardedWriteKeepsLeaseRule(t *testing.T) {
 // heldWrite holds back the first write the test arms it for: every attempt
 // of it fails as outcome unknown, and it is delivered just before the next
 // write on the same keys, so it applies after the SDK read back and saw it
-// unapplied.
+// unapplied. The failure is one the SDK does not retry (heldAnswerLost), so
+// the held call ends at once with ErrOutcomeUnknown, as one whose retries
+// ran out would, while the client's other calls keep their whole budgets.
 type heldWrite struct {
 	mu      sync.Mutex
 	match   func(key string) bool
@@ -170,7 +172,7 @@ func (h *heldWrite) intercept(ctx context.Context, method string, req, reply any
 	}
 	if h.id != nil && id.GetClientId() == h.id.GetClientId() && id.GetSeq() == h.id.GetSeq() {
 		h.mu.Unlock()
-		return unknownOutcome()
+		return heldAnswerLost()
 	}
 	if h.req != nil {
 		// A later write: the held one lands first.
@@ -186,8 +188,20 @@ func (h *heldWrite) intercept(ctx context.Context, method string, req, reply any
 	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
+// heldAnswerLost is the held write's every answer: its outcome unknown,
+// under a code the SDK does not retry. (A retried one would have to end by
+// the client's RetryTimeout, which then bounds every other call of the
+// client too: with 300 ms, a Lock or a renewal on a loaded machine ran out
+// of it.)
+func heldAnswerLost() error {
+	st, _ := status.New(codes.Internal, "test: answer lost").WithDetails(&errdetails.ErrorInfo{
+		Domain: cxkvpb.ErrorDomain, Reason: cxkvpb.ReasonWriteOutcomeUnknown,
+	})
+	return st.Err()
+}
+
 func heldClient(t *testing.T, endpoints []string, h *heldWrite) *client.Client {
-	c, err := client.New(client.Config{Endpoints: endpoints, RetryTimeout: 300 * time.Millisecond,
+	c, err := client.New(client.Config{Endpoints: endpoints, RequestTimeout: 2 * time.Second,
 		DialOptions: []grpc.DialOption{grpc.WithUnaryInterceptor(h.intercept)}})
 	if err != nil {
 		t.Fatal(err)
