@@ -13,7 +13,7 @@ import (
 // logStore is raft.Storage on the member's kv.RaftLog. The log holds entries
 // [truncIndex+1, last]; the entry at truncIndex is kept only for its term.
 // logStore caches the bounds, HardState, conf state and snapshot metadata
-// that raft asks for on every step.
+// that raft asks for on every step, and the newest entries (entryCache).
 //
 // The Ready goroutine is the only writer; raft reads from the same goroutine,
 // the transport reads entries for snapshots and Status reads indexes, hence
@@ -29,6 +29,7 @@ type logStore struct {
 	lastTerm   uint64
 	snap       *pb.Snapshot // metadata only; nil until the first snapshot
 	confState  *pb.ConfState
+	recent     entryCache
 }
 
 func openLogStore(log *kv.RaftLog, confState []byte) (*logStore, error) {
@@ -39,6 +40,7 @@ func openLogStore(log *kv.RaftLog, confState []byte) (*logStore, error) {
 	ls := &logStore{
 		log: log, hs: st.HardState, confState: &pb.ConfState{},
 		truncIndex: st.TruncIndex, truncTerm: st.TruncTerm, last: st.LastIndex, lastTerm: st.LastTerm,
+		recent: entryCache{budget: entryCacheBytes},
 	}
 	if st.Snapshot != nil {
 		ls.snap = &pb.Snapshot{Metadata: st.Snapshot}
@@ -60,7 +62,11 @@ func (ls *logStore) InitialState() (*pb.HardState, *pb.ConfState, error) {
 func (ls *logStore) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 	ls.mu.Lock()
 	first, last := ls.truncIndex+1, ls.last
+	cached, ok := ls.recent.get(lo, hi, maxSize)
 	ls.mu.Unlock()
+	if lo >= first && ok {
+		return cached, nil
+	}
 	if lo < first {
 		return nil, raft.ErrCompacted
 	}
@@ -90,6 +96,12 @@ func (ls *logStore) Term(i uint64) (uint64, error) {
 		return 0, raft.ErrUnavailable
 	case i == last:
 		return lastTerm, nil
+	}
+	ls.mu.Lock()
+	term, ok := ls.recent.term(i)
+	ls.mu.Unlock()
+	if ok {
+		return term, nil
 	}
 	term, ok, err := ls.log.Term(i)
 	if err != nil {
@@ -159,6 +171,7 @@ func (ls *logStore) persist(ents []*pb.Entry, hs *pb.HardState, sync bool) (bool
 	defer ls.mu.Unlock()
 	if n := len(ents); n > 0 {
 		ls.last, ls.lastTerm = ents[n-1].GetIndex(), ents[n-1].GetTerm()
+		ls.recent.append(ents)
 	}
 	if hs != nil && !raft.IsEmptyHardState(hs) {
 		ls.hs = proto.Clone(hs).(*pb.HardState)
@@ -192,6 +205,7 @@ func (ls *logStore) truncate(index, term uint64) error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	ls.truncIndex, ls.truncTerm = index, term
+	ls.recent.dropTo(index)
 	if ls.last < index {
 		ls.last, ls.lastTerm = index, term
 	}
@@ -217,8 +231,10 @@ func (ls *logStore) finishInstall(meta *pb.SnapshotMetadata, hs *pb.HardState, e
 	defer ls.mu.Unlock()
 	ls.truncIndex, ls.truncTerm = meta.GetIndex(), meta.GetTerm()
 	ls.last, ls.lastTerm = meta.GetIndex(), meta.GetTerm()
+	ls.recent.reset()
 	if n := len(ents); n > 0 {
 		ls.last, ls.lastTerm = ents[n-1].GetIndex(), ents[n-1].GetTerm()
+		ls.recent.append(ents)
 	}
 	if hs != nil {
 		ls.hs = proto.Clone(hs).(*pb.HardState)
