@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"io"
+	runtimemetrics "runtime/metrics"
 	"sync"
 	"testing"
 
@@ -77,5 +78,55 @@ func TestStreamKeepsNoContextOfAnsweredCalls(t *testing.T) {
 	defer wc.mu.Unlock()
 	if wc.live != 0 {
 		t.Fatalf("after 100 answered calls (50 with a timeout) the stream's context holds %d of their contexts; want none", wc.live)
+	}
+}
+
+// lockstepCalls is a Calls stream whose client sends its next call only
+// once the previous one is answered, as a client with one writer does.
+type lockstepCalls struct {
+	grpc.ServerStream
+	n        uint64 // calls still to send
+	sent     uint64
+	answered chan struct{}
+}
+
+func (s *lockstepCalls) Context() context.Context { return context.Background() }
+func (s *lockstepCalls) Send(*cxkvpb.CallResponse) error {
+	s.answered <- struct{}{}
+	return nil
+}
+func (s *lockstepCalls) Recv() (*cxkvpb.CallRequest, error) {
+	if s.sent > 0 {
+		<-s.answered
+	}
+	if s.sent == s.n {
+		return nil, io.EOF
+	}
+	s.sent++
+	return &cxkvpb.CallRequest{Id: s.sent}, nil
+}
+
+// goroutinesCreated is the process's count of goroutines ever started.
+func goroutinesCreated() uint64 {
+	m := []runtimemetrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	runtimemetrics.Read(m)
+	return m[0].Value.Uint64()
+}
+
+// A stream's calls run on reused workers, not a goroutine each: a fresh
+// goroutine grew its stack through the interceptors and the handler on
+// every call. One call at a time needs one worker (and the answers'
+// writer), however many calls the stream carries.
+func TestStreamRunsItsCallsOnReusedWorkers(t *testing.T) {
+	const calls = 500
+	stream := &lockstepCalls{n: calls, answered: make(chan struct{}, 1)}
+	before := goroutinesCreated()
+	if err := (&kvService{}).Calls(stream); err != nil {
+		t.Fatal(err)
+	}
+	// Other goroutines of the process (a runtime's, a test's leftovers)
+	// may start meanwhile; a goroutine per call would be 500.
+	if started := goroutinesCreated() - before; started > 50 {
+		t.Fatalf("%d calls one at a time on one stream started %d goroutines; want a few reused workers", calls, started)
 	}
 }
