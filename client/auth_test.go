@@ -136,6 +136,22 @@ func TestAuthReadOnPrefix(t *testing.T) {
 		}
 	}
 	wcancel()
+	// The head of a prefix is of every key under it: a watch asking it of
+	// a prefix alice may not read all of is refused, and one of rooms/
+	// carries it.
+	for _, err := range alices[1].Watch(ctx, "rooms/", from, client.WatchHead("r")) {
+		wantDenied(t, "alice watch with the head of r", err, "alice", "head")
+		break
+	}
+	wctx, wcancel = context.WithTimeout(ctx, 10*time.Second)
+	for ev, err := range alices[1].Watch(wctx, "rooms/", from, client.WatchHead("rooms/")) {
+		must(t, "alice watch with the head of rooms/", err)
+		if ev.Head == nil || ev.Head.Key != "rooms/1" {
+			t.Fatalf("alice's watch of rooms/ with its head: event %s came with head %+v; want rooms/1, the oldest", ev.Record.Key, ev.Head)
+		}
+		break
+	}
+	wcancel()
 
 	// A grant holds on every member as soon as it is acknowledged.
 	must(t, "grant write", root.RoleGrant(ctx, "rooms", "rooms/", client.PermWrite))

@@ -59,6 +59,12 @@ func (t EventType) String() string { return cxkvpb.Event_Type(t).Name() }
 type Event struct {
 	Type   EventType
 	Record Record
+	// Head is set on a watch with WatchHead(prefix): the record under that
+	// prefix with the lowest CreateIndex (the lowest key among equals; Index
+	// 0 if there is none), as the answering member's state stood when it
+	// sent the event, which includes the event itself. It is nil without the
+	// option, and from a member older than it.
+	Head *Record
 }
 
 func eventFromProto(p *cxkvpb.Event) Event {

@@ -11,6 +11,7 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Watch iterates over every change to keys under prefix with an index
@@ -21,7 +22,11 @@ import (
 // Iteration ends when the loop breaks, or with one final error: the
 // context's, ErrCompacted (the history after from is gone: re-read the keys
 // and watch from that read's index), or ErrClosed.
-func (c *Client) Watch(ctx context.Context, prefix string, from uint64) iter.Seq2[Event, error] {
+func (c *Client) Watch(ctx context.Context, prefix string, from uint64, opts ...WatchOption) iter.Seq2[Event, error] {
+	req := &cxkvpb.WatchRequest{Prefix: prefix}
+	for _, o := range opts {
+		o(req)
+	}
 	return func(yield func(Event, error) bool) {
 		if from == 0 {
 			now, err := c.appliedIndex(ctx)
@@ -34,7 +39,7 @@ func (c *Client) Watch(ctx context.Context, prefix string, from uint64) iter.Seq
 		r := retrier{c: c}
 		for {
 			i, ep := c.pick()
-			delivered, err := c.watchOnce(ctx, ep, prefix, &from, yield)
+			delivered, err := c.watchOnce(ctx, ep, req, &from, yield)
 			if err == nil {
 				return // the consumer stopped
 			}
@@ -66,12 +71,14 @@ func (c *Client) Watch(ctx context.Context, prefix string, from uint64) iter.Seq
 
 // watchOnce streams from one member until the stream breaks (the error) or
 // the consumer stops (nil). It advances *from past everything it covered.
-func (c *Client) watchOnce(ctx context.Context, ep *endpoint, prefix string, from *uint64, yield func(Event, error) bool) (progressed bool, err error) {
+func (c *Client) watchOnce(ctx context.Context, ep *endpoint, req *cxkvpb.WatchRequest, from *uint64, yield func(Event, error) bool) (progressed bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(c.ctx, cancel)
 	defer stop()
-	stream, err := ep.kv.Watch(sctx, &cxkvpb.WatchRequest{Prefix: prefix, FromIndex: *from})
+	r := proto.Clone(req).(*cxkvpb.WatchRequest)
+	r.FromIndex = *from
+	stream, err := ep.kv.Watch(sctx, r)
 	if err != nil {
 		return false, err
 	}
@@ -92,8 +99,14 @@ func (c *Client) watchOnce(ctx context.Context, ep *endpoint, prefix string, fro
 		// splits an index, so what was delivered before is exactly the
 		// indexes up to base.
 		base := *from
+		var head *Record
+		if h := resp.GetHead(); h != nil {
+			r := fromProto(h)
+			head = &r
+		}
 		for _, pe := range resp.GetEvents() {
 			ev := eventFromProto(pe)
+			ev.Head = head
 			if ev.Record.Index <= base {
 				continue // already delivered before a failover
 			}
@@ -103,6 +116,20 @@ func (c *Client) watchOnce(ctx context.Context, ep *endpoint, prefix string, fro
 			}
 		}
 	}
+}
+
+// WatchOption configures a Watch.
+type WatchOption func(*cxkvpb.WatchRequest)
+
+// WatchHead makes every event the watch delivers carry Event.Head, the
+// head of the queue under prefix (the record with the lowest CreateIndex,
+// as HeadOp answers it) as the member stood when it sent the event. A lock
+// waiter watching its predecessor asks it of its queue, so the event that
+// wakes it says whether it is first now, with no read after it. It needs
+// read on every key under prefix. A member older than the option ignores
+// it: its events carry no Head. An empty prefix asks for nothing.
+func WatchHead(prefix string) WatchOption {
+	return func(r *cxkvpb.WatchRequest) { r.HeadOf = prefix }
 }
 
 // appliedIndex asks a member how far it has applied: the "now" of a watch.

@@ -303,13 +303,13 @@ func (p *plan) attached(session string) ([]string, error) {
 	return keys, nil
 }
 
-// head returns the record under prefix with the lowest create index (the
-// lowest key among equals), as the plan leaves the state.
+// head returns the record under prefix that precedes every other
+// (kv.QueueBefore: the lowest create index), as the plan leaves the state.
 func (p *plan) head(prefix string) (kv.Record, bool, error) {
 	var best kv.Record
 	found := false
 	consider := func(r kv.Record) {
-		if !found || r.CreateIndex < best.CreateIndex || (r.CreateIndex == best.CreateIndex && r.Key < best.Key) {
+		if !found || kv.QueueBefore(r, best) {
 			best, found = r, true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -168,6 +169,41 @@ func (s *Store) List(prefix, after string, limit, maxBytes int) ([]Record, bool,
 	}
 	return out, false, nil
 }
+
+// QueueBefore reports whether a precedes b in a queue: the lower create
+// index first, the lower key among equals. A queue's head is the record
+// under its prefix that no other precedes (cmpxchg's HEAD op, Store.Head).
+func QueueBefore(a, b Record) bool {
+	return a.CreateIndex < b.CreateIndex || (a.CreateIndex == b.CreateIndex && a.Key < b.Key)
+}
+
+// Head returns the record under prefix that precedes every other
+// (QueueBefore), and whether there is one: the same answer as the HEAD op
+// of a transaction applied now. It reads the prefix's live records, from
+// its floor, in pages.
+func (s *Store) Head(prefix string) (Record, bool, error) {
+	var head Record
+	found := false
+	after := ""
+	for {
+		page, more, err := s.List(prefix, after, headPage, math.MaxInt)
+		if err != nil {
+			return Record{}, false, err
+		}
+		for _, r := range page {
+			if !found || QueueBefore(r, head) {
+				head, found = r, true
+			}
+		}
+		if !more || len(page) == 0 {
+			return head, found, nil
+		}
+		after = page[len(page)-1].Key
+	}
+}
+
+// headPage is the records Head reads at a time.
+const headPage = 1000
 
 // Events returns the events with index > afterIndex whose keys start with
 // prefix, in log order: up to limit of them and maxBytes of their records'

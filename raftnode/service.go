@@ -210,6 +210,12 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 	if _, err := s.n.readable(identity, "watch", r.GetPrefix()); err != nil {
 		return toStatus(err)
 	}
+	// The head is of the whole prefix, so it needs read on all of it.
+	if h := r.GetHeadOf(); h != "" {
+		if err := s.n.authorize(identity, cmpxchg.Read, "watch the head of", h); err != nil {
+			return toStatus(err)
+		}
+	}
 	defer s.n.metrics.watchOpened()()
 	// Registered before the first scan: an event appended before this is
 	// found by the scan, one appended after rings.
@@ -252,6 +258,19 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 				resp := &cxkvpb.WatchResponse{Header: s.header()}
 				for _, e := range evs {
 					resp.Events = append(resp.Events, cmpxchg.EventToProto(e))
+				}
+				if h := r.GetHeadOf(); h != "" {
+					// Read after the events were applied (apply commits a
+					// batch before the feed has its events), so the head
+					// reflects at least the last of them.
+					head, _, err := s.n.store.Head(h)
+					if err != nil {
+						return toStatus(err)
+					}
+					if head.Key == "" {
+						head.Key = h
+					}
+					resp.Head = cmpxchg.RecordToProto(head)
 				}
 				if err := stream.Send(resp); err != nil {
 					return err

@@ -1761,7 +1761,15 @@ type WatchRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Prefix string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
 	// Deliver events with index > from_index. 0 means "from now on".
-	FromIndex     uint64 `protobuf:"varint,2,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
+	FromIndex uint64 `protobuf:"varint,2,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
+	// If not empty, every response that carries events also carries head: the
+	// record under head_of with the lowest create_index, as this member's
+	// state stood when it sent the response (at least the last event's
+	// index). A lock waiter watching its predecessor asks it of its queue,
+	// so the event that wakes it says whether it is now first, without a
+	// read after it. Reading head_of needs the same permission as the
+	// prefix. A member older than the field ignores it and sends no head.
+	HeadOf        string `protobuf:"bytes,3,opt,name=head_of,json=headOf,proto3" json:"head_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1808,6 +1816,13 @@ func (x *WatchRequest) GetFromIndex() uint64 {
 		return x.FromIndex
 	}
 	return 0
+}
+
+func (x *WatchRequest) GetHeadOf() string {
+	if x != nil {
+		return x.HeadOf
+	}
+	return ""
 }
 
 type Event struct {
@@ -1869,7 +1884,10 @@ type WatchResponse struct {
 	Header *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	// Events in log order. A response with no events is a progress notice:
 	// everything up to header.applied_index has been delivered.
-	Events        []*Event `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	Events []*Event `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// Set (on responses with events) when the request named head_of: the
+	// oldest record under it, or a record with index 0 if there is none.
+	Head          *Record `protobuf:"bytes,3,opt,name=head,proto3" json:"head,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1914,6 +1932,13 @@ func (x *WatchResponse) GetHeader() *Header {
 func (x *WatchResponse) GetEvents() []*Event {
 	if x != nil {
 		return x.Events
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetHead() *Record {
+	if x != nil {
+		return x.Head
 	}
 	return nil
 }
@@ -4507,11 +4532,12 @@ const file_cxkv_proto_rawDesc = "" +
 	"\x06delete\x18\x04 \x01(\v2\x17.cxkv.v1.DeleteResponseH\x00R\x06delete\x12(\n" +
 	"\x03txn\x18\x05 \x01(\v2\x14.cxkv.v1.TxnResponseH\x00R\x03txn\x12(\n" +
 	"\x03get\x18\x06 \x01(\v2\x14.cxkv.v1.GetResponseH\x00R\x03getB\x04\n" +
-	"\x02op\"E\n" +
+	"\x02op\"^\n" +
 	"\fWatchRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1d\n" +
 	"\n" +
-	"from_index\x18\x02 \x01(\x04R\tfromIndex\"\x82\x01\n" +
+	"from_index\x18\x02 \x01(\x04R\tfromIndex\x12\x17\n" +
+	"\ahead_of\x18\x03 \x01(\tR\x06headOf\"\x82\x01\n" +
 	"\x05Event\x12'\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x13.cxkv.v1.Event.TypeR\x04type\x12'\n" +
 	"\x06record\x18\x02 \x01(\v2\x0f.cxkv.v1.RecordR\x06record\"'\n" +
@@ -4520,10 +4546,11 @@ const file_cxkv_proto_rawDesc = "" +
 	"\n" +
 	"\x06DELETE\x10\x01\x12\n" +
 	"\n" +
-	"\x06EXPIRE\x10\x02\"`\n" +
+	"\x06EXPIRE\x10\x02\"\x85\x01\n" +
 	"\rWatchResponse\x12'\n" +
 	"\x06header\x18\x01 \x01(\v2\x0f.cxkv.v1.HeaderR\x06header\x12&\n" +
-	"\x06events\x18\x02 \x03(\v2\x0e.cxkv.v1.EventR\x06events\"y\n" +
+	"\x06events\x18\x02 \x03(\v2\x0e.cxkv.v1.EventR\x06events\x12#\n" +
+	"\x04head\x18\x03 \x01(\v2\x0f.cxkv.v1.RecordR\x04head\"y\n" +
 	"\x0fSessionsRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
@@ -4830,47 +4857,48 @@ var file_cxkv_proto_depIdxs = []int32{
 	5,  // 28: cxkv.v1.Event.record:type_name -> cxkv.v1.Record
 	6,  // 29: cxkv.v1.WatchResponse.header:type_name -> cxkv.v1.Header
 	24, // 30: cxkv.v1.WatchResponse.events:type_name -> cxkv.v1.Event
-	5,  // 31: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
-	6,  // 32: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
-	27, // 33: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
-	6,  // 34: cxkv.v1.SnapshotResponse.header:type_name -> cxkv.v1.Header
-	32, // 35: cxkv.v1.MemberTable.members:type_name -> cxkv.v1.Member
-	32, // 36: cxkv.v1.MemberStatus.member:type_name -> cxkv.v1.Member
-	6,  // 37: cxkv.v1.MemberListResponse.header:type_name -> cxkv.v1.Header
-	35, // 38: cxkv.v1.MemberListResponse.members:type_name -> cxkv.v1.MemberStatus
-	6,  // 39: cxkv.v1.MemberChangeResponse.header:type_name -> cxkv.v1.Header
-	32, // 40: cxkv.v1.MemberChangeResponse.members:type_name -> cxkv.v1.Member
-	6,  // 41: cxkv.v1.MoveLeaderResponse.header:type_name -> cxkv.v1.Header
-	6,  // 42: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
-	32, // 43: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
-	10, // 44: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
-	12, // 45: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
-	19, // 46: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
-	45, // 47: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
-	61, // 48: cxkv.v1.Command.auth:type_name -> cxkv.v1.AuthCommand
-	11, // 49: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
-	13, // 50: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
-	20, // 51: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
-	48, // 52: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
-	60, // 53: cxkv.v1.CommandResult.auth:type_name -> cxkv.v1.AuthChangeResponse
-	3,  // 54: cxkv.v1.Grant.permission:type_name -> cxkv.v1.Grant.Permission
-	52, // 55: cxkv.v1.AuthRole.grants:type_name -> cxkv.v1.Grant
-	53, // 56: cxkv.v1.AuthState.users:type_name -> cxkv.v1.AuthUser
-	54, // 57: cxkv.v1.AuthState.roles:type_name -> cxkv.v1.AuthRole
-	6,  // 58: cxkv.v1.AuthenticateResponse.header:type_name -> cxkv.v1.Header
-	4,  // 59: cxkv.v1.AuthChangeRequest.action:type_name -> cxkv.v1.AuthChangeRequest.Action
-	3,  // 60: cxkv.v1.AuthChangeRequest.permission:type_name -> cxkv.v1.Grant.Permission
-	7,  // 61: cxkv.v1.AuthChangeRequest.write_id:type_name -> cxkv.v1.WriteID
-	6,  // 62: cxkv.v1.AuthChangeResponse.header:type_name -> cxkv.v1.Header
-	59, // 63: cxkv.v1.AuthCommand.request:type_name -> cxkv.v1.AuthChangeRequest
-	6,  // 64: cxkv.v1.AuthStatusResponse.header:type_name -> cxkv.v1.Header
-	53, // 65: cxkv.v1.AuthStatusResponse.users:type_name -> cxkv.v1.AuthUser
-	54, // 66: cxkv.v1.AuthStatusResponse.roles:type_name -> cxkv.v1.AuthRole
-	67, // [67:67] is the sub-list for method output_type
-	67, // [67:67] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	5,  // 31: cxkv.v1.WatchResponse.head:type_name -> cxkv.v1.Record
+	5,  // 32: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
+	6,  // 33: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
+	27, // 34: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
+	6,  // 35: cxkv.v1.SnapshotResponse.header:type_name -> cxkv.v1.Header
+	32, // 36: cxkv.v1.MemberTable.members:type_name -> cxkv.v1.Member
+	32, // 37: cxkv.v1.MemberStatus.member:type_name -> cxkv.v1.Member
+	6,  // 38: cxkv.v1.MemberListResponse.header:type_name -> cxkv.v1.Header
+	35, // 39: cxkv.v1.MemberListResponse.members:type_name -> cxkv.v1.MemberStatus
+	6,  // 40: cxkv.v1.MemberChangeResponse.header:type_name -> cxkv.v1.Header
+	32, // 41: cxkv.v1.MemberChangeResponse.members:type_name -> cxkv.v1.Member
+	6,  // 42: cxkv.v1.MoveLeaderResponse.header:type_name -> cxkv.v1.Header
+	6,  // 43: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
+	32, // 44: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
+	10, // 45: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
+	12, // 46: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
+	19, // 47: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
+	45, // 48: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
+	61, // 49: cxkv.v1.Command.auth:type_name -> cxkv.v1.AuthCommand
+	11, // 50: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
+	13, // 51: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
+	20, // 52: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
+	48, // 53: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
+	60, // 54: cxkv.v1.CommandResult.auth:type_name -> cxkv.v1.AuthChangeResponse
+	3,  // 55: cxkv.v1.Grant.permission:type_name -> cxkv.v1.Grant.Permission
+	52, // 56: cxkv.v1.AuthRole.grants:type_name -> cxkv.v1.Grant
+	53, // 57: cxkv.v1.AuthState.users:type_name -> cxkv.v1.AuthUser
+	54, // 58: cxkv.v1.AuthState.roles:type_name -> cxkv.v1.AuthRole
+	6,  // 59: cxkv.v1.AuthenticateResponse.header:type_name -> cxkv.v1.Header
+	4,  // 60: cxkv.v1.AuthChangeRequest.action:type_name -> cxkv.v1.AuthChangeRequest.Action
+	3,  // 61: cxkv.v1.AuthChangeRequest.permission:type_name -> cxkv.v1.Grant.Permission
+	7,  // 62: cxkv.v1.AuthChangeRequest.write_id:type_name -> cxkv.v1.WriteID
+	6,  // 63: cxkv.v1.AuthChangeResponse.header:type_name -> cxkv.v1.Header
+	59, // 64: cxkv.v1.AuthCommand.request:type_name -> cxkv.v1.AuthChangeRequest
+	6,  // 65: cxkv.v1.AuthStatusResponse.header:type_name -> cxkv.v1.Header
+	53, // 66: cxkv.v1.AuthStatusResponse.users:type_name -> cxkv.v1.AuthUser
+	54, // 67: cxkv.v1.AuthStatusResponse.roles:type_name -> cxkv.v1.AuthRole
+	68, // [68:68] is the sub-list for method output_type
+	68, // [68:68] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_cxkv_proto_init() }

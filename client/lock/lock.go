@@ -385,7 +385,7 @@ func (m *ProcessMonitor) acquirePlain(ctx context.Context, name string, wait boo
 		if err := pauseAfterBreaks(ctx, m.c, breaks, m.opts.TTL); err != nil {
 			return nil, err
 		}
-		_, broke, err := waitGone(ctx, m.c, name, rec.Index, m.opts.TTL)
+		_, _, broke, err := waitGone(ctx, m.c, name, rec.Index, m.opts.TTL)
 		if err != nil {
 			return nil, err
 		}

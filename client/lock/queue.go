@@ -63,11 +63,19 @@ func (m *ProcessMonitor) acquireQueued(ctx context.Context, name string, wait bo
 // waitTurn returns nil once no entry created before l's remains.
 //
 // It reads the queue, finds the entry just before its own (its
-// predecessor), and watches only that key until it is deleted or expires,
-// then reads again: the predecessor may have been a waiter that gave up, not
-// the holder. So each release wakes exactly one waiter (no herd, and one
-// watch event per release instead of one per waiter), as etcd's Mutex and
-// ZooKeeper's lock recipe do.
+// predecessor), and watches only that key until it is deleted or expires.
+// The predecessor may have been a waiter that gave up, not the holder, so
+// the waiter must then learn the queue's head: the watch asks the member to
+// send it with the event (client.WatchHead), and only when that head is
+// another entry (or the member is too old to send it) does the waiter read
+// the queue again. So each release wakes exactly one waiter (no herd, and
+// one watch event per release instead of one per waiter), as etcd's Mutex
+// and ZooKeeper's lock recipe do, and the woken waiter needs no read after
+// the event before it holds the lock.
+//
+// The head the event carries is read by the member after it applied the
+// deletion, so it says what a read after the event would: our entry is the
+// head exactly when it still exists and no entry created before it does.
 //
 // A read must reflect at least our own entry and the deletion that woke us:
 // an entry, once deleted, is never written again (renewals compare its
@@ -115,9 +123,16 @@ func (l *Lock) waitTurn(ctx context.Context, wait bool) error {
 		if err := pauseAfterBreaks(ctx, c, breaks, l.m.opts.TTL); err != nil {
 			return err
 		}
-		gone, broke, err := waitGone(ctx, c, pred.Key, applied, l.m.opts.TTL)
+		gone, first, broke, err := waitGone(ctx, c, pred.Key, applied, l.m.opts.TTL, client.WatchHead(l.name+queueInfix))
 		if err != nil {
 			return err
+		}
+		switch {
+		case first == nil: // not told (an older member): read the queue
+		case first.Key == l.key && first.CreateIndex == l.token:
+			return nil
+		case !first.Exists():
+			return errRequeue // the queue is empty: our entry is gone too
 		}
 		breaks = nextBreaks(breaks, broke)
 		atLeast = max(atLeast, gone)
@@ -156,32 +171,33 @@ func (l *Lock) readQueue(ctx context.Context, atLeast uint64) (queue []client.Re
 }
 
 // waitGone waits until key is deleted or expires after index, and returns
-// the index of the deletion; or 0 after a wait of limit with neither, or
-// with broke set when the watch failed: either way the caller reads again.
-// Only ctx's end and a closed Client are errors. The limit is jittered
-// (±25%) so that waiters that fell back to reading again do not do it in
-// step.
-func waitGone(ctx context.Context, c *client.Client, key string, index uint64, limit time.Duration) (gone uint64, broke bool, err error) {
+// the index of the deletion, and the event's Head (nil unless opts asked
+// for it and the member sent it); or 0 after a wait of limit with neither,
+// or with broke set when the watch failed: either way the caller reads
+// again. Only ctx's end and a closed Client are errors. The limit is
+// jittered (±25%) so that waiters that fell back to reading again do not
+// do it in step.
+func waitGone(ctx context.Context, c *client.Client, key string, index uint64, limit time.Duration, opts ...client.WatchOption) (gone uint64, head *client.Record, broke bool, err error) {
 	limit = limit*3/4 + rand.N(limit/2+1)
 	wctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	for ev, err := range c.Watch(wctx, key, index) {
+	for ev, err := range c.Watch(wctx, key, index, opts...) {
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
-				return 0, false, ctx.Err()
+				return 0, nil, false, ctx.Err()
 			case errors.Is(err, client.ErrClosed):
-				return 0, false, err
+				return 0, nil, false, err
 			case wctx.Err() != nil:
-				return 0, false, nil // the safety net: read again
+				return 0, nil, false, nil // the safety net: read again
 			}
-			return 0, true, nil // compacted or broken: read again
+			return 0, nil, true, nil // compacted or broken: read again
 		}
 		if ev.Record.Key == key && ev.Type != client.EventPut {
-			return ev.Record.Index, false, nil
+			return ev.Record.Index, ev.Head, false, nil
 		}
 	}
-	return 0, false, ctx.Err()
+	return 0, nil, false, ctx.Err()
 }
 
 // watchPauseBase is the first pause between failing watches.
