@@ -23,7 +23,7 @@ import (
 // members'): many workers each on a random one of 1000 names (mostly
 // uncontended: one Txn to acquire, one to release), and 16 workers on one
 // name (every acquisition a hand-off: create, list, watch the predecessor,
-// list again). One op is one acquisition and its release; the calls it
+// whose deletion's event carries the queue's head). One op is one acquisition and its release; the calls it
 // made are reported per op by method (txn/op, list/op, get/op, watch/op:
 // streams opened), the round-trip budget the recipe spends.
 func BenchmarkLock(b *testing.B) {
