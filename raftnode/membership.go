@@ -195,6 +195,15 @@ func (m *membership) get() *memberTable {
 	return m.table.clone()
 }
 
+// isRemoved reports whether the table records id as removed. It is asked
+// for every peer message and every applied batch, so it reads the table in
+// place instead of cloning it as get does.
+func (m *membership) isRemoved(id uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.table.removed[id]
+}
+
 func (m *membership) set(t *memberTable) {
 	m.mu.Lock()
 	m.table = t
@@ -236,8 +245,7 @@ func (n *Node) removedError() error {
 
 // selfRemoved reports whether the applied table removed this member.
 func (n *Node) selfRemoved() bool {
-	t := n.members.get()
-	return t.removed[n.cfg.ID]
+	return n.members.isRemoved(n.cfg.ID)
 }
 
 // addMemberChange is the configuration change that adds a member.
@@ -317,7 +325,7 @@ func removesLastVoter(cc pb.ConfChangeI, cs *pb.ConfState) bool {
 // sending to it once the change applies), so this refusal is how it
 // learns: its transport reads the reason and the member stops serving.
 func (n *Node) refuseRemovedPeer(from uint64) error {
-	if !n.members.get().removed[from] {
+	if !n.members.isRemoved(from) {
 		return nil
 	}
 	return fmt.Errorf("%w: member %d of cluster %x was removed; member %d refuses its messages", errRemoved, from, n.clusterID, n.cfg.ID)
