@@ -193,6 +193,51 @@ func TestAuthReadOnPrefix(t *testing.T) {
 	}
 }
 
+// A watch's head_of is judged by the auth state the member has applied
+// when it answers, as its events are: once alice's read on q/ is revoked,
+// her watch of rooms/ asking the head of q/ no longer carries q/'s oldest
+// record (its value included); it ends PermissionDenied, as a new watch
+// asking the same would.
+func TestWatchHeadOfRevokedReadEndsTheWatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, anon := start(t)
+	_, err := anon.Put(ctx, "q/1", []byte("secret"), 0)
+	must(t, "seed q/1", err)
+	root := setUpAuth(t, ctx, cl, anon)
+	must(t, "role add queue", root.RoleAdd(ctx, "queue"))
+	must(t, "role grant queue", root.RoleGrant(ctx, "queue", "q/", client.PermRead))
+	must(t, "user grant alice queue", root.UserGrant(ctx, "alice", "queue"))
+	alice := dialAs(t, cl.Endpoints()[1:2], "alice", "alicepw")
+
+	st, err := root.Status(ctx)
+	must(t, "status", err)
+	from := st[0].Applied
+	_, err = root.Put(ctx, "rooms/a", []byte("x"), 0)
+	must(t, "root put rooms/a", err)
+	revoked := false
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	for ev, err := range alice.Watch(wctx, "rooms/", from, client.WatchHead("q/")) {
+		if revoked {
+			if err == nil {
+				t.Fatalf("after the revocation of read on q/, alice's watch delivered %s with head %+v; want PermissionDenied", ev.Record.Key, ev.Head)
+			}
+			wantDenied(t, "alice's watch with the head of q/ after the revocation", err, "alice", "q/")
+			return
+		}
+		must(t, "alice watch with the head of q/", err)
+		if ev.Head == nil || string(ev.Head.Value) != "secret" {
+			t.Fatalf("before the revocation: event %s with head %+v; want q/1", ev.Record.Key, ev.Head)
+		}
+		must(t, "revoke read on q/", root.RoleRevoke(ctx, "queue", "q/", client.PermRead))
+		revoked = true
+		_, err = root.Put(ctx, "rooms/b", []byte("y"), 0)
+		must(t, "root put rooms/b", err)
+	}
+	t.Fatal("the watch ended with no error after the revocation")
+}
+
 // Enabling auth with no user holding admin on every key is refused, with a
 // message that says what to do; nothing changes.
 func TestAuthEnableNeedsAnAdmin(t *testing.T) {

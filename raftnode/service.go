@@ -260,6 +260,12 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 					resp.Events = append(resp.Events, cmpxchg.EventToProto(e))
 				}
 				if h := r.GetHeadOf(); h != "" {
+					// Judged again by the auth state applied now, as the
+					// events are (readableEvents): a read revoked since
+					// the watch began ends it as a new one is refused.
+					if err := s.n.authorize(identity, cmpxchg.Read, "watch the head of", h); err != nil {
+						return toStatus(err)
+					}
 					// Read after the events were applied (apply commits a
 					// batch before the feed has its events), so the head
 					// reflects at least the last of them.
