@@ -101,9 +101,16 @@ func (c *Client) streamInterceptor(ctx context.Context, method string, req, repl
 			call.Authorization = v[0]
 		}
 	}
-	resp, err := cs.call(ctx, call)
+	resp, sent, err := cs.call(ctx, call)
 	if errors.Is(err, errNoCalls) || errors.Is(err, errOverStream) {
+		// Not run on the stream, whether sent there or not: the unary
+		// call alone says whether the attempt sent the request.
 		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	if sent {
+		if s, ok := ctx.Value(sentKey{}).(*atomic.Bool); ok {
+			s.Store(true)
+		}
 	}
 	if err != nil {
 		return err
@@ -129,33 +136,34 @@ func (c *Client) streamInterceptor(ctx context.Context, method string, req, repl
 
 // call sends req on the stream, opening one if none is open, and waits for
 // its answer or the end of ctx; an answer's status is returned as the
-// unary call's error.
-func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (*cxkvpb.CallResponse, error) {
+// unary call's error. sent reports whether req was handed to the stream:
+// one that was not cannot have run.
+func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (resp *cxkvpb.CallResponse, sent bool, err error) {
 	cs, err := s.stream(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	select {
 	case cs.slots <- struct{}{}:
 		defer func() { <-cs.slots }()
 	case <-ctx.Done():
-		return nil, status.FromContextError(ctx.Err()).Err() // not sent
+		return nil, false, status.FromContextError(ctx.Err()).Err() // not sent
 	}
 	if ctx.Err() != nil {
-		return nil, status.FromContextError(ctx.Err()).Err() // not sent
+		return nil, false, status.FromContextError(ctx.Err()).Err() // not sent
 	}
 	req.Id = s.nextID.Add(1)
 	if dl, ok := ctx.Deadline(); ok {
 		req.TimeoutUs = max(time.Until(dl).Microseconds(), 1)
 	}
 	if proto.Size(req) > cxkvpb.MaxMessageBytes {
-		return nil, errOverStream
+		return nil, false, errOverStream
 	}
 	ch := make(chan *cxkvpb.CallResponse, 1)
 	cs.mu.Lock()
 	if cs.err != nil {
 		cs.mu.Unlock()
-		return nil, cs.err // broke before this call was sent
+		return nil, false, cs.err // broke before this call was sent
 	}
 	cs.pending[req.Id] = ch
 	cs.mu.Unlock()
@@ -170,32 +178,28 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (*cxkvp
 	stop()
 	// Send fails only on a broken stream, without sending; its receiver
 	// fails every pending call with the stream's error, this one too.
-	if err == nil {
-		if sent, ok := ctx.Value(sentKey{}).(*atomic.Bool); ok {
-			sent.Store(true)
-		}
-	}
+	sent = err == nil
 	select {
 	case resp := <-ch:
 		if resp == nil {
 			cs.mu.Lock()
 			defer cs.mu.Unlock()
-			return nil, cs.err
+			return nil, sent, cs.err
 		}
 		if b := resp.GetStatus(); len(b) > 0 {
 			var st spb.Status
 			if err := proto.Unmarshal(b, &st); err != nil {
-				return nil, status.Errorf(codes.Internal, "cxkv: a call's error did not decode: %v", err)
+				return nil, sent, status.Errorf(codes.Internal, "cxkv: a call's error did not decode: %v", err)
 			}
-			return nil, status.FromProto(&st).Err()
+			return nil, sent, status.FromProto(&st).Err()
 		}
-		return resp, nil
+		return resp, sent, nil
 	case <-ctx.Done():
 		cs.mu.Lock()
 		_, waiting := cs.pending[req.Id]
 		delete(cs.pending, req.Id)
 		cs.mu.Unlock()
-		if waiting && err == nil && cs.sendMu.TryLock() {
+		if waiting && sent && cs.sendMu.TryLock() {
 			// The member ends the call as it would a cancelled unary call;
 			// the stream goes on. Another call sending: the call ends by
 			// its timeout on the member instead. A cancel the member does
@@ -205,7 +209,7 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (*cxkvp
 			t.Stop()
 			cs.sendMu.Unlock()
 		}
-		return nil, status.FromContextError(ctx.Err()).Err()
+		return nil, sent, status.FromContextError(ctx.Err()).Err()
 	}
 }
 

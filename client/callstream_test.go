@@ -11,8 +11,10 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/client"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // proxy serves the KV calls the SDK makes by passing them to a member
@@ -231,5 +233,140 @@ func TestWriteInFlightAtCloseIsOutcomeUnknown(t *testing.T) {
 	err := <-done
 	if !errors.Is(err, client.ErrOutcomeUnknown) || !errors.Is(err, client.ErrClosed) {
 		t.Fatalf("put applied, its client closed before the answer: %v; want ErrOutcomeUnknown wrapping ErrClosed", err)
+	}
+}
+
+// stallMember is a fake member that serves the Calls stream and can stop
+// reading it, as a member at its bound or a stopped process does. It
+// answers every write at once, as applied; it holds every Get until the
+// test answers them (answerGets) or a cancel names it; after reading
+// stopAfter calls it reads nothing more until resumed is closed. Served
+// with stallWindows, a stream it does not read holds the SDK's sends back
+// after 64 KiB. With refuse set it reads one call and then answers the
+// stream Unimplemented, as a member without Calls, the call surely sent.
+type stallMember struct {
+	cxkvrpc.UnimplementedKVServer
+	stopAfter int
+	resumed   chan struct{}
+	refuse    bool
+
+	mu      sync.Mutex
+	streams int // Calls streams opened
+	read    int // calls read, cancels aside
+	writes  int
+	held    map[uint64]chan<- *cxkvpb.CallResponse // a held Get's id: its stream's answers
+	maxHeld int
+}
+
+// stallWindows are serveKV's options for a stallMember: static 64 KiB
+// flow-control windows, so what a client may send unread is bounded.
+var stallWindows = []grpc.ServerOption{grpc.StaticStreamWindowSize(64 << 10), grpc.StaticConnWindowSize(64 << 10)}
+
+func (m *stallMember) Calls(stream cxkvrpc.KV_CallsServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	out := make(chan *cxkvpb.CallResponse, 2*cxkvpb.MaxCallsInFlight)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // one Send at a time
+		defer wg.Done()
+		for {
+			select {
+			case a := <-out:
+				if stream.Send(a) != nil {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+	m.mu.Lock()
+	m.streams++
+	m.mu.Unlock()
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		if m.refuse {
+			return status.Error(codes.Unimplemented, "this member does not serve Calls")
+		}
+		id := req.GetId()
+		header := &cxkvpb.Header{MemberId: 1, LeaderId: 1, Term: 2}
+		m.mu.Lock()
+		switch {
+		case req.GetCancel():
+			if ch, ok := m.held[id]; ok {
+				delete(m.held, id)
+				st, _ := proto.Marshal(status.New(codes.Canceled, "cancelled by the client").Proto())
+				ch <- &cxkvpb.CallResponse{Id: id, Status: st}
+			}
+			m.mu.Unlock()
+			continue
+		case req.GetGet() != nil:
+			if m.held == nil {
+				m.held = map[uint64]chan<- *cxkvpb.CallResponse{}
+			}
+			m.held[id] = out
+			m.maxHeld = max(m.maxHeld, len(m.held))
+		case req.GetTxn() != nil:
+			m.writes++
+			out <- &cxkvpb.CallResponse{Id: id, Op: &cxkvpb.CallResponse_Txn{Txn: &cxkvpb.TxnResponse{Header: header, Successful: true}}}
+		case req.GetPut() != nil:
+			m.writes++
+			rec := &cxkvpb.Record{Key: req.GetPut().GetKey(), Index: 1}
+			out <- &cxkvpb.CallResponse{Id: id, Op: &cxkvpb.CallResponse_Put{Put: &cxkvpb.PutResponse{Header: header, Successful: true, Record: rec}}}
+		}
+		m.read++
+		stop := m.read == m.stopAfter
+		m.mu.Unlock()
+		if stop {
+			select {
+			case <-m.resumed:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// answerGets answers every Get held: the key is absent.
+func (m *stallMember) answerGets() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, ch := range m.held {
+		ch <- &cxkvpb.CallResponse{Id: id, Op: &cxkvpb.CallResponse_Get{Get: &cxkvpb.GetResponse{Header: &cxkvpb.Header{MemberId: 1, LeaderId: 1, Term: 2}}}}
+	}
+	clear(m.held)
+}
+
+func (m *stallMember) counts() (streams, read, writes, held, maxHeld int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.streams, m.read, m.writes, len(m.held), m.maxHeld
+}
+
+// A call the member answered Unimplemented for on the stream, after
+// reading it, did not run: the unary call it falls back to decides alone
+// whether the attempt sent its write, so one that fails before sending is
+// not taken for a write that may have applied.
+func TestUnaryFallbackIsNotSentByTheStreamsAttempt(t *testing.T) {
+	m := &stallMember{refuse: true}
+	c := dial(t, []string{serveKV(t, m)})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	refused := status.Error(codes.Unavailable, "connection refused: not sent")
+	var unary int
+	sent, err := client.StreamedPut(c, ctx, &cxkvpb.PutRequest{Key: "k", Value: []byte("v")}, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+		unary++
+		return refused
+	})
+	if unary != 1 || !errors.Is(err, refused) {
+		t.Fatalf("put on a stream the member refused: %d unary calls, %v; want the one unary call's error", unary, err)
+	}
+	if sent {
+		t.Errorf("put on a stream the member refused after reading it, its unary call not sent: counted as sent; want not sent")
 	}
 }

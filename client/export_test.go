@@ -1,9 +1,26 @@
 package client
 
+import (
+	"context"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
+	"github.com/cxkv/cxkv/api/cxkvrpc"
+	"google.golang.org/grpc"
+)
+
 // SetListPageSize makes List fetch n records a page, so tests can cross
 // page boundaries with few keys. It returns the function that restores it.
 func SetListPageSize(n int) (restore func()) {
 	old := listPageSize
 	listPageSize = n
 	return func() { listPageSize = old }
+}
+
+// StreamedPut makes req's attempt on c's first member connection through
+// the innermost interceptor, the Calls stream's, with invoke standing in for
+// the unary call it falls back to; sent is what the attempt counts as sent.
+func StreamedPut(c *Client, ctx context.Context, req *cxkvpb.PutRequest, invoke grpc.UnaryInvoker) (sent bool, err error) {
+	ctx, s := probeSend(ctx)
+	err = c.streamInterceptor(ctx, cxkvrpc.KV_Put_FullMethodName, req, new(cxkvpb.PutResponse), c.endpoints[0].conn, invoke)
+	return s.Load(), err
 }
