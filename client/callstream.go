@@ -41,16 +41,27 @@ type callStreams struct {
 }
 
 // callStream is one Calls stream and the calls waiting on it.
+//
+// A call holds one of slots from before it is sent until the member's
+// answer to it arrives or the stream ends, even if its caller stopped
+// waiting: so the member never has more than cxkvpb.MaxCallsInFlight of the
+// stream's calls unanswered, never stops reading for want of room (it reads
+// cancels at its bound too), and a cancel is never stuck behind calls it
+// has not read. Sending takes turn, which a call waits for under its own
+// context: a gRPC stream takes one Send at a time, and a call that gives up
+// before its turn came was not sent and leaves the stream alone.
 type callStream struct {
 	ready   chan struct{} // closed once the stream opened or failed to
 	openErr error
 	stream  cxkvrpc.KV_CallsClient
 	cancel  context.CancelFunc // breaks the stream
-	sendMu  sync.Mutex         // a gRPC stream takes one Send at a time
-	slots   chan struct{}      // one per call in flight: cxkvpb.MaxCallsInFlight
+	turn    chan struct{}      // held (full) while a call or the cancels are sent
+	slots   chan struct{}      // one per call the member may hold: cxkvpb.MaxCallsInFlight
+	kick    chan struct{}      // cancels were queued
 	mu      sync.Mutex
-	pending map[uint64]chan *cxkvpb.CallResponse
-	err     error // set once the stream broke; pending is then nil
+	pending map[uint64]chan *cxkvpb.CallResponse // by call id, from before its send until its answer
+	cancels []uint64                             // calls sent whose callers gave up, to cancel
+	err     error                                // set once the stream broke; pending is then nil
 }
 
 // errNoCalls: the member does not implement Calls; the call was not run.
@@ -145,46 +156,62 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (resp *
 	}
 	select {
 	case cs.slots <- struct{}{}:
-		defer func() { <-cs.slots }()
 	case <-ctx.Done():
-		return nil, false, status.FromContextError(ctx.Err()).Err() // not sent
-	}
-	if ctx.Err() != nil {
-		return nil, false, status.FromContextError(ctx.Err()).Err() // not sent
+		return nil, false, status.FromContextError(ctx.Err()).Err()
 	}
 	req.Id = s.nextID.Add(1)
 	if dl, ok := ctx.Deadline(); ok {
+		// Set again once sent: the time left only shrinks, and the size
+		// with it.
 		req.TimeoutUs = max(time.Until(dl).Microseconds(), 1)
 	}
 	if proto.Size(req) > cxkvpb.MaxMessageBytes {
+		<-cs.slots
 		return nil, false, errOverStream
 	}
 	ch := make(chan *cxkvpb.CallResponse, 1)
 	cs.mu.Lock()
 	if cs.err != nil {
 		cs.mu.Unlock()
+		<-cs.slots
 		return nil, false, cs.err // broke before this call was sent
 	}
 	cs.pending[req.Id] = ch
 	cs.mu.Unlock()
+	select {
+	case cs.turn <- struct{}{}:
+	case <-ctx.Done():
+		cs.forget(req.Id)
+		return nil, false, status.FromContextError(ctx.Err()).Err()
+	case resp := <-ch:
+		if resp == nil {
+			return nil, false, cs.brokenErr() // broke before this call was sent
+		}
+		return nil, false, status.Errorf(codes.Internal, "cxkv: the member answered call %d on the Calls stream before it was sent", req.Id)
+	}
+	if ctx.Err() != nil {
+		<-cs.turn
+		cs.forget(req.Id)
+		return nil, false, status.FromContextError(ctx.Err()).Err()
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		req.TimeoutUs = max(time.Until(dl).Microseconds(), 1)
+	}
 	// Send blocks while the member's flow-control window is full, that is
-	// while it reads nothing: a send the call's end overtakes (its own, or
-	// one it waits behind) breaks the stream, so no call outlives its
-	// context waiting on it.
+	// while it reads nothing: a send its call's end overtakes breaks the
+	// stream, so no call outlives its context on it. The calls waiting for
+	// their turn meanwhile give up alone.
 	stop := context.AfterFunc(ctx, cs.cancel)
-	cs.sendMu.Lock()
 	err = cs.stream.Send(req)
-	cs.sendMu.Unlock()
 	stop()
+	<-cs.turn
 	// Send fails only on a broken stream, without sending; its receiver
 	// fails every pending call with the stream's error, this one too.
 	sent = err == nil
 	select {
 	case resp := <-ch:
 		if resp == nil {
-			cs.mu.Lock()
-			defer cs.mu.Unlock()
-			return nil, sent, cs.err
+			return nil, sent, cs.brokenErr()
 		}
 		if b := resp.GetStatus(); len(b) > 0 {
 			var st spb.Status
@@ -195,21 +222,82 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (resp *
 		}
 		return resp, sent, nil
 	case <-ctx.Done():
-		cs.mu.Lock()
-		_, waiting := cs.pending[req.Id]
-		delete(cs.pending, req.Id)
-		cs.mu.Unlock()
-		if waiting && sent && cs.sendMu.TryLock() {
-			// The member ends the call as it would a cancelled unary call;
-			// the stream goes on. Another call sending: the call ends by
-			// its timeout on the member instead. A cancel the member does
-			// not take within DialTimeout breaks the stream, as above.
-			t := time.AfterFunc(s.c.cfg.DialTimeout, cs.cancel)
-			cs.stream.Send(&cxkvpb.CallRequest{Id: req.Id, Op: &cxkvpb.CallRequest_Cancel{Cancel: true}})
-			t.Stop()
-			cs.sendMu.Unlock()
+		if sent {
+			cs.abandon(req.Id)
+		} else {
+			cs.forget(req.Id)
 		}
 		return nil, sent, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// brokenErr is the error the stream broke with.
+func (cs *callStream) brokenErr() error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.err
+}
+
+// forget drops a call that was not sent, and its slot.
+func (cs *callStream) forget(id uint64) {
+	cs.mu.Lock()
+	_, ok := cs.pending[id]
+	delete(cs.pending, id)
+	cs.mu.Unlock()
+	if ok {
+		<-cs.slots
+	}
+}
+
+// abandon leaves a sent call whose caller gave up to its answer, which
+// frees its slot, and has the member end it as it would a cancelled unary
+// call: the stream goes on.
+func (cs *callStream) abandon(id uint64) {
+	cs.mu.Lock()
+	if _, ok := cs.pending[id]; ok {
+		cs.cancels = append(cs.cancels, id)
+	}
+	cs.mu.Unlock()
+	select {
+	case cs.kick <- struct{}{}:
+	default:
+	}
+}
+
+// sendCancels sends the cancels abandon queues, each in the stream's next
+// turn to send, until ctx (the stream's) ends. A cancel the member does
+// not take within DialTimeout means it stopped reading: that breaks the
+// stream, as a call's send does that its context overtakes.
+func (s *callStreams) sendCancels(ctx context.Context, cs *callStream) {
+	for {
+		select {
+		case <-cs.kick:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case cs.turn <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		cs.mu.Lock()
+		ids := cs.cancels
+		cs.cancels = nil
+		cs.mu.Unlock()
+		t := time.AfterFunc(s.c.cfg.DialTimeout, cs.cancel)
+		for _, id := range ids {
+			cs.mu.Lock()
+			_, waiting := cs.pending[id]
+			cs.mu.Unlock()
+			if !waiting {
+				continue // answered meanwhile
+			}
+			if cs.stream.Send(&cxkvpb.CallRequest{Id: id, Op: &cxkvpb.CallRequest_Cancel{Cancel: true}}) != nil {
+				break
+			}
+		}
+		t.Stop()
+		<-cs.turn
 	}
 }
 
@@ -227,7 +315,13 @@ func (s *callStreams) stream(ctx context.Context) (*callStream, error) {
 			s.mu.Unlock()
 			return nil, ErrClosed
 		}
-		cs = &callStream{ready: make(chan struct{}), slots: make(chan struct{}, cxkvpb.MaxCallsInFlight), pending: map[uint64]chan *cxkvpb.CallResponse{}}
+		cs = &callStream{
+			ready:   make(chan struct{}),
+			turn:    make(chan struct{}, 1),
+			slots:   make(chan struct{}, cxkvpb.MaxCallsInFlight),
+			kick:    make(chan struct{}, 1),
+			pending: map[uint64]chan *cxkvpb.CallResponse{},
+		}
 		s.cur = cs
 		s.c.bg.Add(1)
 		s.c.mu.Unlock()
@@ -265,6 +359,9 @@ func (s *callStreams) run(cs *callStream) {
 		return
 	}
 	close(cs.ready)
+	var cancels sync.WaitGroup
+	cancels.Go(func() { s.sendCancels(ctx, cs) })
+	defer cancels.Wait()
 	var err error
 	for {
 		resp, rerr := cs.stream.Recv()
@@ -272,11 +369,13 @@ func (s *callStreams) run(cs *callStream) {
 			err = rerr
 			break
 		}
+		// An answer to no call waiting (one answered already) is dropped.
 		cs.mu.Lock()
-		ch := cs.pending[resp.GetId()]
+		ch, ok := cs.pending[resp.GetId()]
 		delete(cs.pending, resp.GetId())
 		cs.mu.Unlock()
-		if ch != nil {
+		if ok {
+			<-cs.slots
 			ch <- resp
 		}
 	}
@@ -294,8 +393,10 @@ func (s *callStreams) run(cs *callStream) {
 	cs.pending = nil
 	cs.mu.Unlock()
 	for _, ch := range pending {
+		<-cs.slots
 		ch <- nil
 	}
+	cancel()
 }
 
 // drop forgets cs as the connection's stream: the next call opens another.

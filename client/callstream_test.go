@@ -3,6 +3,8 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,8 +13,10 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/client"
+	"github.com/cxkv/cxkv/raftnode/raftnodetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -346,6 +350,163 @@ func (m *stallMember) counts() (streams, read, writes, held, maxHeld int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.streams, m.read, m.writes, len(m.held), m.maxHeld
+}
+
+// streamSends is a client stats handler counting the messages handed to
+// the connection's Calls streams.
+type streamSends struct{ n atomic.Int64 }
+
+type callsRPC struct{}
+
+func (s *streamSends) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, callsRPC{}, info.FullMethodName == cxkvrpc.KV_Calls_FullMethodName)
+}
+
+func (s *streamSends) HandleRPC(ctx context.Context, st stats.RPCStats) {
+	if _, ok := st.(*stats.OutPayload); ok && ctx.Value(callsRPC{}) == true {
+		s.n.Add(1)
+	}
+}
+
+func (*streamSends) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (*streamSends) HandleConn(context.Context, stats.ConnStats)                       {}
+
+// stallSends dials m (served with stallWindows) and leaves a call blocked
+// in its send on the Calls stream, the stream's turn to send held: m must
+// stop reading after the calls already made on c (made counts their
+// messages). It sends a 1 MiB Get, which the stream takes whole though the
+// member reads none of it, then another, which waits for the first to be
+// written. Both are answered once m resumes and answers its Gets.
+func stallSends(t *testing.T, ctx context.Context, c *client.Client, sends *streamSends, made int64) (bigs chan error) {
+	t.Helper()
+	bigs = make(chan error, 2)
+	get := func(key string) {
+		go func() {
+			_, err := c.Get(ctx, key)
+			bigs <- err
+		}()
+	}
+	get(strings.Repeat("a", 1<<20))
+	raftnodetest.Eventually(t, 10*time.Second, "the first 1 MiB get handed to the stream", func() bool {
+		return sends.n.Load() == made+1 && !client.SendTurnHeld(c)
+	})
+	get(strings.Repeat("b", 1<<20))
+	raftnodetest.Eventually(t, 10*time.Second, "the second 1 MiB get sending", func() bool { return client.SendTurnHeld(c) })
+	return bigs
+}
+
+// dialStalled is a Client on m alone whose stream sends are counted; its
+// attempts and cancels wait a minute, so only the caller's context ends a
+// call.
+func dialStalled(t *testing.T, m *stallMember) (*client.Client, *streamSends) {
+	t.Helper()
+	sends := &streamSends{}
+	c, err := client.New(client.Config{
+		Endpoints:      []string{serveKV(t, m, stallWindows...)},
+		RequestTimeout: time.Minute, DialTimeout: time.Minute,
+		DialOptions: []grpc.DialOption{grpc.WithStatsHandler(sends)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, sends
+}
+
+// A call whose context ends while it waits for its turn to send, behind
+// another call's send that the member does not read, gives up alone: it
+// was not sent, so it did not apply, and the stream and the calls on it go
+// on.
+func TestCallGivingUpWhileAnotherSendsLeavesTheStream(t *testing.T) {
+	m := &stallMember{stopAfter: 2, resumed: make(chan struct{})}
+	c, sends := dialStalled(t, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The first write opens the stream and the write session (a Txn): the
+	// member reads those two calls and stops.
+	if _, err := c.Put(ctx, "w", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	bigs := stallSends(t, ctx, c, sends, 2)
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err := c.Put(short, "c", []byte("v"), 0)
+	cancelShort()
+	if status.Code(err) != codes.DeadlineExceeded || errors.Is(err, client.ErrOutcomeUnknown) {
+		t.Errorf("put whose deadline passed while it waited to send: %v; want DeadlineExceeded, not applied", err)
+	}
+	close(m.resumed)
+	raftnodetest.Eventually(t, 10*time.Second, "the member holding the two gets", func() bool {
+		_, _, _, held, _ := m.counts()
+		return held == 2
+	})
+	m.answerGets()
+	for range 2 {
+		if err := <-bigs; err != nil {
+			t.Errorf("1 MiB get: %v", err)
+		}
+	}
+	if streams, read, writes, _, _ := m.counts(); streams != 1 || read != 4 || writes != 2 {
+		t.Errorf("the member saw %d Calls streams, %d calls, %d writes; want the stream unbroken: 1 stream, 4 calls (txn, put, the 2 gets), 2 writes (the put that gave up not sent)", streams, read, writes)
+	}
+}
+
+// A call that gives up after it was sent keeps its place among the calls
+// the stream has in flight until the member answers it, and its cancel is
+// sent once the call sending before it is done: the member never holds more
+// than cxkvpb.MaxCallsInFlight calls of the stream, so it never stops
+// reading with a cancel behind calls it has not read.
+func TestCallGivingUpWhileAnotherSendsKeepsTheBound(t *testing.T) {
+	const held = cxkvpb.MaxCallsInFlight - 2 // the 2 big gets take the rest
+	m := &stallMember{stopAfter: held, resumed: make(chan struct{})}
+	c, sends := dialStalled(t, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	xctx, cancelX := context.WithCancel(ctx)
+	defer cancelX()
+	done := make(chan error, held+1)
+	get := func(ctx context.Context, key string) {
+		go func() {
+			_, err := c.Get(ctx, key)
+			done <- err
+		}()
+	}
+	get(xctx, "x")
+	for i := range held - 1 {
+		get(ctx, fmt.Sprint(i))
+	}
+	raftnodetest.Eventually(t, 10*time.Second, "the member holding the first gets", func() bool {
+		_, read, _, _, _ := m.counts()
+		return read == held
+	})
+	bigs := stallSends(t, ctx, c, sends, held)
+	cancelX()
+	get(ctx, "y") // after x, in the place x gave up
+	close(m.resumed)
+	raftnodetest.Eventually(t, 10*time.Second, "the member reading the get after x", func() bool {
+		_, read, _, _, _ := m.counts()
+		return read == held+3
+	})
+	_, _, _, _, maxHeld := m.counts()
+	m.answerGets()
+	canceled := 0
+	for range held + 1 {
+		if err := <-done; status.Code(err) == codes.Canceled {
+			canceled++
+		} else if err != nil {
+			t.Errorf("get: %v", err)
+		}
+	}
+	for range 2 {
+		if err := <-bigs; err != nil {
+			t.Errorf("1 MiB get: %v", err)
+		}
+	}
+	if canceled != 1 {
+		t.Errorf("%d gets ended Canceled; want x's", canceled)
+	}
+	if maxHeld > cxkvpb.MaxCallsInFlight {
+		t.Errorf("the member held %d calls of the stream at once; the bound is %d", maxHeld, cxkvpb.MaxCallsInFlight)
+	}
 }
 
 // A call the member answered Unimplemented for on the stream, after

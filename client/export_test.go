@@ -16,6 +16,24 @@ func SetListPageSize(n int) (restore func()) {
 	return func() { listPageSize = old }
 }
 
+// SendTurnHeld reports whether a call (or a cancel) is sending on the
+// Calls stream of c's first member connection.
+func SendTurnHeld(c *Client) bool {
+	s := c.endpoints[0].calls
+	s.mu.Lock()
+	cs := s.cur
+	s.mu.Unlock()
+	if cs == nil {
+		return false
+	}
+	select {
+	case <-cs.ready:
+	default:
+		return false
+	}
+	return len(cs.turn) == 1
+}
+
 // StreamedPut makes req's attempt on c's first member connection through
 // the innermost interceptor, the Calls stream's, with invoke standing in for
 // the unary call it falls back to; sent is what the attempt counts as sent.
