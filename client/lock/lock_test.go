@@ -198,7 +198,11 @@ func TestForceReleasedHolderIsLost(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			_, c := start(t)
 			ctx := context.Background()
-			ttl := 600 * time.Millisecond
+			// The TTL bounds the cluster's write latency (see
+			// TestRenewalKeepsLock): with 600 ms, a's lease ran out under
+			// -race on a loaded machine before its first guarded put.
+			// Lost's promptness is TestForceReleaseIsNoticedAtOnce's.
+			ttl := 2 * time.Second
 			a := lock.NewProcessMonitor(c, lock.Options{TTL: ttl, Mode: mode, Name: "a"})
 			b := lock.NewProcessMonitor(c, lock.Options{TTL: ttl, Mode: mode, Name: "b"})
 			la, err := a.Lock(ctx, "fr")
