@@ -63,7 +63,8 @@ type Event struct {
 	// prefix with the lowest CreateIndex (the lowest key among equals; Index
 	// 0 if there is none), as the answering member's state stood when it
 	// sent the event, which includes the event itself. It is nil without the
-	// option, and from a member older than it.
+	// option, from a member older than it, and on the events of one index
+	// that fill a message alone (a session's end): then read instead.
 	Head *Record
 }
 

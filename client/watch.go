@@ -127,7 +127,8 @@ type WatchOption func(*cxkvpb.WatchRequest)
 // waiter watching its predecessor asks it of its queue, so the event that
 // wakes it says whether it is first now, with no read after it. It needs
 // read on every key under prefix. A member older than the option ignores
-// it: its events carry no Head. An empty prefix asks for nothing.
+// it: its events carry no Head; nor do the events of one index that fill a
+// message alone (a session's end). An empty prefix asks for nothing.
 func WatchHead(prefix string) WatchOption {
 	return func(r *cxkvpb.WatchRequest) { r.HeadOf = prefix }
 }

@@ -19,7 +19,7 @@ const (
 	// MaxSessionBytes bounds the attached keys' AnswerBytes (key + value +
 	// 64 each), so that the session's end, its own record included, fits
 	// one answer: a watcher receives one index's events in one message.
-	MaxSessionBytes = MaxAnswerBytes - (MaxValueBytesLimit + MaxKeyBytes + 64)
+	MaxSessionBytes = MaxAnswerBytes - MaxRecordBytes
 )
 
 // validateAttach checks a put's session: its key must be a valid key, and a

@@ -43,6 +43,9 @@ type Limits struct {
 const (
 	// MaxValueBytesLimit bounds a value: a record must fit in one answer.
 	MaxValueBytesLimit = 1 << 20
+	// MaxRecordBytes is the largest record's answer bytes (key, value and
+	// kv's 64 of framing, kv.Record.AnswerBytes).
+	MaxRecordBytes = MaxKeyBytes + MaxValueBytesLimit + 64
 	// MaxTxnOpsLimit is what the store can hold at one log index: each op
 	// leaves at most one event.
 	MaxTxnOpsLimit = kv.MaxEventsPerIndex

@@ -10,6 +10,7 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/cmpxchg"
 	"github.com/cxkv/cxkv/kv"
+	"google.golang.org/protobuf/proto"
 )
 
 // progressInterval is the least time between two progress notices on one
@@ -216,6 +217,12 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 			return toStatus(err)
 		}
 	}
+	// A head rides in the events' message: their page leaves room for the
+	// largest record.
+	eventBytes := cmpxchg.MaxAnswerBytes
+	if r.GetHeadOf() != "" {
+		eventBytes -= cmpxchg.MaxRecordBytes
+	}
 	defer s.n.metrics.watchOpened()()
 	// Registered before the first scan: an event appended before this is
 	// found by the scan, one appended after rings.
@@ -238,7 +245,7 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 			}
 		}
 		if scan {
-			evs, err := s.events(r.GetPrefix(), from)
+			evs, err := s.events(r.GetPrefix(), from, eventBytes)
 			if err != nil {
 				return err
 			}
@@ -277,6 +284,13 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 						head.Key = h
 					}
 					resp.Head = cmpxchg.RecordToProto(head)
+					if proto.Size(resp) > cxkvpb.MaxMessageBytes {
+						// One index's events fill the message alone (a
+						// page never splits an index): they go without
+						// a head, which the client takes as not told,
+						// as from a member older than head_of.
+						resp.Head = nil
+					}
 				}
 				if err := stream.Send(resp); err != nil {
 					return err
@@ -322,12 +336,12 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 
 // events returns the next events under prefix after from: from the
 // in-memory feed when it reaches back that far, else from the store.
-func (s *kvService) events(prefix string, from uint64) ([]kv.Event, error) {
+func (s *kvService) events(prefix string, from uint64, maxBytes int) ([]kv.Event, error) {
 	const page = 1000
-	if evs, ok := s.n.feed.since(prefix, from, page, cmpxchg.MaxAnswerBytes); ok {
+	if evs, ok := s.n.feed.since(prefix, from, page, maxBytes); ok {
 		return evs, nil
 	}
-	evs, err := s.n.store.Events(prefix, from, page, cmpxchg.MaxAnswerBytes)
+	evs, err := s.n.store.Events(prefix, from, page, maxBytes)
 	if err != nil {
 		return nil, toStatus(err)
 	}

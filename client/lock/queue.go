@@ -128,7 +128,7 @@ func (l *Lock) waitTurn(ctx context.Context, wait bool) error {
 			return err
 		}
 		switch {
-		case first == nil: // not told (an older member): read the queue
+		case first == nil: // not told (an older member, or no room): read the queue
 		case first.Key == l.key && first.CreateIndex == l.token:
 			return nil
 		case !first.Exists():
