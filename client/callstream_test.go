@@ -531,3 +531,31 @@ func TestUnaryFallbackIsNotSentByTheStreamsAttempt(t *testing.T) {
 		t.Errorf("put on a stream the member refused after reading it, its unary call not sent: counted as sent; want not sent")
 	}
 }
+
+// A write waiting for its turn to send when its Client closes was not
+// sent: it ends with ErrClosed, not as a write that may have applied, and
+// the stream's goroutines end with the Client.
+func TestWriteWaitingToSendAtCloseIsNotApplied(t *testing.T) {
+	m := &stallMember{stopAfter: 2, resumed: make(chan struct{})}
+	defer close(m.resumed)
+	c, sends := dialStalled(t, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Put(ctx, "w", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	bigs := stallSends(t, ctx, c, sends, 2)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Put(ctx, "c", []byte("v"), 0)
+		done <- err
+	}()
+	raftnodetest.Eventually(t, 10*time.Second, "the put waiting to send", func() bool { return client.CallsPending(c) == 3 })
+	c.Close()
+	if err := <-done; !errors.Is(err, client.ErrClosed) || errors.Is(err, client.ErrOutcomeUnknown) {
+		t.Errorf("put waiting to send when its client closed: %v; want ErrClosed, not applied", err)
+	}
+	for range 2 {
+		<-bigs
+	}
+}

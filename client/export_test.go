@@ -42,3 +42,18 @@ func StreamedPut(c *Client, ctx context.Context, req *cxkvpb.PutRequest, invoke 
 	err = c.streamInterceptor(ctx, cxkvrpc.KV_Put_FullMethodName, req, new(cxkvpb.PutResponse), c.endpoints[0].conn, invoke)
 	return s.Load(), err
 }
+
+// CallsPending is the number of calls on the Calls stream of c's first
+// member connection that are waiting to send or for their answer.
+func CallsPending(c *Client) int {
+	s := c.endpoints[0].calls
+	s.mu.Lock()
+	cs := s.cur
+	s.mu.Unlock()
+	if cs == nil {
+		return 0
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.pending)
+}
