@@ -216,7 +216,9 @@ func TestSnapshotInstallForgetsTheFloors(t *testing.T) {
 
 // Concurrent proposals share fsyncs: the point of the Ready loop.
 func TestConcurrentWritesShareFsyncs(t *testing.T) {
-	c := raftnodetest.Start(t, 3)
+	// 200 writes at once stall a loaded machine's Ready loop past the
+	// harness's 100 ms election timeout; a leader change drops them.
+	c := raftnodetest.Start(t, 3, patientElections)
 	lead := c.WaitLeader()
 	syncs0, _ := c.Members[lead].Metrics()
 	const n = 200
