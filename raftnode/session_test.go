@@ -95,8 +95,13 @@ func TestSessionExpiryDeletesAttachedKeysInOneEntryOnEveryMember(t *testing.T) {
 	// loaded machine can take seconds over), then a renewal gives it a
 	// short TTL: a renewal keeps what is attached.
 	openSession(t, kv, "short", time.Hour, "att/", n)
-	if _, err := kv.Put(ctx, &cxkvpb.PutRequest{Key: cxkvpb.SessionKey("short"), Value: []byte("owner"), TtlMs: 500}); err != nil {
-		t.Fatalf("renew session short with a short TTL: %v", err)
+	sk, err := kv.Get(ctx, &cxkvpb.GetRequest{Key: cxkvpb.SessionKey("short")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	renew := &cxkvpb.PutRequest{Key: cxkvpb.SessionKey("short"), Value: []byte("owner"), TtlMs: 500, ExpectIndex: sk.GetRecord().GetIndex()}
+	if r, err := kv.Put(ctx, renew); err != nil || !r.GetSuccessful() {
+		t.Fatalf("renew session short with a short TTL: %v, %v", r, err)
 	}
 
 	for m := range 3 {
