@@ -21,3 +21,11 @@ func SetCensusEvery(d time.Duration) func() {
 // ReportLeaderGone hands the member's Ready loop what its transport reports
 // when the stream to peer broke and peer's port refused a connection.
 func (n *Node) ReportLeaderGone(peer uint64) { n.reportLeaderGone(peer) }
+
+// SetStopFlushGrace sets how long Stop lets its answers flush before it cuts
+// the connections, and returns what restores it.
+func SetStopFlushGrace(d time.Duration) (restore func()) {
+	old := stopFlushGrace
+	stopFlushGrace = d
+	return func() { stopFlushGrace = old }
+}

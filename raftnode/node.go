@@ -247,6 +247,12 @@ func (n *Node) Status() Status {
 	return Status{ID: n.cfg.ID, Role: "follower"}
 }
 
+// stopFlushGrace is how long Stop lets the answers it ended (a watch's
+// Unavailable naming the leader, calls refused as stopping) flush before
+// it cuts every connection. Incoming peer and Calls streams keep gRPC's
+// graceful stop from finishing, so every Stop waits this long.
+var stopFlushGrace = 100 * time.Millisecond
+
 // Stop shuts the member down: no new requests, the Ready loop and transport
 // stopped, the database closed. It leaves no goroutine behind.
 func (n *Node) Stop() error {
@@ -261,7 +267,7 @@ func (n *Node) Stop() error {
 		// flush, then cut what is left.
 		select {
 		case <-stopped:
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(stopFlushGrace):
 			n.server.Stop()
 			<-stopped
 		}
