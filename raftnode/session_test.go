@@ -48,7 +48,9 @@ func openSession(t *testing.T, kv cxkvrpc.KVClient, id string, ttl time.Duration
 // member's own state holds none of them, while keys of another session and
 // unattached keys stay.
 func TestSessionExpiryDeletesAttachedKeysInOneEntryOnEveryMember(t *testing.T) {
-	c := raftnodetest.Start(t, 3)
+	// The session's keys are attached by 21 writes: a leader change
+	// among them refuses one, so elections wait out a loaded machine.
+	c := raftnodetest.Start(t, 3, patientElections)
 	lead := c.WaitLeader()
 	kv := c.Client(lead)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
