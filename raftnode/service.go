@@ -327,11 +327,27 @@ func (s *kvService) Watch(r *cxkvpb.WatchRequest, stream cxkvrpc.KV_WatchServer)
 		case <-s.n.feed.ticked():
 			scan = false
 		case <-ctx.Done():
-			return nil
+			// Stop ends ctx too (the interceptor ties it to the member's
+			// life), and select picks either of two ready cases: a stop
+			// must still end the watch as one, not as the watcher's
+			// cancel, or the watcher learns neither where to resume nor
+			// which member leads.
+			select {
+			case <-s.n.stopc:
+				return s.stopping(from)
+			default:
+				return nil
+			}
 		case <-s.n.stopc:
-			return toStatus(fmt.Errorf("%w; resume the watch on another member from index %d", errStopping, from))
+			return s.stopping(from)
 		}
 	}
+}
+
+// stopping is how a watch on a stopping member ends: Unavailable, naming
+// the leader (toStatus) and the index to resume from.
+func (s *kvService) stopping(from uint64) error {
+	return toStatus(fmt.Errorf("%w; resume the watch on another member from index %d", errStopping, from))
 }
 
 // events returns the next events under prefix after from: from the
