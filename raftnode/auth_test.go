@@ -78,7 +78,8 @@ func TestScriptsOnLiveClusterWithAuth(t *testing.T) {
 func TestScriptsOnLiveClusterWithTLSAndAuth(t *testing.T) {
 	cmpxchgtest.RunScripts(t, "../testdata/cmpxchg", func(t *testing.T) cmpxchgtest.Target {
 		pki := raftnodetest.NewPKI(t)
-		cl := raftnodetest.Start(t, 3, pki.Option())
+		// In the race pass too: elections as patient as the stream suites'.
+		cl := raftnodetest.Start(t, 3, pki.Option(), patientElections)
 		cl.UseClientTLS(pki.ClientTLS("root"))
 		c := &clusterTarget{c: cl}
 		enableAuth(t, c)
