@@ -45,7 +45,9 @@ func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
 	var (
 		mu       sync.Mutex
 		inFlight = map[uint64]context.CancelFunc{}
-		calls    sync.WaitGroup
+		closed   bool           // under mu: no call is taken any more
+		taken    sync.WaitGroup // the calls taken and not yet answered
+		running  sync.WaitGroup // the workers
 		workers  int
 	)
 	answers := make(chan *cxkvpb.CallResponse, cxkvpb.MaxCallsInFlight)
@@ -60,76 +62,114 @@ func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
 		c.cancel()
 		answers <- resp
 		<-slots
+		taken.Done()
 	}
 	sent := make(chan error, 1)
 	go func() { sent <- sendAnswers(stream, answers) }()
-	var err error
-	for {
-		req, rerr := stream.Recv()
-		if rerr != nil {
-			if !errors.Is(rerr, io.EOF) {
-				err = rerr
-			}
-			break
-		}
-		id := req.GetId()
-		if req.GetCancel() {
-			mu.Lock()
-			if cancel := inFlight[id]; cancel != nil {
-				cancel()
-			}
-			mu.Unlock()
-			continue
-		}
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		// One context per call, cancelled when the call ends: a context
-		// left uncancelled stays registered with the stream's for the
-		// stream's life.
-		var (
-			cctx   context.Context
-			cancel context.CancelFunc
-		)
-		// A timeout past what a time.Duration holds (292 years) is none:
-		// multiplied out it would wrap to one already past.
-		if t := req.GetTimeoutUs(); t > 0 && t <= math.MaxInt64/int64(time.Microsecond) {
-			cctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Microsecond)
-		} else {
-			cctx, cancel = context.WithCancel(ctx)
-		}
-		mu.Lock()
-		inFlight[id] = cancel
-		mu.Unlock()
-		c := streamCall{ctx: cctx, cancel: cancel, req: req}
-		select {
-		case jobs <- c:
-			continue
-		default:
-		}
-		// With every worker started, one is between answering and
-		// waiting (this call holds a slot, so at most all but one are
-		// running calls): wait for it.
-		if workers == cxkvpb.MaxCallsInFlight {
-			jobs <- c
-			continue
-		}
-		workers++
-		calls.Add(1)
-		go func() {
-			defer calls.Done()
-			run(c)
-			for c := range jobs {
-				run(c)
-			}
+	// The stream is read on a goroutine of its own: a Recv waiting for the
+	// client's next call ends only when the handler returns, and the
+	// handler must return when the member stops (its context ends), or
+	// the server's graceful stop waits for the client to hang up.
+	read := make(chan error, 1)
+	go func() {
+		var err error
+		defer func() {
+			close(jobs) // the workers end
+			read <- err
 		}()
+		for {
+			req, rerr := stream.Recv()
+			if rerr != nil {
+				if !errors.Is(rerr, io.EOF) {
+					err = rerr
+				}
+				return
+			}
+			id := req.GetId()
+			if req.GetCancel() {
+				mu.Lock()
+				if cancel := inFlight[id]; cancel != nil {
+					cancel()
+				}
+				mu.Unlock()
+				continue
+			}
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			// One context per call, cancelled when the call ends: a context
+			// left uncancelled stays registered with the stream's for the
+			// stream's life.
+			var (
+				cctx   context.Context
+				cancel context.CancelFunc
+			)
+			// A timeout past what a time.Duration holds (292 years) is none:
+			// multiplied out it would wrap to one already past.
+			if t := req.GetTimeoutUs(); t > 0 && t <= math.MaxInt64/int64(time.Microsecond) {
+				cctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Microsecond)
+			} else {
+				cctx, cancel = context.WithCancel(ctx)
+			}
+			mu.Lock()
+			if closed {
+				mu.Unlock()
+				cancel()
+				return
+			}
+			inFlight[id] = cancel
+			taken.Add(1)
+			mu.Unlock()
+			c := streamCall{ctx: cctx, cancel: cancel, req: req}
+			select {
+			case jobs <- c:
+				continue
+			default:
+			}
+			// With every worker started, one is between answering and
+			// waiting (this call holds a slot, so at most all but one are
+			// running calls): wait for it.
+			if workers == cxkvpb.MaxCallsInFlight {
+				jobs <- c
+				continue
+			}
+			workers++
+			running.Add(1)
+			go func() {
+				defer running.Done()
+				run(c)
+				for c := range jobs {
+					run(c)
+				}
+			}()
+		}
+	}()
+	var err error
+	select {
+	case err = <-read:
+		// The reader closed jobs: the workers end once the calls they
+		// took are answered.
+		running.Wait()
+	case <-ctx.Done():
+		// The member stops (or halts, or the client went away): take no
+		// more calls, answer the ones taken (their contexts ended with
+		// the stream's, so they end as on a stopping member), then end
+		// the stream. A call the client sent after this is not run; the
+		// client sees the stream end without its answer. The reader and
+		// the idle workers end when the handler has returned and gRPC
+		// closed the stream under the reader's Recv.
+		if s.n.life.ctx.Err() != nil {
+			err = toStatus(errStopping)
+		} else {
+			err = status.FromContextError(ctx.Err()).Err()
+		}
 	}
-	close(jobs)
-	calls.Wait()
+	mu.Lock()
+	closed = true
+	mu.Unlock()
+	taken.Wait()
 	close(answers)
 	if serr := <-sent; err == nil {
 		err = serr

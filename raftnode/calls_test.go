@@ -291,3 +291,63 @@ func TestCallWithHugeTimeoutIsServed(t *testing.T) {
 		}
 	}
 }
+
+// Stop ends every stream by itself, so no answer is lost to a cut: a
+// member's incoming peer streams end, and a Calls stream answers the calls
+// it took (here writes waiting for a quorum, ended as the member stops)
+// before it ends. Had a stream stayed open, Stop would have had to cut the
+// connections when its grace ran out, and the answers with them.
+func TestStopEndsStreamsAndAnswersCallsTaken(t *testing.T) {
+	c := raftnodetest.Start(t, 3, func(cfg *raftnode.Config) { cfg.ElectionTicks = 200 })
+	l := c.WaitLeader()
+	for i, m := range c.Members {
+		if i == l {
+			continue
+		}
+		c.Stop(i) // it has the leader's peer stream open
+		if m.StopCutConnections() {
+			t.Fatalf("member %d's Stop cut its connections: a peer stream did not end by itself", i+1)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.Client(l).Calls(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writes = 3
+	for id := uint64(1); id <= writes; id++ {
+		if err := st.Send(putCall(id, "waits", 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The stream takes its calls in order: with the read answered, the
+	// writes before it are taken and waiting.
+	read := uint64(writes + 1)
+	if err := st.Send(&cxkvpb.CallRequest{Id: read, Op: &cxkvpb.CallRequest_Get{Get: &cxkvpb.GetRequest{Key: "k", Serializable: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := st.Recv(); err != nil || r.GetId() != read {
+		t.Fatalf("first answer: %v, %v; want the read's", r, err)
+	}
+	leader := c.Members[l]
+	c.Stop(l)
+	for range writes {
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatalf("a write the stream took got no answer, the stream ended: %v", err)
+		}
+		// As on a stopping member's unary call: the stop (Unavailable)
+		// or the member's cancel of the call (Canceled), whichever the
+		// call saw first; the SDK retries both.
+		if code := status.Code(callError(r)); code != codes.Unavailable && code != codes.Canceled {
+			t.Fatalf("call %d ended with %v; want Unavailable or Canceled, as the member stops", r.GetId(), callError(r))
+		}
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the stream ended with %v after its answers; want Unavailable", err)
+	}
+	if leader.StopCutConnections() {
+		t.Fatal("the leader's Stop cut its connections: a stream did not end by itself")
+	}
+}

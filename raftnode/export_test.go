@@ -22,10 +22,7 @@ func SetCensusEvery(d time.Duration) func() {
 // when the stream to peer broke and peer's port refused a connection.
 func (n *Node) ReportLeaderGone(peer uint64) { n.reportLeaderGone(peer) }
 
-// SetStopFlushGrace sets how long Stop lets its answers flush before it cuts
-// the connections, and returns what restores it.
-func SetStopFlushGrace(d time.Duration) (restore func()) {
-	old := stopFlushGrace
-	stopFlushGrace = d
-	return func() { stopFlushGrace = old }
-}
+// StopCutConnections says whether Stop had to cut connections that were
+// still open when its grace ran out, rather than every stream ending by
+// itself.
+func (n *Node) StopCutConnections() bool { return n.stopCut }

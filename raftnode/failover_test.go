@@ -202,12 +202,6 @@ func TestUnavailableNamesTheLeader(t *testing.T) {
 	if _, err := stream.Recv(); err != nil { // the stream is open
 		t.Fatal(err)
 	}
-	// Stop cuts what has not flushed after its grace (100 ms), and a
-	// loaded machine can take longer to wake the watch and send its end:
-	// the answer then never arrives ('error reading from server: EOF', 1
-	// in ~20 under -race at load 20). What is checked here is what the
-	// answer says, so it gets time; the member's Stop waits all of it.
-	restore := raftnode.SetStopFlushGrace(time.Second)
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); c.Stop(follower) }()
 	for {
@@ -216,7 +210,6 @@ func TestUnavailableNamesTheLeader(t *testing.T) {
 		}
 	}
 	<-stopped
-	restore()
 	st := status.Convert(err)
 	if st.Code() != codes.Unavailable {
 		t.Fatalf("watch ended with %v, want Unavailable", err)

@@ -38,6 +38,7 @@ type Node struct {
 	readc    chan *readRequest
 	reportc  chan func(*raft.RawNode)
 	stopc    chan struct{}
+	stopCut  bool // Stop ran out of grace and cut the connections left
 	life     lifetime
 	done     sync.WaitGroup
 
@@ -247,11 +248,16 @@ func (n *Node) Status() Status {
 	return Status{ID: n.cfg.ID, Role: "follower"}
 }
 
-// stopFlushGrace is how long Stop lets the answers it ended (a watch's
-// Unavailable naming the leader, calls refused as stopping) flush before
-// it cuts every connection. Incoming peer and Calls streams keep gRPC's
-// graceful stop from finishing, so every Stop waits this long.
-var stopFlushGrace = 100 * time.Millisecond
+// stopFlushGrace bounds how long Stop waits for its streams to end by
+// themselves before it cuts every connection. Every stream the member
+// serves ends when it stops (a watch with its Unavailable naming the
+// leader, a Calls stream once it answered the calls it took, an incoming
+// peer stream at once, unary calls with their refusal), so a Stop pays no
+// part of it; it is there for a client that does not read its answers
+// (its flow-control window full, a send blocks). It is generous because
+// what it cuts is lost: answers a loaded machine was slow to write reach
+// their clients as broken streams, outcome unknown.
+var stopFlushGrace = 2 * time.Second
 
 // Stop shuts the member down: no new requests, the Ready loop and transport
 // stopped, the database closed. It leaves no goroutine behind.
@@ -262,12 +268,10 @@ func (n *Node) Stop() error {
 		n.life.cancel(errStoppedCause)
 		stopped := make(chan struct{})
 		go func() { n.server.GracefulStop(); close(stopped) }()
-		// Unary calls end promptly once stopc is closed; incoming peer
-		// streams never end by themselves. Give the answers a moment to
-		// flush, then cut what is left.
 		select {
 		case <-stopped:
 		case <-time.After(stopFlushGrace):
+			n.stopCut = true
 			n.server.Stop()
 			<-stopped
 		}

@@ -126,9 +126,9 @@ func (n *Node) servePeers() {
 	go func() { defer n.done.Done(); n.peerServer.Serve(n.peerListener) }()
 }
 
-// stopPeers closes the peer server at once: incoming peer streams never end
-// by themselves, and a sender whose stream breaks retries or gives up
-// (raft retransmits), so there is nothing to drain.
+// stopPeers closes the peer server at once: its incoming peer streams end
+// when the member stops, and a sender whose stream breaks retries or gives
+// up (raft retransmits), so there is nothing to drain.
 func (n *Node) stopPeers() {
 	if n.peerServer != nil {
 		n.peerServer.Stop()

@@ -337,12 +337,29 @@ type peerService struct {
 }
 
 func (s *peerService) Send(stream cxkvrpc.Peer_SendServer) error {
-	var admitted uint64 // the sender peerGuard admitted this stream for
-	for {
-		batch, err := stream.Recv()
+	// The stream is read on a goroutine of its own: a Recv waiting for the
+	// peer's next batch ends only when the handler returns, and the
+	// handler must return when the member stops, or the server's graceful
+	// stop waits for the peer to hang up, which it never does by itself.
+	read := make(chan error, 1)
+	go func() { read <- s.receive(stream) }()
+	select {
+	case err := <-read:
 		if errors.Is(err, io.EOF) {
 			return stream.SendAndClose(&cxkvpb.PeerAck{})
 		}
+		return err
+	case <-s.n.stopc:
+		return toStatus(errStopping)
+	}
+}
+
+// receive hands the batches a peer sends to the Ready loop until the
+// stream or a batch fails; io.EOF is the peer's end of the stream.
+func (s *peerService) receive(stream cxkvrpc.Peer_SendServer) error {
+	var admitted uint64 // the sender peerGuard admitted this stream for
+	for {
+		batch, err := stream.Recv()
 		if err != nil {
 			return err
 		}
