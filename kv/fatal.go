@@ -32,7 +32,9 @@ func (e *FatalError) Unwrap() error { return e.err }
 // failed, every write of the store returns that failure without reaching
 // Pebble.
 //
-// Pebble reports a failed WAL write in two ways. A failed sync reaches the
+// walWatch records a failed WAL write or sync as soon as the file reports
+// it, so a write later than that never reaches Pebble. Pebble itself
+// reports a failed WAL write in two ways. A failed sync reaches the
 // committing goroutine, which calls Fatalf after the commit pipeline let
 // go of its lock. A failed write is found by the log writer's own
 // goroutine, and the next commit to add a record panics with the bare
@@ -65,8 +67,10 @@ func (f *failure) guard(write func() error) (err error) {
 				f.stuck.Store(true)
 				log.Printf("%s", fe.Msg)
 			}
+			// The log file may have recorded the failure first (walWatch):
+			// every write returns the one first failure.
 			f.first.CompareAndSwap(nil, fe)
-			err = fe
+			err = f.first.Load()
 		}
 	}()
 	return write()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -158,5 +159,69 @@ func TestFailedWALWriteIsAFatalErrorOfTheNextWrite(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close of a store whose storage failed did not return")
+	}
+}
+
+// A WAL write that fails on the log writer's goroutine, with no commit
+// waiting to be told, is the store's failure from that moment, before any
+// commit meets it inside Pebble. The
+// commit that would have met it first may need a new memtable, and Pebble's
+// WAL rotation panics on the kept error with its mutex released: a runtime
+// fatal error no recover catches, which killed the nemesis test binary in
+// CI ("panic: syscall.Errno(5)", "fatal error: sync: unlock of unlocked
+// mutex" in DB.rotateWAL under kv.(*Batch).Commit).
+func TestFailedWALWriteStopsWritesBeforeAWALRotationMeetsIt(t *testing.T) {
+	var failing, failed atomic.Bool
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && strings.HasSuffix(op.Path, ".log") && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt) {
+			failed.Store(true)
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
+	s, err := Open("db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	failing.Store(true)
+	// Unsynced commits of small records, until the log writer's goroutine
+	// writes a full block and meets the failure; none of them is told.
+	value := make([]byte, 256)
+	for i := 0; !failed.Load() && i < 500; i++ {
+		b := s.NewBatch()
+		if err := b.Put(Record{Key: fmt.Sprintf("k/%05d", i), Value: value, Index: uint64(i + 1), CreateIndex: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+		err := b.Commit(false)
+		b.Close()
+		if err != nil {
+			break
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); !failed.Load() && time.Now().Before(deadline); {
+		runtime.Gosched()
+	}
+	if !failed.Load() {
+		t.Fatal("the log writer never wrote to the log file")
+	}
+	// The failure is recorded when the write returns, on the log writer's
+	// goroutine.
+	for deadline := time.Now().Add(5 * time.Second); s.failed.first.Load() == nil && time.Now().Before(deadline); {
+		runtime.Gosched()
+	}
+	var fatal *FatalError
+	// A batch larger than the first memtable (256 KiB) makes Pebble rotate
+	// the WAL if it gets that far.
+	big := s.NewBatch()
+	defer big.Close()
+	bigValue := make([]byte, 64<<10)
+	for i := 0; i < 8; i++ {
+		if err := big.Put(Record{Key: fmt.Sprintf("big/%d", i), Value: bigValue, Index: uint64(1000 + i), CreateIndex: uint64(1000 + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := big.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("a commit after the log failed: %v, want the first failure, caused by the injected error", err)
 	}
 }

@@ -66,15 +66,17 @@ const MemTableSize = 32 << 20
 
 // Open opens or creates the database in dir.
 func Open(dir string, opts Options) (*Store, error) {
-	po := &pebble.Options{FS: opts.FS, Logger: newPebbleLogger(opts.Logger), CacheSize: blockCacheBytes, MemTableSize: MemTableSize}
-	if po.FS == nil {
-		po.FS = vfs.Default
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
 	}
+	s := &Store{fs: fs, dir: dir}
+	po := &pebble.Options{FS: walWatch{FS: fs, failed: &s.failed}, Logger: newPebbleLogger(opts.Logger), CacheSize: blockCacheBytes, MemTableSize: MemTableSize}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("kv: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, fs: po.FS, dir: dir}
+	s.db = db
 	if err := s.clearStaged(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("kv: open %s: %w", dir, err)
