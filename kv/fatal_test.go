@@ -115,13 +115,7 @@ func TestNoWriteReachesPebbleAfterItsStorageFailed(t *testing.T) {
 // panic on a member's applier, and it killed the test binary.
 func TestFailedWALWriteIsAFatalErrorOfTheNextWrite(t *testing.T) {
 	var failing, failed atomic.Bool
-	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if failing.Load() && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt) {
-			failed.Store(true)
-			return errorfs.ErrInjected
-		}
-		return nil
-	}))
+	fs := failingLogWrites(&failing, &failed)
 	s, err := Open("db", Options{FS: fs})
 	if err != nil {
 		t.Fatal(err)
@@ -172,13 +166,7 @@ func TestFailedWALWriteIsAFatalErrorOfTheNextWrite(t *testing.T) {
 // mutex" in DB.rotateWAL under kv.(*Batch).Commit).
 func TestFailedWALWriteStopsWritesBeforeAWALRotationMeetsIt(t *testing.T) {
 	var failing, failed atomic.Bool
-	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if failing.Load() && strings.HasSuffix(op.Path, ".log") && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt) {
-			failed.Store(true)
-			return errorfs.ErrInjected
-		}
-		return nil
-	}))
+	fs := failingLogWrites(&failing, &failed)
 	s, err := Open("db", Options{FS: fs})
 	if err != nil {
 		t.Fatal(err)
@@ -224,4 +212,16 @@ func TestFailedWALWriteStopsWritesBeforeAWALRotationMeetsIt(t *testing.T) {
 	if err := big.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, errorfs.ErrInjected) {
 		t.Fatalf("a commit after the log failed: %v, want the first failure, caused by the injected error", err)
 	}
+}
+
+// failingLogWrites is a filesystem whose log files' writes fail once
+// failing is set; failed records that one did.
+func failingLogWrites(failing, failed *atomic.Bool) vfs.FS {
+	return errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && strings.HasSuffix(op.Path, ".log") && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt) {
+			failed.Store(true)
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
 }
