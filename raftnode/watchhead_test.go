@@ -102,11 +102,8 @@ func TestWatchHeadFitsBesideAFullPageOfEvents(t *testing.T) {
 	kv := c.Client(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// Keys of the largest size; each event's answer bytes (key, value and
-	// kv's 64 of overhead) exactly 1 MiB, so 15 of them are a full page.
-	longKey := func(prefix string, i int) string {
-		return fmt.Sprintf("%s%0*d", prefix, 1024-len(prefix), i)
-	}
+	// Each event's answer bytes (a longKey, its value and kv's 64 of
+	// overhead) exactly 1 MiB, so 15 of them are a full page.
 	from := put(t, kv, longKey("h/", 0), strings.Repeat("h", 1<<20), 0).GetRecord().GetIndex()
 	const events = 16
 	for i := range events {
@@ -139,9 +136,6 @@ func TestWatchHeadLeftOutWhenOneIndexFillsTheMessage(t *testing.T) {
 	kv := c.Client(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	longKey := func(prefix string, i int) string {
-		return fmt.Sprintf("%s%0*d", prefix, 1024-len(prefix), i)
-	}
 	put(t, kv, longKey("h/", 0), strings.Repeat("h", 1<<20), 0)
 	// The largest session record, and attached keys to the most answer
 	// bytes a session may hold.
@@ -195,4 +189,9 @@ func TestWatchHeadLeftOutWhenOneIndexFillsTheMessage(t *testing.T) {
 	if h := next().GetHead(); h.GetKey() != longKey("h/", 0) {
 		t.Fatalf("the next event came with head %.20q; want h/...", h.GetKey())
 	}
+}
+
+// longKey is the i-th key of the largest size (1 KiB) under prefix.
+func longKey(prefix string, i int) string {
+	return fmt.Sprintf("%s%0*d", prefix, 1024-len(prefix), i)
 }
