@@ -128,7 +128,12 @@ func toStatus(err error) error {
 	}
 	st := status.New(codeOf(err), err.Error())
 	if reason := memberReason(err); reason != "" {
-		if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Domain: cxkvpb.ErrorDomain, Reason: reason}); err == nil {
+		info := &errdetails.ErrorInfo{Domain: cxkvpb.ErrorDomain, Reason: reason}
+		var mr *memberRemoved
+		if errors.As(err, &mr) {
+			info.Metadata = map[string]string{cxkvpb.MetaRemoved: strconv.FormatUint(mr.id, 10)}
+		}
+		if withInfo, err := st.WithDetails(info); err == nil {
 			st = withInfo
 		}
 	}

@@ -26,3 +26,7 @@ func (n *Node) ReportLeaderGone(peer uint64) { n.reportLeaderGone(peer) }
 // still open when its grace ran out, rather than every stream ending by
 // itself.
 func (n *Node) StopCutConnections() bool { return n.stopCut }
+
+// HaltRemoved halts the member as it halts when it learns of its own
+// removal, whether or not its peers have applied that removal yet.
+func (n *Node) HaltRemoved() { n.halt(n.removedError()) }

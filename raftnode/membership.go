@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -240,8 +241,20 @@ func (n *Node) applyMembership(cc pb.ConfChangeI, cs *pb.ConfState) []byte {
 // removedError says why a member whose id the table records as removed
 // must not serve.
 func (n *Node) removedError() error {
-	return fmt.Errorf("%w: member %d of cluster %x was removed and cannot serve again; start a new member with a new id and an empty data dir to take its place", errRemoved, n.cfg.ID, n.clusterID)
+	return &memberRemoved{n.cfg.ID, fmt.Errorf("%w: member %d of cluster %x was removed and cannot serve again; start a new member with a new id and an empty data dir to take its place", errRemoved, n.cfg.ID, n.clusterID)}
 }
+
+// memberRemoved is errRemoved naming the member that was removed. Both the
+// refusal of a removed peer and a removed member's own answers carry it,
+// so a member that reads one in a peer's answer stops serving only when
+// the id is its own (isRemovedStatus).
+type memberRemoved struct {
+	id  uint64
+	err error
+}
+
+func (e *memberRemoved) Error() string { return e.err.Error() }
+func (e *memberRemoved) Unwrap() error { return e.err }
 
 // selfRemoved reports whether the applied table removed this member.
 func (n *Node) selfRemoved() bool {
@@ -328,19 +341,25 @@ func (n *Node) refuseRemovedPeer(from uint64) error {
 	if !n.members.isRemoved(from) {
 		return nil
 	}
-	return fmt.Errorf("%w: member %d of cluster %x was removed; member %d refuses its messages", errRemoved, from, n.clusterID, n.cfg.ID)
+	return &memberRemoved{from, fmt.Errorf("%w: member %d of cluster %x was removed; member %d refuses its messages", errRemoved, from, n.clusterID, n.cfg.ID)}
 }
 
-// isRemovedStatus reports whether a peer refused this member as removed.
-func isRemovedStatus(err error) bool {
+// isRemovedStatus reports whether a peer refused member self as removed. A
+// peer that was itself removed says so in the same terms, naming itself: that
+// is no news about self. A member one version older names nobody; its
+// refusal is read as about self, as that version meant it.
+func isRemovedStatus(err error, self uint64) bool {
 	st, ok := status.FromError(err)
 	if !ok {
 		return false
 	}
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == cxkvpb.ErrorDomain && info.GetReason() == cxkvpb.ReasonMemberRemoved {
-			return true
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok || info.GetDomain() != cxkvpb.ErrorDomain || info.GetReason() != cxkvpb.ReasonMemberRemoved {
+			continue
 		}
+		removed, named := info.GetMetadata()[cxkvpb.MetaRemoved]
+		return !named || removed == strconv.FormatUint(self, 10)
 	}
 	return false
 }

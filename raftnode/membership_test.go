@@ -2,9 +2,11 @@ package raftnode_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -221,4 +223,72 @@ func TestMoveLeaderRetriesAnAbandonedTransfer(t *testing.T) {
 	raftnodetest.Eventually(t, 5*time.Second, "the target reports itself leader after move-leader", func() bool {
 		return c.Members[(lead+1)%3].Status().Role == "leader"
 	})
+}
+
+// A removed member answers every call with its removal until it stops. A
+// peer that has not applied the removal yet still sends to it, and must not
+// read that answer as its own removal. (Seen as a flake of
+// TestMembershipAddJoinPromoteRemove under load: the leader, which had just
+// removed member 4 but not yet applied it, sent 4 a heartbeat, read 4's
+// refusal as "you were removed", halted and marked its own data dir
+// removed for good.)
+func TestRemovedMembersRefusalDoesNotRemoveItsPeer(t *testing.T) {
+	lost := &peersLost{}
+	c := raftnodetest.Start(t, 3, func(cfg *raftnode.Config) {
+		cfg.Logger = slog.New(lostHandler{lost, cfg.ID})
+	})
+	lead := c.WaitLeader()
+	put(t, c.Client(lead), "before", "v", 0)
+	victim := (lead + 1) % 3
+	c.Members[victim].HaltRemoved()
+	// The leader's stream to the halted member ends with its refusal; the
+	// leader then logs the peer as lost, or, reading the refusal as its
+	// own removal, halts.
+	raftnodetest.Eventually(t, 10*time.Second, "the leader meets the removed member's refusal", func() bool {
+		return lost.has(uint64(lead+1), uint64(victim+1)) || c.Members[lead].Err() != nil
+	})
+	for i, m := range c.Members {
+		if i != victim && m.Err() != nil {
+			t.Fatalf("member %d halted on member %d's refusal: %v", i+1, victim+1, m.Err())
+		}
+	}
+	put(t, c.Client(lead), "after", "v", 0)
+}
+
+// peersLost records which peers each member logged as lost.
+type peersLost struct {
+	mu   sync.Mutex
+	seen map[[2]uint64]bool
+}
+
+func (p *peersLost) has(member, peer uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen[[2]uint64{member, peer}]
+}
+
+type lostHandler struct {
+	p      *peersLost
+	member uint64
+}
+
+func (h lostHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h lostHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h lostHandler) WithGroup(string) slog.Handler            { return h }
+func (h lostHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "peer lost" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "peer" {
+			h.p.mu.Lock()
+			if h.p.seen == nil {
+				h.p.seen = map[[2]uint64]bool{}
+			}
+			h.p.seen[[2]uint64{h.member, a.Value.Uint64()}] = true
+			h.p.mu.Unlock()
+		}
+		return true
+	})
+	return nil
 }

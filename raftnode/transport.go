@@ -204,7 +204,7 @@ func (t *transport) stream(p *peer) {
 				t.resets.Add(1)
 			}
 		}
-		if isRemovedStatus(err) {
+		if isRemovedStatus(err, t.n.cfg.ID) {
 			t.n.halt(t.n.removedError())
 			return
 		}

@@ -33,9 +33,11 @@ const (
 	// (or have applied); retry with the same write id to learn its result.
 	ReasonWriteOutcomeUnknown = "WRITE_OUTCOME_UNKNOWN"
 
-	// ReasonMemberRemoved: a member refuses Raft traffic from a member that
-	// was removed from the cluster; the removed member stops serving when
-	// it reads this (it may not have learnt of its removal from the log).
+	// ReasonMemberRemoved: a member was removed from the cluster, the one
+	// MetaRemoved names. A member says it when it refuses Raft traffic from
+	// a removed member (which stops serving when it reads its own id there:
+	// it may not have learnt of its removal from the log), and a removed
+	// member says it of itself in every answer until it stops.
 	ReasonMemberRemoved = "MEMBER_REMOVED"
 	// ReasonNotLeader: a membership change or leader transfer reached a
 	// member that is not the leader; send it to the leader.
@@ -51,4 +53,7 @@ const (
 	// MetaLeader is the metadata key of the leader's member id, in decimal,
 	// as the answering member knows it.
 	MetaLeader = "leader"
+	// MetaRemoved is the metadata key, with ReasonMemberRemoved, of the id
+	// of the member that was removed, in decimal.
+	MetaRemoved = "removed"
 )
