@@ -31,25 +31,12 @@ type Tally struct {
 }
 
 // Tally reads a session's tally as the batch would leave it.
-func (b *Batch) Tally(session string) (Tally, error) {
-	if t, ok := b.tallies[session]; ok {
-		return t, nil
-	}
-	t, err := getTally(b.b, session)
-	if err != nil {
-		return Tally{}, err
-	}
-	b.keepTally(session, t)
-	return t, nil
-}
-
-// keepTally remembers session's tally as the batch leaves it. Every tally
-// write goes through addTally, which keeps it.
-func (b *Batch) keepTally(session string, t Tally) {
-	if b.tallies == nil {
-		b.tallies = map[string]Tally{}
-	}
-	b.tallies[session] = t
+func (b *Batch) Tally(session string) (t Tally, err error) {
+	_, err = b.readState(tallyKey(session), func(v []byte) (err error) {
+		t, err = decodeTally(session, v)
+		return err
+	})
+	return t, err
 }
 
 // Attached returns the keys attached to session, in key order, as the batch
@@ -90,14 +77,10 @@ func (b *Batch) reattach(key string, old seenRecord, next *Record) error {
 }
 
 // stored is what keeping the indexes in step needs of key's record as the
-// batch leaves it: from what the batch has seen of it, or else read in
-// place (the value is only measured, never kept).
+// batch leaves it (the value is only measured, never decoded whole).
 func (b *Batch) stored(key string) (seenRecord, error) {
-	if s, ok := b.seen[key]; ok {
-		return s, nil
-	}
 	var s seenRecord
-	_, err := readValue(b.b, recordKey(key), func(raw []byte) (err error) {
+	_, err := b.readState(recordKey(key), func(raw []byte) (err error) {
 		s, err = peekRecord(key, raw)
 		return err
 	})
@@ -114,25 +97,26 @@ func (b *Batch) addTally(session string, keys, bytes int64) error {
 	}
 	t.Keys = uint64(int64(t.Keys) + keys)
 	t.Bytes = uint64(int64(t.Bytes) + bytes)
-	b.keepTally(session, t)
 	if t.Keys == 0 {
-		return b.b.Delete(tallyKey(session), nil)
+		return b.setState(tallyKey(session), nil)
 	}
-	buf := binary.AppendUvarint(nil, t.Keys)
-	return b.b.Set(tallyKey(session), binary.AppendUvarint(buf, t.Bytes), nil)
+	var buf [2 * binary.MaxVarintLen64]byte
+	return b.setState(tallyKey(session), binary.AppendUvarint(binary.AppendUvarint(buf[:0], t.Keys), t.Bytes))
 }
 
 func getTally(r pebble.Reader, session string) (t Tally, err error) {
-	_, err = readValue(r, tallyKey(session), func(v []byte) error {
-		d := decoder{buf: v, what: "session tally"}
-		t = Tally{Keys: d.uvarint(), Bytes: d.uvarint()}
-		if err := d.finish(); err != nil {
-			return fmt.Errorf("kv: session %q: %w", session, err)
-		}
-		return nil
+	_, err = readValue(r, tallyKey(session), func(v []byte) (err error) {
+		t, err = decodeTally(session, v)
+		return err
 	})
-	if err != nil {
-		return Tally{}, err
+	return t, err
+}
+
+func decodeTally(session string, v []byte) (Tally, error) {
+	d := decoder{buf: v, what: "session tally"}
+	t := Tally{Keys: d.uvarint(), Bytes: d.uvarint()}
+	if err := d.finish(); err != nil {
+		return Tally{}, fmt.Errorf("kv: session %q: %w", session, err)
 	}
 	return t, nil
 }

@@ -19,18 +19,14 @@ type Batch struct {
 	events   map[uint64]uint16 // next event number per index in this batch
 	added    []Event           // the events of this batch, in log order
 	buf      []byte
-	// seen is what the session index needs of each record this batch has
-	// read or written, as the batch leaves it, so that writing a record
-	// after reading it (every put and delete does) reads Pebble once, not
-	// twice. Every record write goes through Put or Delete, which keep it.
-	seen map[string]seenRecord
-	// tallies is every session tally the batch has read or written, as it
-	// leaves them (attach.go), so that a command's plan and the write that
-	// follows read each once: a lock's create and its release each change
-	// their session's tally, and the commands of one batch share a few
-	// sessions.
-	tallies map[string]Tally
-	memo    *batchMemo // this batch's view of the exactly-once table's memo
+	// view is every record and tally key the batch has read or written,
+	// as it leaves them (readcache.go): writing a record after reading it
+	// (every put and delete does), a command's plan and the attach that
+	// follows, the commands of one batch on a few sessions, each read
+	// Pebble once at most. A commit hands it to the store's read cache.
+	view     map[string]viewValue
+	cacheGen uint64
+	memo     *batchMemo // this batch's view of the exactly-once table's memo
 	// applied is the index SetApplied set last (if appliedSet): written
 	// once, when the batch commits, not once per entry.
 	applied    uint64
@@ -42,8 +38,8 @@ type Batch struct {
 	raised map[*floor]string
 }
 
-// seenRecord is a record's presence, session, AnswerBytes and whether it
-// has a TTL.
+// seenRecord is what keeping the indexes in step needs of a stored record:
+// its presence, session, AnswerBytes and whether it has a TTL.
 type seenRecord struct {
 	found       bool
 	session     string
@@ -51,29 +47,22 @@ type seenRecord struct {
 	ttl         bool // the record is in the TTL index
 }
 
-func (b *Batch) see(r Record, found bool) {
-	if b.seen == nil {
-		b.seen = map[string]seenRecord{}
-	}
-	if !found {
-		b.seen[r.Key] = seenRecord{}
-		return
-	}
-	b.seen[r.Key] = seenRecord{found: true, session: r.Session, answerBytes: uint64(r.AnswerBytes()), ttl: r.TTLMillis > 0}
-}
-
 // NewBatch starts a batch of state writes.
 func (s *Store) NewBatch() *Batch {
-	return &Batch{s: s, b: s.db.NewIndexedBatch(), events: map[uint64]uint16{}}
+	return &Batch{s: s, b: s.db.NewIndexedBatch(), events: map[uint64]uint16{}, cacheGen: s.cache.begin()}
 }
 
 // Get reads a record as the batch would leave it.
 func (b *Batch) Get(key string) (Record, bool, error) {
-	r, found, err := getRecord(b.b, key)
-	if err == nil {
-		b.see(r, found)
+	var r Record
+	found, err := b.readState(recordKey(key), func(v []byte) (err error) {
+		r, err = decodeRecord(key, v)
+		return err
+	})
+	if !found || err != nil {
+		return Record{Key: key}, false, err
 	}
-	return r, found, err
+	return r, true, nil
 }
 
 // Put writes a record and keeps the TTL index and the session index
@@ -90,10 +79,9 @@ func (b *Batch) Put(r Record) error {
 		return err
 	}
 	b.buf = encodeRecord(b.buf[:0], r)
-	if err := b.b.Set(recordKey(r.Key), b.buf, nil); err != nil {
+	if err := b.setState(recordKey(r.Key), b.buf); err != nil {
 		return err
 	}
-	b.see(r, true)
 	if r.TTLMillis > 0 {
 		return b.b.Set(ttlKey(r.Key), nil, nil)
 	}
@@ -112,10 +100,9 @@ func (b *Batch) Delete(key string) error {
 	if err := b.reattach(key, old, nil); err != nil {
 		return err
 	}
-	if err := b.b.Delete(recordKey(key), nil); err != nil {
+	if err := b.setState(recordKey(key), nil); err != nil {
 		return err
 	}
-	b.see(Record{Key: key}, false)
 	if old.ttl {
 		return b.b.Delete(ttlKey(key), nil)
 	}
@@ -184,8 +171,13 @@ func (b *Batch) Commit(sync bool) error {
 		return err
 	}
 	if err := b.s.failed.guard(func() error { return b.b.Commit(opt) }); err != nil {
+		// Pebble may hold the batch or not: the cache must not answer
+		// either way.
+		b.s.cache.reset()
 		return err
 	}
+	b.s.cache.merge(b.cacheGen, b.view)
+	b.view = nil
 	if b.setsAuth {
 		b.s.auth.changed()
 	}

@@ -243,6 +243,7 @@ func (s *Store) InstallStaged(name string) error {
 		}
 		s.auth.changed()
 		s.table.reset()
+		s.cache.reset()
 		return nil
 	})
 }

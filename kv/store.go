@@ -33,11 +33,15 @@ type Store struct {
 	dir   string
 	auth  authMemo
 	table tableMemo // the exactly-once table's hot part (tablememo.go)
+	cache readCache // the applier's point reads (readcache.go)
 	// scanHook, set only by tests (export_test.go), is told how many
 	// internal keys each prefix scan stepped over.
 	scanHook func(points uint64)
-	floors   floors // where scanned prefixes' live records begin (floors.go)
-	failed   failure
+	// stateReadHook, set only by tests, is told of every record or tally
+	// read that reached Pebble (readcache.go).
+	stateReadHook func(key []byte)
+	floors        floors // where scanned prefixes' live records begin (floors.go)
+	failed        failure
 }
 
 // blockCacheBytes is the Pebble block cache of one store. Pebble charges
@@ -71,6 +75,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		fs = vfs.Default
 	}
 	s := &Store{fs: fs, dir: dir}
+	s.cache.limit = readCacheBytes
 	po := &pebble.Options{FS: walWatch{FS: fs, failed: &s.failed}, Logger: newPebbleLogger(opts.Logger), CacheSize: blockCacheBytes, MemTableSize: MemTableSize}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
