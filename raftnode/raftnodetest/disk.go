@@ -3,6 +3,7 @@ package raftnodetest
 import (
 	"math/rand/v2"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -10,11 +11,12 @@ import (
 
 // Disk is one member's disk for fault tests: an in-memory filesystem that
 // keeps track of what was synced (vfs.NewCrashableMem), behind an
-// errorfs injector that can make every write and sync fail. A member runs
-// on Disk.FS.
+// errorfs injector that can make every write and sync fail, or every sync
+// slow. A member runs on Disk.FS.
 type Disk struct {
 	mem  *vfs.MemFS
 	fail atomic.Pointer[error]
+	slow atomic.Int64 // time.Duration each sync waits before it runs
 	FS   vfs.FS
 }
 
@@ -24,6 +26,12 @@ func NewDisk() *Disk { return wrapDisk(vfs.NewCrashableMem()) }
 func wrapDisk(mem *vfs.MemFS) *Disk {
 	d := &Disk{mem: mem}
 	d.FS = errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		switch op.Kind {
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			if wait := time.Duration(d.slow.Load()); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
 		p := d.fail.Load()
 		if p == nil {
 			return nil
@@ -46,6 +54,11 @@ func (d *Disk) Fail(err error) {
 	}
 	d.fail.Store(&err)
 }
+
+// Slow makes every sync from now on take delay longer, as on a disk whose
+// fsyncs spike (a saturated or throttled volume); 0 makes it fast again. A
+// sync already waiting finishes its wait.
+func (d *Disk) Slow(delay time.Duration) { d.slow.Store(int64(delay)) }
 
 // Crash is the disk as a machine finds it after losing power now: what was
 // synced, plus, for each unsynced block or directory entry, a chance of
