@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -21,7 +22,7 @@ func TestLiveVotersSurviveTheLeadersQuorumCheck(t *testing.T) {
 	drain := func() { mr.drain(nil) }
 	// receive is the Ready loop's taking in of a peer's message.
 	receive := func(m *pb.Message) {
-		n.contact.heardFrom(m.GetFrom(), n.ticks)
+		n.contact.heardFrom(m.GetFrom(), n.ticks, time.Now())
 		if err := rn.Step(m); err != nil {
 			t.Fatal(err)
 		}

@@ -79,6 +79,10 @@ type Node struct {
 	unary         grpc.UnaryServerInterceptor  // every client call's interceptors (n.interceptors)
 	stream        grpc.StreamServerInterceptor // every stream's
 	contact       peerContact
+	// quorumContact is when, by cfg.Clock (UnixNano), this member, leading,
+	// last had a quorum's contact; 0 when it does not lead. Published by
+	// the Ready loop at each tick (publishContact).
+	quorumContact atomic.Int64
 	ticks         uint64 // the Ready loop's ticks since start
 	tls           memberTLS
 	stopOnce      sync.Once

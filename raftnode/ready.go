@@ -75,9 +75,10 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 		n.ticks++
 		n.heartbeats.tick()
 		n.prevotes.tick(n.rn, n.cfg.ElectionTicks)
+		n.publishContact()
 	case r := <-n.recvc:
 		n.receivedBytes.give(r.size)
-		n.contact.heardFrom(r.m.GetFrom(), n.ticks)
+		n.contact.heardFrom(r.m.GetFrom(), n.ticks, n.cfg.Clock.Now())
 		if !stepReceived(n.rn, &n.heartbeats, r.m) {
 			break
 		}

@@ -27,7 +27,10 @@ type kvService struct {
 
 func (s *kvService) header() *cxkvpb.Header {
 	st := s.n.Status()
-	return &cxkvpb.Header{MemberId: s.n.cfg.ID, LeaderId: st.Leader, Term: st.Term, AppliedIndex: s.n.applied.get()}
+	return &cxkvpb.Header{
+		MemberId: s.n.cfg.ID, LeaderId: st.Leader, Term: st.Term, AppliedIndex: s.n.applied.get(),
+		QuorumContact: st.Leader == s.n.cfg.ID && s.n.inQuorumContact(),
+	}
 }
 
 func (s *kvService) read(ctx context.Context, serializable bool) error {

@@ -425,7 +425,14 @@ type Header struct {
 	LeaderId uint64                 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
 	Term     uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
 	// Applied index of the state the answer was read from or written to.
-	AppliedIndex  uint64 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// The answering member leads and, as the answer leaves, has heard from
+	// a quorum of voters within the last election timeout: it is working
+	// even when its applied index stands still (its disk is syncing the
+	// write a client waits for). A paused member sends no answer; a leader
+	// cut off from its peers, or blocked in its disk past an election
+	// timeout, sends false. Members before this field send none (false).
+	QuorumContact bool `protobuf:"varint,5,opt,name=quorum_contact,json=quorumContact,proto3" json:"quorum_contact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -486,6 +493,13 @@ func (x *Header) GetAppliedIndex() uint64 {
 		return x.AppliedIndex
 	}
 	return 0
+}
+
+func (x *Header) GetQuorumContact() bool {
+	if x != nil {
+		return x.QuorumContact
+	}
+	return false
 }
 
 // WriteID makes a write exactly-once: the state machine remembers the result
@@ -4420,12 +4434,13 @@ const file_cxkv_proto_rawDesc = "" +
 	"\fcreate_index\x18\x04 \x01(\x04R\vcreateIndex\x12\x15\n" +
 	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\x12+\n" +
 	"\x12expires_at_unix_ms\x18\x06 \x01(\x03R\x0fexpiresAtUnixMs\x12\x18\n" +
-	"\asession\x18\a \x01(\tR\asession\"{\n" +
+	"\asession\x18\a \x01(\tR\asession\"\xa2\x01\n" +
 	"\x06Header\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\x04R\bmemberId\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12#\n" +
-	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\"t\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12%\n" +
+	"\x0equorum_contact\x18\x05 \x01(\bR\rquorumContact\"t\n" +
 	"\aWriteID\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\x04R\bclientId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1b\n" +
