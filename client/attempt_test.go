@@ -80,13 +80,16 @@ func TestAttemptTimeoutMovesOffASilentMember(t *testing.T) {
 }
 
 // busyLeader is a one-member cluster's leader whose writes take writeTime
-// to answer, as under a saturated pipeline. If progressing, every Status
-// reports a higher applied index; otherwise always the same one, as a
-// leader cut off from its peers does.
+// to answer, as under a saturated pipeline or a slow disk. If progressing,
+// every Status reports a higher applied index; otherwise always the same
+// one, as a leader cut off from its peers does, or one syncing the only
+// write there is. If contact, every answer says it is in contact with a
+// quorum; a member older than that word never says it.
 type busyLeader struct {
 	cxkvrpc.UnimplementedKVServer
 	writeTime   time.Duration
 	progressing bool
+	contact     bool
 	applied     atomic.Uint64
 	puts        atomic.Int64
 }
@@ -96,7 +99,7 @@ func (b *busyLeader) header() *cxkvpb.Header {
 	if b.progressing {
 		idx = b.applied.Add(1)
 	}
-	return &cxkvpb.Header{MemberId: 1, LeaderId: 1, Term: 2, AppliedIndex: idx}
+	return &cxkvpb.Header{MemberId: 1, LeaderId: 1, Term: 2, AppliedIndex: idx, QuorumContact: b.contact}
 }
 
 func (b *busyLeader) Status(context.Context, *cxkvpb.StatusRequest) (*cxkvpb.StatusResponse, error) {
@@ -135,28 +138,40 @@ func serveKV(t *testing.T, kv cxkvrpc.KVServer, opts ...grpc.ServerOption) strin
 	return l.Addr().String()
 }
 
-// An attempt under WithAttemptTimeout(d) on a leader that keeps applying
-// lives past d: cut and sent again, a write would join the back of the
-// same pipeline and be cut again, and a lock session's renewal would never
-// come back (issue 17). On a leader that applies nothing it is cut within
-// d, as on a silent member.
+// An attempt under WithAttemptTimeout(d) on a leader that keeps applying,
+// or that applies nothing but says it is in contact with a quorum, lives
+// past d: cut and sent again, a write would join the back of the same
+// pipeline (or wait behind the same slow sync) and be cut again, and a
+// lock session's renewal would never come back (issue 17). On a leader
+// that shows neither it is cut within d, as on a silent member; so is it on
+// a member too old to send the contact word, whose applied index stands.
 func TestAttemptTimeoutWaitsForALeaderThatApplies(t *testing.T) {
 	const d = 200 * time.Millisecond
-	for _, progressing := range []bool{true, false} {
-		b := &busyLeader{writeTime: 5 * d, progressing: progressing}
-		c, err := client.New(client.Config{Endpoints: []string{serveKV(t, b)}, RequestTimeout: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*d)
-		_, err = c.Put(client.WithAttemptTimeout(ctx, d), "k", []byte("v"), 0)
-		cancel()
-		c.Close()
-		switch {
-		case progressing && (err != nil || b.puts.Load() != 1):
-			t.Errorf("a leader that applies, writes taking %v, attempts of %v: %v after %d attempts; want the first attempt answered", b.writeTime, d, err, b.puts.Load())
-		case !progressing && b.puts.Load() < 2:
-			t.Errorf("a leader that applies nothing, writes taking %v, attempts of %v: %d attempts (%v); want the first cut and the write sent again", b.writeTime, d, b.puts.Load(), err)
-		}
+	for _, tc := range []struct {
+		name                 string
+		progressing, contact bool
+		waited               bool
+	}{
+		{"applying", true, false, true},
+		{"in contact, applying nothing", false, true, true},
+		{"neither", false, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &busyLeader{writeTime: 5 * d, progressing: tc.progressing, contact: tc.contact}
+			c, err := client.New(client.Config{Endpoints: []string{serveKV(t, b)}, RequestTimeout: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*d)
+			_, err = c.Put(client.WithAttemptTimeout(ctx, d), "k", []byte("v"), 0)
+			cancel()
+			c.Close()
+			switch {
+			case tc.waited && (err != nil || b.puts.Load() != 1):
+				t.Errorf("writes taking %v, attempts of %v: %v after %d attempts; want the first attempt answered", b.writeTime, d, err, b.puts.Load())
+			case !tc.waited && b.puts.Load() < 2:
+				t.Errorf("writes taking %v, attempts of %v: %d attempts (%v); want the first cut and the write sent again", b.writeTime, d, b.puts.Load(), err)
+			}
+		})
 	}
 }

@@ -77,8 +77,9 @@ type endpoint struct {
 	calls *callStreams
 	id    atomic.Uint64 // member id, once a response named it
 	// applied is the highest applied index the member reported while it
-	// led, and progressed the time (UnixNano) it last rose: every answer
-	// is evidence of the member's progress (client/progress.go).
+	// led, and progressed the time (UnixNano) of the last answer that
+	// showed progress: a leader's higher applied index, or a leader's
+	// word that it is in contact with a quorum (client/progress.go).
 	applied    atomic.Uint64
 	progressed atomic.Int64
 }
@@ -228,6 +229,9 @@ func (c *Client) observe(ep *endpoint, h *cxkvpb.Header) {
 	}
 	ep.id.Store(h.GetMemberId())
 	if h.GetLeaderId() == h.GetMemberId() {
+		if h.GetQuorumContact() {
+			ep.progressed.Store(time.Now().UnixNano())
+		}
 		for seen := ep.applied.Load(); h.GetAppliedIndex() > seen; seen = ep.applied.Load() {
 			if ep.applied.CompareAndSwap(seen, h.GetAppliedIndex()) {
 				ep.progressed.Store(time.Now().UnixNano())

@@ -17,16 +17,25 @@ import (
 // and every lock of the monitor was lost, with no fault (issue 17).
 //
 // What tells the two apart is progress, not time: the attempt lives on as
-// long as the member, while leading, has reported a higher applied index
-// within the last d. Every answer this client gets from the member counts
-// (Client.observe), so a busy client needs nothing more; when none came
-// within d/2, the watch asks the member for its Status (bounded by d/2). A
-// leader that applies entries is working through its pipeline, in which a
-// write it took in stays (or it loses leadership, and its answers stop
-// counting). A paused member answers nothing; a leader cut off from its
-// peers applies nothing and soon steps down; a follower's progress does not
-// count, since a write it forwarded may have been lost while it applies
-// others'. Each of these is left within d of its last progress, as before.
+// long as the member, while leading, has shown progress within the last d:
+// a higher applied index, or its word (cxkvpb.Header.quorum_contact) that
+// it heard from a quorum within the last election timeout. Every answer
+// this client gets from the member counts (Client.observe), so a busy
+// client needs nothing more; when none came within d/2, the watch asks the
+// member for its Status (bounded by d/2). A leader in contact with a
+// quorum is working through its pipeline, in which a write it took in
+// stays (or it loses leadership, and its answers stop counting). The
+// applied index alone is not enough: on a cluster with nothing else to
+// apply, a leader whose disk is slow to sync the attempt's own write
+// applies nothing until that sync ends, and a renewal cut there and sent
+// again waited behind the same slow disk each time, until the lease ran
+// out (TTL 1.5 s, syncs of 400 ms; issue 17). A paused member answers
+// nothing; a leader cut off from its peers, or blocked in a sync, applies
+// nothing and loses its quorum contact within an election timeout (and
+// soon steps down); a follower's progress does not count, since a write it
+// forwarded may have been lost while it applies others'. Each of these is
+// left within d of its last progress. A member too old to send
+// quorum_contact is judged by its applied index alone.
 type progressWatch struct {
 	cut    atomic.Bool
 	stop   chan struct{}

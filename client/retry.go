@@ -107,11 +107,12 @@ type attemptTimeoutKey struct{}
 // WithAttemptTimeout returns a context under which a call's attempt on one
 // member is given up once the member has shown no progress for d (the
 // RequestTimeout bounds it still): it neither answered nor, asked, said it
-// leads with an applied index that moved within d (client/progress.go). So
-// a member that stopped (a paused leader) costs a call d before it tries
-// another, not the whole RequestTimeout, while a leader that is busy
-// working through its log is waited for instead of being sent the write
-// again at the back of its queue. For calls that must land within a
+// leads with an applied index that moved, or leads in contact with a
+// quorum, within d (client/progress.go). So a member that stopped (a
+// paused leader) costs a call d before it tries another, not the whole
+// RequestTimeout, while a leader that is working (through a long queue, or
+// a slow sync of this very write) is waited for instead of being sent the
+// write again at the back of its queue. For calls that must land within a
 // deadline shorter than RequestTimeout, such as a lease renewal. An attempt
 // given up may still apply: a write's retries carry its write id, so it
 // applies at most once.

@@ -289,12 +289,15 @@ func TestRenewalKeepsLock(t *testing.T) {
 	// lease's remainder loses the lock, as it must. The TTL is therefore a
 	// bound on the cluster's write latency, and must hold on a loaded
 	// 2-core machine under -race, where a single write (the session's
-	// open among them) was seen to take 700 ms. More: on a cluster with
-	// nothing else to apply, a renewal attempt the leader has not answered
-	// within TTL/6 (at least 200 ms) is cut and sent again (client.
-	// WithAttemptTimeout), so the TTL bounds one write's latency at about
+	// open among them) was seen to take 700 ms. More, until the SDK took a
+	// leader's contact with a quorum as progress: on a cluster with
+	// nothing else to apply, a renewal attempt the leader had not answered
+	// within TTL/6 (at least 200 ms) was cut and sent again (client.
+	// WithAttemptTimeout), so the TTL bounded one write's latency at about
 	// TTL/6. With 300 ms the lock was lost in 12 of 60 runs; with 1 s in 12
-	// of 40 (two copies at once, load 15-20).
+	// of 40 (two copies at once, load 15-20). The test cluster's election
+	// timeout is 100 ms, so a leader whose loop stalls longer still loses
+	// its contact, and the attempt, there.
 	ttl := 2 * time.Second
 	l, err := lock.NewProcessMonitor(c, lock.Options{TTL: ttl}).Lock(ctx, "r")
 	if err != nil {
