@@ -28,16 +28,27 @@ import (
 // apart. A call whose answer never came because the stream broke after it
 // was sent may have applied, like a unary call whose answer was lost; one
 // that was never sent was not. A member that does not implement Calls
-// (an older version) is sent unary calls from then on.
+// (an older version) is sent unary calls from then on, and asked for the
+// stream again after callStreamRetry: it may have been upgraded meanwhile
+// (a rolling upgrade restarts every member at the newer version), and a
+// connection that stayed unary for the client's life would never get the
+// stream back.
+
+// callStreamRetry is how long a member that answered Unimplemented to Calls
+// is sent unary calls before the stream is tried again. A try on a member
+// still without it costs one refused stream open; the call goes unary.
+const callStreamRetry = 10 * time.Second
 
 // callStreams is a member connection's Calls stream.
 type callStreams struct {
-	c      *Client
-	kv     cxkvrpc.KVClient
-	unary  atomic.Bool // the member answered Unimplemented
-	nextID atomic.Uint64
-	mu     sync.Mutex
-	cur    *callStream // open or opening; nil: none
+	c  *Client
+	kv cxkvrpc.KVClient
+	// unaryUntil (UnixNano on the Client's clock): the member answered
+	// Unimplemented to Calls, so calls go unary until then.
+	unaryUntil atomic.Int64
+	nextID     atomic.Uint64
+	mu         sync.Mutex
+	cur        *callStream // open or opening; nil: none
 }
 
 // callStream is one Calls stream and the calls waiting on it.
@@ -93,7 +104,7 @@ func (c *Client) streamInterceptor(ctx context.Context, method string, req, repl
 			}
 		}
 	}
-	if cs == nil || cs.unary.Load() {
+	if cs == nil || cs.unaryNow() {
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 	call := &cxkvpb.CallRequest{}
@@ -350,7 +361,7 @@ func (s *callStreams) run(cs *callStream) {
 	cs.cancel = cancel
 	cs.stream, cs.openErr = s.kv.Calls(ctx)
 	if status.Code(cs.openErr) == codes.Unimplemented {
-		s.unary.Store(true)
+		s.goUnary()
 		cs.openErr = errNoCalls
 	}
 	if cs.openErr != nil {
@@ -382,7 +393,7 @@ func (s *callStreams) run(cs *callStream) {
 	s.drop(cs)
 	switch {
 	case status.Code(err) == codes.Unimplemented:
-		s.unary.Store(true)
+		s.goUnary()
 		err = errNoCalls
 	case errors.Is(err, io.EOF):
 		err = status.Error(codes.Unavailable, "cxkv: the member ended the call stream")
@@ -397,6 +408,19 @@ func (s *callStreams) run(cs *callStream) {
 		ch <- nil
 	}
 	cancel()
+}
+
+// goUnary sends the member unary calls for callStreamRetry: it answered
+// Unimplemented to Calls.
+func (s *callStreams) goUnary() {
+	s.unaryUntil.Store(s.c.cfg.Clock.Now().Add(callStreamRetry).UnixNano())
+}
+
+// unaryNow says whether calls go unary: the member answered Unimplemented
+// to Calls less than callStreamRetry ago.
+func (s *callStreams) unaryNow() bool {
+	until := s.unaryUntil.Load()
+	return until != 0 && s.c.cfg.Clock.Now().UnixNano() < until
 }
 
 // drop forgets cs as the connection's stream: the next call opens another.

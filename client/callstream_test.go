@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/client"
 	"github.com/cxkv/cxkv/raftnode/raftnodetest"
+	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/stats"
@@ -557,5 +559,62 @@ func TestWriteWaitingToSendAtCloseIsNotApplied(t *testing.T) {
 	}
 	for range 2 {
 		<-bigs
+	}
+}
+
+// A member that answered Unimplemented to the Calls stream (an older
+// version) is sent unary calls, but not for the client's life: restarted
+// at the newer version on the same address, it is given the stream again
+// once client.CallStreamRetry has passed on the client's clock.
+func TestUpgradedMemberGetsTheStreamAgain(t *testing.T) {
+	cl, _ := start(t)
+	to := cl.Client(cl.WaitLeader())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	older := &proxy{to: to}
+	s := grpc.NewServer()
+	cxkvrpc.RegisterKVServer(s, older)
+	go s.Serve(l)
+	clock := clockwork.NewFakeClock()
+	c, err := client.New(client.Config{Endpoints: []string{addr}, RequestTimeout: 2 * time.Second, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	put := func(key string) {
+		t.Helper()
+		if r, err := c.Put(ctx, key, []byte("v"), 0); err != nil || !r.Successful {
+			t.Fatalf("put %s: %+v, %v", key, r, err)
+		}
+	}
+	put("before")
+	if older.unaryPuts.Load() != 1 {
+		t.Fatalf("the older member saw %d unary puts; want 1", older.unaryPuts.Load())
+	}
+
+	// The upgrade: the member stops and starts again, newer, where it was.
+	s.Stop()
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := &proxy{to: to, calls: func(*cxkvpb.CallRequest) bool { return false }}
+	s = grpc.NewServer()
+	cxkvrpc.RegisterKVServer(s, newer)
+	go s.Serve(l)
+	defer s.Stop()
+	put("upgraded")
+	if newer.unaryPuts.Load() != 1 || newer.streamPuts.Load() != 0 {
+		t.Fatalf("before the retry interval: %d unary puts, %d on the stream; want 1 unary", newer.unaryPuts.Load(), newer.streamPuts.Load())
+	}
+	clock.Advance(client.CallStreamRetry)
+	put("streamed")
+	if newer.streamPuts.Load() != 1 {
+		t.Fatalf("after the retry interval: %d unary puts, %d on the stream; want the put on the stream", newer.unaryPuts.Load(), newer.streamPuts.Load())
 	}
 }

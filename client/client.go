@@ -48,8 +48,9 @@ type Config struct {
 	// its own instead of on the one KV.Calls stream per member
 	// (client/callstream.go), as the SDK did before the stream existed.
 	UnaryWrites bool
-	// Clock times lock leases and renewals (default: the real clock). Tests
-	// pass one that jumps.
+	// Clock times lock leases and renewals, the token's renewal, and when a
+	// member without the Calls stream is asked for it again (default: the
+	// real clock). Tests pass one that jumps.
 	Clock clockwork.Clock
 }
 

@@ -57,3 +57,7 @@ func CallsPending(c *Client) int {
 	defer cs.mu.Unlock()
 	return len(cs.pending)
 }
+
+// CallStreamRetry is how long a member that answered Unimplemented to the
+// Calls stream is sent unary calls before the stream is tried again.
+const CallStreamRetry = callStreamRetry
