@@ -33,15 +33,13 @@ func (e *FatalError) Unwrap() error { return e.err }
 // Pebble.
 //
 // walWatch records a failed WAL write or sync as soon as the file reports
-// it, so a write later than that never reaches Pebble. Pebble itself
-// reports a failed WAL write in two ways. A failed sync reaches the
-// committing goroutine, which calls Fatalf after the commit pipeline let
-// go of its lock. A failed write is found by the log writer's own
-// goroutine, and the next commit to add a record panics with the bare
-// error while it holds the pipeline's lock: that panic is a storage failure
-// too, but the lock stays held, so Pebble's Close (which takes it) would
-// wait forever; stuck records it, and Store.Close leaves the database
-// unclosed. The process must restart anyway.
+// it and keeps it from Pebble, so Pebble's commit pipeline never meets a
+// failed log: a write later than the failure never reaches Pebble, and one
+// inside Pebble at that moment returns the failure from guard. guard still
+// recovers a panic with an error, for a failure of a file walWatch does not
+// watch: such a panic may leave the pipeline's lock held, so Pebble's Close
+// (which takes it) would wait forever; stuck records it, and Store.Close
+// leaves the database unclosed. The process must restart anyway.
 type failure struct {
 	first atomic.Pointer[FatalError]
 	stuck atomic.Bool
@@ -73,7 +71,15 @@ func (f *failure) guard(write func() error) (err error) {
 			err = f.first.Load()
 		}
 	}()
-	return write()
+	if err := write(); err != nil {
+		return err
+	}
+	// The log may have failed while the write was inside Pebble, which
+	// walWatch keeps from Pebble: the write may not be durable.
+	if first := f.first.Load(); first != nil {
+		return first
+	}
+	return nil
 }
 
 // quietLogger keeps Pebble's informational chatter out of the server log

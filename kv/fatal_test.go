@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -224,4 +225,88 @@ func failingLogWrites(failing, failed *atomic.Bool) vfs.FS {
 		}
 		return nil
 	}))
+}
+
+// The log fails while a commit is already inside Pebble: the commit that
+// makes Pebble rotate the WAL passed the store's check before anything had
+// failed, and the old log's last write, as the rotation closes it, is the
+// one that fails. Pebble panics on that with its mutex released, and the
+// deferred unlock ended the process with a runtime fatal error ("fatal
+// error: sync: unlock of unlocked mutex" in DB.rotateWAL; seen in a nemesis
+// run, disk full). The commit must fail with the store's failure instead,
+// and the store must close.
+func TestWALFailingInsideACommitThatRotatesIt(t *testing.T) {
+	var failing, failed atomic.Bool
+	s, err := Open("db", Options{FS: failingLogWrites(&failing, &failed)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := s.NewBatch()
+	if err := small.Put(Record{Key: "small", Value: []byte("v"), Index: 1, CreateIndex: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Synced: the log writer has nothing left to write when the disk fails.
+	if err := small.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	small.Close()
+	failing.Store(true)
+	big := s.NewBatch()
+	bigValue := make([]byte, 64<<10)
+	for i := 0; i < 8; i++ {
+		if err := big.Put(Record{Key: fmt.Sprintf("big/%d", i), Value: bigValue, Index: uint64(2 + i), CreateIndex: uint64(2 + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fatal *FatalError
+	if err := big.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("a commit whose WAL rotation met the failed log: %v, want the store's failure, caused by the injected error", err)
+	}
+	big.Close()
+	if !failed.Load() {
+		t.Fatal("the log file was never written after the disk failed")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("close after the failure: %v", err)
+	}
+}
+
+// The disk fails for the directory too: the rotation that closes the failed
+// log (walWatch keeps that failure from Pebble) then syncs the directory
+// for the new log, and Pebble panicked on that sync's failure, again with
+// its mutex released (DB.rotateWAL, "panic: syscall.Errno(28)", "fatal
+// error: sync: unlock of unlocked mutex"; seen in a nemesis run with the
+// disk full).
+func TestDirectorySyncFailingInAWALRotation(t *testing.T) {
+	var failing atomic.Bool
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !failing.Load() {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			return syscall.ENOSPC
+		}
+		return nil
+	}))
+	s, err := Open("db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	big := s.NewBatch()
+	bigValue := make([]byte, 64<<10)
+	for i := 0; i < 8; i++ {
+		if err := big.Put(Record{Key: fmt.Sprintf("big/%d", i), Value: bigValue, Index: uint64(1 + i), CreateIndex: uint64(1 + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fatal *FatalError
+	if err := big.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("a commit whose WAL rotation met the full disk: %v, want the store's failure, caused by ENOSPC", err)
+	}
+	big.Close()
+	if err := s.Close(); err != nil {
+		t.Fatalf("close after the failure: %v", err)
+	}
 }

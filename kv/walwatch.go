@@ -8,13 +8,21 @@ import (
 
 // walWatch records a failed write or sync of a write-ahead log as the
 // store's failure the moment the file reports it, on whichever goroutine
-// met it. Pebble finds a failed WAL write on its log writer's goroutine and
-// keeps it; the next commit then meets it inside Pebble, and if that commit
-// needs a new memtable, Pebble's WAL rotation panics on it with its mutex
-// released, which ends the process with a runtime fatal error that no
-// recover catches (failure). Recorded here first, the failure stops every
-// later write of the store before it reaches Pebble. A commit already
-// inside Pebble when the file fails can still meet it there.
+// met it, and from then on keeps every failure of the log from Pebble: the
+// log's writes and syncs are dropped and report success.
+//
+// Pebble treats a failed WAL as the end of the process. Its log writer
+// keeps a failed write, and whichever commit next closes that log to rotate
+// it (a commit that needs a new memtable) panics on it with Pebble's mutex
+// released; the deferred unlock then ends the process with a runtime fatal
+// error that no recover catches. A commit can be inside Pebble when the
+// disk fails (it passed the store's check before anything had failed), so
+// stopping later writes at the store is not enough: Pebble must never see
+// the failure. What makes hiding it safe is failure.guard: every write of
+// the store returns the recorded failure instead of Pebble's answer, so a
+// commit whose log write was dropped is never reported durable, and no
+// write after it reaches Pebble. The member halts on that failure and a
+// restart reads the log as the disk kept it.
 type walWatch struct {
 	vfs.FS
 	failed *failure
@@ -44,35 +52,85 @@ func (w walWatch) OpenReadWrite(name string, category vfs.DiskWriteCategory, opt
 	return w.watch(name, f, err)
 }
 
+// OpenDir wraps the directory Pebble syncs after creating a file, the new
+// log's included: WAL rotation syncs it after closing the failed log, and a
+// failure there would reach Pebble as one of the log's. After the store's
+// failure a directory sync reports success; the store accepts no write
+// from then on, so nothing depends on it. Before, a failed directory sync
+// reaches Pebble as it is (it fails a flush, which Pebble retries).
+func (w walWatch) OpenDir(name string) (vfs.File, error) {
+	f, err := w.FS.OpenDir(name)
+	if err != nil {
+		return f, err
+	}
+	return walDir{File: f, failed: w.failed}, nil
+}
+
+type walDir struct {
+	vfs.File
+	failed *failure
+}
+
+func (d walDir) Sync() error {
+	if err := d.File.Sync(); err != nil && d.failed.first.Load() == nil {
+		return err
+	}
+	return nil
+}
+
 type walFile struct {
 	vfs.File
 	failed *failure
 	name   string
 }
 
-// record keeps err as the store's first failure, if it is the first.
-func (f walFile) record(op string, err error) error {
+// dead reports whether the store has failed: the log is not written to
+// any more.
+func (f walFile) dead() bool { return f.failed.first.Load() != nil }
+
+// record keeps err as the store's first failure, if it is the first, and
+// hides it from Pebble.
+func (f walFile) record(op string, err error) {
 	if err != nil {
 		f.failed.first.CompareAndSwap(nil, &FatalError{Msg: "write-ahead log " + f.name + ": " + op + ": " + err.Error(), err: err})
 	}
-	return err
 }
 
 func (f walFile) Write(p []byte) (int, error) {
-	n, err := f.File.Write(p)
-	return n, f.record("write", err)
+	if !f.dead() {
+		_, err := f.File.Write(p)
+		f.record("write", err)
+	}
+	return len(p), nil
 }
 
 func (f walFile) WriteAt(p []byte, off int64) (int, error) {
-	n, err := f.File.WriteAt(p, off)
-	return n, f.record("write", err)
+	if !f.dead() {
+		_, err := f.File.WriteAt(p, off)
+		f.record("write", err)
+	}
+	return len(p), nil
 }
 
-func (f walFile) Sync() error { return f.record("sync", f.File.Sync()) }
+func (f walFile) Sync() error {
+	if !f.dead() {
+		f.record("sync", f.File.Sync())
+	}
+	return nil
+}
 
-func (f walFile) SyncData() error { return f.record("sync", f.File.SyncData()) }
+func (f walFile) SyncData() error {
+	if !f.dead() {
+		f.record("sync", f.File.SyncData())
+	}
+	return nil
+}
 
 func (f walFile) SyncTo(length int64) (bool, error) {
+	if f.dead() {
+		return true, nil
+	}
 	full, err := f.File.SyncTo(length)
-	return full, f.record("sync", err)
+	f.record("sync", err)
+	return full || err != nil, nil
 }
