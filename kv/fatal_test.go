@@ -200,16 +200,8 @@ func TestFailedWALWriteStopsWritesBeforeAWALRotationMeetsIt(t *testing.T) {
 		runtime.Gosched()
 	}
 	var fatal *FatalError
-	// A batch larger than the first memtable (256 KiB) makes Pebble rotate
-	// the WAL if it gets that far.
-	big := s.NewBatch()
+	big := rotatingBatch(t, s, 1000)
 	defer big.Close()
-	bigValue := make([]byte, 64<<10)
-	for i := 0; i < 8; i++ {
-		if err := big.Put(Record{Key: fmt.Sprintf("big/%d", i), Value: bigValue, Index: uint64(1000 + i), CreateIndex: uint64(1000 + i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if err := big.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, errorfs.ErrInjected) {
 		t.Fatalf("a commit after the log failed: %v, want the first failure, caused by the injected error", err)
 	}
@@ -251,13 +243,7 @@ func TestWALFailingInsideACommitThatRotatesIt(t *testing.T) {
 	}
 	small.Close()
 	failing.Store(true)
-	big := s.NewBatch()
-	bigValue := make([]byte, 64<<10)
-	for i := 0; i < 8; i++ {
-		if err := big.Put(Record{Key: fmt.Sprintf("big/%d", i), Value: bigValue, Index: uint64(2 + i), CreateIndex: uint64(2 + i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	big := rotatingBatch(t, s, 2)
 	var fatal *FatalError
 	if err := big.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, errorfs.ErrInjected) {
 		t.Fatalf("a commit whose WAL rotation met the failed log: %v, want the store's failure, caused by the injected error", err)
@@ -294,13 +280,7 @@ func TestDirectorySyncFailingInAWALRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	failing.Store(true)
-	big := s.NewBatch()
-	bigValue := make([]byte, 64<<10)
-	for i := 0; i < 8; i++ {
-		if err := big.Put(Record{Key: fmt.Sprintf("big/%d", i), Value: bigValue, Index: uint64(1 + i), CreateIndex: uint64(1 + i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	big := rotatingBatch(t, s, 1)
 	var fatal *FatalError
 	if err := big.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("a commit whose WAL rotation met the full disk: %v, want the store's failure, caused by ENOSPC", err)
@@ -309,4 +289,19 @@ func TestDirectorySyncFailingInAWALRotation(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("close after the failure: %v", err)
 	}
+}
+
+// rotatingBatch is a batch larger than the first memtable (256 KiB): its
+// commit makes Pebble rotate the WAL, if it gets that far. Its records'
+// indexes start at index.
+func rotatingBatch(t *testing.T, s *Store, index uint64) *Batch {
+	t.Helper()
+	b := s.NewBatch()
+	value := make([]byte, 64<<10)
+	for i := range uint64(8) {
+		if err := b.Put(Record{Key: fmt.Sprintf("big/%d", i), Value: value, Index: index + i, CreateIndex: index + i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
 }
