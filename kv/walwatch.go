@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"path/filepath"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -38,13 +39,30 @@ func (w walWatch) watch(name string, f vfs.File, err error) (vfs.File, error) {
 }
 
 func (w walWatch) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	if isWAL(name) && w.failed.first.Load() != nil {
+		return w.offDisk(name, category)
+	}
 	f, err := w.FS.Create(name, category)
 	return w.watch(name, f, err)
 }
 
 func (w walWatch) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	if isWAL(newname) && w.failed.first.Load() != nil {
+		return w.offDisk(newname, category)
+	}
 	f, err := w.FS.ReuseForWrite(oldname, newname, category)
 	return w.watch(newname, f, err)
+}
+
+// offDisk is the log a rotation after the failure opens: never put on the
+// disk. The failed log may end in a torn record (a short write on a full
+// disk), which Pebble's recovery tolerates only in the newest log; a newer
+// log file beside it would make the restart refuse the whole store as
+// corrupt ("error when replaying WAL: unexpected EOF"). Nothing written
+// after the failure is kept anyway.
+func (w walWatch) offDisk(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := vfs.NewMem().Create(filepath.Base(name), category)
+	return w.watch(name, f, err)
 }
 
 func (w walWatch) OpenReadWrite(name string, category vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
