@@ -385,3 +385,33 @@ func (f shortWriteFile) Write(p []byte) (int, error) {
 	n, _ := f.File.Write(p[:len(p)/2])
 	return n, syscall.ENOSPC
 }
+
+// The directory fails before the log does: the rotation's sync of the
+// directory for the new log is the first failure, and Pebble panicked on it
+// with its mutex released, as in TestDirectorySyncFailingInAWALRotation
+// ("panic: syscall.Errno(5)", "fatal error: sync: unlock of unlocked
+// mutex" in DB.rotateWAL). The commit must fail with the store's failure
+// instead, and the store must close.
+func TestDirectorySyncFailingFirstInAWALRotation(t *testing.T) {
+	var failing atomic.Bool
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && op.Kind == errorfs.OpFileSync && op.Path == "db" {
+			return syscall.EIO
+		}
+		return nil
+	}))
+	s, err := Open("db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	big := rotatingBatch(t, s, 1)
+	var fatal *FatalError
+	if err := big.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("a commit whose WAL rotation met a failing directory sync: %v, want the store's failure, caused by EIO", err)
+	}
+	big.Close()
+	if err := s.Close(); err != nil {
+		t.Fatalf("close after the failure: %v", err)
+	}
+}

@@ -43,6 +43,9 @@ func (w walWatch) Create(name string, category vfs.DiskWriteCategory) (vfs.File,
 		return w.offDisk(name, category)
 	}
 	f, err := w.FS.Create(name, category)
+	if err == nil && isWAL(name) {
+		w.syncDirOf(name)
+	}
 	return w.watch(name, f, err)
 }
 
@@ -51,7 +54,32 @@ func (w walWatch) ReuseForWrite(oldname, newname string, category vfs.DiskWriteC
 		return w.offDisk(newname, category)
 	}
 	f, err := w.FS.ReuseForWrite(oldname, newname, category)
+	if err == nil && isWAL(newname) {
+		w.syncDirOf(newname)
+	}
 	return w.watch(newname, f, err)
+}
+
+// syncDirOf makes a new log's directory entry durable before Pebble does,
+// and records its failure as the store's. Pebble syncs the directory
+// right after it creates a log, and panics on a failure there with its
+// mutex released (DB.rotateWAL): a runtime fatal error no recover catches.
+// Met here first, the failure is the store's, so walDir hides Pebble's own
+// sync's failure that follows on the same disk, and the commit that rotated
+// the log returns the failure from guard. A failed directory sync of
+// anything else (a flush's new table) still reaches Pebble, which retries
+// it.
+func (w walWatch) syncDirOf(name string) {
+	d, err := w.FS.OpenDir(filepath.Dir(name))
+	if err == nil {
+		err = d.Sync()
+		if cerr := d.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		w.failed.first.CompareAndSwap(nil, &FatalError{Msg: "write-ahead log " + name + ": directory sync: " + err.Error(), err: err})
+	}
 }
 
 // offDisk is the log a rotation after the failure opens: never put on the
@@ -75,7 +103,9 @@ func (w walWatch) OpenReadWrite(name string, category vfs.DiskWriteCategory, opt
 // failure there would reach Pebble as one of the log's. After the store's
 // failure a directory sync reports success; the store accepts no write
 // from then on, so nothing depends on it. Before, a failed directory sync
-// reaches Pebble as it is (it fails a flush, which Pebble retries).
+// reaches Pebble as it is (it fails a flush, which Pebble retries); a new
+// log's directory is synced by walWatch first (syncDirOf), so a failure
+// there is already the store's when Pebble's own sync meets it.
 func (w walWatch) OpenDir(name string) (vfs.File, error) {
 	f, err := w.FS.OpenDir(name)
 	if err != nil {
