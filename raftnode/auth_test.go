@@ -31,7 +31,7 @@ func TestAuthScriptsOnLiveCluster(t *testing.T) {
 		t.Skip("the race pass (-short) runs these scripts through the same handlers and interceptors in TestAuthScriptsOverCallsStream; runs without -short")
 	}
 	cmpxchgtest.RunScripts(t, "../testdata/auth", func(t *testing.T) cmpxchgtest.Target {
-		return &clusterTarget{c: raftnodetest.Start(t, 3)}
+		return &clusterTarget{c: raftnodetest.Start(t, 3, patientElections)}
 	})
 }
 
@@ -66,7 +66,7 @@ func TestScriptsOnLiveClusterWithAuth(t *testing.T) {
 		t.Skip("the race pass (-short) runs token checks per call in TestAuthScriptsOverCallsStream and the suite under auth in TestScriptsOnLiveClusterWithTLSAndAuth; runs without -short")
 	}
 	cmpxchgtest.RunScripts(t, "../testdata/cmpxchg", func(t *testing.T) cmpxchgtest.Target {
-		c := &clusterTarget{c: raftnodetest.Start(t, 3)}
+		c := &clusterTarget{c: raftnodetest.Start(t, 3, patientElections)}
 		return &asUser{clusterTarget: c, token: enableAuth(t, c)}
 	})
 }
