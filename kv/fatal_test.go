@@ -276,20 +276,7 @@ func TestDirectorySyncFailingInAWALRotation(t *testing.T) {
 		}
 		return nil
 	}))
-	s, err := Open("db", Options{FS: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	failing.Store(true)
-	big := rotatingBatch(t, s, 1)
-	var fatal *FatalError
-	if err := big.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("a commit whose WAL rotation met the full disk: %v, want the store's failure, caused by ENOSPC", err)
-	}
-	big.Close()
-	if err := s.Close(); err != nil {
-		t.Fatalf("close after the failure: %v", err)
-	}
+	rotationMeetsFailure(t, fs, &failing, syscall.ENOSPC)
 }
 
 // rotatingBatch is a batch larger than the first memtable (256 KiB): its
@@ -400,6 +387,15 @@ func TestDirectorySyncFailingFirstInAWALRotation(t *testing.T) {
 		}
 		return nil
 	}))
+	rotationMeetsFailure(t, fs, &failing, syscall.EIO)
+}
+
+// rotationMeetsFailure opens a store on fs, turns failing on, and commits a
+// batch that makes Pebble rotate the WAL on the failing disk: the commit
+// must return the store's failure, caused by cause, and the store must
+// close.
+func rotationMeetsFailure(t *testing.T, fs vfs.FS, failing *atomic.Bool, cause error) {
+	t.Helper()
 	s, err := Open("db", Options{FS: fs})
 	if err != nil {
 		t.Fatal(err)
@@ -407,8 +403,8 @@ func TestDirectorySyncFailingFirstInAWALRotation(t *testing.T) {
 	failing.Store(true)
 	big := rotatingBatch(t, s, 1)
 	var fatal *FatalError
-	if err := big.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, syscall.EIO) {
-		t.Fatalf("a commit whose WAL rotation met a failing directory sync: %v, want the store's failure, caused by EIO", err)
+	if err := big.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, cause) {
+		t.Fatalf("a commit whose WAL rotation met the failing disk: %v, want the store's failure, caused by %v", err, cause)
 	}
 	big.Close()
 	if err := s.Close(); err != nil {
