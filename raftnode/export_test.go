@@ -18,6 +18,15 @@ func SetCensusEvery(d time.Duration) func() {
 	return func() { censusEvery = old }
 }
 
+// SetCommitNoticeDelay changes how long a leader holds an entry-less append
+// (commitnotice.go), for members started after it; it returns the function
+// that restores the default. Members must be stopped before it runs.
+func SetCommitNoticeDelay(d time.Duration) func() {
+	old := commitNoticeDelay
+	commitNoticeDelay = d
+	return func() { commitNoticeDelay = old }
+}
+
 // ReportLeaderGone hands the member's Ready loop what its transport reports
 // when the stream to peer broke and peer's port refused a connection.
 func (n *Node) ReportLeaderGone(peer uint64) { n.reportLeaderGone(peer) }

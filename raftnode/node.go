@@ -35,12 +35,14 @@ type Node struct {
 	heartbeats heartbeatGate
 	// prevotes is touched by the Ready loop only (prevotehold.go).
 	prevotes prevoteHold
-	readc    chan *readRequest
-	reportc  chan func(*raft.RawNode)
-	stopc    chan struct{}
-	stopCut  bool // Stop ran out of grace and cut the connections left
-	life     lifetime
-	done     sync.WaitGroup
+	// notices is touched by the Ready loop only (commitnotice.go).
+	notices commitNotices
+	readc   chan *readRequest
+	reportc chan func(*raft.RawNode)
+	stopc   chan struct{}
+	stopCut bool // Stop ran out of grace and cut the connections left
+	life    lifetime
+	done    sync.WaitGroup
 
 	waits   waitRegistry
 	reads   readBatcher

@@ -19,6 +19,8 @@ import (
 func (n *Node) run() {
 	ticker := n.cfg.Clock.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	n.notices.delay = commitNoticeDelay
+	defer n.notices.stop()
 	// The applier drains what it was handed and exits once the loop ends.
 	defer close(n.applier.jobs)
 	var term uint64
@@ -79,6 +81,9 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 	case r := <-n.recvc:
 		n.receivedBytes.give(r.size)
 		n.contact.heardFrom(r.m.GetFrom(), n.ticks, n.cfg.Clock.Now())
+		if r.m.GetType() == pb.MsgProp {
+			n.notices.forwarded(r.m.GetFrom(), n.ticks)
+		}
 		if !stepReceived(n.rn, &n.heartbeats, r.m) {
 			break
 		}
@@ -93,6 +98,8 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 		n.reads.pending = append(n.reads.pending, r)
 	case f := <-n.reportc:
 		f(n.rn)
+	case <-n.notices.due():
+		n.transport.Send(n.notices.take())
 	}
 	return true
 }
@@ -129,6 +136,9 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 	}
 	if rd.SoftState != nil {
 		*leader = rd.SoftState.RaftState == raft.StateLeader
+		if !*leader {
+			n.notices.drop()
+		}
 		if n.tracer != nil {
 			n.tracer.reset()
 		}
@@ -159,7 +169,7 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 	// A follower's messages go out only after the fsync: its
 	// acknowledgements must describe what is on its disk.
 	if *leader {
-		n.transport.Send(rd.Messages)
+		n.transport.Send(n.notices.filter(rd.Messages, n.cfg.Clock, n.ticks))
 	}
 	start := time.Now()
 	wrote, err := persistReady(n.log, n.sm, rd)

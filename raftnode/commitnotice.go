@@ -1,0 +1,143 @@
+package raftnode
+
+import (
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// commitNoticeDelay is how long the leader holds an append that carries no
+// entries before sending it. Raft sends one to every follower each time the
+// commit index moves, only to tell them so; with writes arriving one at a
+// time (a sequential client, a lock hand-off) that doubled the peer traffic
+// of a write: append, ack, then that notice and its ack, each a message to
+// write, read, step and answer on both members, and on the follower a second
+// Ready (the hard state's commit, then the apply). The next append to the
+// follower carries the newer commit index, so a notice it overtakes says
+// nothing; one that no append overtakes within the delay goes out then.
+// Heartbeats carry the commit index too, so a follower learns it at the
+// latest one heartbeat later even if a notice is lost.
+//
+// A follower that forwarded a write (raft's MsgProp: its client does not
+// know the leader) answers that write only once it has applied it, so it
+// does wait for the notice: a follower that forwarded a proposal in this
+// tick or the last one gets its notices at once.
+//
+// The leader's own commit does not wait on this: it needs the followers'
+// acks of the entries, which go out at once. What waits (at most the delay)
+// is a follower applying an entry: its serializable reads, its watch events,
+// and nothing a write's answer depends on. A linearizable read served by a
+// follower waits for the read index the leader confirmed, which the
+// heartbeats of that read's round deliver.
+var commitNoticeDelay = 2 * time.Millisecond
+
+// commitNotices is the leader's held entry-less appends, one per follower:
+// the newest raft asked for. Touched by the Ready loop only.
+//
+// Holding or dropping such an append is safe at any time: raft tolerates
+// messages delayed, reordered or lost, and an entry-less append is nothing
+// but a probe of the follower's log at its index and the commit index, both
+// of which any later append to the same follower (of this leader's term)
+// repeats or advances. A probe held back delays a lagging follower's catch-up
+// by the delay at most.
+type commitNotices struct {
+	delay time.Duration // commitNoticeDelay when the member started
+	held  map[uint64]*pb.Message
+	timer clockwork.Timer // armed while held is not empty
+	armed bool
+	// forwarders: follower -> the tick in which it last forwarded a
+	// proposal.
+	forwarders map[uint64]uint64
+}
+
+// forwarded records that follower from forwarded a proposal at tick now.
+func (c *commitNotices) forwarded(from, now uint64) {
+	if c.forwarders == nil {
+		c.forwarders = map[uint64]uint64{}
+	}
+	c.forwarders[from] = now
+}
+
+// forwarding says whether follower id forwarded a proposal in tick now or
+// the one before.
+func (c *commitNotices) forwarding(id, now uint64) bool {
+	t, ok := c.forwarders[id]
+	if ok && now-t > 1 {
+		delete(c.forwarders, id)
+		return false
+	}
+	return ok
+}
+
+// filter returns the messages to send now: msgs without the entry-less
+// appends, which it holds instead (each replacing the one held for its
+// follower), and it forgets a held append that a later append to its
+// follower in msgs overtakes. It arms the timer when it starts holding.
+// now is the Ready loop's tick count. msgs is filtered in place.
+func (c *commitNotices) filter(msgs []*pb.Message, clock clockwork.Clock, now uint64) []*pb.Message {
+	out := msgs[:0]
+	for _, m := range msgs {
+		if m.GetType() != pb.MsgApp {
+			out = append(out, m)
+			continue
+		}
+		if len(m.GetEntries()) > 0 || c.forwarding(m.GetTo(), now) {
+			delete(c.held, m.GetTo())
+			out = append(out, m)
+			continue
+		}
+		if c.held == nil {
+			c.held = map[uint64]*pb.Message{}
+		}
+		c.held[m.GetTo()] = m
+	}
+	if len(c.held) > 0 && !c.armed {
+		if c.timer == nil {
+			c.timer = clock.NewTimer(c.delay)
+		} else {
+			c.timer.Reset(c.delay)
+		}
+		c.armed = true
+	}
+	return out
+}
+
+// due is the timer's channel while something is held, nil otherwise (a
+// select never takes a nil channel).
+func (c *commitNotices) due() <-chan time.Time {
+	if !c.armed {
+		return nil
+	}
+	return c.timer.Chan()
+}
+
+// take returns the held appends, to be sent now, and holds nothing more.
+// The timer fired (or is stopped): it is disarmed.
+func (c *commitNotices) take() []*pb.Message {
+	c.armed = false
+	if len(c.held) == 0 {
+		return nil
+	}
+	out := make([]*pb.Message, 0, len(c.held))
+	for _, m := range c.held {
+		out = append(out, m)
+	}
+	clear(c.held)
+	return out
+}
+
+// drop forgets what is held: the member no longer leads, and a former
+// leader's appends are news to no one.
+func (c *commitNotices) drop() {
+	clear(c.held)
+	c.stop()
+}
+
+// stop disarms the timer.
+func (c *commitNotices) stop() {
+	if c.armed {
+		c.timer.Stop()
+		c.armed = false
+	}
+}
