@@ -87,6 +87,14 @@ func TestCxkvProcessCluster(t *testing.T) {
 			t.Errorf("stage %s: %+v (cas-seq did %d writes; previous stage %+v)", s.Name, s, res.Ops, stages[max(0, i-1)])
 		}
 	}
+	// One write at a time: every member syncs each write's entry (the
+	// leader and both followers), and the leader's append and each
+	// follower's acknowledgement cross between members at least.
+	costs := CostDelta(before, after, res.Ops)
+	if costs.FsyncsPerOp < 2 || costs.EntriesPerFsync < 0.5 || costs.PeerMessagesPerOp < 3 {
+		t.Errorf("costs of %d sequential writes: %+v; want at least 2 fsyncs, half an entry per fsync and 3 peer messages per write", res.Ops, costs)
+	}
+	t.Logf("costs of %d sequential writes: %+v", res.Ops, costs)
 	cl.Stop()
 	stopped = true
 	for _, p := range cl.procs {

@@ -36,13 +36,21 @@ type stageHistogram struct {
 }
 
 // StageHistograms is a scrape of every member's cxkv_write_stage_seconds,
-// by stage.
-type StageHistograms map[string]*stageHistogram
+// by stage, and of the counters that say what the writes cost the
+// cluster, summed over members.
+type StageHistograms struct {
+	stages map[string]*stageHistogram
+	// fsyncs: synced writes of the Raft log (cxkv_wal_fsync_duration_seconds'
+	// count); entries: log entries written; peerMessages: Raft messages
+	// handed to peers' streams.
+	fsyncs, entries, peerMessages float64
+}
 
-// ScrapeStages reads cxkv_write_stage_seconds from every member and sums
-// them (only the leader of the moment counts writes).
-func (c *Cluster) ScrapeStages(ctx context.Context) (StageHistograms, error) {
-	out := StageHistograms{}
+// ScrapeStages reads cxkv_write_stage_seconds and the log and peer
+// counters from every member and sums them (only the leader of the moment
+// counts writes).
+func (c *Cluster) ScrapeStages(ctx context.Context) (*StageHistograms, error) {
+	out := &StageHistograms{stages: map[string]*stageHistogram{}}
 	for _, url := range c.MetricsURLs {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
@@ -65,8 +73,25 @@ func (c *Cluster) ScrapeStages(ctx context.Context) (StageHistograms, error) {
 		for _, m := range f.GetMetric() {
 			out.add(stageLabel(m), m.GetHistogram())
 		}
+		out.fsyncs += sumMetric(fams["cxkv_wal_fsync_duration_seconds"])
+		out.entries += sumMetric(fams["cxkv_wal_entries_persisted_total"])
+		out.peerMessages += sumMetric(fams["cxkv_peer_messages_sent_total"])
 	}
 	return out, nil
+}
+
+// sumMetric is a family's counters, or its histograms' sample counts,
+// summed over its series; 0 for a family the member does not export.
+func sumMetric(f *dto.MetricFamily) float64 {
+	var n float64
+	for _, m := range f.GetMetric() {
+		if h := m.GetHistogram(); h != nil {
+			n += float64(h.GetSampleCount())
+		} else {
+			n += m.GetCounter().GetValue()
+		}
+	}
+	return n
 }
 
 func stageLabel(m *dto.Metric) string {
@@ -78,15 +103,15 @@ func stageLabel(m *dto.Metric) string {
 	return ""
 }
 
-func (s StageHistograms) add(stage string, h *dto.Histogram) {
-	sh := s[stage]
+func (s *StageHistograms) add(stage string, h *dto.Histogram) {
+	sh := s.stages[stage]
 	if sh == nil {
 		sh = &stageHistogram{}
 		for _, b := range h.GetBucket() {
 			sh.bounds = append(sh.bounds, b.GetUpperBound())
 		}
 		sh.counts = make([]uint64, len(sh.bounds))
-		s[stage] = sh
+		s.stages[stage] = sh
 	}
 	for i, b := range h.GetBucket() {
 		if i < len(sh.counts) {
@@ -99,15 +124,15 @@ func (s StageHistograms) add(stage string, h *dto.Histogram) {
 
 // StageDelta is what the writes between two scrapes spent at each stage,
 // followed by the client's mean round trip (clientMean, ms).
-func StageDelta(before, after StageHistograms, clientMean float64) []Stage {
+func StageDelta(before, after *StageHistograms, clientMean float64) []Stage {
 	var out []Stage
 	for _, name := range StageNames[:len(StageNames)-1] {
-		a := after[name]
+		a := after.stages[name]
 		if a == nil {
 			continue
 		}
 		d := stageHistogram{bounds: a.bounds, counts: slices.Clone(a.counts), sum: a.sum, count: a.count}
-		if b := before[name]; b != nil {
+		if b := before.stages[name]; b != nil {
 			for i := range d.counts {
 				if i < len(b.counts) {
 					d.counts[i] -= b.counts[i]
@@ -124,6 +149,34 @@ func StageDelta(before, after StageHistograms, clientMean float64) []Stage {
 		out = append(out, st)
 	}
 	return append(out, Stage{Name: "client", Mean: clientMean})
+}
+
+// Costs is what a run's operations cost the cluster, summed over members
+// (cxkvbench -stages).
+type Costs struct {
+	// FsyncsPerOp: synced log writes per operation, all members together.
+	FsyncsPerOp float64 `json:"fsyncs_per_op"`
+	// EntriesPerFsync: log entries each synced write carried on average,
+	// the batching factor (an entry is one write, or a leader's empty
+	// entry or a configuration change).
+	EntriesPerFsync float64 `json:"entries_per_fsync"`
+	// PeerMessagesPerOp: Raft messages the members sent each other per
+	// operation (appends, acknowledgements, heartbeats, commit notices).
+	PeerMessagesPerOp float64 `json:"peer_messages_per_op"`
+}
+
+// CostDelta is what the ops operations between two scrapes cost.
+func CostDelta(before, after *StageHistograms, ops int64) Costs {
+	var c Costs
+	fsyncs := after.fsyncs - before.fsyncs
+	if ops > 0 {
+		c.FsyncsPerOp = fsyncs / float64(ops)
+		c.PeerMessagesPerOp = (after.peerMessages - before.peerMessages) / float64(ops)
+	}
+	if fsyncs > 0 {
+		c.EntriesPerFsync = (after.entries - before.entries) / fsyncs
+	}
+	return c
 }
 
 // quantile interpolates within the bucket that holds the q-th write.
@@ -179,6 +232,22 @@ func WriteStages(w io.Writer, runs []Result, markdown bool) {
 			lines = append(lines, []string{wl, name, num(m), p50, fmt.Sprintf("%+.3f", m-prev)})
 			prev = m
 		}
+	}
+	writeGrid(w, head, lines, markdown)
+
+	fmt.Fprintln(w)
+	head = []string{"workload", "fsyncs per op (all members)", "log entries per fsync", "peer messages per op"}
+	lines = nil
+	for _, wl := range Workloads {
+		rs := slices.DeleteFunc(pick(runs, wl, "cxkv"), func(r Result) bool { return r.Costs == nil })
+		if len(rs) == 0 {
+			continue
+		}
+		lines = append(lines, []string{wl,
+			fmt.Sprintf("%.2f", median(rs, func(r Result) float64 { return r.Costs.FsyncsPerOp })),
+			fmt.Sprintf("%.2f", median(rs, func(r Result) float64 { return r.Costs.EntriesPerFsync })),
+			fmt.Sprintf("%.2f", median(rs, func(r Result) float64 { return r.Costs.PeerMessagesPerOp })),
+		})
 	}
 	writeGrid(w, head, lines, markdown)
 }

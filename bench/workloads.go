@@ -118,6 +118,9 @@ type Result struct {
 	// Stages is where a cxkv write's time went (cxkvbench -stages): the
 	// leader's per-stage times over the run, then the client's.
 	Stages []Stage `json:"stages,omitempty"`
+	// Costs is what the run's operations cost the cluster in synced log
+	// writes and peer messages (cxkvbench -stages).
+	Costs *Costs `json:"costs,omitempty"`
 	// Error is set when the run could not be measured (an operation
 	// failed); its figures are then left out of the medians.
 	Error string `json:"error,omitempty"`

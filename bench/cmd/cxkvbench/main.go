@@ -247,7 +247,7 @@ func run() error {
 					prof = startProfiles(ctx, pprofPorts, *duration, filepath.Join(*pprofDir, wl+"-"+b.Name()))
 				}
 				cl := clusters[b.Name()]
-				var before bench.StageHistograms
+				var before *bench.StageHistograms
 				if *stages && cl == cx {
 					before, err = cx.ScrapeStages(ctx)
 					if err != nil {
@@ -263,6 +263,8 @@ func run() error {
 						return fmt.Errorf("scrape stages: %w", serr)
 					}
 					res.Stages = bench.StageDelta(before, after, res.Mean)
+					costs := bench.CostDelta(before, after, res.Ops)
+					res.Costs = &costs
 				}
 				prof.wait()
 				if ctx.Err() != nil {
