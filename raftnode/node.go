@@ -37,6 +37,13 @@ type Node struct {
 	prevotes prevoteHold
 	// notices is touched by the Ready loop only (commitnotice.go).
 	notices commitNotices
+	// taken: the proposals the Ready loop took this turn, proposed
+	// together once the queues are drained (proposeTaken). Ready loop
+	// only.
+	taken struct {
+		props []*proposal
+		bytes int
+	}
 	readc   chan *readRequest
 	reportc chan func(*raft.RawNode)
 	stopc   chan struct{}

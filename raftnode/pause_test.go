@@ -127,6 +127,12 @@ type heapSampler struct {
 // resumed member answers one).
 const heapGrowthLimit = 160 << 20
 
+// pauseBacklog bounds the writes made during the pause: about what 6 s of
+// this load made when heapGrowthLimit was set. A faster machine or build
+// made more (75,000 on 2026-11-27 once proposals were batched, and the
+// catch-up's heap grew with them, about 2 KiB per entry behind).
+const pauseBacklog = 50_000
+
 const heapObjects = "/memory/classes/heap/objects:bytes"
 
 func heapNow() uint64 {
@@ -206,12 +212,25 @@ func TestNewLeaderMemoryWhenThePausedLeaderResumes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var writes atomic.Int64
+	// The backlog the resumed member catches up, and so the heap its
+	// catch-up takes, would grow with the machine's (and the build's)
+	// speed: the writes stop for the rest of the pause at pauseBacklog,
+	// so the heap measures the heartbeats piled up, not the machine.
+	var capAt atomic.Int64 // writes.Load() at which writes wait for the thaw; 0: none
+	thawed := make(chan struct{})
 	for w := range 64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			val := make([]byte, 150)
 			for i := 0; ctx.Err() == nil; i++ {
+				if c := capAt.Load(); c != 0 && writes.Load() >= c {
+					select {
+					case <-thawed:
+					case <-ctx.Done():
+						return
+					}
+				}
 				wctx, wcancel := context.WithTimeout(ctx, time.Second)
 				if _, err := c.Client(leading()).Put(wctx, &cxkvpb.PutRequest{Key: fmt.Sprintf("s/%d/%d", w, i%100), Value: val}); err == nil {
 					writes.Add(1)
@@ -235,6 +254,7 @@ func TestNewLeaderMemoryWhenThePausedLeaderResumes(t *testing.T) {
 	lead := leading()
 	leader := c.Members[lead]
 	before := writes.Load()
+	capAt.Store(before + pauseBacklog)
 	pause := 6 * time.Second
 	time.Sleep(pause)
 	backlog := leader.Status().LastIndex - c.Members[2].Status().LastIndex
@@ -244,6 +264,7 @@ func TestNewLeaderMemoryWhenThePausedLeaderResumes(t *testing.T) {
 	resumedAt := time.Now()
 	proxy.thaw()
 	fnet.Heal()
+	close(thawed)
 	target := leader.Status().Applied
 	raftnodetest.Eventually(t, 20*time.Second, "the paused member catches up", func() bool { return c.Members[2].Status().Applied >= target })
 	peak := h.end()

@@ -42,6 +42,7 @@ func (n *Node) run() {
 				return
 			}
 		}
+		n.proposeTaken()
 		if err := n.applier.failed(); err != nil {
 			fail(err)
 			return
@@ -93,7 +94,7 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 		}
 		n.stepped(r.m)
 	case p := <-n.propc:
-		n.proposeNow(p)
+		n.take(p)
 	case r := <-n.readc:
 		n.reads.pending = append(n.reads.pending, r)
 	case f := <-n.reportc:
@@ -109,20 +110,57 @@ func (n *Node) queued() bool {
 	return len(n.recvc) > 0 || len(n.propc) > 0 || len(n.readc) > 0 || len(n.reportc) > 0
 }
 
-func (n *Node) proposeNow(p *proposal) {
-	p.term = n.rn.BasicStatus().GetTerm()
-	if p.stamps != nil {
-		p.stamps[stageTaken] = time.Now()
+// take queues p to be proposed with the other proposals of this turn
+// (proposeTaken), or proposes the queue first if p would take it over one
+// append's worth of bytes.
+func (n *Node) take(p *proposal) {
+	if n.taken.bytes > 0 && n.taken.bytes+len(p.data) > maxSizePerMsg {
+		n.proposeTaken()
 	}
-	if err := n.rn.Propose(p.data); err != nil {
+	n.taken.props = append(n.taken.props, p)
+	n.taken.bytes += len(p.data)
+}
+
+// proposeTaken hands raft every proposal taken this turn as one proposal
+// message. Raft appends them together and sends each follower one append
+// for them all, which the follower acknowledges once; proposed one by one,
+// each went out in an append of its own (and came back in an
+// acknowledgement of its own), though one sync wrote them all. Raft takes
+// or drops the message whole: it drops it only when no leader is known or
+// the uncommitted tail is full, which would drop each of them alike (the
+// byte cap in take keeps one message from filling the tail alone).
+func (n *Node) proposeTaken() {
+	props := n.taken.props
+	if len(props) == 0 {
+		return
+	}
+	term := n.rn.BasicStatus().GetTerm()
+	var now time.Time
+	if n.tracer != nil {
+		now = time.Now()
+	}
+	ents := make([]*pb.Entry, len(props))
+	for i, p := range props {
+		p.term = term
+		if p.stamps != nil {
+			p.stamps[stageTaken] = now
+		}
+		ents[i] = &pb.Entry{Data: p.data}
+	}
+	err := n.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(n.cfg.ID), Entries: ents})
+	if err != nil {
 		err := fmt.Errorf("%w (%v); it was not applied", errNoLeader, err)
 		if n.rn.BasicStatus().RaftState == raft.StateLeader {
 			// A leader drops a proposal only when its uncommitted
 			// tail is full (we never transfer leadership).
 			err = errBusy(n.cfg.ID, "its uncommitted log is at the limit (%d MiB)", maxUncommittedBytes>>20)
 		}
-		n.waits.trigger(p.id, proposalResult{err: beforeProposing(err)})
+		for _, p := range props {
+			n.waits.trigger(p.id, proposalResult{err: beforeProposing(err)})
+		}
 	}
+	clear(props)
+	n.taken.props, n.taken.bytes = props[:0], 0
 }
 
 func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error {
