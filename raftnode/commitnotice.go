@@ -28,8 +28,11 @@ import (
 // acks of the entries, which go out at once. What waits (at most the delay)
 // is a follower applying an entry: its serializable reads, its watch events,
 // and nothing a write's answer depends on. A linearizable read served by a
-// follower waits for the read index the leader confirmed, which the
-// heartbeats of that read's round deliver.
+// follower waits for the read index the leader confirmed: the heartbeat of
+// that read's round carries it if the follower had acknowledged the entries
+// up to it (a heartbeat carries at most the follower's match index);
+// otherwise the commit reaches it in the notice after its acknowledgement,
+// which is held like any other, so that read waits up to the delay longer.
 var commitNoticeDelay = 2 * time.Millisecond
 
 // commitNotices is the leader's held entry-less appends, one per follower:

@@ -126,9 +126,14 @@ func (n *Node) take(p *proposal) {
 // for them all, which the follower acknowledges once; proposed one by one,
 // each went out in an append of its own (and came back in an
 // acknowledgement of its own), though one sync wrote them all. Raft takes
-// or drops the message whole: it drops it only when no leader is known or
-// the uncommitted tail is full, which would drop each of them alike (the
-// byte cap in take keeps one message from filling the tail alone).
+// or drops the message whole, and every proposal of a dropped one is
+// refused as not applied (the client may retry it). It drops it when no
+// leader is known, when a leader is handing over its leadership or was
+// removed, which would drop each proposal alike, and when the message's
+// bytes would take the uncommitted tail over its limit: then some of its
+// first proposals alone might still have fit, so a batch is refused up to
+// one batch early, and the byte cap in take keeps that to 1 MiB (of a
+// 64 MiB tail).
 func (n *Node) proposeTaken() {
 	props := n.taken.props
 	if len(props) == 0 {
