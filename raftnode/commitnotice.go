@@ -20,20 +20,23 @@ import (
 // latest one heartbeat later even if a notice is lost.
 //
 // A follower that forwarded a write (raft's MsgProp: its client does not
-// know the leader) answers that write only once it has applied it, so it
-// does wait for the notice: a follower that forwarded a proposal in this
-// tick or the last one gets its notices at once.
+// know the leader) answers that write only once it has applied it, and one
+// that forwarded a linearizable read (MsgReadIndex) serves it only once it
+// has applied up to the read index, so each waits on the commit index: a
+// follower that forwarded either within the last forwarderTicks ticks gets
+// its notices at once.
 //
 // The leader's own commit does not wait on this: it needs the followers'
 // acks of the entries, which go out at once. What waits (at most the delay)
-// is a follower applying an entry: its serializable reads, its watch events,
-// and nothing a write's answer depends on. A linearizable read served by a
-// follower waits for the read index the leader confirmed: the heartbeat of
-// that read's round carries it if the follower had acknowledged the entries
-// up to it (a heartbeat carries at most the follower's match index);
-// otherwise the commit reaches it in the notice after its acknowledgement,
-// which is held like any other, so that read waits up to the delay longer.
+// is a follower that forwards nothing applying an entry: its serializable
+// reads and its watch events, nothing a write's answer depends on.
 var commitNoticeDelay = 2 * time.Millisecond
+
+// forwarderTicks is how long a follower that forwarded a proposal or a read
+// keeps getting its notices at once: a second at the default tick, longer
+// than a forwarded write takes to commit on a loaded machine, so the
+// follower's next request finds it still marked.
+const forwarderTicks = 10
 
 // commitNotices is the leader's held entry-less appends, one per follower:
 // the newest raft asked for. Touched by the Ready loop only.
@@ -50,11 +53,20 @@ type commitNotices struct {
 	timer clockwork.Timer // armed while held is not empty
 	armed bool
 	// forwarders: follower -> the tick in which it last forwarded a
-	// proposal.
+	// proposal or a read.
 	forwarders map[uint64]uint64
 }
 
-// forwarded records that follower from forwarded a proposal at tick now.
+// received notes a message a peer sent this member at tick now: a
+// proposal or a read it forwarded marks it as waiting on commits.
+func (c *commitNotices) received(m *pb.Message, now uint64) {
+	if t := m.GetType(); t == pb.MsgProp || t == pb.MsgReadIndex {
+		c.forwarded(m.GetFrom(), now)
+	}
+}
+
+// forwarded records that follower from forwarded a proposal or a read at
+// tick now.
 func (c *commitNotices) forwarded(from, now uint64) {
 	if c.forwarders == nil {
 		c.forwarders = map[uint64]uint64{}
@@ -62,11 +74,11 @@ func (c *commitNotices) forwarded(from, now uint64) {
 	c.forwarders[from] = now
 }
 
-// forwarding says whether follower id forwarded a proposal in tick now or
-// the one before.
+// forwarding says whether follower id forwarded a proposal or a read
+// within the last forwarderTicks ticks.
 func (c *commitNotices) forwarding(id, now uint64) bool {
 	t, ok := c.forwarders[id]
-	if ok && now-t > 1 {
+	if ok && now-t > forwarderTicks {
 		delete(c.forwarders, id)
 		return false
 	}

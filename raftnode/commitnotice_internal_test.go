@@ -103,22 +103,38 @@ func TestCommitNoticesHoldEntryLessAppendsUntilOvertakenOrDue(t *testing.T) {
 	c.stop()
 }
 
-// A follower that forwarded a proposal waits for the commit notice to
-// answer its client, so its notices go out at once for the rest of that
-// tick and the next; after that they are held again.
+// A follower that forwarded a proposal or a read waits for the commit
+// notice to answer it, so its notices go out at once for forwarderTicks
+// ticks after it last forwarded; after that they are held again. A
+// follower that only answers (3) is not marked.
 func TestCommitNoticesToAForwardingFollowerAreNotHeld(t *testing.T) {
 	clock := clockwork.NewFakeClock()
 	c := commitNotices{delay: time.Millisecond}
 	defer c.stop()
-	c.forwarded(2, 10)
-	for _, tick := range []uint64{10, 11} {
+	c.received(&pb.Message{Type: pb.MsgReadIndex.Enum(), From: new(uint64(2))}, 10)
+	c.received(&pb.Message{Type: pb.MsgHeartbeatResp.Enum(), From: new(uint64(3))}, 10)
+	c.received(&pb.Message{Type: pb.MsgAppResp.Enum(), From: new(uint64(3))}, 10)
+	for _, tick := range []uint64{10, 11, 10 + forwarderTicks} {
 		notice := appendTo(2, tick, 0)
 		if sent := c.filter([]*pb.Message{notice, appendTo(3, tick, 0)}, clock, tick); !slices.Equal(sent, []*pb.Message{notice}) {
 			t.Fatalf("tick %d: sent %v; want the forwarder's notice only", tick, sent)
 		}
 	}
 	c.take()
-	if sent := c.filter([]*pb.Message{appendTo(2, 12, 0)}, clock, 12); len(sent) != 0 {
-		t.Fatalf("tick 12: sent %v; want it held, two ticks after the forward", sent)
+	late := uint64(10 + forwarderTicks + 1)
+	if sent := c.filter([]*pb.Message{appendTo(2, late, 0)}, clock, late); len(sent) != 0 {
+		t.Fatalf("tick %d: sent %v; want it held, %d ticks after the forward", late, sent, late-10)
+	}
+}
+
+// A forwarded proposal marks its follower as a forwarded read does.
+func TestCommitNoticesToAFollowerForwardingAWriteAreNotHeld(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	c := commitNotices{delay: time.Millisecond}
+	defer c.stop()
+	c.received(&pb.Message{Type: pb.MsgProp.Enum(), From: new(uint64(3))}, 5)
+	notice := appendTo(3, 5, 0)
+	if sent := c.filter([]*pb.Message{notice}, clock, 5); !slices.Equal(sent, []*pb.Message{notice}) {
+		t.Fatalf("sent %v; want the notice to the follower that forwarded a write", sent)
 	}
 }

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,12 @@ func leaderlessNode(t *testing.T) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return nodeOver(rn)
+}
+
+// nodeOver is a Node over rn with just what taking and proposing writes
+// needs.
+func nodeOver(rn *raft.RawNode) *Node {
 	n := &Node{rn: rn, cfg: Config{ID: 1}}
 	n.metrics.proposalsFailed = prometheus.NewCounter(prometheus.CounterOpts{Name: "failed"})
 	n.metrics.proposalSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "seconds"})
@@ -102,5 +109,63 @@ func TestATakenBatchClosesAtOneAppendOfBytes(t *testing.T) {
 	n.proposeTaken()
 	if _, ok := answered(third); !ok {
 		t.Fatal("the last write was not proposed at the end of the turn")
+	}
+}
+
+// A leader handing its leadership over (MoveLeader) takes no proposal:
+// the writes of the batch raft drops are refused as not applied because
+// the leadership is moving, not as a full log (which tells a client to
+// back off, not to find the new leader).
+func TestWritesTakenDuringALeadershipTransferAreRefusedAsMoving(t *testing.T) {
+	ms := raft.NewMemoryStorage()
+	if err := ms.ApplySnapshot(&pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: proto.Uint64(1), Term: proto.Uint64(1), ConfState: &pb.ConfState{Voters: []uint64{1, 2}}}}); err != nil {
+		t.Fatal(err)
+	}
+	rn, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: ms, Applied: 1, MaxSizePerMsg: maxSizePerMsg, MaxInflightMsgs: 256, Logger: raftLogger{slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// persist writes what a Ready asks to the storage, as a member does
+	// before raft counts its own vote or entries.
+	persist := func() {
+		for rn.HasReady() {
+			rd := rn.Ready()
+			if rd.HardState != nil {
+				if err := ms.SetHardState(rd.HardState); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := ms.Append(rd.Entries); err != nil {
+				t.Fatal(err)
+			}
+			rn.Advance(rd)
+		}
+	}
+	if err := rn.Campaign(); err != nil {
+		t.Fatal(err)
+	}
+	persist()
+	term := rn.BasicStatus().Term
+	if err := rn.Step(&pb.Message{Type: pb.MsgVoteResp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: term}); err != nil {
+		t.Fatal(err)
+	}
+	persist()
+	if st := rn.BasicStatus(); st.RaftState != raft.StateLeader {
+		t.Fatalf("member 1 is %v, not the leader", st.RaftState)
+	}
+	rn.TransferLeader(2)
+	if st := rn.BasicStatus(); st.LeadTransferee != 2 {
+		t.Fatalf("no transfer to member 2 under way: %+v", st)
+	}
+	n := nodeOver(rn)
+	p := takeWrite(n, 1, 100)
+	n.proposeTaken()
+	r, ok := answered(p)
+	if !ok {
+		t.Fatal("the write was left waiting")
+	}
+	var we *writeError
+	if !errors.Is(r.err, errNoLeader) || !errors.As(r.err, &we) || we.outcome != notProposed || !strings.Contains(r.err.Error(), "moving to member 2") {
+		t.Fatalf("a write during the transfer: %v; want it refused as not applied, the leadership moving to member 2", r.err)
 	}
 }

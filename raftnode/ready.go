@@ -82,9 +82,7 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 	case r := <-n.recvc:
 		n.receivedBytes.give(r.size)
 		n.contact.heardFrom(r.m.GetFrom(), n.ticks, n.cfg.Clock.Now())
-		if r.m.GetType() == pb.MsgProp {
-			n.notices.forwarded(r.m.GetFrom(), n.ticks)
-		}
+		n.notices.received(r.m, n.ticks)
 		if !stepReceived(n.rn, &n.heartbeats, r.m) {
 			break
 		}
@@ -154,18 +152,31 @@ func (n *Node) proposeTaken() {
 	}
 	err := n.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(n.cfg.ID), Entries: ents})
 	if err != nil {
-		err := fmt.Errorf("%w (%v); it was not applied", errNoLeader, err)
-		if n.rn.BasicStatus().RaftState == raft.StateLeader {
-			// A leader drops a proposal only when its uncommitted
-			// tail is full (we never transfer leadership).
-			err = errBusy(n.cfg.ID, "its uncommitted log is at the limit (%d MiB)", maxUncommittedBytes>>20)
-		}
+		err = n.droppedProposal(err)
 		for _, p := range props {
 			n.waits.trigger(p.id, proposalResult{err: beforeProposing(err)})
 		}
 	}
 	clear(props)
 	n.taken.props, n.taken.bytes = props[:0], 0
+}
+
+// droppedProposal is the error for writes raft dropped (err): none of them
+// was applied, and the client may send them again.
+func (n *Node) droppedProposal(err error) error {
+	st := n.rn.BasicStatus()
+	switch {
+	case st.RaftState == raft.StateLeader && st.LeadTransferee != raft.None:
+		// Raft takes no proposal while it hands its leadership over
+		// (MoveLeader): the new leader will.
+		return fmt.Errorf("%w (leadership is moving to member %d); it was not applied", errNoLeader, st.LeadTransferee)
+	case st.RaftState == raft.StateLeader:
+		// Otherwise a leader drops a proposal only when its uncommitted
+		// tail is full.
+		return errBusy(n.cfg.ID, "its uncommitted log is at the limit (%d MiB)", maxUncommittedBytes>>20)
+	default:
+		return fmt.Errorf("%w (%v); it was not applied", errNoLeader, err)
+	}
 }
 
 func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error {
