@@ -22,21 +22,16 @@ import (
 // A follower that forwarded a write (raft's MsgProp: its client does not
 // know the leader) answers that write only once it has applied it, and one
 // that forwarded a linearizable read (MsgReadIndex) serves it only once it
-// has applied up to the read index, so each waits on the commit index: a
-// follower that forwarded either within the last forwarderTicks ticks gets
-// its notices at once.
+// has applied up to the read index, so each waits on the commit index: the
+// leader sends such a follower its notices at once until it has told it a
+// commit index that covers what it forwarded (the log's last index when
+// the request arrived, plus a forwarded write's own entries).
 //
 // The leader's own commit does not wait on this: it needs the followers'
 // acks of the entries, which go out at once. What waits (at most the delay)
 // is a follower that forwards nothing applying an entry: its serializable
 // reads and its watch events, nothing a write's answer depends on.
 var commitNoticeDelay = 2 * time.Millisecond
-
-// forwarderTicks is how long a follower that forwarded a proposal or a read
-// keeps getting its notices at once: a second at the default tick, longer
-// than a forwarded write takes to commit on a loaded machine, so the
-// follower's next request finds it still marked.
-const forwarderTicks = 10
 
 // commitNotices is the leader's held entry-less appends, one per follower:
 // the newest raft asked for. Touched by the Ready loop only.
@@ -52,35 +47,35 @@ type commitNotices struct {
 	held  map[uint64]*pb.Message
 	timer clockwork.Timer // armed while held is not empty
 	armed bool
-	// forwarders: follower -> the tick in which it last forwarded a
-	// proposal or a read.
-	forwarders map[uint64]uint64
+	// waiting: follower -> the commit index it waits to be told, having
+	// forwarded a write or a read.
+	waiting map[uint64]uint64
 }
 
-// received notes a message a peer sent this member at tick now: a
-// proposal or a read it forwarded marks it as waiting on commits.
-func (c *commitNotices) received(m *pb.Message, now uint64) {
-	if t := m.GetType(); t == pb.MsgProp || t == pb.MsgReadIndex {
-		c.forwarded(m.GetFrom(), now)
+// received notes a message a follower sent this leader when the log's
+// last index was last: a proposal or a read it forwarded makes it wait
+// for a commit index of last, plus the proposal's entries (appended right
+// after last, before this turn's own proposals).
+func (c *commitNotices) received(m *pb.Message, last uint64) {
+	switch m.GetType() {
+	case pb.MsgProp:
+		last += uint64(len(m.GetEntries()))
+	case pb.MsgReadIndex:
+	default:
+		return
 	}
-}
-
-// forwarded records that follower from forwarded a proposal or a read at
-// tick now.
-func (c *commitNotices) forwarded(from, now uint64) {
-	if c.forwarders == nil {
-		c.forwarders = map[uint64]uint64{}
+	if c.waiting == nil {
+		c.waiting = map[uint64]uint64{}
 	}
-	c.forwarders[from] = now
+	c.waiting[m.GetFrom()] = max(c.waiting[m.GetFrom()], last)
 }
 
-// forwarding says whether follower id forwarded a proposal or a read
-// within the last forwarderTicks ticks.
-func (c *commitNotices) forwarding(id, now uint64) bool {
-	t, ok := c.forwarders[id]
-	if ok && now-t > forwarderTicks {
-		delete(c.forwarders, id)
-		return false
+// waits says whether m goes to a follower waiting on the commit index,
+// and forgets the wait once m tells the follower the index it waits for.
+func (c *commitNotices) waits(m *pb.Message) bool {
+	index, ok := c.waiting[m.GetTo()]
+	if ok && m.GetCommit() >= index {
+		delete(c.waiting, m.GetTo())
 	}
 	return ok
 }
@@ -88,16 +83,17 @@ func (c *commitNotices) forwarding(id, now uint64) bool {
 // filter returns the messages to send now: msgs without the entry-less
 // appends, which it holds instead (each replacing the one held for its
 // follower), and it forgets a held append that a later append to its
-// follower in msgs overtakes. It arms the timer when it starts holding.
-// now is the Ready loop's tick count. msgs is filtered in place.
-func (c *commitNotices) filter(msgs []*pb.Message, clock clockwork.Clock, now uint64) []*pb.Message {
+// follower in msgs overtakes; an append to a follower waiting on the commit
+// index goes out at once. It arms the timer when it starts holding. msgs is
+// filtered in place.
+func (c *commitNotices) filter(msgs []*pb.Message, clock clockwork.Clock) []*pb.Message {
 	out := msgs[:0]
 	for _, m := range msgs {
 		if m.GetType() != pb.MsgApp {
 			out = append(out, m)
 			continue
 		}
-		if len(m.GetEntries()) > 0 || c.forwarding(m.GetTo(), now) {
+		if waits := c.waits(m); len(m.GetEntries()) > 0 || waits {
 			delete(c.held, m.GetTo())
 			out = append(out, m)
 			continue
@@ -142,10 +138,11 @@ func (c *commitNotices) take() []*pb.Message {
 	return out
 }
 
-// drop forgets what is held: the member no longer leads, and a former
-// leader's appends are news to no one.
+// drop forgets what is held and who waits: the member no longer leads, and
+// a former leader's appends are news to no one.
 func (c *commitNotices) drop() {
 	clear(c.held)
+	clear(c.waiting)
 	c.stop()
 }
 

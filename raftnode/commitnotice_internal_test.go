@@ -41,7 +41,7 @@ func TestCommitNoticesHoldEntryLessAppendsUntilOvertakenOrDue(t *testing.T) {
 	// rest goes out as it came.
 	hb := heartbeatTo(2)
 	withEntries := appendTo(3, 5, 1)
-	sent := c.filter([]*pb.Message{appendTo(2, 5, 0), hb, withEntries, appendTo(2, 6, 0)}, clock, 0)
+	sent := c.filter([]*pb.Message{appendTo(2, 5, 0), hb, withEntries, appendTo(2, 6, 0)}, clock)
 	if !slices.Equal(sent, []*pb.Message{hb, withEntries}) {
 		t.Fatalf("sent %v; want the heartbeat and the append with entries", sent)
 	}
@@ -51,8 +51,8 @@ func TestCommitNoticesHoldEntryLessAppendsUntilOvertakenOrDue(t *testing.T) {
 
 	// An append with entries to a follower overtakes what is held for it,
 	// and only for it.
-	c.filter([]*pb.Message{appendTo(3, 6, 0)}, clock, 0)
-	c.filter([]*pb.Message{appendTo(2, 7, 2)}, clock, 0)
+	c.filter([]*pb.Message{appendTo(3, 6, 0)}, clock)
+	c.filter([]*pb.Message{appendTo(2, 7, 2)}, clock)
 	if got := commitsHeld(&c); len(got) != 1 || got[3] != 6 {
 		t.Fatalf("held %v; want only follower 3's", got)
 	}
@@ -83,7 +83,7 @@ func TestCommitNoticesHoldEntryLessAppendsUntilOvertakenOrDue(t *testing.T) {
 	}
 
 	// Holding again arms the timer again.
-	c.filter([]*pb.Message{appendTo(2, 8, 0)}, clock, 0)
+	c.filter([]*pb.Message{appendTo(2, 8, 0)}, clock)
 	clock.Advance(time.Millisecond)
 	select {
 	case <-c.due():
@@ -95,7 +95,7 @@ func TestCommitNoticesHoldEntryLessAppendsUntilOvertakenOrDue(t *testing.T) {
 	}
 
 	// A member that stops leading forgets what it held.
-	c.filter([]*pb.Message{appendTo(2, 9, 0)}, clock, 0)
+	c.filter([]*pb.Message{appendTo(2, 9, 0)}, clock)
 	c.drop()
 	if c.due() != nil || len(c.held) != 0 {
 		t.Fatal("still holding after drop")
@@ -103,38 +103,52 @@ func TestCommitNoticesHoldEntryLessAppendsUntilOvertakenOrDue(t *testing.T) {
 	c.stop()
 }
 
-// A follower that forwarded a proposal or a read waits for the commit
-// notice to answer it, so its notices go out at once for forwarderTicks
-// ticks after it last forwarded; after that they are held again. A
-// follower that only answers (3) is not marked.
-func TestCommitNoticesToAForwardingFollowerAreNotHeld(t *testing.T) {
+// A follower that forwarded a read waits until it is told a commit index
+// at least the log's last index when its request arrived, so its appends go
+// out at once until one carries that index; after that they are held
+// again. A follower that only answers is not marked.
+func TestCommitNoticesToAFollowerForwardingAReadAreNotHeld(t *testing.T) {
 	clock := clockwork.NewFakeClock()
 	c := commitNotices{delay: time.Millisecond}
 	defer c.stop()
 	c.received(&pb.Message{Type: pb.MsgReadIndex.Enum(), From: new(uint64(2))}, 10)
 	c.received(&pb.Message{Type: pb.MsgHeartbeatResp.Enum(), From: new(uint64(3))}, 10)
 	c.received(&pb.Message{Type: pb.MsgAppResp.Enum(), From: new(uint64(3))}, 10)
-	for _, tick := range []uint64{10, 11, 10 + forwarderTicks} {
-		notice := appendTo(2, tick, 0)
-		if sent := c.filter([]*pb.Message{notice, appendTo(3, tick, 0)}, clock, tick); !slices.Equal(sent, []*pb.Message{notice}) {
-			t.Fatalf("tick %d: sent %v; want the forwarder's notice only", tick, sent)
+	for _, commit := range []uint64{9, 10} {
+		notice := appendTo(2, commit, 0)
+		if sent := c.filter([]*pb.Message{notice, appendTo(3, commit, 0)}, clock); !slices.Equal(sent, []*pb.Message{notice}) {
+			t.Fatalf("commit %d: sent %v; want the waiting follower's notice only", commit, sent)
 		}
 	}
 	c.take()
-	late := uint64(10 + forwarderTicks + 1)
-	if sent := c.filter([]*pb.Message{appendTo(2, late, 0)}, clock, late); len(sent) != 0 {
-		t.Fatalf("tick %d: sent %v; want it held, %d ticks after the forward", late, sent, late-10)
+	if sent := c.filter([]*pb.Message{appendTo(2, 11, 0)}, clock); len(sent) != 0 {
+		t.Fatalf("sent %v; want it held once the follower was told commit 10", sent)
 	}
 }
 
-// A forwarded proposal marks its follower as a forwarded read does.
+// A forwarded write waits for its own entries, appended after the log's
+// last index: an append with entries that tells an older commit index
+// does not end the wait.
 func TestCommitNoticesToAFollowerForwardingAWriteAreNotHeld(t *testing.T) {
 	clock := clockwork.NewFakeClock()
 	c := commitNotices{delay: time.Millisecond}
 	defer c.stop()
-	c.received(&pb.Message{Type: pb.MsgProp.Enum(), From: new(uint64(3))}, 5)
-	notice := appendTo(3, 5, 0)
-	if sent := c.filter([]*pb.Message{notice}, clock, 5); !slices.Equal(sent, []*pb.Message{notice}) {
-		t.Fatalf("sent %v; want the notice to the follower that forwarded a write", sent)
+	c.received(&pb.Message{Type: pb.MsgProp.Enum(), From: new(uint64(3)), Entries: []*pb.Entry{{}, {}}}, 5)
+	c.filter([]*pb.Message{appendTo(3, 5, 2)}, clock) // the entries 6 and 7, commit 5
+	notice := appendTo(3, 6, 0)
+	if sent := c.filter([]*pb.Message{notice}, clock); !slices.Equal(sent, []*pb.Message{notice}) {
+		t.Fatalf("commit 6: sent %v; want the notice to the follower waiting for 7", sent)
+	}
+	notice = appendTo(3, 7, 0)
+	if sent := c.filter([]*pb.Message{notice}, clock); !slices.Equal(sent, []*pb.Message{notice}) {
+		t.Fatalf("commit 7: sent %v; want the notice that ends the wait", sent)
+	}
+	if sent := c.filter([]*pb.Message{appendTo(3, 8, 0)}, clock); len(sent) != 0 {
+		t.Fatalf("commit 8: sent %v; want it held after the wait ended", sent)
+	}
+	c.received(&pb.Message{Type: pb.MsgProp.Enum(), From: new(uint64(3)), Entries: []*pb.Entry{{}}}, 9)
+	c.drop()
+	if sent := c.filter([]*pb.Message{appendTo(3, 10, 0)}, clock); len(sent) != 0 {
+		t.Fatalf("sent %v; want a former leader's waits forgotten", sent)
 	}
 }

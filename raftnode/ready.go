@@ -82,7 +82,9 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 	case r := <-n.recvc:
 		n.receivedBytes.give(r.size)
 		n.contact.heardFrom(r.m.GetFrom(), n.ticks, n.cfg.Clock.Now())
-		n.notices.received(r.m, n.ticks)
+		if last, err := n.log.LastIndex(); err == nil {
+			n.notices.received(r.m, last)
+		}
 		if !stepReceived(n.rn, &n.heartbeats, r.m) {
 			break
 		}
@@ -223,7 +225,7 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 	// A follower's messages go out only after the fsync: its
 	// acknowledgements must describe what is on its disk.
 	if *leader {
-		n.transport.Send(n.notices.filter(rd.Messages, n.cfg.Clock, n.ticks))
+		n.transport.Send(n.notices.filter(rd.Messages, n.cfg.Clock))
 	}
 	start := time.Now()
 	wrote, err := persistReady(n.log, n.sm, rd)
