@@ -234,15 +234,8 @@ func TestWALFailingInsideACommitThatRotatesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	small := s.NewBatch()
-	if err := small.Put(Record{Key: "small", Value: []byte("v"), Index: 1, CreateIndex: 1}); err != nil {
-		t.Fatal(err)
-	}
 	// Synced: the log writer has nothing left to write when the disk fails.
-	if err := small.Commit(true); err != nil {
-		t.Fatal(err)
-	}
-	small.Close()
+	commitSmall(t, s)
 	failing.Store(true)
 	big := rotatingBatch(t, s, 2)
 	var fatal *FatalError
@@ -279,6 +272,19 @@ func TestDirectorySyncFailingInAWALRotation(t *testing.T) {
 	rotationMeetsFailure(t, fs, &failing, syscall.ENOSPC)
 }
 
+// commitSmall commits one small record ("small", index 1), synced.
+func commitSmall(t *testing.T, s *Store) {
+	t.Helper()
+	b := s.NewBatch()
+	defer b.Close()
+	if err := b.Put(Record{Key: "small", Value: []byte("v"), Index: 1, CreateIndex: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // rotatingBatch is a batch larger than the first memtable (256 KiB): its
 // commit makes Pebble rotate the WAL, if it gets that far. Its records'
 // indexes start at index.
@@ -308,15 +314,8 @@ func TestRestartAfterAShortLogWriteInARotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	small := s.NewBatch()
-	if err := small.Put(Record{Key: "small", Value: []byte("v"), Index: 1, CreateIndex: 1}); err != nil {
-		t.Fatal(err)
-	}
 	// Synced: acknowledged before the disk fills.
-	if err := small.Commit(true); err != nil {
-		t.Fatal(err)
-	}
-	small.Close()
+	commitSmall(t, s)
 	full.Store(true)
 	// Pebble writes it to the log, then rotates the log.
 	big := rotatingBatch(t, s, 2)
