@@ -52,18 +52,23 @@ type commitNotices struct {
 	waiting map[uint64]uint64
 }
 
+// forwardedRequest says whether m is a request a follower forwarded to the
+// leader and then waits on the commit index for: a write (MsgProp) or a
+// linearizable read (MsgReadIndex).
+func forwardedRequest(m *pb.Message) bool {
+	t := m.GetType()
+	return t == pb.MsgProp || t == pb.MsgReadIndex
+}
+
 // received notes a message a follower sent this leader when the log's
-// last index was last: a proposal or a read it forwarded makes it wait
-// for a commit index of last, plus the proposal's entries (appended right
-// after last, before this turn's own proposals).
+// last index was last: a forwarded request (forwardedRequest) makes it
+// wait for a commit index of last, plus a proposal's entries (appended
+// right after last, before this turn's own proposals).
 func (c *commitNotices) received(m *pb.Message, last uint64) {
-	switch m.GetType() {
-	case pb.MsgProp:
-		last += uint64(len(m.GetEntries()))
-	case pb.MsgReadIndex:
-	default:
+	if !forwardedRequest(m) {
 		return
 	}
+	last += uint64(len(m.GetEntries())) // none in a read
 	if c.waiting == nil {
 		c.waiting = map[uint64]uint64{}
 	}

@@ -82,8 +82,11 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 	case r := <-n.recvc:
 		n.receivedBytes.give(r.size)
 		n.contact.heardFrom(r.m.GetFrom(), n.ticks, n.cfg.Clock.Now())
-		if last, err := n.log.LastIndex(); err == nil {
-			n.notices.received(r.m, last)
+		// Only a forwarded request needs the last index (and its lock).
+		if forwardedRequest(r.m) {
+			if last, err := n.log.LastIndex(); err == nil {
+				n.notices.received(r.m, last)
+			}
 		}
 		if !stepReceived(n.rn, &n.heartbeats, r.m) {
 			break
