@@ -262,7 +262,12 @@ func TestLateRenewalDoesNotLoseLock(t *testing.T) {
 				t.Fatalf("the holder marked its lock lost after a late renewal applied, while the key holds its value: %v", l.Unlock())
 			case <-time.After(ttl + ttl/3):
 			}
-			if err := l.Unlock(); err != nil {
+			// Unlock alone is bounded by the client's RequestTimeout (2 s),
+			// which one delete outlasted under -race on the loaded machine;
+			// the lease keeps the key ours, so the delete may take a TTL.
+			uctx, cancel := context.WithTimeout(ctx, ttl)
+			defer cancel()
+			if err := l.UnlockContext(uctx); err != nil {
 				t.Fatalf("Unlock: %v", err)
 			}
 		})
