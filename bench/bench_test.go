@@ -80,8 +80,8 @@ func testWorkloads(t *testing.T, cl *raftnodetest.Cluster) {
 				if runtime.GOOS == "linux" && res.ClientCPUPerOp <= 0 {
 					t.Fatalf("no client CPU measured: %+v", res)
 				}
-				if (wl == LockContended || wl == LockMany) != (res.HoldP50 > 0) {
-					t.Fatalf("hold time is for lock workloads only: %+v", res)
+				if isLock := wl == LockContended || wl == LockMany; isLock != (res.HoldP50 > 0) || isLock != (res.HoldReadP50 > 0) || res.HoldReadP50 > res.HoldP50 {
+					t.Fatalf("hold and read-in-hold times are for lock workloads only, the read within the hold: %+v", res)
 				}
 				t.Logf("%s %s: %.0f ops/s p50 %.2fms p99 %.2fms workers %d..%d ops", b.Name(), wl, res.OpsPerSec, res.P50, res.P99, res.MinWorkerOps, res.MaxWorkerOps)
 			})

@@ -102,6 +102,9 @@ type Result struct {
 	// critical section plus the unlock. A handoff takes 1/OpsPerSec; what
 	// HoldP50 leaves of it is the lock protocol's own handoff latency.
 	HoldP50 float64 `json:"hold_p50_ms,omitempty"`
+	// HoldReadP50 (lock-*) is the median of the linearizable read that
+	// starts each hold: the one step of a hand-off that is not a write.
+	HoldReadP50 float64 `json:"hold_read_p50_ms,omitempty"`
 	// ServerCPUPerOp is the CPU time the cluster's members spent per
 	// operation during the timed part, in milliseconds, summed over members
 	// (with Config.ServerCPU set).
@@ -184,11 +187,13 @@ func Run(ctx context.Context, b Backend, workload string, cfg Config) (Result, e
 	}
 	res.Workload, res.Backend = workload, b.Name()
 	if l, ok := w.(*lockWorkload); ok {
-		var all []time.Duration
-		for _, h := range l.holds {
-			all = append(all, h...)
+		var all, reads []time.Duration
+		for g := range l.holds {
+			all = append(all, l.holds[g]...)
+			reads = append(reads, l.reads[g]...)
 		}
 		res.HoldP50, _, _ = quantiles(all)
+		res.HoldReadP50, _, _ = quantiles(reads)
 	}
 	res.Check = "ok"
 	if err := w.check(r); err != nil {
@@ -403,6 +408,7 @@ type lockWorkload struct {
 	sessions []LockSession
 	acquired []atomic.Int64 // per lock
 	holds    []samples      // per goroutine
+	reads    []samples      // per goroutine: the read that starts each hold
 	// closing is the sessions given up after a failed acquire (Config.Retry),
 	// closed in the background so a dead leader does not stall the worker.
 	closing sync.WaitGroup
@@ -411,6 +417,7 @@ type lockWorkload struct {
 func (w *lockWorkload) setup(r *runner) error {
 	w.acquired = make([]atomic.Int64, w.keys)
 	w.holds = make([]samples, r.cfg.Workers)
+	w.reads = make([]samples, r.cfg.Workers)
 	w.sessions = make([]LockSession, r.cfg.Workers)
 	for g := range w.sessions {
 		// The session lives for the whole run (etcd ties its lease
@@ -456,6 +463,7 @@ func (w *lockWorkload) op(r *runner, g int, rng *rand.Rand, stop context.Context
 		v, _, err = r.conn(g).Get(ctx, counter)
 		return err
 	})
+	w.reads[g] = append(w.reads[g], time.Since(acquired))
 	if err == nil {
 		n, _ := strconv.ParseInt(string(v), 10, 64)
 		err = r.call(ctx, func(ctx context.Context) error {
