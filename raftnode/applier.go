@@ -32,6 +32,7 @@ type applier struct {
 type applyJob struct {
 	ents   []*pb.Entry
 	leader bool
+	resps  []*pb.Message // raft's MsgStorageApply responses, delivered once applied
 }
 
 func newApplier(n *Node) *applier {
@@ -46,6 +47,8 @@ func (a *applier) run() {
 				a.mu.Lock()
 				a.err = err
 				a.mu.Unlock()
+			} else {
+				a.n.deliver(j.resps)
 			}
 		}
 		a.pending.Done()
@@ -53,12 +56,9 @@ func (a *applier) run() {
 }
 
 // hand queues committed entries; only the Ready loop calls it.
-func (a *applier) hand(ents []*pb.Entry, leader bool) {
-	if len(ents) == 0 {
-		return
-	}
+func (a *applier) hand(ents []*pb.Entry, leader bool, resps []*pb.Message) {
 	a.pending.Add(1)
-	a.jobs <- applyJob{ents, leader}
+	a.jobs <- applyJob{ents, leader, resps}
 }
 
 // wait returns once every queued batch is applied (or skipped after a

@@ -107,66 +107,16 @@ func (g *walSyncGate) MaybeError(op errorfs.Op) error {
 // does not wait for entries proposed after it.
 func TestSyncedCommittedEntriesApplyWhileTheNextReadySyncs(t *testing.T) {
 	gate := &walSyncGate{tokens: make(chan struct{})}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := Start(Config{
-		ID: 1, Addr: lis.Addr().String(), Listener: lis, DataDir: "data",
-		FS: errorfs.Wrap(vfs.NewMem(), gate), TickInterval: 10 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Stop()
-	defer func() {
-		if gate.closed.Swap(false) {
-			close(gate.tokens)
-		}
-	}()
-	for deadline := time.Now().Add(5 * time.Second); n.Status().Role != "leader"; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the member did not elect itself")
-		}
-	}
-	put := func(key string) <-chan error {
-		done := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_, _, err := n.propose(ctx, &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: key}}})
-			done <- err
-		}()
-		return done
-	}
-	if err := <-put("warm"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting until %s", what)
-			}
-		}
-	}
-
-	// The member's announcement of its start is a configuration change,
-	// which the Ready that commits it applies inline after its own sync
-	// (mustApplyInline); proposed beside A it would hold A's answer behind
-	// B's sync, and its own sync could pass for A's.
-	waitFor("the member's start is recorded", func() bool {
-		me := n.members.get().members[n.cfg.ID]
-		return me != nil && me.GetStarted() && n.applied.get() == n.Status().Commit
-	})
-
+	n := startGated(t, gate)
+	put := gatedPut(n)
 	// A's Ready syncs behind the gate; B queues behind it, so the next
 	// Ready carries A committed and B to write.
 	gate.closed.Store(true)
 	a := put("a")
+	waitFor := gatedWaitFor(t)
 	waitFor("A's sync is held", func() bool { return gate.held.Load() == 1 })
 	b := put("b")
-	waitFor("B is queued for the Ready loop", func() bool { return len(n.propc) == 1 })
+	waitFor("B is taken by the Ready loop", func() bool { return len(n.propc) == 0 && n.waits.len() == 2 })
 	gate.tokens <- struct{}{}
 	waitFor("B's sync is held", func() bool { return gate.held.Load() == 1 && len(n.propc) == 0 })
 
@@ -187,5 +137,72 @@ func TestSyncedCommittedEntriesApplyWhileTheNextReadySyncs(t *testing.T) {
 	close(gate.tokens)
 	if err := <-b; err != nil {
 		t.Fatalf("put B: %v", err)
+	}
+}
+
+// startGated starts a one-member cluster whose WAL syncs gate holds once
+// closed, and returns it elected, warmed by one write, with its start
+// recorded. Its loop does not wait out a held sync (waitOutStuckSync)
+// while the test runs.
+func startGated(t *testing.T, gate *walSyncGate) *Node {
+	t.Helper()
+	old := stuckSyncLimit
+	stuckSyncLimit = time.Hour
+	t.Cleanup(func() { stuckSyncLimit = old })
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Start(Config{
+		ID: 1, Addr: lis.Addr().String(), Listener: lis, DataDir: "data",
+		FS: errorfs.Wrap(vfs.NewMem(), gate), TickInterval: 10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if gate.closed.Swap(false) {
+			close(gate.tokens)
+		}
+		n.Stop()
+	})
+	waitFor := gatedWaitFor(t)
+	waitFor("the member elects itself", func() bool { return n.Status().Role == "leader" })
+	if err := <-gatedPut(n)("warm"); err != nil {
+		t.Fatal(err)
+	}
+	// The member's announcement of its start is a configuration change,
+	// which the Ready that commits it applies inline with the persister
+	// idle (mustApplyInline): it would wait behind a held sync.
+	waitFor("the member's start is recorded", func() bool {
+		me := n.members.get().members[n.cfg.ID]
+		return me != nil && me.GetStarted() && n.applied.get() == n.Status().Commit
+	})
+	return n
+}
+
+// gatedPut returns a put of key on n in the background; its channel gets
+// the outcome.
+func gatedPut(n *Node) func(key string) <-chan error {
+	return func(key string) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, _, err := n.propose(ctx, &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: key}}})
+			done <- err
+		}()
+		return done
+	}
+}
+
+func gatedWaitFor(t *testing.T) func(what string, cond func() bool) {
+	return func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting until %s", what)
+			}
+		}
 	}
 }

@@ -82,8 +82,9 @@ func (n *Node) live(st raft.Status, id uint64) bool {
 
 // publishContact records, at each tick, when this member, leading, last
 // had a quorum's contact (0 when it does not lead), for inQuorumContact.
-// The loop, not the answer, reads the contact, so a loop blocked (in a
-// sync that does not end) stops refreshing it and its answers soon say so.
+// The loop, not the answer, reads the contact, so a loop blocked (waiting
+// out a sync that does not end, waitOutStuckSync) stops refreshing it and
+// its answers soon say so.
 func (n *Node) publishContact() {
 	if n.rn.BasicStatus().RaftState != raft.StateLeader {
 		n.quorumContact.Store(0)

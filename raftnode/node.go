@@ -70,6 +70,9 @@ type Node struct {
 	authz        cmpxchg.AuthCache
 	tracer       *writeTracer // nil unless cfg.TraceWrites
 	applier      *applier
+	persister    *persister
+	// local holds the persister's and the applier's responses for raft.
+	local localInbox
 
 	members       membership
 	cluster       *clusterService
@@ -122,6 +125,7 @@ func Start(cfg Config) (*Node, error) {
 		readc:   make(chan *readRequest, 4096),
 		reportc: make(chan func(*raft.RawNode), 256),
 		stopc:   make(chan struct{}),
+		local:   newLocalInbox(),
 
 		proposalBytes: newByteBudget(maxProposalBytes),
 		receivedBytes: newByteBudget(maxReceivedBytes),
@@ -177,6 +181,7 @@ func Start(cfg Config) (*Node, error) {
 	cxkvrpc.RegisterClusterServer(n.server, n.cluster)
 	n.registerOperations()
 	n.applier = newApplier(n)
+	n.persister = newPersister(n)
 	n.done.Add(1)
 	go func() { defer n.done.Done(); n.server.Serve(lis) }()
 	if n.bootstrapping {
@@ -185,8 +190,9 @@ func Start(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	n.done.Add(4)
+	n.done.Add(5)
 	go func() { defer n.done.Done(); n.applier.run() }()
+	go func() { defer n.done.Done(); n.persister.run() }()
 	go func() { defer n.done.Done(); n.run() }()
 	go func() { defer n.done.Done(); n.expiry.run(n.stopc) }()
 	go func() { defer n.done.Done(); n.announce() }()
@@ -236,7 +242,9 @@ func (n *Node) open() error {
 		// after the last heartbeat, and a follower that sees its leader's
 		// process gone does not (deadleader.go).
 		ReadOnlyOption: raft.ReadOnlySafe,
-		Logger:         raftLogger{n.cfg.Logger},
+		// The log is written on the persister's goroutine (persister.go).
+		AsyncStorageWrites: true,
+		Logger:             raftLogger{n.cfg.Logger},
 	}
 	if n.rn, err = raft.NewRawNode(rc); err != nil {
 		return err

@@ -62,8 +62,10 @@ func TestLeaderReportsQuorumContact(t *testing.T) {
 		}
 	}
 
-	// A slow sync: the leader's loop waits in it, its applied index
-	// stands, and it is working all the same.
+	// A slow sync: its applied index stands, and it is working all the
+	// same (the loop waits out the sync only after a quarter of an
+	// election timeout, 250 ms, and then hears its peers again within
+	// the timeout).
 	disks[l].Slow(400 * time.Millisecond)
 	done := put(l, "slow")
 	time.Sleep(50 * time.Millisecond) // into the write's sync
@@ -75,8 +77,9 @@ func TestLeaderReportsQuorumContact(t *testing.T) {
 	disks[l].Slow(0)
 	<-done
 
-	// A sync blocked past an election timeout: the loop stops hearing its
-	// peers, and its answers say so although its status still says it leads.
+	// A sync blocked past an election timeout: the loop waits it out
+	// (waitOutStuckSync) and stops hearing its peers, and its answers say
+	// so although its status still says it leads.
 	disks[l].Slow(2 * electionTimeout)
 	blocked := time.Now()
 	done = put(l, "blocked")

@@ -23,10 +23,12 @@ func (n *Node) run() {
 	defer n.notices.stop()
 	// The applier drains what it was handed and exits once the loop ends.
 	defer close(n.applier.jobs)
+	defer close(n.persister.jobs)
 	var term uint64
 	leader := false
 	fail := func(err error) {
 		n.halt(err)
+		n.persister.wait()
 		n.applier.wait()
 		n.waits.failAll(n.haltedError())
 		<-n.stopc
@@ -42,8 +44,15 @@ func (n *Node) run() {
 				return
 			}
 		}
-		n.proposeTaken()
-		if err := n.applier.failed(); err != nil {
+		// A leader whose log sync is under way keeps the writes it took
+		// until the sync ends (the persister wakes the loop then): they
+		// go out in one append and one sync, as they did when the loop
+		// itself waited out each sync, while acknowledgements, reads and
+		// commits go on meanwhile.
+		if !leader || !n.persister.syncs() {
+			n.proposeTaken()
+		}
+		if err := n.storageFailed(); err != nil {
 			fail(err)
 			return
 		}
@@ -62,7 +71,6 @@ func (n *Node) run() {
 			term = rd.HardState.GetTerm()
 			n.waits.failBefore(term)
 		}
-		n.rn.Advance(rd)
 		n.publishStatus()
 	}
 }
@@ -74,6 +82,7 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 	case <-n.stopc:
 		return false
 	case <-tick:
+		n.waitOutStuckSync()
 		n.rn.Tick()
 		n.ticks++
 		n.heartbeats.tick()
@@ -104,13 +113,63 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 		f(n.rn)
 	case <-n.notices.due():
 		n.transport.Send(n.notices.take())
+	case <-n.local.ready:
+		n.stepLocal(n.local.take())
 	}
 	return true
 }
 
+// stepLocal hands raft the responses of the persister and the applier.
+// Raft refuses one only when it no longer applies (an acknowledgement of
+// a member's own entries after it was removed), so a refusal is dropped.
+func (n *Node) stepLocal(msgs []*pb.Message) {
+	for _, m := range msgs {
+		if n.tracer != nil && m.GetType() == pb.MsgStorageAppendResp {
+			n.tracer.persisted(m.GetIndex(), time.Now())
+		}
+		if err := n.rn.Step(m); err != nil {
+			n.cfg.Logger.Debug("raft refused a storage response", "type", m.GetType().String(), "err", err)
+		}
+	}
+}
+
+// waitOutStuckSync stops the loop until the persister is done when its
+// write has run for a quarter of an election timeout. A leader whose disk
+// stalls must not go on leading: its heartbeats would keep the followers
+// from electing another, while it can neither apply nor answer a write
+// (raft applies only what is on its own log). Waiting stops its
+// heartbeats and its contact with the quorum (publishContact), as a loop
+// that waited out every sync did; a sync slower than the common one but
+// shorter than this costs the loop nothing.
+func (n *Node) waitOutStuckSync() {
+	since := n.persister.since.Load()
+	if since == 0 {
+		return
+	}
+	limit := time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval / 4
+	if stuckSyncLimit > 0 {
+		limit = stuckSyncLimit
+	}
+	if n.cfg.Clock.Now().Sub(time.Unix(0, since)) >= limit {
+		n.persister.wait()
+	}
+}
+
+// stuckSyncLimit replaces waitOutStuckSync's quarter of an election
+// timeout when set (tests that hold a sync on purpose).
+var stuckSyncLimit time.Duration
+
+// storageFailed is the error that stopped the persister or the applier.
+func (n *Node) storageFailed() error {
+	if err := n.persister.failed(); err != nil {
+		return err
+	}
+	return n.applier.failed()
+}
+
 // queued reports whether an input other than a tick is waiting.
 func (n *Node) queued() bool {
-	return len(n.recvc) > 0 || len(n.propc) > 0 || len(n.readc) > 0 || len(n.reportc) > 0
+	return len(n.recvc) > 0 || len(n.propc) > 0 || len(n.readc) > 0 || len(n.reportc) > 0 || len(n.local.ready) > 0
 }
 
 // take queues p to be proposed with the other proposals of this turn
@@ -188,8 +247,9 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 	snapshot := rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot)
 	inline := mustApplyInline(rd.SoftState != nil, snapshot, termChanged, rd.CommittedEntries)
 	if inline {
+		n.persister.wait()
 		n.applier.wait()
-		if err := n.applier.failed(); err != nil {
+		if err := n.storageFailed(); err != nil {
 			return err
 		}
 	}
@@ -210,34 +270,38 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 			n.tracer.done(e.GetIndex()) // the applier stamps the rest
 		}
 	}
-	// Committed entries that an earlier Ready already synced to this
-	// member's log go to the applier before this Ready's write, so they
-	// apply (and their writers are answered) while it syncs instead of
-	// after it. They are committed and durable here, so nothing this
-	// Ready writes can change them; if a crash keeps their applied state
-	// but loses the HardState below that committed them, opening catches
-	// the commit index up (logStore.commitApplied).
-	early := !inline && n.committedAreSynced(rd)
-	if early {
-		n.applier.hand(rd.CommittedEntries, *leader)
+	// What raft sends peers now needs nothing of this Ready on the disk:
+	// the messages that do (a follower's acknowledgement of entries, a
+	// vote) are responses of the storage append, sent once it is written.
+	// So a leader's appends go out before its own sync and the followers'
+	// syncs overlap it (Raft thesis 10.2.1).
+	var appendMsg, applyMsg *pb.Message
+	out := make([]*pb.Message, 0, len(rd.Messages))
+	for _, m := range rd.Messages {
+		switch m.GetTo() {
+		case raft.LocalAppendThread:
+			appendMsg = m
+		case raft.LocalApplyThread:
+			applyMsg = m
+		default:
+			out = append(out, m)
+		}
 	}
-	// A leader sends before its own fsync, so the followers' fsyncs overlap
-	// its own (Raft thesis 10.2.1; etcd does the same): the leader counts
-	// itself in a quorum only after Advance, i.e. after this Ready is on its
-	// disk, so nothing commits on the strength of an unwritten leader log.
-	// A follower's messages go out only after the fsync: its
-	// acknowledgements must describe what is on its disk.
 	if *leader {
-		n.transport.Send(n.notices.filter(rd.Messages, n.cfg.Clock))
+		out = n.notices.filter(out, n.cfg.Clock)
 	}
-	start := time.Now()
-	wrote, err := persistReady(n.log, n.sm, rd)
-	n.metrics.readyPersisted(rd, wrote, time.Since(start), err)
-	if err != nil {
-		return err
-	}
-	if n.tracer != nil {
-		n.tracer.persisted(rd.Entries, time.Now())
+	n.transport.Send(out)
+	if appendMsg != nil {
+		job := persistJob{rd: raft.Ready{Entries: rd.Entries, HardState: rd.HardState, Snapshot: rd.Snapshot, MustSync: rd.MustSync}, resps: appendMsg.GetResponses()}
+		if inline {
+			// A snapshot replaces the state under the applier, and the
+			// rest of an inline Ready wants the log as raft sees it.
+			if err := n.persister.persist(job); err != nil {
+				return err
+			}
+		} else {
+			n.persister.hand(job)
+		}
 	}
 	n.discardStaged(rd)
 	if snapshot {
@@ -248,16 +312,16 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 			return err
 		}
 	}
-	if !*leader {
-		n.transport.Send(rd.Messages)
-	}
-	switch {
-	case inline:
-		if err := n.apply(rd.CommittedEntries, *leader); err != nil {
-			return err
+	if applyMsg != nil {
+		// Raft hands out only entries already on this member's log.
+		if inline {
+			if err := n.apply(applyMsg.GetEntries(), *leader); err != nil {
+				return err
+			}
+			n.deliver(applyMsg.GetResponses())
+		} else {
+			n.applier.hand(applyMsg.GetEntries(), *leader, applyMsg.GetResponses())
 		}
-	case !early:
-		n.applier.hand(rd.CommittedEntries, *leader)
 	}
 	// A read waits for its index to be applied (readIndex), so it may be
 	// answered before the applier catches up.
@@ -270,31 +334,16 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 		return err
 	}
 	// A snapshot reads the state at the applied index: only with the
-	// applier idle.
+	// applier idle. It also truncates the log: with the persister idle.
 	if !n.snapshotDue() {
 		return nil
 	}
+	n.persister.wait()
 	n.applier.wait()
-	if err := n.applier.failed(); err != nil {
+	if err := n.storageFailed(); err != nil {
 		return err
 	}
 	return n.maybeSnapshot()
-}
-
-// committedAreSynced reports whether rd's committed entries are all on the
-// member's synced log already: written by earlier Readies (every Ready
-// with entries is synced), and not among the entries rd itself writes.
-func (n *Node) committedAreSynced(rd raft.Ready) bool {
-	c := rd.CommittedEntries
-	if len(c) == 0 {
-		return false
-	}
-	last := c[len(c)-1].GetIndex()
-	if len(rd.Entries) > 0 && last >= rd.Entries[0].GetIndex() {
-		return false
-	}
-	synced, err := n.log.LastIndex()
-	return err == nil && last <= synced
 }
 
 // apply runs committed entries through the state machine as one unit, then

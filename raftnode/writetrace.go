@@ -80,10 +80,11 @@ func (t *writeTracer) readied(ents []*pb.Entry, waits *waitRegistry, now time.Ti
 	}
 }
 
-// persisted stamps the traced entries of a Ready whose write returned.
-func (t *writeTracer) persisted(ents []*pb.Entry, now time.Time) {
-	for _, e := range ents {
-		if p := t.byIndex[e.GetIndex()]; p != nil {
+// persisted stamps the traced entries up to index, which the leader's
+// own log now holds (raft was told so).
+func (t *writeTracer) persisted(index uint64, now time.Time) {
+	for i, p := range t.byIndex {
+		if i <= index && p.stamps[stagePersisted].IsZero() {
 			p.stamps[stagePersisted] = now
 		}
 	}
