@@ -30,7 +30,7 @@ import (
 // applies nothing until that sync ends, and a renewal cut there and sent
 // again waited behind the same slow disk each time, until the lease ran
 // out (TTL 1.5 s, syncs of 400 ms; issue 17). A paused member answers
-// nothing; a leader cut off from its peers, or blocked in a sync, applies
+// nothing; a leader cut off from its peers, or whose sync stalls, applies
 // nothing and loses its quorum contact within an election timeout (and
 // soon steps down); a follower's progress does not count, since a write it
 // forwarded may have been lost while it applies others'. Each of these is

@@ -15,8 +15,9 @@ import (
 // logStore caches the bounds, HardState, conf state and snapshot metadata
 // that raft asks for on every step, and the newest entries (entryCache).
 //
-// The Ready goroutine is the only writer; raft reads from the same goroutine,
-// the transport reads entries for snapshots and Status reads indexes, hence
+// The persister appends (and the Ready goroutine, with the persister idle,
+// installs snapshots and truncates); raft reads on the Ready goroutine, the
+// transport reads entries for snapshots and Status reads indexes, hence
 // the mutex on the cache.
 type logStore struct {
 	log *kv.RaftLog
@@ -136,12 +137,12 @@ func (ls *logStore) Snapshot() (*pb.Snapshot, error) {
 
 // commitApplied raises the commit index to the state's applied index.
 // Committed entries already on the member's synced log are applied while
-// the Ready that raised the commit index is still being written
-// (handleReady), so an applied batch can reach the disk before the
-// HardState that committed it; raft refuses to start with an applied index
-// above the commit index. Raising it tells no lie: only entries that are
-// committed and on the synced log are applied early. A state ahead of the
-// log itself is left for raft to refuse.
+// the persister may still be writing the HardState that raised the commit
+// index (the applier and the persister run side by side), so an applied
+// batch can reach the disk before that HardState; raft refuses to start
+// with an applied index above the commit index. Raising it tells no lie:
+// raft hands out only committed entries on the synced log. A state ahead
+// of the log itself is left for raft to refuse.
 func (ls *logStore) commitApplied(applied uint64) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
