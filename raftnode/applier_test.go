@@ -128,15 +128,22 @@ func TestSyncedCommittedEntriesApplyWhileTheNextReadySyncs(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("write A, committed and synced, was not answered while the next Ready's sync was held")
 	}
+	releaseHeld(t, gate, "B", b)
+}
+
+// releaseHeld fails if the write named name was answered while its sync
+// is held, then opens the gate for good and wants the write to succeed.
+func releaseHeld(t *testing.T, gate *walSyncGate, name string, done <-chan error) {
+	t.Helper()
 	select {
-	case err := <-b:
-		t.Fatalf("write B was answered (%v) before its own sync", err)
+	case err := <-done:
+		t.Fatalf("write %s was answered (%v) before its own sync", name, err)
 	default:
 	}
 	gate.closed.Store(false)
 	close(gate.tokens)
-	if err := <-b; err != nil {
-		t.Fatalf("put B: %v", err)
+	if err := <-done; err != nil {
+		t.Fatalf("put %s: %v", name, err)
 	}
 }
 

@@ -27,16 +27,7 @@ func TestReadsAreAnsweredWhileTheLogSyncs(t *testing.T) {
 	if err := n.readIndex(ctx); err != nil {
 		t.Fatalf("a read while the log syncs: %v", err)
 	}
-	select {
-	case err := <-w:
-		t.Fatalf("write W was answered (%v) before its sync", err)
-	default:
-	}
-	gate.closed.Store(false)
-	close(gate.tokens)
-	if err := <-w; err != nil {
-		t.Fatalf("put W: %v", err)
-	}
+	releaseHeld(t, gate, "W", w)
 }
 
 // Two queued log writes merged into one: what the second writes wins where
