@@ -85,7 +85,7 @@ func (m *metrics) init(n *Node) {
 	m.proposalsCommitted = f.counter("cxkv_proposals_committed_total", "Commands this member applied from the log (every member applies every command).")
 	m.proposalsFailed = f.counter("cxkv_proposals_failed_total", "Writes received by this member that ended without a result: no leader, leadership lost while in flight, timed out or shut down.")
 	m.proposalSeconds = f.histogram("cxkv_proposal_duration_seconds", "From a write's arrival at this member to its result, for writes that applied.", latencyBuckets)
-	m.fsyncSeconds = f.histogram("cxkv_wal_fsync_duration_seconds", "Synced writes of Raft log entries and hard state (one per Ready that needs it).", latencyBuckets)
+	m.fsyncSeconds = f.histogram("cxkv_wal_fsync_duration_seconds", "Synced writes of Raft log entries and hard state (one per synced write of the log, which carries every Ready queued while the one before it synced).", latencyBuckets)
 	m.entriesPersisted = f.counter("cxkv_wal_entries_persisted_total", "Raft log entries written; divided by the fsync count, the batching factor.")
 	m.peerSent = f.counterVec("cxkv_peer_messages_sent_total", "Raft messages handed to a peer's stream.", "peer")
 	m.peerFailed = f.counterVec("cxkv_peer_messages_failed_total", "Raft messages dropped: the peer's queue was full or its stream broke.", "peer")
