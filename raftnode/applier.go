@@ -18,8 +18,11 @@ import (
 // ApplyConfChange touches the RawNode), a received snapshot (it replaces
 // the state), a leadership or term change (the expiry queue rebuilds from
 // the state, and waiters of an older term are failed only after the
-// entries already committed for them were applied), and a snapshot of our
-// own.
+// entries raft has handed out committed were applied; an entry committed
+// by the followers' acknowledgements before this member's own write of it
+// ended is handed out only later, so its waiter is failed as of unknown
+// outcome and its retry answered from the exactly-once table), and a
+// snapshot of our own.
 type applier struct {
 	n       *Node
 	jobs    chan applyJob

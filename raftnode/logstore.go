@@ -15,10 +15,14 @@ import (
 // logStore caches the bounds, HardState, conf state and snapshot metadata
 // that raft asks for on every step, and the newest entries (entryCache).
 //
-// The persister appends (and the Ready goroutine, with the persister idle,
-// installs snapshots and truncates); raft reads on the Ready goroutine, the
+// Two goroutines write it, never at once: the persister (persist, each
+// Ready's entries and HardState) and the Ready loop, which writes (an
+// inline Ready's persist and install), truncates and sets the snapshot
+// and the conf state only with the persister idle (handleReady waits for
+// it first). Raft reads on the loop while the persister writes, the
 // transport reads entries for snapshots and Status reads indexes, hence
-// the mutex on the cache.
+// the mutex on the cache. Raft reads from Storage only indexes it knows
+// are written, below the entries of a write under way.
 type logStore struct {
 	log *kv.RaftLog
 

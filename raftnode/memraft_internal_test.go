@@ -24,27 +24,56 @@ func newMemRaft(t *testing.T, electionTicks int) *memRaft {
 		t.Fatal(err)
 	}
 	rn, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: electionTicks, HeartbeatTick: 1, Storage: ms, Applied: 1, MaxSizePerMsg: maxSizePerMsg, MaxInflightMsgs: 256,
-		CheckQuorum: true, PreVote: true, Logger: raftLogger{slog.New(slog.DiscardHandler)}})
+		CheckQuorum: true, PreVote: true, AsyncStorageWrites: true, Logger: raftLogger{slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &memRaft{t: t, rn: rn, ms: ms}
 }
 
-// drain persists and advances every Ready, handing each one's messages to
-// sent first.
-func (r *memRaft) drain(sent func([]*pb.Message)) {
+// drain handles every Ready as the member does with AsyncStorageWrites:
+// it hands each one's messages to sent first (as the loop hands them to
+// prevoteHold.sent), writes the storage append to memory and steps the
+// responses addressed to member 1 (the persister's and the applier's). It
+// returns what went to peers, in order: the Readies' own messages and the
+// storage appends' responses, which the persister sends after its write.
+func (r *memRaft) drain(sent func([]*pb.Message)) (out []*pb.Message) {
 	for r.rn.HasReady() {
 		rd := r.rn.Ready()
 		if sent != nil {
 			sent(rd.Messages)
 		}
-		if err := r.ms.Append(rd.Entries); err != nil {
-			r.t.Fatal(err)
+		var resps []*pb.Message
+		for _, m := range rd.Messages {
+			switch m.GetTo() {
+			case raft.LocalAppendThread:
+				if s := m.GetSnapshot(); s != nil && !raft.IsEmptySnap(s) {
+					if err := r.ms.ApplySnapshot(s); err != nil {
+						r.t.Fatal(err)
+					}
+				}
+				if err := r.ms.Append(m.GetEntries()); err != nil {
+					r.t.Fatal(err)
+				}
+				if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+					r.ms.SetHardState(rd.HardState)
+				}
+				resps = append(resps, m.GetResponses()...)
+			case raft.LocalApplyThread:
+				resps = append(resps, m.GetResponses()...)
+			default:
+				out = append(out, m)
+			}
 		}
-		if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
-			r.ms.SetHardState(rd.HardState)
+		for _, m := range resps {
+			if m.GetTo() != 1 {
+				out = append(out, m)
+				continue
+			}
+			if err := r.rn.Step(m); err != nil {
+				r.t.Fatalf("stepping %s: %v", m.GetType(), err)
+			}
 		}
-		r.rn.Advance(rd)
 	}
+	return out
 }

@@ -48,12 +48,21 @@ func (h *prevoteHold) received(rn *raft.RawNode, m *pb.Message) {
 	h.held[m.GetFrom()] = &heldPrevote{m: m}
 }
 
-// sent drops the requests raft answered (in a Ready's messages).
+// sent drops the requests raft answered (in a Ready's messages). With
+// AsyncStorageWrites raft puts a pre-vote answer among the responses of
+// the Ready's storage append (it leaves once the persister wrote what came
+// before it), not among the Ready's own messages, so those are searched
+// too: an answer missed here would have the request stepped, and answered,
+// again at every tick for an election timeout.
 func (h *prevoteHold) sent(msgs []*pb.Message) {
 	if len(h.held) == 0 {
 		return
 	}
 	for _, m := range msgs {
+		if m.GetTo() == raft.LocalAppendThread {
+			h.sent(m.GetResponses())
+			continue
+		}
 		if m.GetType() != pb.MessageType_MsgPreVoteResp {
 			continue
 		}

@@ -24,14 +24,11 @@ func TestPreVoteIgnoredInLeaseIsAnsweredWhenTheLeaseEnds(t *testing.T) {
 	// answers drains the Readys and returns member 1's pre-vote answers to
 	// member 3.
 	answers := func() (out []*pb.Message) {
-		mr.drain(func(ms []*pb.Message) {
-			hold.sent(ms)
-			for _, m := range ms {
-				if m.GetTo() == 3 && m.GetType() == pb.MessageType_MsgPreVoteResp {
-					out = append(out, m)
-				}
+		for _, m := range mr.drain(hold.sent) {
+			if m.GetTo() == 3 && m.GetType() == pb.MessageType_MsgPreVoteResp {
+				out = append(out, m)
 			}
-		})
+		}
 		return out
 	}
 	receive := func(m *pb.Message) {
