@@ -96,8 +96,15 @@ type Node struct {
 	// the Ready loop at each tick (publishContact).
 	quorumContact atomic.Int64
 	ticks         uint64 // the Ready loop's ticks since start
-	tls           memberTLS
-	stopOnce      sync.Once
+	// raftLast is raft's last log index as of the last Ready that moved
+	// it; the durable one trails it while the persister writes. Ready
+	// goroutine only.
+	raftLast uint64
+	// readsTerm is the term in which this member, leading, saw an entry
+	// of its own term committed (readsMayStart). Ready goroutine only.
+	readsTerm uint64
+	tls       memberTLS
+	stopOnce  sync.Once
 }
 
 // Status is a member's view of the cluster.

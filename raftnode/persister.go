@@ -31,8 +31,8 @@ type persister struct {
 	jobs    chan persistJob
 	pending sync.WaitGroup
 
-	syncing atomic.Int32 // synced jobs handed and not yet written
-	since   atomic.Int64 // when the write under way began (cfg.Clock, UnixNano); 0 between writes
+	syncing atomic.Int32              // synced jobs handed and not yet written
+	since   atomic.Pointer[time.Time] // when the write under way began (cfg.Clock, with its monotonic reading); nil between writes
 
 	mu  sync.Mutex
 	err error
@@ -67,9 +67,10 @@ func (p *persister) run() {
 			}
 		}
 		if p.failed() == nil {
-			p.since.Store(p.n.cfg.Clock.Now().UnixNano())
+			start := p.n.cfg.Clock.Now()
+			p.since.Store(&start)
 			err := p.persist(j)
-			p.since.Store(0)
+			p.since.Store(nil)
 			if err != nil {
 				p.mu.Lock()
 				p.err = err

@@ -13,8 +13,10 @@ import (
 // A leader's answers say it is in contact with a quorum (Header.
 // quorum_contact) while it is, including while its disk takes a few
 // hundred ms to sync a write and nothing applies; a follower's never do.
-// A leader blocked in a sync for longer than an election timeout, or cut
-// off from its peers, stops saying it within about an election timeout.
+// A leader blocked in a sync for longer than an election timeout stops
+// saying it within about an election timeout and a quarter (the loop waits
+// out a sync after a quarter, waitOutStuckSync); one cut off from its
+// peers, within about an election timeout.
 // The SDK waits for a write's attempt on a member that says it (issue 17).
 func TestLeaderReportsQuorumContact(t *testing.T) {
 	if testing.Short() {

@@ -69,13 +69,26 @@ func (r *readBatcher) answer(states []raft.ReadState) {
 // that index may be below writes already acknowledged (a commit index moves
 // in Readies written without a sync). Once an entry of the current term is
 // committed, so is everything the member acknowledged before.
+//
+// Once true in a term it stays true (readsTerm): a leader's commit index
+// only grows. That spares the lookup on every turn, and the refusal while
+// two followers have committed entries the leader's own write has not
+// finished (the durable log has no term for that index yet); a read then
+// still waits for that write, to apply up to its read index.
 func (n *Node) readsMayStart() bool {
 	st := n.rn.BasicStatus()
 	if st.RaftState != raft.StateLeader {
 		return true // followers forward to the leader, which waits itself
 	}
+	if n.readsTerm == st.GetTerm() {
+		return true
+	}
 	term, err := n.log.Term(st.GetCommit())
-	return err == nil && term == st.GetTerm()
+	if err != nil || term != st.GetTerm() {
+		return false
+	}
+	n.readsTerm = term
+	return true
 }
 
 // readIndex returns once this member's state reflects every write

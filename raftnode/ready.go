@@ -92,9 +92,11 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 		n.receivedBytes.give(r.size)
 		n.contact.heardFrom(r.m.GetFrom(), n.ticks, n.cfg.Clock.Now())
 		// Only a forwarded request needs the last index (and its lock).
+		// Raft's own last index may be ahead of the durable one while
+		// the persister writes; the later of the two is the mark.
 		if forwardedRequest(r.m) {
 			if last, err := n.log.LastIndex(); err == nil {
-				n.notices.received(r.m, last)
+				n.notices.received(r.m, max(last, n.raftLast))
 			}
 		}
 		if !stepReceived(n.rn, &n.heartbeats, r.m) {
@@ -143,14 +145,14 @@ func (n *Node) stepLocal(msgs []*pb.Message) {
 // shorter than this costs the loop nothing.
 func (n *Node) waitOutStuckSync() {
 	since := n.persister.since.Load()
-	if since == 0 {
+	if since == nil {
 		return
 	}
 	limit := time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval / 4
 	if stuckSyncLimit > 0 {
 		limit = stuckSyncLimit
 	}
-	if n.cfg.Clock.Now().Sub(time.Unix(0, since)) >= limit {
+	if n.cfg.Clock.Now().Sub(*since) >= limit {
 		n.persister.wait()
 	}
 }
@@ -261,6 +263,12 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 		if n.tracer != nil {
 			n.tracer.reset()
 		}
+	}
+	switch {
+	case len(rd.Entries) > 0:
+		n.raftLast = rd.Entries[len(rd.Entries)-1].GetIndex()
+	case rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot):
+		n.raftLast = rd.Snapshot.GetMetadata().GetIndex()
 	}
 	if n.tracer != nil && *leader {
 		now := time.Now()
