@@ -41,9 +41,10 @@ type writeStamps [numWriteStages]time.Time
 // writeTracer is the Ready goroutine's view of the traced writes in flight
 // on this leader, by log index.
 type writeTracer struct {
-	stages  [numWriteStages]prometheus.Observer
-	byIndex map[uint64]*proposal
-	unacked []uint64 // indexes not yet acknowledged by a follower, ascending
+	stages      [numWriteStages]prometheus.Observer
+	byIndex     map[uint64]*proposal
+	unacked     []uint64 // indexes not yet acknowledged by a follower, ascending
+	unpersisted []uint64 // indexes not yet on the leader's own log, ascending
 }
 
 // Buckets from 10µs growing by 1.2x to about 1.5s: fine enough that a
@@ -77,17 +78,20 @@ func (t *writeTracer) readied(ents []*pb.Entry, waits *waitRegistry, now time.Ti
 		p.stamps[stageInReady] = now
 		t.byIndex[e.GetIndex()] = p
 		t.unacked = append(t.unacked, e.GetIndex())
+		t.unpersisted = append(t.unpersisted, e.GetIndex())
 	}
 }
 
 // persisted stamps the traced entries up to index, which the leader's
 // own log now holds (raft was told so).
 func (t *writeTracer) persisted(index uint64, now time.Time) {
-	for i, p := range t.byIndex {
-		if i <= index && p.stamps[stagePersisted].IsZero() {
+	i := 0
+	for ; i < len(t.unpersisted) && t.unpersisted[i] <= index; i++ {
+		if p := t.byIndex[t.unpersisted[i]]; p != nil {
 			p.stamps[stagePersisted] = now
 		}
 	}
+	t.unpersisted = t.unpersisted[i:]
 }
 
 // stepped stamps the writes a follower's append response acknowledges.
@@ -120,6 +124,7 @@ func (t *writeTracer) done(index uint64) { delete(t.byIndex, index) }
 func (t *writeTracer) reset() {
 	clear(t.byIndex)
 	t.unacked = t.unacked[:0]
+	t.unpersisted = t.unpersisted[:0]
 }
 
 // observe records a write that applied, once its handler has the result.
