@@ -1,8 +1,6 @@
 package raftnode
 
 import (
-	"sync"
-
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -24,12 +22,9 @@ import (
 // outcome and its retry answered from the exactly-once table), and a
 // snapshot of our own.
 type applier struct {
-	n       *Node
-	jobs    chan applyJob
-	pending sync.WaitGroup
-
-	mu  sync.Mutex
-	err error // the first failed Apply; later jobs are skipped
+	stage
+	n    *Node
+	jobs chan applyJob
 }
 
 type applyJob struct {
@@ -47,9 +42,7 @@ func (a *applier) run() {
 	for j := range a.jobs {
 		if a.failed() == nil {
 			if err := a.n.apply(j.ents, j.leader); err != nil {
-				a.mu.Lock()
-				a.err = err
-				a.mu.Unlock()
+				a.fail(err)
 			} else {
 				a.n.deliver(j.resps)
 			}
@@ -62,17 +55,6 @@ func (a *applier) run() {
 func (a *applier) hand(ents []*pb.Entry, leader bool, resps []*pb.Message) {
 	a.pending.Add(1)
 	a.jobs <- applyJob{ents, leader, resps}
-}
-
-// wait returns once every queued batch is applied (or skipped after a
-// failure); only the Ready loop calls it.
-func (a *applier) wait() { a.pending.Wait() }
-
-// failed is the error that stopped applying, nil while all is well.
-func (a *applier) failed() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.err
 }
 
 // mustApplyInline reports whether a Ready needs the applier idle before it

@@ -27,15 +27,12 @@ import (
 // A write that fails stops the persister for good: it skips every later
 // job and delivers nothing more, and the loop halts the member.
 type persister struct {
-	n       *Node
-	jobs    chan persistJob
-	pending sync.WaitGroup
+	stage
+	n    *Node
+	jobs chan persistJob
 
 	syncing atomic.Int32              // synced jobs handed and not yet written
 	since   atomic.Pointer[time.Time] // when the write under way began (cfg.Clock, with its monotonic reading); nil between writes
-
-	mu  sync.Mutex
-	err error
 }
 
 type persistJob struct {
@@ -72,9 +69,7 @@ func (p *persister) run() {
 			err := p.persist(j)
 			p.since.Store(nil)
 			if err != nil {
-				p.mu.Lock()
-				p.err = err
-				p.mu.Unlock()
+				p.fail(err)
 			}
 		}
 		if syncs > 0 {
@@ -126,7 +121,7 @@ func (p *persister) hand(j persistJob) {
 	p.jobs <- j
 }
 
-// syncing reports whether a synced write is queued or under way. The
+// syncs reports whether a synced write is queued or under way. The
 // persister pokes the loop (localInbox.poke) after each, so a loop that
 // holds something back until then learns when.
 func (p *persister) syncs() bool { return p.syncing.Load() > 0 }
@@ -136,17 +131,6 @@ func syncCount(j persistJob) int {
 		return 1
 	}
 	return 0
-}
-
-// wait returns once every queued write is done (or skipped after a
-// failure); only the Ready loop calls it.
-func (p *persister) wait() { p.pending.Wait() }
-
-// failed is the error that stopped the persister, nil while all is well.
-func (p *persister) failed() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
 }
 
 // deliver sends the responses of a storage message once its work is done:
@@ -182,13 +166,10 @@ func (q *localInbox) add(m *pb.Message) {
 	q.mu.Lock()
 	q.msgs = append(q.msgs, m)
 	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
+	q.poke()
 }
 
-// poke wakes the loop with nothing to step: a write ended.
+// poke wakes the loop (also with nothing to step: a write ended).
 func (q *localInbox) poke() {
 	select {
 	case q.ready <- struct{}{}:

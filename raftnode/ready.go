@@ -267,7 +267,7 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 	switch {
 	case len(rd.Entries) > 0:
 		n.raftLast = rd.Entries[len(rd.Entries)-1].GetIndex()
-	case rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot):
+	case snapshot:
 		n.raftLast = rd.Snapshot.GetMetadata().GetIndex()
 	}
 	if n.tracer != nil && *leader {
@@ -283,8 +283,10 @@ func (n *Node) handleReady(rd raft.Ready, leader *bool, termChanged bool) error 
 	// vote) are responses of the storage append, sent once it is written.
 	// So a leader's appends go out before its own sync and the followers'
 	// syncs overlap it (Raft thesis 10.2.1).
+	// Raft let go of rd.Messages when it made the Ready (and prevotes.sent
+	// has read it), so the peers' share is filtered into it in place.
 	var appendMsg, applyMsg *pb.Message
-	out := make([]*pb.Message, 0, len(rd.Messages))
+	out := rd.Messages[:0]
 	for _, m := range rd.Messages {
 		switch m.GetTo() {
 		case raft.LocalAppendThread:
