@@ -85,13 +85,7 @@ func (t *writeTracer) readied(ents []*pb.Entry, waits *waitRegistry, now time.Ti
 // persisted stamps the traced entries up to index, which the leader's
 // own log now holds (raft was told so).
 func (t *writeTracer) persisted(index uint64, now time.Time) {
-	i := 0
-	for ; i < len(t.unpersisted) && t.unpersisted[i] <= index; i++ {
-		if p := t.byIndex[t.unpersisted[i]]; p != nil {
-			p.stamps[stagePersisted] = now
-		}
-	}
-	t.unpersisted = t.unpersisted[i:]
+	t.unpersisted = t.stampUpTo(t.unpersisted, index, stagePersisted, now)
 }
 
 // stepped stamps the writes a follower's append response acknowledges.
@@ -99,14 +93,19 @@ func (t *writeTracer) stepped(m *pb.Message) {
 	if m.GetType() != pb.MsgAppResp || m.GetReject() {
 		return
 	}
-	now := time.Now()
+	t.unacked = t.stampUpTo(t.unacked, m.GetIndex(), stageFollowerAck, time.Now())
+}
+
+// stampUpTo stamps stage s of the traced writes in pending (ascending
+// indexes) up to index, and returns the rest of pending.
+func (t *writeTracer) stampUpTo(pending []uint64, index uint64, s writeStage, now time.Time) []uint64 {
 	i := 0
-	for ; i < len(t.unacked) && t.unacked[i] <= m.GetIndex(); i++ {
-		if p := t.byIndex[t.unacked[i]]; p != nil {
-			p.stamps[stageFollowerAck] = now
+	for ; i < len(pending) && pending[i] <= index; i++ {
+		if p := t.byIndex[pending[i]]; p != nil {
+			p.stamps[s] = now
 		}
 	}
-	t.unacked = t.unacked[i:]
+	return pending[i:]
 }
 
 // stamp sets stage s of the traced write at index, if there is one.
