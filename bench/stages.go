@@ -12,9 +12,11 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// StageNames are the stages of a write on the leader, in the order a write
-// passes them, as cxkv_write_stage_seconds labels them (raftnode's
-// writetrace.go): each is the time from the write's arrival at the leader.
+// StageNames are the stages of a write on the leader, as
+// cxkv_write_stage_seconds labels them (raftnode's writetrace.go): each is
+// the time from the write's arrival at the leader. A write passes them in
+// this order, except that the leader's own sync (persisted) runs beside
+// the followers' acknowledgements and the commit, and may end after them.
 // "client" is added by the harness: the client's own round trip.
 var StageNames = []string{"taken", "in_ready", "persisted", "follower_ack", "committed", "applied", "answered", "client"}
 

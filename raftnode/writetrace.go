@@ -25,7 +25,7 @@ type writeStage int
 const (
 	stageTaken       writeStage = iota // the Ready loop took it off its queue and proposed it
 	stageInReady                       // its entry was in a Ready: to be persisted and sent
-	stagePersisted                     // the leader's synced write of that Ready returned
+	stagePersisted                     // the loop stepped the persister's response for it: on the leader's disk (beside the next two stages, not before them)
 	stageFollowerAck                   // the Ready loop stepped the first follower's ack of it
 	stageCommitted                     // a Ready handed it back committed
 	stageApplied                       // the state machine applied it
