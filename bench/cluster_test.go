@@ -12,6 +12,7 @@ import (
 
 	"github.com/cxkv/cxkv/client"
 	"github.com/cxkv/cxkv/internal/loopback"
+	"github.com/cxkv/cxkv/raftnode"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -89,7 +90,7 @@ func TestCxkvProcessCluster(t *testing.T) {
 			t.Errorf("stage %s: %+v (cas-seq did %d writes)", s.Name, s, res.Ops)
 		}
 	}
-	for stage, prior := range stageWaitsOn {
+	for stage, prior := range raftnode.WriteStageWaitsOn() {
 		for _, p := range prior {
 			if byName[stage].Mean < byName[p].Mean {
 				t.Errorf("stage %s: %+v comes before %s: %+v", stage, byName[stage], p, byName[p])
@@ -186,17 +187,4 @@ func TestTLSClusters(t *testing.T) {
 	if _, err := pe.Get(gctx, "t/tls"); err == nil {
 		t.Fatal("a plaintext client read from etcd with TLS on")
 	}
-}
-
-// stageWaitsOn is, for each stage of a write on the leader, the stages it
-// waits for. The leader's own sync (persisted) runs beside the followers'
-// acknowledgements and the commit (the two followers may commit an entry
-// before it is on the leader's disk): only the apply waits for it.
-var stageWaitsOn = map[string][]string{
-	"in_ready":     {"taken"},
-	"persisted":    {"in_ready"},
-	"follower_ack": {"in_ready"},
-	"committed":    {"follower_ack"},
-	"applied":      {"persisted", "committed"},
-	"answered":     {"applied"},
 }

@@ -16,7 +16,8 @@ import (
 // cxkv_write_stage_seconds labels them (raftnode's writetrace.go): each is
 // the time from the write's arrival at the leader. A write passes them in
 // this order, except that the leader's own sync (persisted) runs beside
-// the followers' acknowledgements and the commit, and may end after them.
+// the followers' acknowledgements and the commit, and may end after them
+// (raftnode.WriteStageWaitsOn).
 // "client" is added by the harness: the client's own round trip.
 var StageNames = []string{"taken", "in_ready", "persisted", "follower_ack", "committed", "applied", "answered", "client"}
 

@@ -35,6 +35,22 @@ const (
 
 var writeStageNames = [numWriteStages]string{"taken", "in_ready", "persisted", "follower_ack", "committed", "applied", "answered"}
 
+// WriteStageWaitsOn says, for each stage of cxkv_write_stage_seconds, the
+// stages a write always reaches before it. The leader's own sync
+// (persisted) runs beside the followers' acknowledgements and the commit
+// (the two followers may commit an entry before it is on the leader's
+// disk): only the apply waits for it.
+func WriteStageWaitsOn() map[string][]string {
+	return map[string][]string{
+		"in_ready":     {"taken"},
+		"persisted":    {"in_ready"},
+		"follower_ack": {"in_ready"},
+		"committed":    {"follower_ack"},
+		"applied":      {"persisted", "committed"},
+		"answered":     {"applied"},
+	}
+}
+
 // writeStamps are one write's times at each stage.
 type writeStamps [numWriteStages]time.Time
 

@@ -11,19 +11,6 @@ import (
 
 var writeStages = []string{"taken", "in_ready", "persisted", "follower_ack", "committed", "applied", "answered"}
 
-// writeStageWaitsOn is, for each stage, the stages it waits for. The
-// leader's own sync (persisted) runs beside the followers'
-// acknowledgements and the commit (the two followers may commit an entry
-// before it is on the leader's disk): only the apply waits for it.
-var writeStageWaitsOn = map[string][]string{
-	"in_ready":     {"taken"},
-	"persisted":    {"in_ready"},
-	"follower_ack": {"in_ready"},
-	"committed":    {"follower_ack"},
-	"applied":      {"persisted", "committed"},
-	"answered":     {"applied"},
-}
-
 // With TraceWrites, every write through the leader is timed at every stage,
 // and since each write passes the stages in order, each stage's mean time
 // since arrival is at least the one before it.
@@ -59,7 +46,7 @@ func TestWriteTraceTimesEveryStageInOrder(t *testing.T) {
 			t.Fatalf("stage %s missing (have %v)", s, mean)
 		}
 	}
-	for s, prior := range writeStageWaitsOn {
+	for s, prior := range raftnode.WriteStageWaitsOn() {
 		for _, p := range prior {
 			if mean[s] < mean[p] {
 				t.Errorf("stage %s at %.3fms comes before %s at %.3fms", s, mean[s]*1e3, p, mean[p]*1e3)
