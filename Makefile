@@ -7,6 +7,9 @@ BIN       := bin/cxkv
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# The version gRPC itself requires, so the generated code and its runtime
+# (vtprotobuf's protohelpers) match.
+PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.1-0.20240319094008-0393e58bdf10
 STATICCHECK_VERSION        := v0.8.2
 
 # Packages with goroutines run under the race detector.
@@ -52,16 +55,22 @@ tools-proto:
 	@command -v protoc >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
 	@test -x $(GOBIN)/protoc-gen-go || $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	@test -x $(GOBIN)/protoc-gen-go-grpc || $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@test -x $(GOBIN)/protoc-gen-go-vtproto || $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_GO_VTPROTO_VERSION)
 
 # The generated Go code: the messages (api/cxkvpb) and the services
 # (api/cxkvrpc) come from two .proto files in two Go packages, so code that
-# needs only the messages does not link gRPC. PROTOC_GEN writes both under
-# the directory $(1), laid out as in the repository.
-PROTO_FILES := api/cxkvpb/cxkv.pb.go api/cxkvrpc/cxkv_rpc.pb.go api/cxkvrpc/cxkv_rpc_grpc.pb.go
+# needs only the messages does not link gRPC. The messages also get
+# vtprotobuf's generated marshalling (MarshalVT, SizeVT; cxkv_vtproto.pb.go),
+# which encodes the log's commands and the stored results (cmpxchg/command.go).
+# PROTOC_GEN writes all of it under the directory $(1), laid out as in the
+# repository.
+PROTO_FILES := api/cxkvpb/cxkv.pb.go api/cxkvpb/cxkv_vtproto.pb.go api/cxkvrpc/cxkv_rpc.pb.go api/cxkvrpc/cxkv_rpc_grpc.pb.go
 PROTOC_GEN = mkdir -p $(1)/api/cxkvpb $(1)/api/cxkvrpc && \
 	protoc --proto_path=api/cxkvpb \
 		--plugin=protoc-gen-go=$(GOBIN)/protoc-gen-go \
+		--plugin=protoc-gen-go-vtproto=$(GOBIN)/protoc-gen-go-vtproto \
 		--go_out=$(1)/api/cxkvpb --go_opt=paths=source_relative \
+		--go-vtproto_out=$(1)/api/cxkvpb --go-vtproto_opt=paths=source_relative,features=marshal+size \
 		api/cxkvpb/cxkv.proto && \
 	protoc --proto_path=api/cxkvpb --proto_path=api/cxkvrpc \
 		--plugin=protoc-gen-go=$(GOBIN)/protoc-gen-go \

@@ -53,7 +53,7 @@ func (sm *StateMachine) applyOnce(b *kv.Batch, index uint64, cmd *cxkvpb.Command
 	if err != nil {
 		return nil, err
 	}
-	data, err := proto.Marshal(res)
+	data, err := EncodeResult(res)
 	if err != nil {
 		return nil, err
 	}
