@@ -21,59 +21,39 @@ import (
 // rolling upgrade, and a snapshot or a backup read by either, must hold the
 // same bytes for it. One case breaks that in the vtprotobuf version gRPC
 // pins: an operation whose message is nil (&Command_Put{}) is sized three
-// bytes and written as two, which no longer decode. proto.Marshal writes it
-// as an empty message, so such a command or result goes to proto.Marshal.
-// No code builds one; the guard keeps a future one from logging bytes that
-// no member can decode.
+// bytes and written as two, at the end of the buffer, so the bytes returned
+// no longer decode. proto.Marshal writes it as an empty message. No code
+// builds one; encodeVT sends a message whose written length is not its
+// size to proto.Marshal, so a future one (at any depth) cannot log bytes
+// that no member can decode.
 
 // EncodeCommand encodes a command for the log.
-func EncodeCommand(c *cxkvpb.Command) ([]byte, error) {
-	if nilOp(c) {
-		return proto.Marshal(c)
-	}
-	return c.MarshalVT()
-}
+func EncodeCommand(c *cxkvpb.Command) ([]byte, error) { return encodeVT(c) }
 
 // EncodeResult encodes a write's result for the exactly-once table.
-func EncodeResult(r *cxkvpb.CommandResult) ([]byte, error) {
-	if nilResult(r) {
-		return proto.Marshal(r)
-	}
-	return r.MarshalVT()
+func EncodeResult(r *cxkvpb.CommandResult) ([]byte, error) { return encodeVT(r) }
+
+// vtMessage is a message with vtprotobuf's generated marshalling.
+type vtMessage interface {
+	proto.Message
+	SizeVT() int
+	MarshalToSizedBufferVT([]byte) (int, error)
 }
 
-// nilOp reports whether c's operation is set to a nil message.
-func nilOp(c *cxkvpb.Command) bool {
-	switch op := c.GetOp().(type) {
-	case *cxkvpb.Command_Put:
-		return op.Put == nil
-	case *cxkvpb.Command_Delete:
-		return op.Delete == nil
-	case *cxkvpb.Command_Txn:
-		return op.Txn == nil
-	case *cxkvpb.Command_Expire:
-		return op.Expire == nil
-	case *cxkvpb.Command_Auth:
-		return op.Auth == nil
+// encodeVT is MarshalVT, which writes SizeVT bytes backwards from the end
+// of the buffer, except that a message it writes shorter than its size
+// goes to proto.Marshal.
+func encodeVT(m vtMessage) ([]byte, error) {
+	size := m.SizeVT()
+	buf := make([]byte, size)
+	n, err := m.MarshalToSizedBufferVT(buf)
+	if err != nil {
+		return nil, err
 	}
-	return false
-}
-
-// nilResult reports whether r's result is set to a nil message.
-func nilResult(r *cxkvpb.CommandResult) bool {
-	switch res := r.GetResult().(type) {
-	case *cxkvpb.CommandResult_Put:
-		return res.Put == nil
-	case *cxkvpb.CommandResult_Delete:
-		return res.Delete == nil
-	case *cxkvpb.CommandResult_Txn:
-		return res.Txn == nil
-	case *cxkvpb.CommandResult_Error:
-		return res.Error == nil
-	case *cxkvpb.CommandResult_Auth:
-		return res.Auth == nil
+	if n != size {
+		return proto.Marshal(m)
 	}
-	return false
+	return buf, nil
 }
 
 // DecodeCommand decodes a log entry's payload; malformed input is an error,

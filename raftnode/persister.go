@@ -36,7 +36,7 @@ type persister struct {
 }
 
 type persistJob struct {
-	rd    raft.Ready // only Entries, HardState and MustSync
+	rd    raft.Ready // only Entries, HardState, MustSync and Snapshot (which only the loop's inline write carries, so mergeJobs never meets one)
 	resps []*pb.Message
 }
 

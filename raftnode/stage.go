@@ -25,9 +25,11 @@ func (s *stage) failed() error {
 	return s.err
 }
 
-// fail records err as the stage's failure.
+// fail records err as the stage's failure, unless one is recorded.
 func (s *stage) fail(err error) {
 	s.mu.Lock()
-	s.err = err
+	if s.err == nil {
+		s.err = err
+	}
 	s.mu.Unlock()
 }
