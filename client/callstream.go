@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Writes and reads go over one long-lived KV.Calls stream per member
@@ -152,8 +153,23 @@ func (c *Client) streamInterceptor(ctx context.Context, method string, req, repl
 	if got == nil || got.ProtoReflect().Descriptor() != out.ProtoReflect().Descriptor() {
 		return status.Errorf(codes.Internal, "cxkv: the member answered a %s call on the Calls stream with another kind of answer", method)
 	}
-	proto.Merge(out, got)
+	moveInto(out, got)
 	return nil
+}
+
+// moveInto sets every field of dst, a new message, to src's: the values are
+// shared, not copied, since src is not used again (proto.Merge's deep copy
+// was a fifth of the SDK's CPU per call). Unknown fields (a newer member's)
+// move too.
+func moveInto(dst, src proto.Message) {
+	d, m := dst.ProtoReflect(), src.ProtoReflect()
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		d.Set(fd, v)
+		return true
+	})
+	if u := m.GetUnknown(); len(u) > 0 {
+		d.SetUnknown(u)
+	}
 }
 
 // call sends req on the stream, opening one if none is open, and waits for

@@ -135,12 +135,22 @@ func (e *sessionGoneError) Error() string { return e.err.Error() }
 
 // do runs f under the retry policy. wid is the write id f carries, nil for
 // a read.
-func (c *Client) do(ctx context.Context, wid *cxkvpb.WriteID, f attempt) error {
+//
+// The call ends RetryTimeout after it began, or at the caller's deadline if
+// sooner. Its context (ctx below) is made only once an attempt failed: a
+// context with a deadline costs a timer, and nearly every call is one
+// attempt, whose own context carries the call's deadline too.
+func (c *Client) do(parent context.Context, wid *cxkvpb.WriteID, f attempt) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.RetryTimeout)
-	defer cancel()
+	end := time.Now().Add(c.cfg.RetryTimeout)
+	ctx, stop := parent, context.CancelFunc(nil)
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
 	var (
 		last      error
 		ambiguous bool // a write attempt may have reached the log
@@ -149,7 +159,7 @@ func (c *Client) do(ctx context.Context, wid *cxkvpb.WriteID, f attempt) error {
 	)
 	for {
 		i, ep := c.pick()
-		actx, acancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		actx, acancel := context.WithDeadline(ctx, earliest(time.Now().Add(c.cfg.RequestTimeout), end))
 		actx, sent := probeSend(actx)
 		var watch *progressWatch
 		d := c.attemptTimeout(ctx)
@@ -164,6 +174,11 @@ func (c *Client) do(ctx context.Context, wid *cxkvpb.WriteID, f attempt) error {
 		if err == nil {
 			c.observe(ep, h)
 			return nil
+		}
+		if stop == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(parent, end)
+			stop = cancel
 		}
 		if write {
 			switch outcomeOf(err, sent.Load()) {
@@ -259,3 +274,10 @@ func (r *retrier) next(ctx context.Context, failed int, err error) error {
 
 // reset starts the pacing over, after progress.
 func (r *retrier) reset() { r.tries, r.backoff = 0, 0 }
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
