@@ -192,7 +192,7 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (resp *
 		// with it.
 		req.TimeoutUs = max(time.Until(dl).Microseconds(), 1)
 	}
-	if proto.Size(req) > cxkvpb.MaxMessageBytes {
+	if req.SizeVT() > cxkvpb.MaxMessageBytes {
 		<-cs.slots
 		return nil, false, errOverStream
 	}

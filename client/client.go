@@ -114,7 +114,8 @@ func New(cfg Config) (*Client, error) {
 		grpc.WithTransportCredentials(creds),
 		// The cluster keeps every answer below this limit, and takes
 		// requests up to it.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes),
+			grpc.ForceCodecV2(cxkvrpc.Codec{})),
 		// A restarted member is back in a second, not after gRPC's default
 		// reconnect backoff of up to two minutes.
 		grpc.WithConnectParams(grpc.ConnectParams{

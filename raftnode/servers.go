@@ -90,6 +90,7 @@ func (n *Node) newServer(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append(opts, grpc.UnaryInterceptor(n.unary), grpc.StreamInterceptor(n.stream))
 	opts = append(opts, grpc.StaticStreamWindowSize(streamWindow), grpc.StaticConnWindowSize(connWindow))
 	opts = append(opts, grpc.MaxRecvMsgSize(cxkvpb.MaxMessageBytes), grpc.MaxSendMsgSize(cxkvpb.MaxMessageBytes))
+	opts = append(opts, grpc.ForceServerCodecV2(cxkvrpc.Codec{}))
 	return grpc.NewServer(opts...)
 }
 

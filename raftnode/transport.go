@@ -96,7 +96,7 @@ func newTransport(n *Node) *transport {
 // addPeer dials a peer and starts its stream; t.mu is held.
 func (t *transport) addPeer(id uint64, addr string) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(t.n.peerDialCreds()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cxkvpb.MaxMessageBytes), grpc.ForceCodecV2(cxkvrpc.Codec{})),
 		// gRPC's own reconnect backoff (1 s growing to 2 min by default)
 		// sits under the stream's: a restarted peer was reached only at the
 		// connection's next attempt, up to a second or more after it was
