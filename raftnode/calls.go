@@ -230,7 +230,7 @@ func (s *kvService) call(ctx context.Context, req *cxkvpb.CallRequest) *cxkvpb.C
 		md.Set(authMetadataKey, a)
 		ctx = metadata.NewIncomingContext(ctx, md)
 	}
-	resp, err := s.n.unary(ctx, msg, &grpc.UnaryServerInfo{Server: s, FullMethod: method}, handler)
+	resp, err := s.n.streamedUnary(ctx, msg, &grpc.UnaryServerInfo{Server: s, FullMethod: method}, handler)
 	if err != nil {
 		out.Status = statusBytes(err)
 		return out

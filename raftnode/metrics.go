@@ -151,6 +151,7 @@ func (m *metrics) init(n *Node) {
 // what its unary call goes through.
 func (n *Node) interceptors() {
 	n.unary = chainUnary(n.metrics.grpc.UnaryServerInterceptor(), n.slowUnary, n.hintLeaderUnary, n.refuseWhenHalted, n.authUnary)
+	n.streamedUnary = chainUnary(n.metrics.grpc.UnaryServerInterceptor(), n.slowUnary, n.hintLeaderUnary, n.refuseCallWhenHalted, n.authUnary)
 	n.stream = chainStream(n.metrics.grpc.StreamServerInterceptor(), n.hintLeaderStream, n.refuseStreamWhenHalted, n.authStream)
 }
 

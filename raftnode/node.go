@@ -89,6 +89,7 @@ type Node struct {
 	peerListener  net.Listener
 	peerGuard     peerGuard
 	unary         grpc.UnaryServerInterceptor  // every client call's interceptors (n.interceptors)
+	streamedUnary grpc.UnaryServerInterceptor  // the same for the calls of a Calls stream
 	stream        grpc.StreamServerInterceptor // every stream's
 	contact       peerContact
 	// quorumContact is when, by cfg.Clock (UnixNano), this member, leading,
