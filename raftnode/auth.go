@@ -62,8 +62,7 @@ func (n *Node) auth() (*cmpxchg.Auth, error) {
 // ReadIndex and tries again before refusing it. With auth disabled a token
 // that does not verify is ignored: nothing is checked.
 func (n *Node) authenticate(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get(authMetadataKey)
+	vals := metadata.ValueFromIncomingContext(ctx, authMetadataKey) // no copy of the rest
 	if len(vals) == 0 {
 		name, _ := ClientCommonName(ctx) // with --client-cert-auth
 		return name, nil
