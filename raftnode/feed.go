@@ -203,7 +203,12 @@ func (f *eventFeed) append(evs []kv.Event, applied uint64, now time.Time) {
 		cut++
 	}
 	f.floor = f.evs[cut-1].Record.Index
-	f.evs = append([]kv.Event(nil), f.evs[cut:]...)
+	// Shift the kept events down in place: a new array for them on every
+	// trim was the members' largest allocation per write (since copies
+	// events out, so nothing holds a slice of this one).
+	n := copy(f.evs, f.evs[cut:])
+	clear(f.evs[n:])
+	f.evs = f.evs[:n]
 }
 
 // since returns the events with index > from under prefix, paged as the

@@ -63,6 +63,20 @@ func TestEventFeed(t *testing.T) {
 	if got, ok := f.since("", f.floor, 1, 1<<30); !ok || len(got) != 2 {
 		t.Fatalf("first index after the floor: %d events, want both of its events", len(got))
 	}
+
+	// A trim keeps the feed's array: once it has grown, appending up to
+	// the next trim and trimming again allocate nothing.
+	next := f.evs[len(f.evs)-1].Record.Index + 1
+	more := make([]kv.Event, feedEvents+2)
+	for i := range more {
+		more[i] = ev(next+uint64(i), "k")
+	}
+	if allocs := testing.AllocsPerRun(1, func() { f.append(more, more[len(more)-1].Record.Index, time.Time{}) }); allocs != 0 {
+		t.Errorf("appending and trimming again allocated %v times", allocs)
+	}
+	if len(f.evs) > feedEvents || f.evs[len(f.evs)-1].Record.Index != more[len(more)-1].Record.Index {
+		t.Fatalf("after the second trim: %d events up to %d", len(f.evs), f.evs[len(f.evs)-1].Record.Index)
+	}
 }
 
 // Large values bound the feed by bytes, not by count.
