@@ -412,3 +412,37 @@ func TestShortLivedKeysAreNotFlushed(t *testing.T) {
 		t.Fatalf("%d of %d MiB written reached tables, want at most an eighth (memtable size %d MiB)", flushed>>20, written>>20, MemTableSize>>20)
 	}
 }
+
+// Events are numbered within their index in the order they were added, and
+// an event for an index below the last one's is refused: numbering follows
+// the log, so a batch cannot number an earlier index again.
+func TestEventsAreNumberedInLogOrder(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	b := s.NewBatch()
+	defer b.Close()
+	b.Reserve(2)
+	for _, e := range []struct {
+		index uint64
+		key   string
+	}{{5, "a"}, {5, "b"}, {5, "c"}, {6, "d"}, {8, "e"}, {8, "f"}} {
+		if err := b.AddEvent(Event{Type: EventPut, Record: Record{Key: e.key, Index: e.index}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.AddEvent(Event{Type: EventPut, Record: Record{Key: "late", Index: 6}}); err == nil || !strings.Contains(err.Error(), "log order") {
+		t.Fatalf("an event at index 6 after index 8: %v, want a refusal", err)
+	}
+	mustCommit(t, b, false)
+	evs, err := s.Events("", 0, 100, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, fmt.Sprintf("%d%s", e.Record.Index, e.Record.Key))
+	}
+	if strings.Join(got, " ") != "5a 5b 5c 6d 8e 8f" {
+		t.Fatalf("events read back: %v", got)
+	}
+}

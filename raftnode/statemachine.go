@@ -121,6 +121,7 @@ func (m *kvMachine) Apply(ents []Entry) ([]*cxkvpb.CommandResult, error) {
 	m.events = nil
 	b := m.store.NewBatch()
 	defer b.Close()
+	b.Reserve(len(ents))
 	out := make([]*cxkvpb.CommandResult, len(ents))
 	for i, e := range ents {
 		if e.ConfState != nil {
