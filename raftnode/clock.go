@@ -54,7 +54,25 @@ func newClusterClock(mono func() time.Duration) *clusterClock {
 	return &clusterClock{mono: mono, anchor: mono()}
 }
 
-// now is the cluster time to stamp a proposal with.
+// stampStep is what a proposal's cluster time is rounded down to. The
+// exactly-once table moves a client in its least-recently-used order (an
+// index key deleted and written again) whenever the client's time changes,
+// so at millisecond stamps every write of a busy client did: two of the
+// seven keys a write put in the state, and the table's stored time once
+// per batch. At whole seconds a busy client's key moves once a second.
+// Sessions live an hour of cluster time (cmpxchg's SessionTTL), so a
+// second either way is nothing; rounding down never moves the cluster's
+// time ahead of any member's reading, so the rule above holds as it is.
+const stampStep = 1000
+
+// stamp is the cluster time to stamp a proposal with: now, rounded down
+// to stampStep.
+func (c *clusterClock) stamp() int64 {
+	t := c.now()
+	return t - t%stampStep
+}
+
+// now is the member's cluster time.
 func (c *clusterClock) now() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -28,3 +28,31 @@ func TestClusterClockRule(t *testing.T) {
 		t.Fatalf("after a stamp behind ours and 1s: %d, want 11000", got)
 	}
 }
+
+// Proposals are stamped with whole seconds of cluster time, so a busy
+// client's place in the exactly-once table's LRU order moves once a second,
+// not on every write; an applied stamp between seconds is rounded down too.
+func TestClusterStampsAreWholeSeconds(t *testing.T) {
+	var mono time.Duration
+	c := newClusterClock(func() time.Duration { return mono })
+	for _, step := range []struct {
+		mono    time.Duration
+		observe int64
+		want    int64
+	}{
+		{0, 0, 0},
+		{999 * time.Millisecond, 0, 0},
+		{1000 * time.Millisecond, 0, 1000},
+		{1999 * time.Millisecond, 0, 1000},
+		{2500 * time.Millisecond, 10_400, 10_000}, // another member's precise stamp
+		{3100 * time.Millisecond, 0, 11_000},
+	} {
+		mono = step.mono
+		if step.observe != 0 {
+			c.observe(step.observe)
+		}
+		if got := c.stamp(); got != step.want {
+			t.Fatalf("at %v (observed %d): stamp %d, want %d", step.mono, step.observe, got, step.want)
+		}
+	}
+}

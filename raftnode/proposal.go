@@ -176,7 +176,7 @@ func (n *Node) proposeAsync(cmd *cxkvpb.Command) {
 // stamp sets the command's times: the cluster time that ages sessions (see
 // clock.go) and the wall clock that expires_at is read by.
 func (n *Node) stamp(cmd *cxkvpb.Command) {
-	t := n.clock.now()
+	t := n.clock.stamp()
 	cmd.ClusterMs = &t
 	cmd.StampUnixMs = n.cfg.WallClock().UnixMilli()
 }
