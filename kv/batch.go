@@ -17,13 +17,12 @@ type Batch struct {
 	s        *Store
 	setsAuth bool // Commit must tell the store's auth memo
 	b        *pebble.Batch
-	// eventIndex and eventN number the events: eventN is the next number
-	// at eventIndex, the index of the last event added. Events come in
-	// log order, every event of an index before any of the next.
-	eventIndex uint64
-	eventN     uint16
-	added      []Event // the events of this batch, in log order
-	buf        []byte
+	// eventN is the next event number at the index of the last event
+	// added. Events come in log order, every event of an index before any
+	// of the next.
+	eventN uint16
+	added  []Event // the events of this batch, in log order
+	buf    []byte
 	// view is every record and tally key the batch has read or written,
 	// as it leaves them (readcache.go): writing a record after reading it
 	// (every put and delete does), a command's plan and the attach that
@@ -133,11 +132,10 @@ const MaxEventsPerIndex = 0xffff
 // AddEvent appends an event to the history. Events of one index keep the
 // order they were added in.
 func (b *Batch) AddEvent(e Event) error {
-	switch i := e.Record.Index; {
-	case len(b.added) == 0 || i > b.eventIndex:
-		b.eventIndex, b.eventN = i, 0
-	case i < b.eventIndex:
-		return fmt.Errorf("kv: an event at index %d after one at index %d: events must be added in log order", i, b.eventIndex)
+	if n := len(b.added); n == 0 || e.Record.Index > b.added[n-1].Record.Index {
+		b.eventN = 0
+	} else if last := b.added[n-1].Record.Index; e.Record.Index < last {
+		return fmt.Errorf("kv: an event at index %d after one at index %d: events must be added in log order", e.Record.Index, last)
 	}
 	n := b.eventN
 	if n == MaxEventsPerIndex {

@@ -3,6 +3,8 @@ package raftnode
 import (
 	"testing"
 	"time"
+
+	"github.com/cxkv/cxkv/api/cxkvpb"
 )
 
 // TestClusterClockRule pins the stamping rule of clock.go: a member's
@@ -35,6 +37,8 @@ func TestClusterClockRule(t *testing.T) {
 func TestClusterStampsAreWholeSeconds(t *testing.T) {
 	var mono time.Duration
 	c := newClusterClock(func() time.Duration { return mono })
+	n := &Node{clock: c}
+	n.cfg.WallClock = time.Now
 	for _, step := range []struct {
 		mono    time.Duration
 		observe int64
@@ -51,8 +55,10 @@ func TestClusterStampsAreWholeSeconds(t *testing.T) {
 		if step.observe != 0 {
 			c.observe(step.observe)
 		}
-		if got := c.stamp(); got != step.want {
-			t.Fatalf("at %v (observed %d): stamp %d, want %d", step.mono, step.observe, got, step.want)
+		cmd := &cxkvpb.Command{}
+		n.stamp(cmd)
+		if got := cmd.GetClusterMs(); cmd.ClusterMs == nil || got != step.want {
+			t.Fatalf("at %v (observed %d): a proposal stamped %d, want %d", step.mono, step.observe, got, step.want)
 		}
 	}
 }

@@ -68,9 +68,6 @@ func (n *Node) haltedError() error {
 // refuseWhenHalted refuses every call to a halted member and ends the calls
 // in flight when it halts.
 func (n *Node) refuseWhenHalted(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := n.haltedError(); err != nil {
-		return nil, toStatus(err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(n.life.ctx, cancel)()

@@ -29,23 +29,30 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok {
 		return protoCodec.Marshal(v)
 	}
+	// As gRPC's codec does: a small message gets a buffer of its own, a
+	// larger one a pooled buffer that gRPC frees once it is written.
 	size := m.SizeVT()
+	var pool mem.BufferPool
+	var buf *[]byte
 	if mem.IsBelowBufferPoolingThreshold(size) {
-		buf, err := cxkvpb.Marshal(m)
-		if err != nil {
-			return nil, err
-		}
-		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
+		b := make([]byte, size)
+		buf = &b
+	} else {
+		pool = mem.DefaultBufferPool()
+		buf = pool.Get(size)
 	}
-	pool := mem.DefaultBufferPool()
-	buf := pool.Get(size)
 	written, err := cxkvpb.MarshalInto(m, *buf)
 	if err != nil || !written {
-		pool.Put(buf)
+		if pool != nil {
+			pool.Put(buf)
+		}
 		if err != nil {
 			return nil, err
 		}
-		return protoCodec.Marshal(v)
+		return protoCodec.Marshal(v) // see cxkvpb.Marshal
+	}
+	if pool == nil {
+		return mem.BufferSlice{mem.SliceBuffer(*buf)}, nil
 	}
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
