@@ -39,13 +39,20 @@ type plan struct {
 	// smallPlan of them; below that (nearly every command) the writes are
 	// searched, which allocates nothing.
 	overlay map[string]planned
-	// read remembers what get read from the batch, so a command that looks
-	// at one key many times (every attach of a transaction reads its
-	// session's key) reads the store once. The overlay comes first.
-	read    map[string]planned
-	tallies map[string]kv.Tally // sessions whose tally the plan changed
-	writes  []planWrite
-	first   [1]planWrite // writes' room for the one write most commands make
+	// reads remembers what get read from the batch, so a command that
+	// looks at one key many times (every attach of a transaction reads its
+	// session's key) reads the store once. The overlay comes first. Like
+	// the writes, they are searched while few and indexed by readIndex
+	// beyond smallPlan: a map made for the one or two keys most commands
+	// read was their largest allocation (a kv.Record is 104 bytes, so even
+	// a one-key map's first group is over a kilobyte). The slice is made
+	// at the first read, not kept in the plan: most puts never read
+	// through it.
+	reads     []planRead
+	readIndex map[string]planned
+	tallies   map[string]kv.Tally // sessions whose tally the plan changed
+	writes    []planWrite
+	first     [1]planWrite // writes' room for the one write most commands make
 	// events and eventBytes count what the writes will add to the history:
 	// one index's events must fit kv.MaxEventsPerIndex and one answer.
 	events, eventBytes int
@@ -54,6 +61,12 @@ type plan struct {
 type planned struct {
 	rec   kv.Record
 	found bool
+}
+
+// planRead is what the batch held for key when the plan read it.
+type planRead struct {
+	key string
+	planned
 }
 
 // planWrite is a put of rec, or (put false) the removal of rec with an
@@ -135,17 +148,47 @@ func (p *plan) get(key string) (kv.Record, bool, error) {
 	if s, ok := p.overlaid(key); ok {
 		return s.rec, s.found, nil
 	}
-	if s, ok := p.read[key]; ok {
+	if s, ok := p.readBefore(key); ok {
 		return s.rec, s.found, nil
 	}
 	r, found, err := p.b.Get(key)
 	if err == nil {
-		if p.read == nil {
-			p.read = make(map[string]planned, 1)
-		}
-		p.read[key] = planned{r, found}
+		p.remember(key, planned{r, found})
 	}
 	return r, found, err
+}
+
+// readBefore returns what an earlier get read of key from the batch.
+func (p *plan) readBefore(key string) (planned, bool) {
+	if p.readIndex != nil {
+		s, ok := p.readIndex[key]
+		return s, ok
+	}
+	for i := range p.reads {
+		if p.reads[i].key == key {
+			return p.reads[i].planned, true
+		}
+	}
+	return planned{}, false
+}
+
+// remember keeps what get read of a key not read before.
+func (p *plan) remember(key string, s planned) {
+	if p.readIndex != nil {
+		p.readIndex[key] = s
+		return
+	}
+	if p.reads == nil {
+		p.reads = make([]planRead, 0, 2)
+	}
+	p.reads = append(p.reads, planRead{key, s})
+	if len(p.reads) > smallPlan {
+		p.readIndex = make(map[string]planned, len(p.reads))
+		for _, r := range p.reads {
+			p.readIndex[r.key] = r.planned
+		}
+		p.reads = nil
+	}
 }
 
 func (p *plan) tally(session string) (kv.Tally, error) {
