@@ -37,7 +37,6 @@ func newServerCmd(e env) *cobra.Command {
 		peerAddrs              peerAddrFlags
 		traceWrites            bool
 		tlsFlags               serverTLSFlags
-		gc                     gcPercentFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -112,10 +111,6 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 			} else if err := checkListenAddr(listenAddr); err != nil {
 				return usageError{fmt.Errorf("--listen-addr %q: %w", listenAddr, err)}
 			}
-			gcTarget, err := gc.apply(cmd.Flags().Changed("gc-percent"), e.getenv("GOGC"))
-			if err != nil {
-				return usageError{err}
-			}
 			if historyEntries == 0 {
 				return usageError{fmt.Errorf("--history-entries must be positive")}
 			}
@@ -159,7 +154,7 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 				return usageError{err}
 			}
 			routeGRPCLogs(logger)
-			logger.Info("starting", "version", raftnode.Build().String(), "id", id, "listen", listenAddr, "advertise", advertise, "peer_listen", peerListen, "peer_advertise", peerAdvertise, "gc_percent", gcTarget)
+			logger.Info("starting", "version", raftnode.Build().String(), "id", id, "listen", listenAddr, "advertise", advertise, "peer_listen", peerListen, "peer_advertise", peerAdvertise)
 			if pprofAddr != "" {
 				stop, err := servePprof(pprofAddr, logger)
 				if err != nil {
@@ -247,7 +242,6 @@ SIGTERM or SIGINT shuts the member down cleanly.`,
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /livez and /readyz over HTTP on host:port (default: off)")
 	f.DurationVar(&slowRequest, "slow-request", 0, "log client requests taking at least this long, with method and key (0: off)")
 	f.BoolVar(&traceWrites, "trace-writes", false, "benchmark mode: time every write through the leader at each stage of its path (cxkv_write_stage_seconds on --metrics-addr); costs a little per write")
-	f.IntVar(&gc.percent, "gc-percent", defaultGCPercent, "Go's GC target for this member, as GOGC: the heap may grow this many percent over what is live before a collection (default 400 unless GOGC is set; 25..10000); a larger target is less CPU per write for more memory")
 	f.StringVar(&pprofAddr, "pprof", "", "serve Go profiles (CPU, heap, block, mutex) on host:port under /debug/pprof/; for profiling only, it samples blocking and lock contention")
 	documentEnv(f)
 	return cmd
