@@ -41,18 +41,11 @@ type plan struct {
 	overlay map[string]planned
 	// reads remembers what get read from the batch, so a command that
 	// looks at one key many times (every attach of a transaction reads its
-	// session's key) reads the store once. The overlay comes first. Like
-	// the writes, they are searched while few and indexed by readIndex
-	// beyond smallPlan: a map made for the one or two keys most commands
-	// read was their largest allocation (a kv.Record is 104 bytes, so even
-	// a one-key map's first group is over a kilobyte). The slice is made
-	// at the first read, not kept in the plan: most puts never read
-	// through it.
-	reads     []planRead
-	readIndex map[string]planned
-	tallies   map[string]kv.Tally // sessions whose tally the plan changed
-	writes    []planWrite
-	first     [1]planWrite // writes' room for the one write most commands make
+	// session's key) reads the store once. The overlay comes first.
+	reads   smallMap[planned]
+	tallies smallMap[kv.Tally] // sessions whose tally the plan changed
+	writes  []planWrite
+	first   [1]planWrite // writes' room for the one write most commands make
 	// events and eventBytes count what the writes will add to the history:
 	// one index's events must fit kv.MaxEventsPerIndex and one answer.
 	events, eventBytes int
@@ -61,12 +54,6 @@ type plan struct {
 type planned struct {
 	rec   kv.Record
 	found bool
-}
-
-// planRead is what the batch held for key when the plan read it.
-type planRead struct {
-	key string
-	planned
 }
 
 // planWrite is a put of rec, or (put false) the removal of rec with an
@@ -136,63 +123,25 @@ func (p *plan) overlaid(key string) (planned, bool) {
 	return planned{}, false
 }
 
-func (p *plan) setTally(session string, t kv.Tally) {
-	if p.tallies == nil {
-		p.tallies = make(map[string]kv.Tally, 1)
-	}
-	p.tallies[session] = t
-}
+func (p *plan) setTally(session string, t kv.Tally) { p.tallies.set(session, t) }
 
 // get reads key as the writes planned so far would leave it.
 func (p *plan) get(key string) (kv.Record, bool, error) {
 	if s, ok := p.overlaid(key); ok {
 		return s.rec, s.found, nil
 	}
-	if s, ok := p.readBefore(key); ok {
+	if s, ok := p.reads.get(key); ok {
 		return s.rec, s.found, nil
 	}
 	r, found, err := p.b.Get(key)
 	if err == nil {
-		p.remember(key, planned{r, found})
+		p.reads.set(key, planned{r, found})
 	}
 	return r, found, err
 }
 
-// readBefore returns what an earlier get read of key from the batch.
-func (p *plan) readBefore(key string) (planned, bool) {
-	if p.readIndex != nil {
-		s, ok := p.readIndex[key]
-		return s, ok
-	}
-	for i := range p.reads {
-		if p.reads[i].key == key {
-			return p.reads[i].planned, true
-		}
-	}
-	return planned{}, false
-}
-
-// remember keeps what get read of a key not read before.
-func (p *plan) remember(key string, s planned) {
-	if p.readIndex != nil {
-		p.readIndex[key] = s
-		return
-	}
-	if p.reads == nil {
-		p.reads = make([]planRead, 0, 2)
-	}
-	p.reads = append(p.reads, planRead{key, s})
-	if len(p.reads) > smallPlan {
-		p.readIndex = make(map[string]planned, len(p.reads))
-		for _, r := range p.reads {
-			p.readIndex[r.key] = r.planned
-		}
-		p.reads = nil
-	}
-}
-
 func (p *plan) tally(session string) (kv.Tally, error) {
-	if t, ok := p.tallies[session]; ok {
+	if t, ok := p.tallies.get(session); ok {
 		return t, nil
 	}
 	return p.b.Tally(session)

@@ -48,3 +48,23 @@ func TestPlanReadsEachKeyOnce(t *testing.T) {
 		t.Fatalf("get of an absent key: %+v, %v, %v", r, found, err)
 	}
 }
+
+// A smallMap answers like a map whether it is still a slice or has been
+// indexed: every key keeps its latest value across the switch.
+func TestSmallMap(t *testing.T) {
+	var m smallMap[int]
+	want := map[string]int{}
+	for i := range 3 * smallPlan {
+		k := fmt.Sprintf("k%d", i%(2*smallPlan)) // the second round overwrites
+		m.set(k, i)
+		want[k] = i
+		for k, v := range want {
+			if got, ok := m.get(k); !ok || got != v {
+				t.Fatalf("after %d sets: %s = %d, %v; want %d", i+1, k, got, ok, v)
+			}
+		}
+		if _, ok := m.get("never"); ok {
+			t.Fatalf("after %d sets: a key never set is found", i+1)
+		}
+	}
+}
