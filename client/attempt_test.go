@@ -125,7 +125,7 @@ func (b *busyLeader) Put(ctx context.Context, r *cxkvpb.PutRequest) (*cxkvpb.Put
 
 // serveKV serves kv as a member would, on a loopback port, stopped at the
 // end of the test; opts are the server's.
-func serveKV(t *testing.T, kv cxkvrpc.KVServer, opts ...grpc.ServerOption) string {
+func serveKV(t testing.TB, kv cxkvrpc.KVServer, opts ...grpc.ServerOption) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"context"
-	"net"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/client"
-	"google.golang.org/grpc"
 )
 
 // echoMember answers every call on the Calls stream at once, as a leader
@@ -55,15 +53,7 @@ func (m *echoMember) Calls(stream cxkvrpc.KV_CallsServer) error {
 // every write and read. 64 callers share one Client, as the bench's
 // cas-parallel does.
 func BenchmarkClientCall(b *testing.B) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	cxkvrpc.RegisterKVServer(srv, &echoMember{})
-	go srv.Serve(lis)
-	defer srv.Stop()
-	c, err := client.New(client.Config{Endpoints: []string{lis.Addr().String()}})
+	c, err := client.New(client.Config{Endpoints: []string{serveKV(b, &echoMember{})}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,14 +2,12 @@ package client_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/client"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -49,16 +47,8 @@ func TestCallEndsAtRetryTimeout(t *testing.T) {
 		m    *mutedMember
 	}{{"attempt never answered", &mutedMember{}}, {"attempts retried", &mutedMember{unavailable: true}}} {
 		t.Run(tc.name, func(t *testing.T) {
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := grpc.NewServer()
-			cxkvrpc.RegisterKVServer(srv, tc.m)
-			go srv.Serve(lis)
-			defer srv.Stop()
 			const retry = 300 * time.Millisecond
-			c, err := client.New(client.Config{Endpoints: []string{lis.Addr().String()}, RequestTimeout: time.Minute, RetryTimeout: retry})
+			c, err := client.New(client.Config{Endpoints: []string{serveKV(t, tc.m)}, RequestTimeout: time.Minute, RetryTimeout: retry})
 			if err != nil {
 				t.Fatal(err)
 			}
