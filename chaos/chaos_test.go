@@ -152,7 +152,34 @@ func TestChaosShort(t *testing.T) {
 		t.Errorf("the run checked nothing: %d faults, %d operations, %d locks, %d events", total, rep.KVOps, rep.LockAcquired, rep.WatchEvents)
 	}
 	if !rep.OK() {
+		// CI keeps only the test's output: the members' warnings go in it.
+		logMemberLogs(t, rep.Dir)
 		t.Errorf("%d anomalies with seed %d; history and logs in %s (set CHAOS_OUT to keep them)", len(rep.Anomalies), seed, rep.Dir)
+	}
+}
+
+// logMemberLogs logs the last lines of each member's log in dir, leaving out
+// gRPC's own (a failed dial per retry while a peer is cut off).
+func logMemberLogs(t *testing.T, dir string) {
+	const keep = 60
+	logs, _ := filepath.Glob(filepath.Join(dir, "m*.log"))
+	for _, name := range logs {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Log(err)
+			continue
+		}
+		var lines []string
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if l := sc.Text(); !strings.Contains(l, "msg=\"[core]") {
+				lines = append(lines, l)
+			}
+		}
+		f.Close()
+		t.Logf("%s: %d lines, the last %d:\n%s", filepath.Base(name), len(lines), min(keep, len(lines)),
+			strings.Join(lines[max(0, len(lines)-keep):], "\n"))
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -205,8 +206,12 @@ func (wl *Workload) Finish(ctx context.Context, checkTimeout time.Duration) *Res
 	} else {
 		r.Anomalies = append(r.Anomalies, finalReads(ctx, wl.admin, wl.h)...)
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if err := membersReach(wctx, wl.admin, endIndex); err != nil {
+			r.Anomalies = append(r.Anomalies, fmt.Sprintf("a member did not catch up after healing: %v", err))
+		}
 		if err := wl.w.waitFor(wctx, endIndex); err != nil {
-			r.Anomalies = append(r.Anomalies, fmt.Sprintf("watch did not catch up after healing: %v", err))
+			r.Anomalies = append(r.Anomalies, fmt.Sprintf("watch did not catch up after healing: %v%s; members: %s",
+				err, wl.w.describe(), describeMembers(ctx, wl.admin)))
 		}
 		cancel()
 	}
@@ -333,4 +338,47 @@ func (r *Result) Save(dir string) error {
 		return porcupine.VisualizePath(kvModel, info, filepath.Join(dir, "history.html"))
 	}
 	return nil
+}
+
+// membersReach waits until every member has applied index: a healed
+// cluster brings every member back, not only a quorum.
+func membersReach(ctx context.Context, cl *client.Client, index uint64) error {
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		sts, err := cl.Status(sctx)
+		cancel()
+		behind := err != nil
+		for _, s := range sts {
+			behind = behind || s.Unreachable != nil || s.Applied < index
+		}
+		if !behind {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not every member applied index %d: %w; members: %s", index, ctx.Err(), describeMembers(context.Background(), cl))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// describeMembers is each member's applied index, role and leader, for a
+// report of something that did not catch up.
+func describeMembers(ctx context.Context, cl *client.Client) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	sts, err := cl.Status(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, s := range sts {
+		if s.Unreachable != nil {
+			parts = append(parts, fmt.Sprintf("%s unreachable (%v)", s.Endpoint, s.Unreachable))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s m%d %s applied %d commit %d (leader m%d, term %d)",
+			s.Endpoint, s.MemberID, s.Role, s.Applied, s.Commit, s.LeaderID, s.Term))
+	}
+	return strings.Join(parts, ", ")
 }

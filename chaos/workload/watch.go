@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,9 +27,14 @@ type watcher struct {
 	last   uint64
 	gaps   [][2]uint64 // (after, upTo]: history lost to compaction
 	notify chan struct{}
+	// trail says when the watch restarted and when it last delivered, for
+	// the report of a watch that fell behind.
+	trail   []string
+	lastAt  time.Time
+	started time.Time
 }
 
-func newWatcher() *watcher { return &watcher{notify: make(chan struct{}, 1)} }
+func newWatcher() *watcher { return &watcher{notify: make(chan struct{}, 1), started: time.Now()} }
 
 // run watches from index from on (never 0, "from now": the watch would see
 // only the writes after it reached a member, however late that is).
@@ -52,6 +58,8 @@ func (w *watcher) run(ctx context.Context, cl *client.Client, prefix string, fro
 		}
 		w.mu.Lock()
 		w.gaps = append(w.gaps, [2]uint64{w.last, now})
+		w.trail = append(w.trail, fmt.Sprintf("%.3fs: %v; watching again from index %d (last event seen: %d)",
+			time.Since(w.started).Seconds(), err, now, w.last))
 		w.last = max(w.last, now)
 		w.mu.Unlock()
 		from = now
@@ -87,6 +95,7 @@ func (w *watcher) follow(ctx context.Context, cl *client.Client, prefix string, 
 		}
 		w.events = append(w.events, ev)
 		w.last = max(w.last, ev.Record.Index)
+		w.lastAt = time.Now()
 		w.mu.Unlock()
 		select {
 		case w.notify <- struct{}{}:
@@ -104,6 +113,20 @@ func (w *watcher) inGap(index uint64) bool {
 		}
 	}
 	return false
+}
+
+// describe says when the watch restarted and when it last saw an event.
+func (w *watcher) describe() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b strings.Builder
+	for _, t := range w.trail {
+		fmt.Fprintf(&b, "; restarted at %s", t)
+	}
+	if !w.lastAt.IsZero() {
+		fmt.Fprintf(&b, "; last event (index %d) at %.3fs", w.last, w.lastAt.Sub(w.started).Seconds())
+	}
+	return b.String()
 }
 
 // waitFor waits until the watcher has seen an event at index or later.
