@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -57,8 +58,9 @@ type Result struct {
 	LostLate     int           // holders whose Lost() closed after the next holder entered (within the grace)
 	LostMaxLate  time.Duration // the latest of those
 	WatchEvents  int
-	WatchGaps    int // watches ended by ErrCompacted and restarted from the current index
-	GapWrites    int // acknowledged writes in those gaps, whose delivery could not be checked
+	WatchGaps    int      // watches ended by ErrCompacted and restarted from the current index
+	GapWrites    int      // acknowledged writes in those gaps, whose delivery could not be checked
+	WatchTrail   []string // when and why each restart happened
 	Linearizable porcupine.CheckResult
 	Anomalies    []string
 
@@ -241,6 +243,9 @@ func (wl *Workload) Finish(ctx context.Context, checkTimeout time.Duration) *Res
 	r.Anomalies = append(r.Anomalies, wl.res.anomalies...)
 	n, bad := checkWatch(wl.w, h)
 	r.WatchEvents, r.WatchGaps = n, len(wl.w.gaps)
+	wl.w.mu.Lock()
+	r.WatchTrail = slices.Clone(wl.w.trail)
+	wl.w.mu.Unlock()
 	for _, idx := range h.acked {
 		if wl.w.inGap(idx) {
 			r.GapWrites++
