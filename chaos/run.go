@@ -211,11 +211,11 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(tw, "  Lost() closed after the next holder entered (max)\t%d (%v)\t\n", r.LostLate, r.LostMaxLate.Round(time.Millisecond))
 	fmt.Fprintf(tw, "watch events\t%d\t\n", r.WatchEvents)
 	fmt.Fprintf(tw, "  watch restarts after ErrCompacted (writes in gaps)\t%d (%d)\t\n", r.WatchGaps, r.GapWrites)
-	for _, t := range r.WatchTrail {
-		fmt.Fprintf(tw, "    %s\t\t\n", t)
-	}
 	fmt.Fprintf(tw, "anomalies\t%d\t\n", len(r.Anomalies))
 	tw.Flush()
+	for _, t := range r.WatchTrail {
+		fmt.Fprintf(w, "watch restart at %s\n", t)
+	}
 	for _, a := range r.Anomalies {
 		fmt.Fprintf(w, "ANOMALY: %s\n", a)
 	}

@@ -121,7 +121,7 @@ func (w *watcher) describe() string {
 	defer w.mu.Unlock()
 	var b strings.Builder
 	for _, t := range w.trail {
-		fmt.Fprintf(&b, "; restarted at %s", t)
+		fmt.Fprintf(&b, "; restart at %s", t)
 	}
 	if !w.lastAt.IsZero() {
 		fmt.Fprintf(&b, "; last event (index %d) at %.3fs", w.last, w.lastAt.Sub(w.started).Seconds())
