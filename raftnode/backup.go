@@ -87,7 +87,7 @@ func (n *Node) snapshotNow(ctx context.Context) (StateSnapshot, error) {
 		done <- taken{ss, err}
 	}
 	select {
-	case n.reportc <- take:
+	case n.onRaftc <- take:
 	case <-ctx.Done():
 		return nil, contextError(ctx.Err(), false)
 	case <-n.stopc:

@@ -295,12 +295,21 @@ func CheckAddr(a string) error {
 	return nil
 }
 
+// tryOnRaft has the Ready goroutine run f, unless its queue is full: for
+// work its sender repeats, or that the next failure brings again.
+func (n *Node) tryOnRaft(f func(*raft.RawNode)) {
+	select {
+	case n.onRaftc <- f:
+	default:
+	}
+}
+
 // onRaft runs f on the Ready goroutine, which owns the RawNode, and waits
 // for it.
 func (n *Node) onRaft(ctx context.Context, f func(*raft.RawNode)) error {
 	done := make(chan struct{})
 	select {
-	case n.reportc <- func(rn *raft.RawNode) { f(rn); close(done) }:
+	case n.onRaftc <- func(rn *raft.RawNode) { f(rn); close(done) }:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-n.stopc:

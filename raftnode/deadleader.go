@@ -83,7 +83,7 @@ func (t *transport) checkLeaderGone(p *peer) {
 // reportLeaderGone hands the Ready loop the news that the process of
 // member peer is gone.
 func (n *Node) reportLeaderGone(peer uint64) {
-	reporter{n}.send(func(*raft.RawNode) { n.leaderGone(peer) })
+	n.tryOnRaft(func(*raft.RawNode) { n.leaderGone(peer) })
 }
 
 // leaderGone advances the election clock of a follower of peer to the end

@@ -297,7 +297,7 @@ func (n *Node) announce() {
 		}
 		if me != nil && n.Status().Leader != 0 {
 			cc := memberChange(pb.ConfChangeUpdateNode, &cxkvpb.Member{Id: n.cfg.ID, Started: true})
-			reporter{n}.send(func(rn *raft.RawNode) {
+			n.tryOnRaft(func(rn *raft.RawNode) {
 				// Conf changes apply on this goroutine, so this sees
 				// whether an earlier proposal already recorded the start.
 				if me := n.members.get().members[n.cfg.ID]; me != nil && me.GetStarted() {

@@ -44,8 +44,12 @@ type Node struct {
 		props []*proposal
 		bytes int
 	}
-	readc   chan *readRequest
-	reportc chan func(*raft.RawNode)
+	readc chan *readRequest
+	// onRaftc carries functions to run on the Ready goroutine, which owns
+	// the RawNode; their senders wait for room. reports carries the
+	// transport's word on its messages, which must never wait.
+	onRaftc chan func(*raft.RawNode)
+	reports *peerReports
 	stopc   chan struct{}
 	stopCut bool // Stop ran out of grace and cut the connections left
 	life    lifetime
@@ -131,7 +135,8 @@ func Start(cfg Config) (*Node, error) {
 		propc:   make(chan *proposal, 4096),
 		recvc:   make(chan received, 4096),
 		readc:   make(chan *readRequest, 4096),
-		reportc: make(chan func(*raft.RawNode), 256),
+		onRaftc: make(chan func(*raft.RawNode), 256),
+		reports: newPeerReports(),
 		stopc:   make(chan struct{}),
 		local:   newLocalInbox(),
 

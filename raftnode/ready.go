@@ -111,8 +111,10 @@ func (n *Node) takeIn(tick <-chan time.Time) bool {
 		n.take(p)
 	case r := <-n.readc:
 		n.reads.pending = append(n.reads.pending, r)
-	case f := <-n.reportc:
+	case f := <-n.onRaftc:
 		f(n.rn)
+	case <-n.reports.wake:
+		n.reports.take(n.rn)
 	case <-n.notices.due():
 		n.transport.Send(n.notices.take())
 	case <-n.local.ready:
@@ -171,7 +173,7 @@ func (n *Node) storageFailed() error {
 
 // queued reports whether an input other than a tick is waiting.
 func (n *Node) queued() bool {
-	return len(n.recvc) > 0 || len(n.propc) > 0 || len(n.readc) > 0 || len(n.reportc) > 0 || len(n.local.ready) > 0
+	return len(n.recvc) > 0 || len(n.propc) > 0 || len(n.readc) > 0 || len(n.onRaftc) > 0 || len(n.reports.wake) > 0 || len(n.local.ready) > 0
 }
 
 // take queues p to be proposed with the other proposals of this turn

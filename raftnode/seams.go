@@ -38,23 +38,14 @@ type Reporter interface {
 // clockwork.NewRealClock() and a test can supply one that jumps.
 type Clock = clockwork.Clock
 
-// reporter hands reports to the Ready goroutine; a full report queue drops
-// them (raft learns the same again from the next failure).
+// reporter hands reports to the Ready goroutine (reports.go): it never
+// blocks and never loses one.
 type reporter struct{ n *Node }
 
-func (r reporter) ReportUnreachable(peer uint64) {
-	r.send(func(rn *raft.RawNode) { rn.ReportUnreachable(peer) })
-}
+func (r reporter) ReportUnreachable(peer uint64) { r.n.reports.addUnreachable(peer) }
 
 func (r reporter) ReportSnapshot(peer uint64, status raft.SnapshotStatus) {
-	r.send(func(rn *raft.RawNode) { rn.ReportSnapshot(peer, status) })
-}
-
-func (r reporter) send(f func(*raft.RawNode)) {
-	select {
-	case r.n.reportc <- f:
-	default:
-	}
+	r.n.reports.addSnapshot(peer, status)
 }
 
 // newPeerTransport is the gRPC transport (kept as n.grpcPeers, for its

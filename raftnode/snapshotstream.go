@@ -59,7 +59,7 @@ func withCause(ctx context.Context, err error) error {
 func (t *transport) sendSnapshot(p *peer, m *pb.Message) {
 	held := t.n.snaps.acquire(m.GetSnapshot().GetMetadata().GetIndex())
 	if held == nil {
-		t.report(func(rn *raft.RawNode) { rn.ReportSnapshot(p.id, raft.SnapshotFailure) })
+		reporter{t.n}.ReportSnapshot(p.id, raft.SnapshotFailure)
 		return
 	}
 	t.wg.Add(1)
@@ -74,7 +74,7 @@ func (t *transport) sendSnapshot(p *peer, m *pb.Message) {
 			t.n.cfg.Logger.Warn("sending snapshot failed", "peer", p.id, "err", err)
 			status = raft.SnapshotFailure
 		}
-		t.report(func(rn *raft.RawNode) { rn.ReportSnapshot(p.id, status) })
+		reporter{t.n}.ReportSnapshot(p.id, status)
 	}()
 }
 

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
-	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -165,13 +164,13 @@ func (t *transport) Send(msgs []*pb.Message) {
 		}
 		if !p.up.Load() {
 			t.n.metrics.peerMessages(p.id, 1, errPeerDown)
-			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
+			reporter{t.n}.ReportUnreachable(p.id)
 			continue
 		}
 		size := proto.Size(m)
 		if p.queued.Load()+int64(size) > peerQueueBytes {
 			t.n.metrics.peerMessages(p.id, 1, errPeerQueueFull)
-			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
+			reporter{t.n}.ReportUnreachable(p.id)
 			continue
 		}
 		select {
@@ -179,12 +178,10 @@ func (t *transport) Send(msgs []*pb.Message) {
 			p.queued.Add(int64(size))
 		default:
 			t.n.metrics.peerMessages(p.id, 1, errPeerQueueFull)
-			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
+			reporter{t.n}.ReportUnreachable(p.id)
 		}
 	}
 }
-
-func (t *transport) report(f func(*raft.RawNode)) { reporter{t.n}.send(f) }
 
 func (t *transport) stream(p *peer) {
 	backoff := peerBackoffMin
@@ -211,7 +208,7 @@ func (t *transport) stream(p *peer) {
 		if err != nil {
 			t.n.peerStream(p.id, 0, err)
 			t.n.cfg.Logger.Debug("peer stream broke", "peer", p.id, "err", err)
-			t.report(func(rn *raft.RawNode) { rn.ReportUnreachable(p.id) })
+			reporter{t.n}.ReportUnreachable(p.id)
 			if broke && !sent {
 				t.checkLeaderGone(p) // deadleader.go
 			}
