@@ -268,6 +268,54 @@ func TestWatchOfCompactedHistory(t *testing.T) {
 	}
 }
 
+// A member that caught up by a snapshot keeps history only from it on; the
+// others keep theirs. A watch that first reaches that member resumes on
+// one that still holds the history (TestWatchOfCompactedHistory: it ends
+// with ErrCompacted when no member does).
+func TestWatchResumesWhereTheHistoryIsKept(t *testing.T) {
+	cl, c := start(t, func(cfg *raftnode.Config) { cfg.SnapshotEntries, cfg.CatchUpEntries = 20, 5 })
+	ctx := context.Background()
+	leader := cl.WaitLeader()
+	lagger := (leader + 1) % 3
+	first, err := c.Put(ctx, "h/first", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Stop(lagger)
+	const writes = 60
+	for i := range writes {
+		if _, err := c.Put(ctx, fmt.Sprintf("h/%d", i), nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Restart(lagger)
+	raftnodetest.Eventually(t, 10*time.Second, "the lagging member catches up", func() bool {
+		return cl.Members[lagger].Status().Applied >= cl.Members[leader].Status().Applied
+	})
+	eps := cl.Endpoints()
+	eps[0], eps[lagger] = eps[lagger], eps[0]
+	onLagger := dial(t, eps)
+	sts, err := onLagger.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sts[0].WatchFrom <= first.Record.Index {
+		t.Fatalf("the lagging member can watch from %d, not after %d: it did not restore a snapshot, and the test is not about what it means to be", sts[0].WatchFrom, first.Record.Index)
+	}
+	n := 0
+	for ev, err := range onLagger.Watch(ctx, "h/", first.Record.Index) {
+		if err != nil {
+			t.Fatalf("after %d events: %v", n, err)
+		}
+		if want := fmt.Sprintf("h/%d", n); ev.Record.Key != want {
+			t.Fatalf("event %d is of %s, want %s", n, ev.Record.Key, want)
+		}
+		if n++; n == writes {
+			break
+		}
+	}
+}
+
 // A write whose answer is lost is retried on a member that restored the
 // exactly-once table from a snapshot, after the leader that applied it is
 // gone: still one application, still the first result.

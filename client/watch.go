@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
@@ -20,8 +21,8 @@ import (
 // index it delivered, so no event is lost or repeated across failovers.
 //
 // Iteration ends when the loop breaks, or with one final error: the
-// context's, ErrCompacted (the history after from is gone: re-read the keys
-// and watch from that read's index), or ErrClosed.
+// context's, ErrCompacted (the history after from is gone from every
+// member: re-read the keys and watch from that read's index), or ErrClosed.
 func (c *Client) Watch(ctx context.Context, prefix string, from uint64, opts ...WatchOption) iter.Seq2[Event, error] {
 	req := &cxkvpb.WatchRequest{Prefix: prefix}
 	for _, o := range opts {
@@ -37,15 +38,32 @@ func (c *Client) Watch(ctx context.Context, prefix string, from uint64, opts ...
 			from = now
 		}
 		r := retrier{c: c}
+		// lacking: the members that said they no longer hold the history
+		// after from. Members forget history on their own (a member that
+		// caught up by a snapshot keeps it from the snapshot on), so
+		// another may still hold it; the watch ends with ErrCompacted only
+		// when every member said so.
+		lacking := make([]bool, len(c.endpoints))
 		for {
 			i, ep := c.pick()
+			for k := 0; lacking[i] && k < len(c.endpoints); k++ {
+				i = (i + 1) % len(c.endpoints)
+				ep = c.endpoints[i]
+			}
 			delivered, err := c.watchOnce(ctx, ep, req, &from, yield)
 			if err == nil {
 				return // the consumer stopped
 			}
+			if delivered {
+				clear(lacking) // from moved on
+			}
 			if status.Code(err) == codes.OutOfRange {
-				yield(Event{}, fmt.Errorf("%w: %s", ErrCompacted, status.Convert(err).Message()))
-				return
+				lacking[i] = true
+				if !slices.Contains(lacking, false) {
+					yield(Event{}, fmt.Errorf("%w: %s", ErrCompacted, status.Convert(err).Message()))
+					return
+				}
+				continue
 			}
 			if ctx.Err() != nil {
 				yield(Event{}, ctx.Err())

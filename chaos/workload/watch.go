@@ -14,9 +14,11 @@ import (
 // watcher follows every change under prefix from the start, through the
 // SDK's Watch (which resumes after failovers), and keeps what it saw.
 //
-// A member keeps the history of its last snapshot's catch-up window only. A
-// watch whose member fell further behind than that (partitioned away, then
-// caught up by a snapshot) ends with ErrCompacted, as documented; the
+// A member keeps the last --history-entries indexes of history (1000 in
+// make chaos), and one that caught up by a snapshot keeps it only from the
+// snapshot on. A watch whose position no member holds any more (its member
+// partitioned away, then caught up by a snapshot, while the others moved
+// on by more than their window) ends with ErrCompacted, as documented; the
 // watcher then does what the SDK tells users to do and watches again from
 // the cluster's current index. The writes in such a gap cannot be checked
 // for delivery; the gaps are counted and reported.
