@@ -14,7 +14,7 @@ import (
 // watcher follows every change under prefix from the start, through the
 // SDK's Watch (which resumes after failovers), and keeps what it saw.
 //
-// A member keeps the last --history-entries indexes of history (1000 in
+// A member keeps the last --history-entries indexes of history (5000 in
 // make chaos), and one that caught up by a snapshot keeps it only from the
 // snapshot on. A watch whose position no member holds any more (its member
 // partitioned away, then caught up by a snapshot, while the others moved
