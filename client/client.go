@@ -14,6 +14,7 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/jonboulle/clockwork"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
@@ -48,6 +49,11 @@ type Config struct {
 	// its own instead of on the one KV.Calls stream per member
 	// (client/callstream.go), as the SDK did before the stream existed.
 	UnaryWrites bool
+	// WatchStallTimeout is how long a Watch's stream may bring nothing
+	// before the SDK checks whether its member was left behind by the
+	// others; one left behind for another such period is given up and the
+	// watch resumes on another member (client/watchstall.go). Default 2s.
+	WatchStallTimeout time.Duration
 	// Clock times lock leases and renewals, the token's renewal, and when a
 	// member without the Calls stream is asked for it again (default: the
 	// real clock). Tests pass one that jumps.
@@ -62,6 +68,9 @@ type Client struct {
 	preferred atomic.Int32
 	writes    writeSeq
 	probing   atomic.Bool
+	// stallAsks shares the Status asks of watches' stall checks
+	// (client/watchstall.go).
+	stallAsks singleflight.Group
 	closed    atomic.Bool
 	mu        sync.Mutex // orders bg.Add against Close's bg.Wait
 	bg        sync.WaitGroup
@@ -83,6 +92,11 @@ type endpoint struct {
 	// word that it is in contact with a quorum (client/progress.go).
 	applied    atomic.Uint64
 	progressed atomic.Int64
+	// seen is the highest applied index any answer of the member
+	// reported, and askedAt when (UnixNano) it last answered a Status ask
+	// of a watch's stall check (client/watchstall.go).
+	seen    atomic.Uint64
+	askedAt atomic.Int64
 }
 
 // New returns a Client for the cluster at cfg.Endpoints. It does not wait for
@@ -96,6 +110,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.WatchStallTimeout <= 0 {
+		cfg.WatchStallTimeout = 2 * time.Second
 	}
 	if cfg.RetryTimeout <= 0 {
 		cfg.RetryTimeout = 30 * time.Second
@@ -230,6 +247,11 @@ func (c *Client) observe(ep *endpoint, h *cxkvpb.Header) {
 		return
 	}
 	ep.id.Store(h.GetMemberId())
+	for seen := ep.seen.Load(); h.GetAppliedIndex() > seen; seen = ep.seen.Load() {
+		if ep.seen.CompareAndSwap(seen, h.GetAppliedIndex()) {
+			break
+		}
+	}
 	if h.GetLeaderId() == h.GetMemberId() {
 		if h.GetQuorumContact() {
 			ep.progressed.Store(time.Now().UnixNano())

@@ -7,6 +7,8 @@ import (
 	"io"
 	"iter"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"github.com/cxkv/cxkv/api/cxkvrpc"
@@ -96,15 +98,26 @@ func (c *Client) watchOnce(ctx context.Context, ep *endpoint, req *cxkvpb.WatchR
 	defer stop()
 	r := proto.Clone(req).(*cxkvpb.WatchRequest)
 	r.FromIndex = *from
+	var heard atomic.Int64
+	heard.Store(time.Now().UnixNano())
+	stall := c.watchStall(sctx, cancel, ep, &heard)
+	defer stall.end()
 	stream, err := ep.kv.Watch(sctx, r)
 	if err != nil {
+		if stall.end() {
+			err = errLeftBehind
+		}
 		return false, err
 	}
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
+			if stall.end() {
+				err = errLeftBehind
+			}
 			return progressed, err
 		}
+		heard.Store(time.Now().UnixNano())
 		progressed = true
 		c.observe(ep, resp.GetHeader())
 		if len(resp.GetEvents()) == 0 {
