@@ -132,9 +132,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			c.shutdown()
 		}
 	}()
+	// A watch on a member cut off or paused leaves it after a second or
+	// so (client/watchstall.go), inside the members' history window at
+	// this load, so its resumes lose nothing to compaction.
 	newCl := func() (*client.Client, error) {
 		return client.New(client.Config{Endpoints: c.endpoints(), DialTimeout: 500 * time.Millisecond,
-			RequestTimeout: time.Second, RetryTimeout: 5 * time.Second})
+			RequestTimeout: time.Second, RetryTimeout: 5 * time.Second, WatchStallTimeout: 500 * time.Millisecond})
 	}
 	admin, err := newCl()
 	if err != nil {
