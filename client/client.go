@@ -52,7 +52,9 @@ type Config struct {
 	// WatchStallTimeout is how long a Watch's stream may bring nothing
 	// before the SDK checks whether its member was left behind by the
 	// others; one left behind for another such period is given up and the
-	// watch resumes on another member (client/watchstall.go). Default 2s.
+	// watch resumes on another member (client/watchstall.go). Default 2s;
+	// at least 200ms, since a member that applies sends a progress notice
+	// every 100ms at most.
 	WatchStallTimeout time.Duration
 	// Clock times lock leases and renewals, the token's renewal, and when a
 	// member without the Calls stream is asked for it again (default: the
@@ -114,6 +116,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.WatchStallTimeout <= 0 {
 		cfg.WatchStallTimeout = 2 * time.Second
 	}
+	cfg.WatchStallTimeout = max(cfg.WatchStallTimeout, minWatchStallTimeout)
 	if cfg.RetryTimeout <= 0 {
 		cfg.RetryTimeout = 30 * time.Second
 	}

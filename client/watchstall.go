@@ -31,9 +31,15 @@ import (
 //
 // The answers are shared: every Status answer records the member's applied
 // index (endpoint.seen) and when it was asked (endpoint.askedAt), and a
-// check asks only the members not asked within half the timeout, so a
-// client with many idle watches (a lock queue's waiters) asks each member
-// at most about once per timeout.
+// check asks only the members not asked within half the timeout (one ask
+// in flight per member), so a client with many idle watches (a lock
+// queue's waiters, held locks' Lost) asks each member about twice per
+// timeout, however many there are.
+
+// minWatchStallTimeout is the shortest stall timeout: a member that applies
+// sends a notice every 100ms at most, and a check asks within half the
+// timeout.
+const minWatchStallTimeout = 200 * time.Millisecond
 
 // errLeftBehind ends a stream whose member was left behind; it is
 // Unavailable, so Watch resumes elsewhere.
