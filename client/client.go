@@ -96,7 +96,7 @@ type endpoint struct {
 	progressed atomic.Int64
 	// seen is the highest applied index any answer of the member
 	// reported, and askedAt when (UnixNano) it last answered a Status ask
-	// of a watch's stall check (client/watchstall.go).
+	// (Client.ask), which a watch's stall check reads (client/watchstall.go).
 	seen    atomic.Uint64
 	askedAt atomic.Int64
 }

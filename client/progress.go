@@ -76,12 +76,14 @@ func (c *Client) watchProgress(actx context.Context, cancel context.CancelFunc, 
 	return w
 }
 
-// ask has member ep report its progress (to Client.observe) within limit.
+// ask has member ep report its progress (to Client.observe) within limit,
+// and records when it answered (endpoint.askedAt).
 func (c *Client) ask(ctx context.Context, ep *endpoint, limit time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	if resp, err := ep.kv.Status(ctx, &cxkvpb.StatusRequest{}); err == nil {
 		c.observe(ep, resp.GetHeader())
+		ep.askedAt.Store(time.Now().UnixNano())
 	}
 }
 

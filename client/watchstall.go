@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cxkv/cxkv/api/cxkvpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -158,12 +157,7 @@ func (c *Client) refresh(ctx context.Context, limit time.Duration) {
 				defer c.bg.Done()
 				// Not ctx: the ask is shared, and one check ending must
 				// not cut it short for the others.
-				actx, cancel := context.WithTimeout(c.ctx, limit)
-				defer cancel()
-				if resp, err := ep.kv.Status(actx, &cxkvpb.StatusRequest{}); err == nil {
-					c.observe(ep, resp.GetHeader())
-					ep.askedAt.Store(time.Now().UnixNano())
-				}
+				c.ask(c.ctx, ep, limit)
 				return nil, nil
 			})
 			select {
