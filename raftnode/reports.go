@@ -16,8 +16,9 @@ import (
 // Dropping was wrong for snapshots: a leader sends a follower in
 // StateSnapshot nothing but heartbeats until it hears the snapshot's fate,
 // so a lost SnapshotFailure left that follower behind until the leader
-// changed. A flood of unreachable reports (one per message to a cut-off
-// peer) used to fill the queue the failure had to pass through.
+// changed. Unreachable reports (one per message to a cut-off peer) could
+// fill the queue the failure had to pass through whenever the loop fell
+// behind, since it took one report per turn.
 type peerReports struct {
 	mu          sync.Mutex
 	unreachable map[uint64]struct{}
