@@ -94,9 +94,9 @@ type endpoint struct {
 	// word that it is in contact with a quorum (client/progress.go).
 	applied    atomic.Uint64
 	progressed atomic.Int64
-	// seen is the highest applied index any answer of the member
-	// reported, and askedAt when (UnixNano) it last answered a Status ask
-	// (Client.ask), which a watch's stall check reads (client/watchstall.go).
+	// seen is the applied index the member reported in its last answer
+	// to Client.ask, and askedAt when (UnixNano) that was: what a watch's
+	// stall check compares (client/watchstall.go).
 	seen    atomic.Uint64
 	askedAt atomic.Int64
 }
@@ -250,11 +250,6 @@ func (c *Client) observe(ep *endpoint, h *cxkvpb.Header) {
 		return
 	}
 	ep.id.Store(h.GetMemberId())
-	for seen := ep.seen.Load(); h.GetAppliedIndex() > seen; seen = ep.seen.Load() {
-		if ep.seen.CompareAndSwap(seen, h.GetAppliedIndex()) {
-			break
-		}
-	}
 	if h.GetLeaderId() == h.GetMemberId() {
 		if h.GetQuorumContact() {
 			ep.progressed.Store(time.Now().UnixNano())

@@ -83,6 +83,7 @@ func (c *Client) ask(ctx context.Context, ep *endpoint, limit time.Duration) {
 	defer cancel()
 	if resp, err := ep.kv.Status(ctx, &cxkvpb.StatusRequest{}); err == nil {
 		c.observe(ep, resp.GetHeader())
+		ep.seen.Store(resp.GetHeader().GetAppliedIndex())
 		ep.askedAt.Store(time.Now().UnixNano())
 	}
 }

@@ -102,20 +102,22 @@ func (c *Client) watchOnce(ctx context.Context, ep *endpoint, req *cxkvpb.WatchR
 	heard.Store(time.Now().UnixNano())
 	stall := c.watchStall(sctx, cancel, ep, &heard)
 	defer stall.end()
+	// broke is the error a broken stream ends with: the check's own, if
+	// the check cut it.
+	broke := func(err error) error {
+		if stall.end() {
+			return errLeftBehind
+		}
+		return err
+	}
 	stream, err := ep.kv.Watch(sctx, r)
 	if err != nil {
-		if stall.end() {
-			err = errLeftBehind
-		}
-		return false, err
+		return false, broke(err)
 	}
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
-			if stall.end() {
-				err = errLeftBehind
-			}
-			return progressed, err
+			return progressed, broke(err)
 		}
 		heard.Store(time.Now().UnixNano())
 		progressed = true

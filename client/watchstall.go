@@ -28,8 +28,8 @@ import (
 // within half the timeout is left the same way. On an idle cluster every
 // member stands at the same index and no stream is cut.
 //
-// The answers are shared: every Status answer records the member's applied
-// index (endpoint.seen) and when it was asked (endpoint.askedAt), and a
+// The answers are shared: every answer to Client.ask records the member's
+// applied index (endpoint.seen) and when it came (endpoint.askedAt), and a
 // check asks only the members not asked within half the timeout (one ask
 // in flight per member), so a client with many idle watches (a lock
 // queue's waiters, held locks' Lost) asks each member about twice per
