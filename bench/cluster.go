@@ -37,8 +37,17 @@ type proc struct {
 	name string
 	bin  string
 	args []string
+	// slow is the disk the member runs on (nil: the machine's own); a
+	// restart runs on the same.
+	slow *SlowSync
 	cmd  *exec.Cmd
-	log  string
+	// member is the member's process, which signals go to: cmd's, or
+	// under slow the one strace runs. A signal to strace does not reach
+	// the member (strace 6.1 ignores SIGTERM while its command runs);
+	// strace exits once the member has.
+	member *os.Process
+	log    string
+	// done closes when cmd has exited: the member, and strace after it.
 	done chan struct{}
 }
 
@@ -46,7 +55,7 @@ func (c *Cluster) start(name, dir, bin string, args ...string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	p, err := spawn(name, filepath.Join(dir, name+".log"), bin, args)
+	p, err := spawn(name, filepath.Join(dir, name+".log"), bin, args, SlowDisk)
 	if err != nil {
 		return err
 	}
@@ -54,14 +63,16 @@ func (c *Cluster) start(name, dir, bin string, args ...string) error {
 	return nil
 }
 
-// spawn starts bin with args, its output appended to logPath.
-func spawn(name, logPath, bin string, args []string) (*proc, error) {
+// spawn starts bin with args on slow's disk (nil: the machine's own), its
+// output appended to logPath.
+func spawn(name, logPath, bin string, args []string, slow *SlowSync) (*proc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close() // the child holds its own descriptor
-	cmd := exec.Command(bin, args...)
+	path, argv := slow.command(bin, args)
+	cmd := exec.Command(path, argv...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Own process group: a Ctrl-C at the terminal reaches the harness only,
 	// which then stops the members in order; the parent-death signal ends
@@ -70,8 +81,23 @@ func spawn(name, logPath, bin string, args []string) (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, bin: bin, args: args, cmd: cmd, log: logPath, done: make(chan struct{})}
+	p := &proc{name: name, bin: bin, args: args, slow: slow, cmd: cmd, member: cmd.Process, log: logPath, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
+	if slow != nil {
+		pid, err := tracedChild(cmd.Process.Pid, p.done)
+		if err != nil {
+			cmd.Process.Kill()
+			<-p.done
+			return nil, fmt.Errorf("start %s under strace: %w; log tail:\n%s", name, err, tail(logPath, 15))
+		}
+		// A pidfd: a signal sent after the member is gone cannot reach
+		// another process given its pid.
+		if p.member, err = os.FindProcess(pid); err != nil {
+			cmd.Process.Kill()
+			<-p.done
+			return nil, fmt.Errorf("start %s under strace: %w", name, err)
+		}
+	}
 	return p, nil
 }
 
@@ -79,7 +105,7 @@ func spawn(name, logPath, bin string, args []string) (*proc, error) {
 // gone.
 func (c *Cluster) Kill(i int) error {
 	p := c.procs[i]
-	if err := p.cmd.Process.Kill(); err != nil {
+	if err := p.member.Kill(); err != nil {
 		return fmt.Errorf("kill %s: %w", p.name, err)
 	}
 	<-p.done
@@ -90,19 +116,19 @@ func (c *Cluster) Kill(i int) error {
 // its sockets and state, and goes on where it was at Resume, as a process
 // stalled by the machine or a debugger would.
 func (c *Cluster) Pause(i int) error {
-	return c.procs[i].cmd.Process.Signal(syscall.SIGSTOP)
+	return c.procs[i].member.Signal(syscall.SIGSTOP)
 }
 
 // Resume continues member i after Pause (SIGCONT).
 func (c *Cluster) Resume(i int) error {
-	return c.procs[i].cmd.Process.Signal(syscall.SIGCONT)
+	return c.procs[i].member.Signal(syscall.SIGCONT)
 }
 
 // Restart starts member i again as it was first started (same data dir and
 // addresses), its output appended to the same log.
 func (c *Cluster) Restart(i int) error {
 	old := c.procs[i]
-	p, err := spawn(old.name, old.log, old.bin, old.args)
+	p, err := spawn(old.name, old.log, old.bin, old.args, old.slow)
 	if err != nil {
 		return err
 	}
@@ -155,12 +181,13 @@ func (c *Cluster) Leader(ctx context.Context) (int, error) {
 // after 10s.
 func (c *Cluster) Stop() {
 	for _, p := range c.procs {
-		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.member.Signal(syscall.SIGTERM)
 	}
 	for _, p := range c.procs {
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):
+			p.member.Kill()
 			p.cmd.Process.Kill()
 			<-p.done
 		}
@@ -448,11 +475,12 @@ func (c *Cluster) LogTails(lines int) string {
 }
 
 // CPUTime is the user plus system CPU time the members have used so far.
-// Read on Linux from /proc; elsewhere 0.
+// Read on Linux from /proc; elsewhere 0. Under SlowDisk it leaves out
+// strace's: that is the emulated disk's cost, not the member's.
 func (c *Cluster) CPUTime() time.Duration {
 	var total time.Duration
 	for _, p := range c.procs {
-		total += procCPU(p.cmd.Process.Pid)
+		total += procCPU(p.member.Pid)
 	}
 	return total
 }
