@@ -60,6 +60,9 @@ func run() error {
 		hold      = flag.Duration("hold", 60*time.Second, "lock-hold: how long one process holds -hold-locks locks beside cas-parallel (and how long cas-parallel runs alone before, for comparison); 0: skip it")
 		holdLocks = flag.Int("hold-locks", 10000, "lock-hold: how many locks the one process holds (TTL 10s, one session)")
 		echoServe = flag.String("echo-serve", "", "serve the gRPC round-trip floor's stream echo on this host:port and nothing else (the harness starts itself so, for the floor's other process)")
+		slowSync  = flag.String("slow-sync", "", "emulate a slower disk: run every backend process, and the fsync floor, under strace, which stops each fsync and fdatasync and adds this delay on its exit (e.g. 100us; 0s: the tracing stop alone); unset: the disk as it is")
+		fsyncDir  = flag.String("fsync-probe", "", "measure the fsync floor in this directory, print it as JSON and nothing else (the harness starts itself so under strace for -slow-sync)")
+		fsyncN    = flag.Int("fsync-files", 1, "with -fsync-probe: how many files to sync at once")
 		withTLS   = flag.Bool("tls", true, "also run "+strings.Join(bench.TLSWorkloads, " and ")+" on cxkv and etcd clusters with TLS on both ports (client certificates required, mutual TLS between members; throwaway certificates made for the run), in the same rounds: backends cxkv-tls and etcd-tls")
 	)
 	flag.Parse()
@@ -69,6 +72,24 @@ func run() error {
 			return err
 		}
 		return bench.ServeEcho(lis)
+	}
+	if *fsyncDir != "" {
+		f, err := bench.MeasureFsync(*fsyncDir, *fsyncN, *fsyncFor)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(os.Stdout).Encode(f)
+	}
+	if *slowSync != "" {
+		delay, err := time.ParseDuration(*slowSync)
+		if err != nil {
+			return fmt.Errorf("-slow-sync: %w", err)
+		}
+		// Set before anything starts: every member, restart and floor
+		// must see the same disk.
+		if bench.SlowDisk, err = bench.NewSlowSync(delay); err != nil {
+			return fmt.Errorf("-slow-sync: %w", err)
+		}
 	}
 	workloads := strings.Split(*only, ",")
 	for _, w := range workloads {
@@ -128,11 +149,23 @@ func run() error {
 			LoadBefore:   loadAvg(),
 		},
 	}
-	fmt.Printf("cxkv %s vs etcd %s (client %s) and redis %s; %d cores, %s; %d rounds of %v per workload and backend; load average %s\n",
-		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration, rep.Machine.LoadBefore)
+	if bench.SlowDisk != nil {
+		rep.SlowSync = bench.SlowDisk.Delay.String()
+	}
+	fmt.Printf("cxkv %s vs etcd %s (client %s) and redis %s; %d cores, %s; %d rounds of %v per workload and backend; load average %s%s\n",
+		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration, rep.Machine.LoadBefore, slowSyncClause(rep))
 
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	for _, files := range []int{1, 3} {
-		f, err := bench.MeasureFsync(dir, files, *fsyncFor)
+		var f bench.FsyncFloor
+		if bench.SlowDisk != nil {
+			f, err = bench.SlowDisk.MeasureFsync(self, dir, files, *fsyncFor)
+		} else {
+			f, err = bench.MeasureFsync(dir, files, *fsyncFor)
+		}
 		if err != nil {
 			return fmt.Errorf("fsync floor: %w", err)
 		}
@@ -201,10 +234,6 @@ func run() error {
 		backends = append(backends, bench.Redis{Addr: rd.Endpoints[0]})
 	}
 	fmt.Printf("etcd on %s; cxkv on %s; data in %s\n", strings.Join(etcd.Endpoints, ","), strings.Join(cx.Endpoints, ","), dir)
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	echo, stopEcho, err := bench.StartEcho(self)
 	if err != nil {
 		return fmt.Errorf("round-trip floor: %w", err)
@@ -414,8 +443,8 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 	}
 	defer f.Close()
 	w := bufio.NewWriter(f)
-	fmt.Fprintf(w, "Measured %s at cxkv %s: etcd %s (client %s), redis %s, %d cores (%s), %s, %d rounds of %s per workload and backend, medians; load average %s before, %s after.\n\n",
-		rep.Date.Format("2006-01-02"), rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.CPU, rep.Machine.GoVersion, rep.Rounds, rep.Duration, rep.Machine.LoadBefore, rep.Machine.LoadAfter)
+	fmt.Fprintf(w, "Measured %s at cxkv %s: etcd %s (client %s), redis %s, %d cores (%s), %s, %d rounds of %s per workload and backend, medians; load average %s before, %s after%s.\n\n",
+		rep.Date.Format("2006-01-02"), rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.CPU, rep.Machine.GoVersion, rep.Rounds, rep.Duration, rep.Machine.LoadBefore, rep.Machine.LoadAfter, slowSyncClause(rep))
 	bench.WriteTable(w, rep.Summary, true)
 	fmt.Fprintln(w)
 	bench.WriteDetail(w, rep.Runs, true)
@@ -446,6 +475,15 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 		bench.WriteRoundTrip(w, *rep.RoundTrip, rep.Fsync, bench.EtcdCASSeqP50(rep), true)
 	}
 	return w.Flush()
+}
+
+// slowSyncClause is the header's "; syncs slowed ..." for a run on an
+// emulated disk, "" for one on the machine's own.
+func slowSyncClause(rep bench.Report) string {
+	if n := bench.SlowSyncNote(rep.SlowSync); n != "" {
+		return "; " + n
+	}
+	return ""
 }
 
 // startKillable starts a cluster of name's processes in dir/what-name, of
