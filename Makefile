@@ -15,7 +15,7 @@ STATICCHECK_VERSION        := v0.8.2
 # Packages with goroutines run under the race detector.
 RACE_PKGS := ./kv/... ./raftnode/... ./internal/... ./cmd/cxkv/internal/... ./client/...
 
-.PHONY: all build test test-plain test-race test-bench test-short lint proto proto-check demo bench chaos clean tools-proto release
+.PHONY: all build test test-plain test-race test-bench test-short lint proto proto-check demo bench bench-slow chaos clean tools-proto release
 
 all: build
 
@@ -110,6 +110,19 @@ bench: build
 	@test -x /usr/bin/redis-server || command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
 	cd bench && $(GO) build -o ../bin/cxkvbench ./cmd/cxkvbench
 	cd bench && ../bin/cxkvbench -cxkv ../$(BIN) $(BENCH_FLAGS)
+
+# bench on an emulated slower disk: every backend process, and the fsync
+# floor, runs under strace, which stops each fsync and fdatasync and holds
+# it SLOW_SYNC longer (0s: the tracing stop alone). The same for every
+# backend; compare its figures with other bench-slow runs, not with bench's.
+# SLOW_SYNC=100us make bench-slow; BENCH_FLAGS as for bench.
+SLOW_SYNC ?= 0s
+bench-slow: build
+	@test -x /usr/bin/etcd || command -v etcd >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq etcd-server etcd-client)
+	@test -x /usr/bin/redis-server || command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
+	@command -v strace >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq strace)
+	cd bench && $(GO) build -o ../bin/cxkvbench ./cmd/cxkvbench
+	cd bench && ../bin/cxkvbench -cxkv ../$(BIN) -slow-sync $(SLOW_SYNC) $(BENCH_FLAGS)
 
 # Real member processes under a seeded schedule of partitions (through
 # proxies the harness controls), kill -9, restarts and SIGSTOP while clients
