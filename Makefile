@@ -36,7 +36,9 @@ test-plain:
 test-race:
 	$(GO) test -count=1 -race -timeout 8m -short $(RACE_PKGS)
 
+# strace for TestSlowSyncSignals: bench-slow's members run under it.
 test-bench:
+	@command -v strace >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq strace)
 	cd bench && $(GO) test -count=1 -timeout 5m ./...
 
 test-short:
