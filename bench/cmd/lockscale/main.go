@@ -41,10 +41,21 @@ func main() {
 		ttl     = flag.Duration("ttl", 10*time.Second, "the holders' lock TTL")
 		pauses  = flag.String("pauses", "4s,15s", "how long each SIGSTOP of the leader lasts, in order")
 		tmp     = flag.String("tmp", "", "directory for the members' data dirs (default: the system temp dir)")
+		slow    = flag.String("slow-sync", "", "run the members on an emulated slower disk, as cxkvbench -slow-sync does (e.g. 100us; 0s: strace's stop alone); unset: the disk as it is")
 	)
 	flag.Parse()
 	if holderMain() {
 		return
+	}
+	if *slow != "" {
+		delay, err := time.ParseDuration(*slow)
+		if err == nil {
+			bench.SlowDisk, err = bench.NewSlowSync(delay)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "lockscale: -slow-sync:", err)
+			os.Exit(2)
+		}
 	}
 	if err := run(*cxkvBin, *tmp, *procs, *locks, *ttl, *pauses); err != nil {
 		fmt.Fprintln(os.Stderr, "lockscale:", err)
@@ -214,7 +225,11 @@ func run(bin, tmp string, procs, locks int, ttl time.Duration, pauseList string)
 		return err
 	}
 	defer cl.Stop()
-	fmt.Printf("cxkv on %s; %d holder processes x %d locks, TTL %v; load average %s\n", strings.Join(cl.Endpoints, ","), procs, locks, ttl, loadAvg())
+	disk := ""
+	if bench.SlowDisk != nil {
+		disk = "; " + bench.SlowSyncNote(bench.SlowDisk.Delay.String())
+	}
+	fmt.Printf("cxkv on %s; %d holder processes x %d locks, TTL %v; load average %s%s\n", strings.Join(cl.Endpoints, ","), procs, locks, ttl, loadAvg(), disk)
 
 	self, err := os.Executable()
 	if err != nil {
