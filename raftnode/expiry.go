@@ -49,7 +49,7 @@ type expiryQueue struct {
 	leader bool
 	items  expiryHeap
 	latest map[string]uint64 // key -> index of its newest TTL write
-	wake   chan struct{}
+	wake   doorbell
 	now    func() time.Time
 }
 
@@ -58,16 +58,13 @@ type expiryQueue struct {
 const retryAfter = time.Second
 
 func newExpiryQueue(n *Node) *expiryQueue {
-	return &expiryQueue{n: n, latest: map[string]uint64{}, wake: make(chan struct{}, 1), now: n.cfg.Clock.Now}
+	return &expiryQueue{n: n, latest: map[string]uint64{}, wake: newDoorbell(), now: n.cfg.Clock.Now}
 }
 
 func (q *expiryQueue) schedule(key string, index uint64, ttl time.Duration) {
 	q.latest[key] = index
 	heap.Push(&q.items, &expiryItem{key: key, index: index, due: q.now().Add(ttl)})
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
+	q.wake.ring()
 }
 
 // applied is called by the Ready goroutine, on the leader, for every command

@@ -61,26 +61,19 @@ type eventFeed struct {
 	tickEntries uint64 // 0: progressEntries
 }
 
-// feedWatcher is one watch stream's doorbell. ring holds at most one
-// pending ring: a stream that is busy scanning when rung finds it there
-// when it next waits, so no ring is lost and many rings cost one wake-up.
+// feedWatcher is one watch stream's doorbell: a stream busy scanning when
+// rung finds the ring when it next waits, so it rescans once for any
+// number of rings.
 type feedWatcher struct {
 	prefix string
-	ring   chan struct{}
-}
-
-func (w *feedWatcher) rung() { // the caller holds the feed's mu
-	select {
-	case w.ring <- struct{}{}:
-	default:
-	}
+	ring   doorbell
 }
 
 // watch registers a watch stream on prefix. From this call on, every
 // appended event under prefix rings it; the stream scans after
 // registering, so events appended before are found by the scan.
 func (f *eventFeed) watch(prefix string) *feedWatcher {
-	w := &feedWatcher{prefix: prefix, ring: make(chan struct{}, 1)}
+	w := &feedWatcher{prefix: prefix, ring: newDoorbell()}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.byPrefix == nil {
@@ -126,7 +119,7 @@ func (f *eventFeed) ringFor(key string) {
 			return
 		}
 		for w := range f.byPrefix[key[:n]] {
-			w.rung()
+			w.ring.ring()
 		}
 	}
 }
@@ -136,7 +129,7 @@ func (f *eventFeed) ringFor(key string) {
 func (f *eventFeed) ringAll() {
 	for _, set := range f.byPrefix {
 		for w := range set {
-			w.rung()
+			w.ring.ring()
 		}
 	}
 }

@@ -157,10 +157,10 @@ func (n *Node) deliver(resps []*pb.Message) {
 type localInbox struct {
 	mu    sync.Mutex
 	msgs  []*pb.Message
-	ready chan struct{} // holds a token while msgs is not empty
+	ready doorbell // rung while msgs is not empty
 }
 
-func newLocalInbox() localInbox { return localInbox{ready: make(chan struct{}, 1)} }
+func newLocalInbox() localInbox { return localInbox{ready: newDoorbell()} }
 
 func (q *localInbox) add(m *pb.Message) {
 	q.mu.Lock()
@@ -170,12 +170,7 @@ func (q *localInbox) add(m *pb.Message) {
 }
 
 // poke wakes the loop (also with nothing to step: a write ended).
-func (q *localInbox) poke() {
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
-}
+func (q *localInbox) poke() { q.ready.ring() }
 
 // take returns every response held, in the order they were added.
 func (q *localInbox) take() []*pb.Message {

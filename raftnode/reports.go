@@ -25,10 +25,10 @@ type peerReports struct {
 	snapshots   map[uint64]raft.SnapshotStatus // the latest per peer
 	// wake holds one pending signal that reports wait; the Ready loop
 	// takes them all at once.
-	wake chan struct{}
+	wake doorbell
 }
 
-func newPeerReports() *peerReports { return &peerReports{wake: make(chan struct{}, 1)} }
+func newPeerReports() *peerReports { return &peerReports{wake: newDoorbell()} }
 
 func (r *peerReports) addUnreachable(peer uint64) {
 	r.mu.Lock()
@@ -37,7 +37,7 @@ func (r *peerReports) addUnreachable(peer uint64) {
 	}
 	r.unreachable[peer] = struct{}{}
 	r.mu.Unlock()
-	r.ring()
+	r.wake.ring()
 }
 
 func (r *peerReports) addSnapshot(peer uint64, status raft.SnapshotStatus) {
@@ -47,14 +47,7 @@ func (r *peerReports) addSnapshot(peer uint64, status raft.SnapshotStatus) {
 	}
 	r.snapshots[peer] = status
 	r.mu.Unlock()
-	r.ring()
-}
-
-func (r *peerReports) ring() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	r.wake.ring()
 }
 
 // take hands raft every pending report; Ready goroutine only. Snapshot
