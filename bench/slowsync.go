@@ -32,6 +32,34 @@ type SlowSync struct {
 // and the fsync floor must all see the same disk.
 var SlowDisk *SlowSync
 
+// UseSlowDisk sets SlowDisk from the value of a -slow-sync flag: "" keeps
+// the machine's own disk, anything else is the delay to add (a duration).
+func UseSlowDisk(value string) error {
+	if value == "" {
+		SlowDisk = nil
+		return nil
+	}
+	delay, err := time.ParseDuration(value)
+	if err != nil {
+		return err
+	}
+	s, err := NewSlowSync(delay)
+	if err != nil {
+		return err
+	}
+	SlowDisk = s
+	return nil
+}
+
+// String is the delay as -slow-sync takes it; "" for nil, the machine's own
+// disk (Report.SlowSync).
+func (s *SlowSync) String() string {
+	if s == nil {
+		return ""
+	}
+	return s.Delay.String()
+}
+
 // NewSlowSync is a SlowSync adding delay, once the tools it needs are
 // found.
 func NewSlowSync(delay time.Duration) (*SlowSync, error) {
@@ -156,4 +184,13 @@ func SlowSyncNote(delay string) string {
 		return "syncs slowed by strace (the tracing stop alone, no delay added, on every fsync/fdatasync)"
 	}
 	return fmt.Sprintf("syncs slowed by strace (delay %s on exit of every fsync/fdatasync)", delay)
+}
+
+// SlowSyncClause is SlowSyncNote as a header's last clause ("; syncs
+// slowed ..."), "" for the machine's own disk.
+func SlowSyncClause(delay string) string {
+	if n := SlowSyncNote(delay); n != "" {
+		return "; " + n
+	}
+	return ""
 }

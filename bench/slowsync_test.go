@@ -51,6 +51,28 @@ func TestSlowSyncNote(t *testing.T) {
 	}
 }
 
+func TestUseSlowDisk(t *testing.T) {
+	t.Cleanup(func() { SlowDisk = nil })
+	if err := UseSlowDisk("fast"); err == nil {
+		t.Error(`UseSlowDisk("fast") took a value that is no duration`)
+	}
+	if err := UseSlowDisk(""); err != nil || SlowDisk != nil || SlowDisk.String() != "" {
+		t.Errorf(`UseSlowDisk("") = %v, SlowDisk %v: want the machine's own disk`, err, SlowDisk)
+	}
+	if _, err := exec.LookPath("strace"); err != nil {
+		t.Skip("strace is not on PATH (apt-get install strace)")
+	}
+	if err := UseSlowDisk("100us"); err != nil || SlowDisk.String() != "100µs" {
+		t.Fatalf(`UseSlowDisk("100us") = %v, SlowDisk %q: want a delay of 100µs`, err, SlowDisk.String())
+	}
+	if got := SlowSyncClause(SlowDisk.String()); got != "; "+SlowSyncNote("100µs") {
+		t.Errorf("SlowSyncClause = %q", got)
+	}
+	if SlowSyncClause("") != "" {
+		t.Error(`SlowSyncClause("") is not empty`)
+	}
+}
+
 // syncHelperEnv, set to a directory, makes this test binary the member
 // TestSlowSyncSignals drives (TestSlowSyncHelper).
 const syncHelperEnv = "CXKV_BENCH_SYNC_HELPER"

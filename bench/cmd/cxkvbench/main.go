@@ -80,16 +80,10 @@ func run() error {
 		}
 		return json.NewEncoder(os.Stdout).Encode(f)
 	}
-	if *slowSync != "" {
-		delay, err := time.ParseDuration(*slowSync)
-		if err != nil {
-			return fmt.Errorf("-slow-sync: %w", err)
-		}
-		// Set before anything starts: every member, restart and floor
-		// must see the same disk.
-		if bench.SlowDisk, err = bench.NewSlowSync(delay); err != nil {
-			return fmt.Errorf("-slow-sync: %w", err)
-		}
+	// Set before anything starts: every member, restart and floor must
+	// see the same disk.
+	if err := bench.UseSlowDisk(*slowSync); err != nil {
+		return fmt.Errorf("-slow-sync: %w", err)
 	}
 	workloads := strings.Split(*only, ",")
 	for _, w := range workloads {
@@ -149,11 +143,9 @@ func run() error {
 			LoadBefore:   loadAvg(),
 		},
 	}
-	if bench.SlowDisk != nil {
-		rep.SlowSync = bench.SlowDisk.Delay.String()
-	}
+	rep.SlowSync = bench.SlowDisk.String()
 	fmt.Printf("cxkv %s vs etcd %s (client %s) and redis %s; %d cores, %s; %d rounds of %v per workload and backend; load average %s%s\n",
-		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration, rep.Machine.LoadBefore, slowSyncClause(rep))
+		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration, rep.Machine.LoadBefore, bench.SlowSyncClause(rep.SlowSync))
 
 	self, err := os.Executable()
 	if err != nil {
@@ -444,7 +436,7 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 	defer f.Close()
 	w := bufio.NewWriter(f)
 	fmt.Fprintf(w, "Measured %s at cxkv %s: etcd %s (client %s), redis %s, %d cores (%s), %s, %d rounds of %s per workload and backend, medians; load average %s before, %s after%s.\n\n",
-		rep.Date.Format("2006-01-02"), rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.CPU, rep.Machine.GoVersion, rep.Rounds, rep.Duration, rep.Machine.LoadBefore, rep.Machine.LoadAfter, slowSyncClause(rep))
+		rep.Date.Format("2006-01-02"), rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.CPU, rep.Machine.GoVersion, rep.Rounds, rep.Duration, rep.Machine.LoadBefore, rep.Machine.LoadAfter, bench.SlowSyncClause(rep.SlowSync))
 	bench.WriteTable(w, rep.Summary, true)
 	fmt.Fprintln(w)
 	bench.WriteDetail(w, rep.Runs, true)
@@ -475,15 +467,6 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 		bench.WriteRoundTrip(w, *rep.RoundTrip, rep.Fsync, bench.EtcdCASSeqP50(rep), true)
 	}
 	return w.Flush()
-}
-
-// slowSyncClause is the header's "; syncs slowed ..." for a run on an
-// emulated disk, "" for one on the machine's own.
-func slowSyncClause(rep bench.Report) string {
-	if n := bench.SlowSyncNote(rep.SlowSync); n != "" {
-		return "; " + n
-	}
-	return ""
 }
 
 // startKillable starts a cluster of name's processes in dir/what-name, of

@@ -47,15 +47,9 @@ func main() {
 	if holderMain() {
 		return
 	}
-	if *slow != "" {
-		delay, err := time.ParseDuration(*slow)
-		if err == nil {
-			bench.SlowDisk, err = bench.NewSlowSync(delay)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "lockscale: -slow-sync:", err)
-			os.Exit(2)
-		}
+	if err := bench.UseSlowDisk(*slow); err != nil {
+		fmt.Fprintln(os.Stderr, "lockscale: -slow-sync:", err)
+		os.Exit(2)
 	}
 	if err := run(*cxkvBin, *tmp, *procs, *locks, *ttl, *pauses); err != nil {
 		fmt.Fprintln(os.Stderr, "lockscale:", err)
@@ -225,11 +219,7 @@ func run(bin, tmp string, procs, locks int, ttl time.Duration, pauseList string)
 		return err
 	}
 	defer cl.Stop()
-	disk := ""
-	if bench.SlowDisk != nil {
-		disk = "; " + bench.SlowSyncNote(bench.SlowDisk.Delay.String())
-	}
-	fmt.Printf("cxkv on %s; %d holder processes x %d locks, TTL %v; load average %s%s\n", strings.Join(cl.Endpoints, ","), procs, locks, ttl, loadAvg(), disk)
+	fmt.Printf("cxkv on %s; %d holder processes x %d locks, TTL %v; load average %s%s\n", strings.Join(cl.Endpoints, ","), procs, locks, ttl, loadAvg(), bench.SlowSyncClause(bench.SlowDisk.String()))
 
 	self, err := os.Executable()
 	if err != nil {
