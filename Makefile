@@ -15,7 +15,7 @@ STATICCHECK_VERSION        := v0.8.2
 # Packages with goroutines run under the race detector.
 RACE_PKGS := ./kv/... ./raftnode/... ./internal/... ./cmd/cxkv/internal/... ./client/...
 
-.PHONY: all build test test-plain test-race test-bench test-short lint proto proto-check demo bench bench-slow chaos clean tools-proto release
+.PHONY: all build test test-plain test-race test-bench test-short lint proto proto-check demo bench bench-slow chaos clean tools-proto tools-bench tools-strace release
 
 all: build
 
@@ -37,8 +37,7 @@ test-race:
 	$(GO) test -count=1 -race -timeout 8m -short $(RACE_PKGS)
 
 # strace for TestSlowSyncSignals: bench-slow's members run under it.
-test-bench:
-	@command -v strace >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq strace)
+test-bench: tools-strace
 	cd bench && $(GO) test -count=1 -timeout 5m ./...
 
 test-short:
@@ -107,11 +106,17 @@ demo: build
 # durable Redis node (appendfsync always): every workload, alternating
 # rounds; prints the table, writes bench/results/latest.json.
 # BENCH_FLAGS passes flags, e.g. BENCH_FLAGS='-duration 20s -rounds 5'.
-bench: build
+bench: tools-bench
+	cd bench && ../bin/cxkvbench -cxkv ../$(BIN) $(BENCH_FLAGS)
+
+# What bench and bench-slow run: etcd and Redis from Debian, the harness.
+tools-bench: build
 	@test -x /usr/bin/etcd || command -v etcd >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq etcd-server etcd-client)
 	@test -x /usr/bin/redis-server || command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
 	cd bench && $(GO) build -o ../bin/cxkvbench ./cmd/cxkvbench
-	cd bench && ../bin/cxkvbench -cxkv ../$(BIN) $(BENCH_FLAGS)
+
+tools-strace:
+	@command -v strace >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq strace)
 
 # bench on an emulated slower disk: every backend process, and the fsync
 # floor, runs under strace, which stops each fsync and fdatasync and holds
@@ -119,11 +124,7 @@ bench: build
 # backend; compare its figures with other bench-slow runs, not with bench's.
 # SLOW_SYNC=100us make bench-slow; BENCH_FLAGS as for bench.
 SLOW_SYNC ?= 0s
-bench-slow: build
-	@test -x /usr/bin/etcd || command -v etcd >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq etcd-server etcd-client)
-	@test -x /usr/bin/redis-server || command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
-	@command -v strace >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq strace)
-	cd bench && $(GO) build -o ../bin/cxkvbench ./cmd/cxkvbench
+bench-slow: tools-bench tools-strace
 	cd bench && ../bin/cxkvbench -cxkv ../$(BIN) -slow-sync $(SLOW_SYNC) $(BENCH_FLAGS)
 
 # Real member processes under a seeded schedule of partitions (through
