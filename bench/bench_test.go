@@ -80,6 +80,9 @@ func testWorkloads(t *testing.T, cl *raftnodetest.Cluster) {
 				if runtime.GOOS == "linux" && res.ClientCPUPerOp <= 0 {
 					t.Fatalf("no client CPU measured: %+v", res)
 				}
+				if runtime.GOOS == "linux" && (res.MachineBusy <= 0 || res.MachineBusy > 100) {
+					t.Fatalf("machine busy share %v%%, want in (0, 100]: %+v", res.MachineBusy, res)
+				}
 				if isLock := wl == LockContended || wl == LockMany; isLock != (res.HoldP50 > 0) || isLock != (res.HoldReadP50 > 0) || res.HoldReadP50 > res.HoldP50 {
 					t.Fatalf("hold and read-in-hold times are for lock workloads only, the read within the hold: %+v", res)
 				}

@@ -228,7 +228,7 @@ func WriteTable(w io.Writer, rows []Row, markdown bool) {
 // WriteDetail prints every backend's medians per workload, and the spread of
 // ops over workers (a lock worker that never acquired shows 0).
 func WriteDetail(w io.Writer, runs []Result, markdown bool) {
-	head := []string{"workload", "backend", "ops/s", "p50 ms", "p99 ms", "max ms", "hold p50 ms", "read in hold p50 ms", "server CPU ms/op", "client CPU ms/op", "ops per worker (min..max)", "rounds"}
+	head := []string{"workload", "backend", "ops/s", "p50 ms", "p99 ms", "max ms", "hold p50 ms", "read in hold p50 ms", "server CPU ms/op", "client CPU ms/op", "machine busy %", "ops per worker (min..max)", "rounds"}
 	var lines [][]string
 	for _, wl := range Workloads {
 		for _, b := range []string{"cxkv", "cxkv-plain", TLSBackend("cxkv"), "etcd", TLSBackend("etcd"), "redis"} {
@@ -249,6 +249,7 @@ func WriteDetail(w io.Writer, runs []Result, markdown bool) {
 				dash(median(rs, func(r Result) float64 { return r.HoldReadP50 })),
 				dash(median(rs, func(r Result) float64 { return r.ServerCPUPerOp })),
 				dash(median(rs, func(r Result) float64 { return r.ClientCPUPerOp })),
+				dash(median(rs, func(r Result) float64 { return r.MachineBusy })),
 				fmt.Sprintf("%d..%d", lo, hi), fmt.Sprint(len(rs))})
 		}
 	}

@@ -47,3 +47,14 @@ func selfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// machineCPU reads the machine's CPU time so far (zero if /proc/stat is
+// unreadable, and then no busy share is reported).
+func machineCPU() cpuTicks {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTicks{}
+	}
+	t, _ := parseProcStat(b)
+	return t
+}

@@ -15,3 +15,5 @@ func childAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: tru
 func procCPU(int) time.Duration { return 0 }
 
 func selfCPU() time.Duration { return 0 }
+
+func machineCPU() cpuTicks { return cpuTicks{} }

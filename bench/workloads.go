@@ -113,7 +113,12 @@ type Result struct {
 	// timed part: the client library's cost, which shares the machine's
 	// cores with the cluster.
 	ClientCPUPerOp float64 `json:"client_cpu_ms_per_op,omitempty"`
-	MaxWorkerOps   int64   `json:"max_worker_ops"`
+	// MachineBusy is the share of the machine's CPU time, all cores and
+	// all processes (other tenants included), that was not idle during the
+	// timed part, in percent. Near 100 the workload is bound by CPU, and
+	// a backend's ops/s moves with its CPU per op, not with its latency.
+	MachineBusy  float64 `json:"machine_busy_pct,omitempty"`
+	MaxWorkerOps int64   `json:"max_worker_ops"`
 	// Errors is how many calls failed and were retried (Config.Retry).
 	Errors int64 `json:"errors,omitempty"`
 	// Check is "ok" or what the invariant check found wrong.
@@ -274,6 +279,7 @@ func (r *runner) measure(w worker) (Result, error) {
 		cpu0 = r.cfg.ServerCPU()
 	}
 	self0 := selfCPU()
+	machine0 := machineCPU()
 	start := time.Now()
 	if r.cfg.Disturb != nil {
 		wg.Add(1)
@@ -317,6 +323,7 @@ func (r *runner) measure(w worker) (Result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	self := selfCPU() - self0
+	machine := machineCPU().since(machine0)
 	var cpu time.Duration
 	if r.cfg.ServerCPU != nil {
 		cpu = r.cfg.ServerCPU() - cpu0
@@ -333,6 +340,7 @@ func (r *runner) measure(w worker) (Result, error) {
 		res.ServerCPUPerOp = ms(cpu) / float64(res.Ops)
 		res.ClientCPUPerOp = ms(self) / float64(res.Ops)
 	}
+	res.MachineBusy = machine.busyPercent()
 	res.Mean = mean(all)
 	res.P50, res.P99, res.Max = quantiles(all)
 	res.MinWorkerOps, res.MaxWorkerOps = perG[0], perG[0]
