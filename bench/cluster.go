@@ -40,15 +40,13 @@ type proc struct {
 	// slow is the disk the member runs on (nil: the machine's own); a
 	// restart runs on the same.
 	slow *SlowSync
-	cmd  *exec.Cmd
-	// member is the member's process, which signals go to: cmd's, or
-	// under slow the one strace runs. A signal to strace does not reach
-	// the member (strace 6.1 ignores SIGTERM while its command runs);
-	// strace exits once the member has.
-	member *os.Process
-	log    string
-	// done closes when cmd has exited: the member, and strace after it.
-	done chan struct{}
+	// cmd's process is the member's, under slow as well: the shim it
+	// starts as execs the member in the same process.
+	cmd *exec.Cmd
+	log string
+	// done closes when cmd has exited, and under slow its supervisor has
+	// ended.
+	done <-chan struct{}
 }
 
 func (c *Cluster) start(name, dir, bin string, args ...string) error {
@@ -71,41 +69,27 @@ func spawn(name, logPath, bin string, args []string, slow *SlowSync) (*proc, err
 		return nil, err
 	}
 	defer f.Close() // the child holds its own descriptor
-	path, argv := slow.command(bin, args)
-	cmd := exec.Command(path, argv...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Own process group: a Ctrl-C at the terminal reaches the harness only,
 	// which then stops the members in order; the parent-death signal ends
 	// them if the harness itself is killed.
 	cmd.SysProcAttr = childAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, bin: bin, args: args, slow: slow, cmd: cmd, member: cmd.Process, log: logPath, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }()
-	if slow != nil {
-		pid, err := tracedChild(cmd.Process.Pid, p.done)
-		if err != nil {
-			cmd.Process.Kill()
-			<-p.done
-			return nil, fmt.Errorf("start %s under strace: %w; log tail:\n%s", name, err, tail(logPath, 15))
+	done, err := slow.start(cmd)
+	if err != nil {
+		if slow == nil {
+			return nil, fmt.Errorf("start %s: %w", name, err)
 		}
-		// A pidfd: a signal sent after the member is gone cannot reach
-		// another process given its pid.
-		if p.member, err = os.FindProcess(pid); err != nil {
-			cmd.Process.Kill()
-			<-p.done
-			return nil, fmt.Errorf("start %s under strace: %w", name, err)
-		}
+		return nil, fmt.Errorf("start %s on the slowed disk: %w; log tail:\n%s", name, err, tail(logPath, 15))
 	}
-	return p, nil
+	return &proc{name: name, bin: bin, args: args, slow: slow, cmd: cmd, log: logPath, done: done}, nil
 }
 
 // Kill ends member i with SIGKILL, as a crash would, and waits for it to be
 // gone.
 func (c *Cluster) Kill(i int) error {
 	p := c.procs[i]
-	if err := p.member.Kill(); err != nil {
+	if err := p.cmd.Process.Kill(); err != nil {
 		return fmt.Errorf("kill %s: %w", p.name, err)
 	}
 	<-p.done
@@ -116,12 +100,12 @@ func (c *Cluster) Kill(i int) error {
 // its sockets and state, and goes on where it was at Resume, as a process
 // stalled by the machine or a debugger would.
 func (c *Cluster) Pause(i int) error {
-	return c.procs[i].member.Signal(syscall.SIGSTOP)
+	return c.procs[i].cmd.Process.Signal(syscall.SIGSTOP)
 }
 
 // Resume continues member i after Pause (SIGCONT).
 func (c *Cluster) Resume(i int) error {
-	return c.procs[i].member.Signal(syscall.SIGCONT)
+	return c.procs[i].cmd.Process.Signal(syscall.SIGCONT)
 }
 
 // Restart starts member i again as it was first started (same data dir and
@@ -181,13 +165,12 @@ func (c *Cluster) Leader(ctx context.Context) (int, error) {
 // after 10s.
 func (c *Cluster) Stop() {
 	for _, p := range c.procs {
-		p.member.Signal(syscall.SIGTERM)
+		p.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	for _, p := range c.procs {
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):
-			p.member.Kill()
 			p.cmd.Process.Kill()
 			<-p.done
 		}
@@ -475,12 +458,13 @@ func (c *Cluster) LogTails(lines int) string {
 }
 
 // CPUTime is the user plus system CPU time the members have used so far.
-// Read on Linux from /proc; elsewhere 0. Under SlowDisk it leaves out
-// strace's: that is the emulated disk's cost, not the member's.
+// Read on Linux from /proc; elsewhere 0. Under SlowDisk it includes the
+// kernel's handling of the member's notifications but not the supervisor's
+// work, which is this harness's own CPU.
 func (c *Cluster) CPUTime() time.Duration {
 	var total time.Duration
 	for _, p := range c.procs {
-		total += procCPU(p.member.Pid)
+		total += procCPU(p.cmd.Process.Pid)
 	}
 	return total
 }

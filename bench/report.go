@@ -18,10 +18,10 @@ type Report struct {
 	Duration  string       `json:"duration_per_run"`
 	Rounds    int          `json:"rounds"`
 	Fsync     []FsyncFloor `json:"fsync_floor"`
-	// SlowSync is the delay strace added on exit of every fsync and
-	// fdatasync of every backend process and of the fsync floor
-	// (slowsync.go), "0s" for the tracing stop alone; empty when the disk
-	// was the machine's own.
+	// SlowSync is the delay a seccomp notifier added before every fsync
+	// and fdatasync of every backend process and of the fsync floor
+	// (slowsync.go), "0s" for the notification round trip alone; empty
+	// when the disk was the machine's own.
 	SlowSync string `json:"slow_sync,omitempty"`
 	// RoundTrip is the gRPC round trip to a cxkv member (rttfloor.go).
 	RoundTrip *RoundTripFloor `json:"round_trip_floor,omitempty"`

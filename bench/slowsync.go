@@ -3,27 +3,28 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // SlowSync emulates a disk slower than this machine's: a backend process
-// runs under strace, which stops every fsync and fdatasync on its exit and,
-// given a Delay, holds it that much longer before the call returns. Only
-// those two calls are traced (strace's seccomp filter lets every other call
-// through untouched), so the cost falls per sync, the same for every
-// backend. The stop costs CPU (strace's and the kernel's) as well as time.
+// runs under a seccomp filter that hands every fsync and fdatasync it makes
+// to this harness (a user notification), which holds the call for Delay
+// and then lets the kernel run it in the process as it would have. Only
+// those two calls reach the harness (the filter lets every other call
+// through in the kernel), so the cost falls per sync, the same for every
+// backend. The round trip costs some CPU, the member's (the kernel's
+// handling of its notification) and the harness's (receiving and
+// answering it), as well as time.
 type SlowSync struct {
-	// Delay is added on exit of every sync; 0 leaves the tracing stop
-	// alone.
-	Delay   time.Duration
-	strace  string
-	setpriv string
+	// Delay is how long each sync is held before it runs; 0 leaves the
+	// notification round trip alone.
+	Delay time.Duration
 }
 
 // SlowDisk is the disk every backend process the harness starts sees: nil
@@ -60,91 +61,93 @@ func (s *SlowSync) String() string {
 	return s.Delay.String()
 }
 
-// NewSlowSync is a SlowSync adding delay, once the tools it needs are
-// found.
+// NewSlowSync is a SlowSync adding delay, once this binary has shown it
+// can run a process under the filter and answer its syncs: the platform is
+// Linux on an architecture the filter knows, the kernel has seccomp user
+// notification, and main calls MaybeRunSlowSyncShim first.
 func NewSlowSync(delay time.Duration) (*SlowSync, error) {
 	if delay < 0 {
 		return nil, fmt.Errorf("delay %v is negative", delay)
 	}
-	if runtime.GOOS != "linux" {
-		return nil, fmt.Errorf("slow syncs need strace, which runs on Linux only, not %s", runtime.GOOS)
+	if err := probeSlowSync(); err != nil {
+		return nil, fmt.Errorf("slow syncs: %w", err)
 	}
-	strace, err := exec.LookPath("strace")
-	if err != nil {
-		return nil, fmt.Errorf("slow syncs need strace, which is not on PATH (apt-get install strace): %w", err)
-	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		return nil, fmt.Errorf("slow syncs need setpriv (util-linux), which is not on PATH: %w", err)
-	}
-	return &SlowSync{Delay: delay, strace: strace, setpriv: setpriv}, nil
+	return &SlowSync{Delay: delay}, nil
 }
 
-// command is the command line that runs bin with args under s; for a nil
-// s, bin and args themselves.
-func (s *SlowSync) command(bin string, args []string) (string, []string) {
+// The shim: Go runs no code of the child's between fork and exec, so the
+// filter is installed by this harness's own binary, started with shimEnv
+// set, before it execs the command it is given. The harness's mains (and
+// the bench package's TestMain) call MaybeRunSlowSyncShim first thing.
+const (
+	// shimEnv, in a process's environment, has MaybeRunSlowSyncShim take
+	// the process over; its value is the mode. The shim removes it before
+	// it execs, so nothing the member starts sees it.
+	shimEnv = "CXKV_SLOWSYNC_SHIM"
+	// shimExec: install the filter, hand its listener to the harness on
+	// fd 3, exec the command.
+	shimExec = "exec"
+	// shimProbe: install the filter, hand over the listener, make one
+	// sync that the harness must answer, exit 0 (probeSlowSync).
+	shimProbe = "probe"
+	// shimFlag is the shim's first argument: a flag no program of the
+	// harness defines, so a binary that lacks the hook stops at once on
+	// it (as flag.Parse does on any unknown flag) instead of running as
+	// the harness with the command's arguments.
+	shimFlag = "-cxkv-slowsync-shim"
+)
+
+// shimArgs is the shim's argv (self is the harness's binary) for the
+// command whose binary is path and argv argv, argv[0] included: the
+// shim execs exactly path with argv.
+func shimArgs(self, path string, argv []string) []string {
+	return append([]string{self, shimFlag, path}, argv...)
+}
+
+// parseShimArgs undoes shimArgs.
+func parseShimArgs(args []string) (path string, argv []string, err error) {
+	if len(args) < 4 || args[1] != shimFlag || args[2] == "" {
+		return "", nil, fmt.Errorf("arguments %q are not SELF %s PATH ARGV0 [ARG...]", args, shimFlag)
+	}
+	return args[2], args[3:], nil
+}
+
+// MaybeRunSlowSyncShim returns at once unless this process was started as
+// the slow-sync shim; then it does the shim's work and never returns: it
+// execs the command (the process becomes the member, same pid) or exits,
+// non-zero with the reason on stderr if it failed. Every binary that runs
+// a SlowSync must call it first thing in main (or TestMain), before it
+// parses flags or starts anything.
+func MaybeRunSlowSyncShim() {
+	mode, ok := os.LookupEnv(shimEnv)
+	if !ok {
+		return
+	}
+	err := runShim(mode)
+	if err == nil && mode != shimProbe {
+		err = errors.New("returned without exec")
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "slow-sync shim (%s=%s): %v\n", shimEnv, mode, err)
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+// start starts cmd, made by exec.Command, on s's disk (nil: the machine's
+// own). done closes once cmd has exited and been waited for (its
+// ProcessState set) and nothing of s's is left running for it. On an
+// error nothing is left running either.
+func (s *SlowSync) start(cmd *exec.Cmd) (done <-chan struct{}, err error) {
 	if s == nil {
-		return bin, args
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		c := make(chan struct{})
+		go func() { cmd.Wait(); close(c) }()
+		return c, nil
 	}
-	argv := []string{"-f", "--seccomp-bpf", "-qq", "-o", "/dev/null", "-e", "trace=fsync,fdatasync"}
-	if s.Delay > 0 {
-		argv = append(argv, "-e", fmt.Sprintf("inject=fsync,fdatasync:delay_exit=%dns", s.Delay.Nanoseconds()))
-	}
-	// strace 6.1 has no --kill-on-exit: a tracee outlives a strace that
-	// dies (killed by its parent-death signal with the harness), and then
-	// every sync it makes fails with ENOSYS (the seccomp filter stays, its
-	// tracer gone). setpriv, which execs bin in the same process, gives
-	// the tracee a parent-death signal of its own, so it dies with strace.
-	argv = append(argv, "--", s.setpriv, "--pdeathsig", "KILL", "--", bin)
-	return s.strace, append(argv, args...)
-}
-
-// tracedChild is the pid of the command strace (at pid) runs: its child
-// once that has exec'd. strace first forks children of its own, to test
-// that seccomp filters and ptrace work, and its command's process runs
-// strace's image until the exec, so a child still running strace's image
-// is not yet the one. exited closes when strace has exited.
-func tracedChild(pid int, exited <-chan struct{}) (int, error) {
-	self, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return 0, fmt.Errorf("strace's binary: %w", err)
-	}
-	path := fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		select {
-		case <-exited:
-			return 0, fmt.Errorf("strace (pid %d) exited before its command started", pid)
-		default:
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return 0, fmt.Errorf("strace's children, from %s (the kernel needs CONFIG_PROC_CHILDREN): %w", path, err)
-		}
-		var execd []int
-		for _, f := range strings.Fields(string(b)) {
-			child, err := strconv.Atoi(f)
-			if err != nil {
-				return 0, fmt.Errorf("%s holds %q, not a pid", path, f)
-			}
-			// Unreadable: the child has just exited, so it is not the
-			// command (which the harness has not yet signalled).
-			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", child)); err == nil && exe != self {
-				execd = append(execd, child)
-			}
-		}
-		switch len(execd) {
-		case 0:
-		case 1:
-			return execd[0], nil
-		default:
-			return 0, fmt.Errorf("strace (pid %d) runs %d commands (pids %v), not the one it was given", pid, len(execd), execd)
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("strace (pid %d) started no command within 5s", pid)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	return s.startShim(cmd, shimExec)
 }
 
 // MeasureFsync is the fsync floor (MeasureFsync) taken by self (this
@@ -152,23 +155,21 @@ func tracedChild(pid int, exited <-chan struct{}) (int, error) {
 // self must print MeasureFsync(dir, files, d) as JSON on stdout when given
 // -fsync-probe dir -fsync-files files -fsync d.
 func (s *SlowSync) MeasureFsync(self, dir string, files int, d time.Duration) (FsyncFloor, error) {
-	bin, argv := s.command(self, []string{"-fsync-probe", dir, "-fsync-files", strconv.Itoa(files), "-fsync", d.String()})
-	cmd := exec.Command(bin, argv...)
+	cmd := exec.Command(self, "-fsync-probe", dir, "-fsync-files", strconv.Itoa(files), "-fsync", d.String())
 	cmd.SysProcAttr = childAttr()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done, err := s.start(cmd)
 	if err != nil {
-		return FsyncFloor{}, fmt.Errorf("fsync probe under strace: %w; its stderr: %q", err, strings.TrimSpace(stderr.String()))
+		return FsyncFloor{}, fmt.Errorf("fsync probe on the slowed disk: %w; its stderr: %q", err, strings.TrimSpace(stderr.String()))
 	}
-	// Without the filter strace stops every call, not only syncs, and
-	// still runs: the disk it emulates would be another one.
-	if msg := stderr.String(); strings.Contains(msg, "seccomp filter is requested but unavailable") {
-		return FsyncFloor{}, fmt.Errorf("strace cannot filter by seccomp here, so it would stop every call, not only syncs: %s", strings.TrimSpace(msg))
+	<-done
+	if !cmd.ProcessState.Success() {
+		return FsyncFloor{}, fmt.Errorf("fsync probe on the slowed disk: %v; its stderr: %q", cmd.ProcessState, strings.TrimSpace(stderr.String()))
 	}
 	var f FsyncFloor
-	if err := json.Unmarshal(out, &f); err != nil {
-		return FsyncFloor{}, fmt.Errorf("fsync probe under strace printed %q, not a floor: %w", out, err)
+	if err := json.Unmarshal(stdout.Bytes(), &f); err != nil {
+		return FsyncFloor{}, fmt.Errorf("fsync probe on the slowed disk printed %q, not a floor: %w", stdout.Bytes(), err)
 	}
 	return f, nil
 }
@@ -181,9 +182,9 @@ func SlowSyncNote(delay string) string {
 	case "":
 		return ""
 	case "0s":
-		return "syncs slowed by strace (the tracing stop alone, no delay added, on every fsync/fdatasync)"
+		return "syncs slowed by a seccomp notifier (the notification round trip alone, no delay added, on every fsync/fdatasync)"
 	}
-	return fmt.Sprintf("syncs slowed by strace (delay %s on exit of every fsync/fdatasync)", delay)
+	return fmt.Sprintf("syncs slowed by a seccomp notifier (delay %s before every fsync/fdatasync)", delay)
 }
 
 // SlowSyncClause is SlowSyncNote as a header's last clause ("; syncs

@@ -29,6 +29,7 @@ import (
 )
 
 func main() {
+	bench.MaybeRunSlowSyncShim() // first: a process started as the shim becomes a member here
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "cxkvbench:", err)
 		os.Exit(1)
@@ -60,8 +61,8 @@ func run() error {
 		hold      = flag.Duration("hold", 60*time.Second, "lock-hold: how long one process holds -hold-locks locks beside cas-parallel (and how long cas-parallel runs alone before, for comparison); 0: skip it")
 		holdLocks = flag.Int("hold-locks", 10000, "lock-hold: how many locks the one process holds (TTL 10s, one session)")
 		echoServe = flag.String("echo-serve", "", "serve the gRPC round-trip floor's stream echo on this host:port and nothing else (the harness starts itself so, for the floor's other process)")
-		slowSync  = flag.String("slow-sync", "", "emulate a slower disk: run every backend process, and the fsync floor, under strace, which stops each fsync and fdatasync and adds this delay on its exit (e.g. 100us; 0s: the tracing stop alone); unset: the disk as it is")
-		fsyncDir  = flag.String("fsync-probe", "", "measure the fsync floor in this directory, print it as JSON and nothing else (the harness starts itself so under strace for -slow-sync)")
+		slowSync  = flag.String("slow-sync", "", "emulate a slower disk: run every backend process, and the fsync floor, under a seccomp filter that hands each fsync and fdatasync to the harness, which holds it this long before letting it run (e.g. 100us; 0s: the notification round trip alone); unset: the disk as it is")
+		fsyncDir  = flag.String("fsync-probe", "", "measure the fsync floor in this directory, print it as JSON and nothing else (the harness starts itself so on the slowed disk for -slow-sync)")
 		fsyncN    = flag.Int("fsync-files", 1, "with -fsync-probe: how many files to sync at once")
 		withTLS   = flag.Bool("tls", true, "also run "+strings.Join(bench.TLSWorkloads, " and ")+" on cxkv and etcd clusters with TLS on both ports (client certificates required, mutual TLS between members; throwaway certificates made for the run), in the same rounds: backends cxkv-tls and etcd-tls")
 	)

@@ -34,6 +34,7 @@ import (
 )
 
 func main() {
+	bench.MaybeRunSlowSyncShim() // first: a process started as the shim becomes a member here
 	var (
 		cxkvBin = flag.String("cxkv", "../bin/cxkv", "cxkv binary")
 		procs   = flag.Int("procs", 10, "holder processes")
@@ -41,7 +42,7 @@ func main() {
 		ttl     = flag.Duration("ttl", 10*time.Second, "the holders' lock TTL")
 		pauses  = flag.String("pauses", "4s,15s", "how long each SIGSTOP of the leader lasts, in order")
 		tmp     = flag.String("tmp", "", "directory for the members' data dirs (default: the system temp dir)")
-		slow    = flag.String("slow-sync", "", "run the members on an emulated slower disk, as cxkvbench -slow-sync does (e.g. 100us; 0s: strace's stop alone); unset: the disk as it is")
+		slow    = flag.String("slow-sync", "", "run the members on an emulated slower disk, as cxkvbench -slow-sync does (e.g. 100us; 0s: the seccomp notification round trip alone); unset: the disk as it is")
 	)
 	flag.Parse()
 	if holderMain() {

@@ -5,10 +5,13 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cxkv/cxkv/bench"
 )
 
 func TestMain(m *testing.M) {
-	holderMain() // a holder process: this test binary run again
+	bench.MaybeRunSlowSyncShim() // a member started on the slowed disk
+	holderMain()                 // a holder process: this test binary run again
 	m.Run()
 }
 
