@@ -252,17 +252,34 @@ func (s *SlowSync) startShim(cmd *exec.Cmd, mode string) (<-chan struct{}, error
 		<-done
 		return nil, fmt.Errorf("the shim (pid %d, %v) gave no seccomp listener: %w", cmd.Process.Pid, cmd.ProcessState, err)
 	}
-	n := &notifier{listener: listener, delay: s.Delay, pending: map[uint64]*time.Timer{}, ended: make(chan struct{})}
-	if n.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC); err != nil {
-		unix.Close(listener)
+	n, err := newNotifier(listener, s.Delay)
+	if err != nil {
 		supervisor <- nil
 		cmd.Process.Kill()
 		<-done
-		return nil, fmt.Errorf("eventfd for the supervisor: %w", err)
+		return nil, err
 	}
 	go n.run(cmd.Process.Pid)
 	supervisor <- n
 	return done, nil
+}
+
+// newNotifier is a notifier for listener, which it closes on an error.
+func newNotifier(listener int, delay time.Duration) (*notifier, error) {
+	n := &notifier{listener: listener, timer: -1, delay: delay, ended: make(chan struct{})}
+	var err error
+	if n.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC); err != nil {
+		unix.Close(listener)
+		return nil, fmt.Errorf("eventfd for the supervisor: %w", err)
+	}
+	if delay > 0 {
+		if n.timer, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK); err != nil {
+			unix.Close(listener)
+			unix.Close(n.wake)
+			return nil, fmt.Errorf("timerfd for the supervisor: %w", err)
+		}
+	}
+	return n, nil
 }
 
 // receiveListener reads the listener fd the shim sends on ours (which it
@@ -306,37 +323,63 @@ func receiveListener(ours *os.File, exited <-chan struct{}) (int, error) {
 	return fds[0], nil
 }
 
-// notifier answers the notifications of one member's filter: each after
-// delay, independently, since a member syncs from several threads at
-// once.
+// notifier answers the notifications of one member's filter, each delay
+// after it arrived and independently of the others, since a member syncs
+// from several threads at once. The delay being the same for all, they
+// fall due in the order they arrive: a FIFO and one timerfd serve them
+// all. Not Go timers: with the process idle, the runtime sleeps in
+// epoll_wait, whose timeout is whole milliseconds, so a 100µs timer fires
+// about 1ms late. The timerfd is an hrtimer with no slack.
 type notifier struct {
 	listener int
+	// timer, a timerfd, is armed for the head of the queue; -1 without a
+	// delay, when each notification is answered at once (poll ignores a
+	// negative fd).
+	timer int
 	// wake, an eventfd, ends run when written: the member has exited, and
-	// any process it forked holding the filter is no business of ours.
+	// a process it forked that still holds the filter is no business of
+	// the harness's.
 	wake  int
 	delay time.Duration
-	// ended closes when run has returned, the listener is closed, and no
-	// answer is running or due.
+	// ended closes when run has returned and closed the listener and
+	// timer.
 	ended chan struct{}
-
-	mu      sync.Mutex
-	closed  bool
-	pending map[uint64]*time.Timer
-	// answers counts timers set and not yet done with: close waits for
-	// them, so no answer uses the listener's fd once it is closed (and the
-	// number perhaps taken by another file).
-	answers sync.WaitGroup
 }
 
-// run receives notifications until the filter has no task left (POLLHUP)
-// or stop. pid names the member in the rare message on stderr.
+// due is a notification waiting for its delay to pass.
+type due struct {
+	id uint64
+	at time.Time
+}
+
+// run receives and answers notifications until the filter has no task
+// left (POLLHUP) or stop. It alone uses the listener and timer, and
+// closes them. pid names the member in the rare message on stderr.
 func (n *notifier) run(pid int) {
 	defer close(n.ended)
-	defer n.close()
-	fds := []unix.PollFd{{Fd: int32(n.listener), Events: unix.POLLIN}, {Fd: int32(n.wake), Events: unix.POLLIN}}
-	var req seccompNotif
+	defer func() {
+		// A call still waiting fails with ENOSYS: only one of a member
+		// that is gone, or of a process it forked, outliving it.
+		unix.Close(n.listener)
+		if n.timer >= 0 {
+			unix.Close(n.timer)
+		}
+	}()
+	fds := []unix.PollFd{
+		{Fd: int32(n.listener), Events: unix.POLLIN},
+		{Fd: int32(n.timer), Events: unix.POLLIN},
+		{Fd: int32(n.wake), Events: unix.POLLIN},
+	}
+	var (
+		req     seccompNotif
+		queue   []due
+		armed   time.Time // the deadline the timer is set for; zero: none
+		expired [8]byte
+	)
 	for {
-		fds[0].Revents, fds[1].Revents = 0, 0
+		for i := range fds {
+			fds[i].Revents = 0
+		}
 		if _, err := unix.Poll(fds, -1); err != nil {
 			if err == unix.EINTR {
 				continue
@@ -344,44 +387,48 @@ func (n *notifier) run(pid int) {
 			n.fail(pid, "poll", err)
 			return
 		}
-		if fds[1].Revents != 0 || fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
+		if fds[2].Revents != 0 || fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
 			return
 		}
-		if fds[0].Revents&unix.POLLIN == 0 {
-			continue
+		if fds[1].Revents != 0 {
+			unix.Read(n.timer, expired[:]) // nonblocking; only clears readiness
+			armed = time.Time{}
 		}
-		req = seccompNotif{} // the kernel refuses a struct not zeroed
-		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(n.listener), unix.SECCOMP_IOCTL_NOTIF_RECV, uintptr(unsafe.Pointer(&req))); errno != 0 {
+		if fds[0].Revents&unix.POLLIN != 0 {
+			req = seccompNotif{} // the kernel refuses a struct not zeroed
+			_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(n.listener), unix.SECCOMP_IOCTL_NOTIF_RECV, uintptr(unsafe.Pointer(&req)))
+			switch {
+			case errno == 0 && n.delay == 0:
+				n.send(pid, req.ID)
+			case errno == 0:
+				queue = append(queue, due{req.ID, time.Now().Add(n.delay)})
 			// ENOENT: the call was withdrawn (its thread was signalled,
 			// and will make it again) between poll and receive.
-			if errno == unix.ENOENT || errno == unix.EINTR {
-				continue
+			case errno != unix.ENOENT && errno != unix.EINTR:
+				n.fail(pid, "SECCOMP_IOCTL_NOTIF_RECV", errno)
+				return
 			}
-			n.fail(pid, "SECCOMP_IOCTL_NOTIF_RECV", errno)
-			return
 		}
-		if n.delay == 0 {
-			n.send(pid, req.ID)
+		if len(queue) == 0 {
 			continue
 		}
-		id := req.ID
-		n.mu.Lock()
-		n.answers.Add(1)
-		n.pending[id] = time.AfterFunc(n.delay, func() { n.answer(pid, id) })
-		n.mu.Unlock()
-	}
-}
-
-// answer lets notification id's call run, unless the supervisor has
-// closed.
-func (n *notifier) answer(pid int, id uint64) {
-	defer n.answers.Done()
-	n.mu.Lock()
-	delete(n.pending, id)
-	closed := n.closed
-	n.mu.Unlock()
-	if !closed {
-		n.send(pid, id)
+		now := time.Now()
+		for len(queue) > 0 && !queue[0].at.After(now) {
+			n.send(pid, queue[0].id)
+			queue = queue[1:]
+		}
+		if len(queue) == 0 {
+			queue = queue[:0:0] // let go of a backing array the slicing has walked along
+			continue
+		}
+		if !armed.Equal(queue[0].at) {
+			wait := unix.ItimerSpec{Value: unix.NsecToTimespec(max(1, int64(queue[0].at.Sub(now))))}
+			if err := unix.TimerfdSettime(n.timer, 0, &wait, nil); err != nil {
+				n.fail(pid, "timerfd_settime", err)
+				return
+			}
+			armed = queue[0].at
+		}
 	}
 }
 
@@ -403,23 +450,6 @@ func (n *notifier) send(pid int, id uint64) {
 // log or its exit will show it; this says why.
 func (n *notifier) fail(pid int, what string, err error) {
 	fmt.Fprintf(os.Stderr, "slow-sync supervisor of pid %d: %s: %v\n", pid, what, err)
-}
-
-// close stops the answers not yet running, waits for those running, and
-// closes the listener (any call still waiting on it then fails with
-// ENOSYS).
-func (n *notifier) close() {
-	n.mu.Lock()
-	n.closed = true
-	for _, t := range n.pending {
-		if t.Stop() {
-			n.answers.Done()
-		}
-	}
-	clear(n.pending)
-	n.mu.Unlock()
-	n.answers.Wait()
-	unix.Close(n.listener)
 }
 
 // stop ends run and returns once it has ended; called once, after the
