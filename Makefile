@@ -15,7 +15,7 @@ STATICCHECK_VERSION        := v0.8.2
 # Packages with goroutines run under the race detector.
 RACE_PKGS := ./kv/... ./raftnode/... ./internal/... ./cmd/cxkv/internal/... ./client/...
 
-.PHONY: all build test test-plain test-race test-bench test-short lint proto proto-check demo bench bench-slow chaos clean tools-proto tools-bench tools-strace release
+.PHONY: all build test test-plain test-race test-bench test-short lint proto proto-check demo bench bench-slow chaos clean tools-proto tools-bench release
 
 all: build
 
@@ -36,8 +36,7 @@ test-plain:
 test-race:
 	$(GO) test -count=1 -race -timeout 8m -short $(RACE_PKGS)
 
-# strace for TestSlowSyncSignals: bench-slow's members run under it.
-test-bench: tools-strace
+test-bench:
 	cd bench && $(GO) test -count=1 -timeout 5m ./...
 
 test-short:
@@ -115,16 +114,14 @@ tools-bench: build
 	@test -x /usr/bin/redis-server || command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
 	cd bench && $(GO) build -o ../bin/cxkvbench ./cmd/cxkvbench
 
-tools-strace:
-	@command -v strace >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq strace)
-
 # bench on an emulated slower disk: every backend process, and the fsync
-# floor, runs under strace, which stops each fsync and fdatasync and holds
-# it SLOW_SYNC longer (0s: the tracing stop alone). The same for every
-# backend; compare its figures with other bench-slow runs, not with bench's.
+# floor, runs under a seccomp filter that hands each fsync and fdatasync to
+# the harness, which holds it SLOW_SYNC before letting it run (0s: the
+# notification round trip alone). The same for every backend; compare its
+# figures with other bench-slow runs, not with bench's.
 # SLOW_SYNC=100us make bench-slow; BENCH_FLAGS as for bench.
 SLOW_SYNC ?= 0s
-bench-slow: tools-bench tools-strace
+bench-slow: tools-bench
 	cd bench && ../bin/cxkvbench -cxkv ../$(BIN) -slow-sync $(SLOW_SYNC) $(BENCH_FLAGS)
 
 # Real member processes under a seeded schedule of partitions (through
