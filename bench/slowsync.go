@@ -150,11 +150,19 @@ func (s *SlowSync) start(cmd *exec.Cmd) (done <-chan struct{}, err error) {
 	return s.startShim(cmd, shimExec)
 }
 
-// MeasureFsync is the fsync floor (MeasureFsync) taken by self (this
-// harness's binary) under s, so the floor shows the disk the members see:
-// self must print MeasureFsync(dir, files, d) as JSON on stdout when given
-// -fsync-probe dir -fsync-files files -fsync d.
-func (s *SlowSync) MeasureFsync(self, dir string, files int, d time.Duration) (FsyncFloor, error) {
+// MeasureFsync is the fsync floor (MeasureFsync) on s's disk, so the
+// floor shows the disk the members see: for a nil s, taken in this
+// process; otherwise by this harness's binary started on the slowed disk,
+// which must print MeasureFsync(dir, files, d) as JSON on stdout when
+// given -fsync-probe dir -fsync-files files -fsync d.
+func (s *SlowSync) MeasureFsync(dir string, files int, d time.Duration) (FsyncFloor, error) {
+	if s == nil {
+		return MeasureFsync(dir, files, d)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return FsyncFloor{}, err
+	}
 	cmd := exec.Command(self, "-fsync-probe", dir, "-fsync-files", strconv.Itoa(files), "-fsync", d.String())
 	cmd.SysProcAttr = childAttr()
 	var stdout, stderr bytes.Buffer

@@ -148,17 +148,8 @@ func run() error {
 	fmt.Printf("cxkv %s vs etcd %s (client %s) and redis %s; %d cores, %s; %d rounds of %v per workload and backend; load average %s%s\n",
 		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration, rep.Machine.LoadBefore, bench.SlowSyncClause(rep.SlowSync))
 
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	for _, files := range []int{1, 3} {
-		var f bench.FsyncFloor
-		if bench.SlowDisk != nil {
-			f, err = bench.SlowDisk.MeasureFsync(self, dir, files, *fsyncFor)
-		} else {
-			f, err = bench.MeasureFsync(dir, files, *fsyncFor)
-		}
+		f, err := bench.SlowDisk.MeasureFsync(dir, files, *fsyncFor)
 		if err != nil {
 			return fmt.Errorf("fsync floor: %w", err)
 		}
@@ -227,6 +218,10 @@ func run() error {
 		backends = append(backends, bench.Redis{Addr: rd.Endpoints[0]})
 	}
 	fmt.Printf("etcd on %s; cxkv on %s; data in %s\n", strings.Join(etcd.Endpoints, ","), strings.Join(cx.Endpoints, ","), dir)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	echo, stopEcho, err := bench.StartEcho(self)
 	if err != nil {
 		return fmt.Errorf("round-trip floor: %w", err)
