@@ -128,8 +128,22 @@ func (m *machine) apply(t *testing.T, index uint64, cmd *cxkvpb.Command) int64 {
 		}
 		return -1
 	}
+	if txn := res.GetTxn(); txn != nil {
+		if got := txn.GetResults()[0].GetRecord().GetValue(); !bytes.Equal(got, bigValue) {
+			t.Fatalf("index %d: the transaction read %d bytes, want the %d of %q", index, len(got), len(bigValue), bigKey)
+		}
+		return int64(txn.GetIndex())
+	}
 	return int64(res.GetDelete().GetIndex())
 }
+
+// bigKey holds bigValue, which a transaction that reads it carries in its
+// result: too large for the table to keep inline in the client's header,
+// so that result goes to a key of its own.
+var (
+	bigKey   = "big"
+	bigValue = bytes.Repeat([]byte("v"), 300)
+)
 
 type frame struct{ key, value []byte }
 
@@ -141,7 +155,7 @@ func snapshotFrames(t *testing.T, s *kv.Store) []frame {
 	if _, err := ss.WriteTo(&buf); err != nil {
 		t.Fatal(err)
 	}
-	r := bufio.NewReader(bytes.NewReader(buf.Bytes()[len("cxkvsnap\x02"):]))
+	r := bufio.NewReader(bytes.NewReader(buf.Bytes()[len(snapshotMagic):]))
 	var out []frame
 	for {
 		klen, err := binary.ReadUvarint(r)
@@ -162,9 +176,18 @@ func snapshotFrames(t *testing.T, s *kv.Store) []frame {
 	}
 }
 
-func restoreFrames(t *testing.T, s *kv.Store, frames []frame) {
+// snapshotMagic starts the snapshot streams of this build (version 3);
+// oldSnapshotMagic the streams of builds whose table kept every result in
+// a key of its own (version 2).
+var (
+	snapshotMagic    = []byte("cxkvsnap\x03")
+	oldSnapshotMagic = []byte("cxkvsnap\x02")
+)
+
+func restoreFrames(t *testing.T, s *kv.Store, magic []byte, frames []frame) {
 	t.Helper()
-	buf := []byte("cxkvsnap\x02")
+	slices.SortFunc(frames, func(a, b frame) int { return bytes.Compare(a.key, b.key) })
+	buf := slices.Clone(magic)
 	for _, f := range frames {
 		buf = binary.AppendUvarint(buf, uint64(len(f.key)))
 		buf = append(buf, f.key...)
@@ -178,35 +201,96 @@ func restoreFrames(t *testing.T, s *kv.Store, frames []frame) {
 	}
 }
 
-// asFirstFormat rewrites a state as the first version of the table stored
-// it: no session floor, and headers of (acked, stamp) without the top seq.
-func asFirstFormat(frames []frame) []frame {
+// sessionHeader is a stored header of the table, of any of the formats
+// kv/sessionheader.go reads.
+type sessionHeader struct {
+	acked, top, spillTop uint64
+	stamp                int64
+	inline               map[uint64][]byte
+}
+
+func decodeHeader(t *testing.T, v []byte) sessionHeader {
+	t.Helper()
+	var h sessionHeader
+	var n int
+	next := func() uint64 {
+		x, k := binary.Uvarint(v[n:])
+		if k <= 0 {
+			t.Fatalf("malformed header %x at byte %d", v, n)
+		}
+		n += k
+		return x
+	}
+	h.acked = next()
+	stamp, k := binary.Varint(v[n:])
+	if k <= 0 {
+		t.Fatalf("malformed header %x", v)
+	}
+	h.stamp, n = stamp, n+k
+	h.inline = map[uint64][]byte{}
+	if n == len(v) {
+		return h // first format
+	}
+	h.top = next()
+	if n == len(v) {
+		return h // second format
+	}
+	h.spillTop = next()
+	for n < len(v) {
+		seq := h.acked + next()
+		size := int(next())
+		h.inline[seq] = v[n : n+size]
+		n += size
+	}
+	return h
+}
+
+// asOlderFormat rewrites a state as an older version of the table stored
+// it: every result in a key of its own, headers of (acked, stamp, top)
+// (the second format) or, with first, of (acked, stamp) and no session
+// floor (the first).
+func asOlderFormat(t *testing.T, frames []frame, first bool) []frame {
 	var out []frame
 	for _, f := range frames {
 		switch {
-		case string(f.key) == "msessionfloor":
+		case first && string(f.key) == "msessionfloor":
 			continue
 		case f.key[0] == 'S':
-			_, n := binary.Uvarint(f.value)
-			_, m := binary.Varint(f.value[n:])
-			f.value = f.value[:n+m]
+			h := decodeHeader(t, f.value)
+			for seq, res := range h.inline {
+				k := append([]byte{'s'}, f.key[1:9]...)
+				out = append(out, frame{binary.BigEndian.AppendUint64(k, seq), res})
+			}
+			v := binary.AppendUvarint(nil, h.acked)
+			v = binary.AppendVarint(v, h.stamp)
+			if !first {
+				v = binary.AppendUvarint(v, h.top)
+			}
+			f.value = v
 		}
 		out = append(out, f)
 	}
 	return out
 }
 
-// checkStored compares the session and result keys in the store with the
-// model: a forgotten result or client must leave no key behind.
-func checkStored(t *testing.T, s *kv.Store, model *sessionModel) {
+// checkStored compares the sessions and results in the store with the
+// model: a forgotten result or client must leave nothing behind, and no
+// result may be both inline and in a key of its own. It returns how many
+// results are in keys of their own.
+func checkStored(t *testing.T, s *kv.Store, model *sessionModel) (spilled int) {
 	t.Helper()
 	var clients, results, wantClients, wantResults []string
 	for _, f := range snapshotFrames(t, s) {
 		switch f.key[0] {
 		case 'S':
-			clients = append(clients, fmt.Sprint(binary.BigEndian.Uint64(f.key[1:])))
+			c := binary.BigEndian.Uint64(f.key[1:])
+			clients = append(clients, fmt.Sprint(c))
+			for seq := range decodeHeader(t, f.value).inline {
+				results = append(results, fmt.Sprintf("%d/%d", c, seq))
+			}
 		case 's':
 			results = append(results, fmt.Sprintf("%d/%d", binary.BigEndian.Uint64(f.key[1:]), binary.BigEndian.Uint64(f.key[9:])))
+			spilled++
 		}
 	}
 	for c, ms := range model.sessions {
@@ -222,15 +306,17 @@ func checkStored(t *testing.T, s *kv.Store, model *sessionModel) {
 	if !slices.Equal(clients, wantClients) || !slices.Equal(results, wantResults) {
 		t.Fatalf("stored sessions %v results %v\nwant sessions %v results %v", clients, results, wantClients, wantResults)
 	}
+	return spilled
 }
 
 // TestSessionsMatchModel drives the machine with random writes from a few
 // clients, stamps that sometimes run backwards (a proposer that has not seen
 // the latest stamp), and acks that skip ahead, and checks every answer and
 // the stored table against the model. A client whose session is gone starts
-// over with a new id, as the SDK does. Midway it restores snapshots into
-// fresh stores, one of them rewritten as the first format (see
-// asFirstFormat); both must go on answering exactly the same.
+// over with a new id, as the SDK does. Every third seq is a transaction
+// whose result is too large to be held in its client's header. Midway it
+// restores snapshots into fresh stores, two of them rewritten as the older
+// formats (see asOlderFormat); all must go on answering exactly the same.
 func TestSessionsMatchModel(t *testing.T) {
 	l := cmpxchg.DefaultLimits()
 	l.MaxSessions, l.MaxResultsPerSession, l.SessionTTL = 4, 3, 100*time.Millisecond
@@ -239,6 +325,7 @@ func TestSessionsMatchModel(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			model := &sessionModel{limits: l, sessions: map[uint64]*modelSession{}}
 			machines := []*machine{newMachine(t, l)}
+			machines[0].apply(t, 1, &cxkvpb.Command{Op: &cxkvpb.Command_Put{Put: &cxkvpb.PutRequest{Key: bigKey, Value: bigValue}}})
 			ids := make([]uint64, 7) // each slot's current client id
 			for i := range ids {
 				ids[i] = uint64(i + 1)
@@ -247,7 +334,8 @@ func TestSessionsMatchModel(t *testing.T) {
 			next := map[uint64]uint64{}
 			stamp := int64(1000)
 			refusedNew := 0
-			for index := uint64(1); index <= 1500; index++ {
+			spilled := 0
+			for index := uint64(2); index <= 1500; index++ {
 				switch r := rng.Intn(20); {
 				case r == 0:
 					stamp -= rng.Int63n(150) // behind the last proposer
@@ -267,9 +355,13 @@ func TestSessionsMatchModel(t *testing.T) {
 					acked = seq - 1 - uint64(rng.Intn(int(min(seq-1, 4))))
 				}
 				fresh := seq == 1 && !retry
+				wid := &cxkvpb.WriteID{ClientId: client, Seq: seq, AckedSeq: acked, NewClient: fresh}
 				cmd := &cxkvpb.Command{StampUnixMs: stamp, ClusterMs: proto.Int64(stamp), Op: &cxkvpb.Command_Delete{Delete: &cxkvpb.DeleteRequest{
-					Key: "absent", ExpectIndex: 1, WriteId: &cxkvpb.WriteID{ClientId: client, Seq: seq, AckedSeq: acked, NewClient: fresh},
+					Key: "absent", ExpectIndex: 1, WriteId: wid,
 				}}}
+				if seq%3 == 0 { // a write whose result the table spills
+					cmd.Op = &cxkvpb.Command_Txn{Txn: &cxkvpb.TxnRequest{Ops: []*cxkvpb.TxnOp{{Type: cxkvpb.TxnOp_GET, Key: bigKey}}, WriteId: wid}}
+				}
 				want := model.apply(client, seq, acked, fresh, stamp, index)
 				for i, m := range machines {
 					if got := m.apply(t, index, cmd); got != want {
@@ -287,19 +379,23 @@ func TestSessionsMatchModel(t *testing.T) {
 				}
 				if index%100 == 0 {
 					for _, m := range machines {
-						checkStored(t, m.store, model)
+						spilled += checkStored(t, m.store, model)
 					}
 				}
 				if index == 700 {
 					frames := snapshotFrames(t, machines[0].store)
-					current, older := newMachine(t, l), newMachine(t, l)
-					restoreFrames(t, current.store, frames)
-					restoreFrames(t, older.store, asFirstFormat(frames))
-					machines = append(machines, current, older)
+					current, second, first := newMachine(t, l), newMachine(t, l), newMachine(t, l)
+					restoreFrames(t, current.store, snapshotMagic, frames)
+					restoreFrames(t, second.store, oldSnapshotMagic, asOlderFormat(t, frames, false))
+					restoreFrames(t, first.store, oldSnapshotMagic, asOlderFormat(t, frames, true))
+					machines = append(machines, current, second, first)
 				}
 			}
 			if refusedNew == 0 {
 				t.Fatal("no write was refused for want of a session: the run does not reach the rule")
+			}
+			if spilled == 0 {
+				t.Fatal("no result was ever held in a key of its own: the run does not reach spilling")
 			}
 		})
 	}

@@ -23,6 +23,7 @@ type Batch struct {
 	eventN uint16
 	added  []Event // the events of this batch, in log order
 	buf    []byte
+	hdrBuf []byte // a session header being written (Pebble copies it)
 	// view is every record and tally key the batch has read or written,
 	// as it leaves them (readcache.go): writing a record after reading it
 	// (every put and delete does), a command's plan and the attach that

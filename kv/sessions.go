@@ -2,7 +2,6 @@ package kv
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 
@@ -16,8 +15,9 @@ import (
 // below is made from the table and the command's stamp only, so every member
 // applying the same log keeps the same table.
 //
-// Keys (see keys.go): 's' client seq -> result bytes (opaque to kv);
-// 'S' client -> header; 'L' stamp client -> nothing (the clients in
+// Keys (see keys.go): 'S' client -> header, which holds most results
+// inline (sessionheader.go); 's' client seq -> a result too large for the
+// header (opaque to kv, as inline ones are); 'L' stamp client -> nothing (the clients in
 // least-recently-used order); meta "sessionfloor" -> a lower bound of every
 // stamp in 'L'; meta "sessionclock" -> the table's time; counter "sessions"
 // -> how many clients have a header. The clock, the floor, headers and which
@@ -43,18 +43,21 @@ import (
 //     acked passes it; so a seq above acked without a result was never
 //     applied, and a seq at or below acked is refused.
 //
-// A header is uvarint(acked) varint(stamp) uvarint(top):
+// A header (sessionheader.go) holds:
 //   - acked: results of seq <= acked are forgotten. It only grows: to what
 //     the client says it has received, and to seq - MaxResults.
 //   - stamp: the stamp of the client's last command; its 'L' key matches it.
 //   - top: no result has a seq above it. A header of the first format has no
 //     top; it reads as topUnknown (any seq above acked may have a result).
+//   - spillTop: no result in an 's' key has a seq above it.
+//   - the inline results.
 //
 // What every command may rely on, and what each write keeps true:
-//   - a client's results all have seq in (acked, top] of its header, and a
-//     client without a header has none. So a fresh seq above top needs no
-//     read, and forgetting results deletes known keys one by one instead of
-//     leaving a range tombstone that every later read pays for.
+//   - a client's results all have seq in (acked, top] of its header, those
+//     in 's' keys in (acked, spillTop], and a client without a header has
+//     none. So a fresh seq above top needs no read, and forgetting results
+//     deletes known keys one by one instead of leaving a range tombstone
+//     that every later read pays for, and none once acked passes spillTop.
 //   - a client is forgotten (header, 'L' key and results at once) when it was
 //     silent for TTL before the current stamp, oldest first, or when a new
 //     client would make more than MaxSessions, least recently used first.
@@ -113,7 +116,6 @@ type Write struct {
 	Session     bool   // the client has a session (or this write opens one)
 
 	isNew    bool // the client has no header yet
-	top      uint64
 	oldStamp int64
 }
 
@@ -168,14 +170,21 @@ func (t *Sessions) Lookup(client, seq uint64, opens bool) (Write, error) {
 	}
 	found := c.found
 	if found {
-		w.Acked, w.oldStamp, w.top = c.acked, c.stamp, c.top
+		w.Acked, w.oldStamp = c.acked, c.stamp
 	}
 	w.isNew, w.Session = !found, found || (opens && seq == 1)
 	if !w.Session || (found && seq <= w.Acked) {
 		w.Outcome = Forgotten
 		return w, nil
 	}
-	if seq > w.top || !c.mayHaveResult(seq) {
+	if !found || seq > c.top {
+		return w, nil
+	}
+	if res, ok := c.findInline(seq); ok {
+		w.Outcome, w.Result = Answered, res
+		return w, nil
+	}
+	if seq > c.spillTop || !c.mayHaveResult(seq) {
 		return w, nil
 	}
 	res, ok, err := getRaw(t.b.b, resultKey(client, seq))
@@ -198,31 +207,36 @@ func (t *Sessions) Touch(w *Write) error {
 
 // Record stores the result of a Fresh write that was just applied, opening
 // the client's session if the write opens one. ackedAsked is the client's
-// own acknowledged mark: every result up to it may be forgotten.
+// own acknowledged mark: every result up to it may be forgotten. The table
+// keeps result as it is: the caller must not change it afterwards.
 func (t *Sessions) Record(w *Write, ackedAsked uint64, result []byte) error {
 	if w.Outcome != Fresh {
 		return fmt.Errorf("kv: record of write %d of client %x, which the table did not find fresh", w.Seq, w.Client)
+	}
+	c, err := t.b.memoClient(w.Client)
+	if err != nil {
+		return err
 	}
 	acked := max(w.Acked, ackedAsked)
 	if w.Seq > t.l.MaxResults {
 		acked = max(acked, w.Seq-t.l.MaxResults)
 	}
 	if acked > w.Acked {
-		if err := t.b.deleteResults(w.Client, w.Acked+1, min(acked, w.top)); err != nil {
+		if err := t.b.deleteResults(w.Client, w.Acked+1, min(acked, c.top, c.spillTop)); err != nil {
 			return err
 		}
+		c.dropInlineThrough(acked)
 		w.Acked = acked
 	}
 	if w.Seq > acked {
-		if err := t.b.b.Set(resultKey(w.Client, w.Seq), result, nil); err != nil {
-			return err
+		if !c.addInline(w.Seq, result) {
+			if err := t.b.b.Set(resultKey(w.Client, w.Seq), result, nil); err != nil {
+				return err
+			}
+			c.addResult(w.Seq)
+			c.spillTop = max(c.spillTop, w.Seq)
 		}
-		c, err := t.b.memoClient(w.Client)
-		if err != nil {
-			return err
-		}
-		c.addResult(w.Seq)
-		w.top = max(w.top, w.Seq)
+		c.top = max(c.top, w.Seq)
 	}
 	return t.save(w)
 }
@@ -241,15 +255,15 @@ func (t *Sessions) save(w *Write) error {
 			return err
 		}
 	}
-	var hdr [3 * binary.MaxVarintLen64]byte
-	if err := b.Set(sessionKey(w.Client), appendSessionHeader(hdr[:0], w.Acked, t.now, w.top), nil); err != nil {
-		return err
-	}
 	c, err := t.b.memoClient(w.Client)
 	if err != nil {
 		return err
 	}
-	c.found, c.acked, c.stamp, c.top = true, w.Acked, t.now, w.top
+	c.found, c.acked, c.stamp = true, w.Acked, t.now
+	t.b.hdrBuf = c.appendTo(t.b.hdrBuf[:0])
+	if err := b.Set(sessionKey(w.Client), t.b.hdrBuf, nil); err != nil {
+		return err
+	}
 	// Stamps from different proposers need not rise: one may be below the
 	// floor.
 	t.floor = min(t.floor, t.now)
@@ -327,8 +341,8 @@ func (t *Sessions) expire() error {
 	return nil
 }
 
-// forget deletes a client's header, LRU key and results. The caller keeps
-// the count.
+// forget deletes a client's header (and its inline results), LRU key and
+// spilled results. The caller keeps the count.
 func (t *Sessions) forget(client uint64, stamp int64) error {
 	c, err := t.b.memoClient(client)
 	if err != nil {
@@ -336,7 +350,7 @@ func (t *Sessions) forget(client uint64, stamp int64) error {
 	}
 	acked, top := uint64(0), uint64(topUnknown) // no header: sweep them all
 	if c.found {
-		acked, top = c.acked, c.top
+		acked, top = c.acked, min(c.top, c.spillTop)
 	}
 	if acked < top {
 		if err := t.b.deleteResults(client, acked+1, top); err != nil {
@@ -404,37 +418,6 @@ func (t *Sessions) getFloor() (int64, bool, error) {
 // setFloor sets the stored floor; the batch writes it when it commits
 // (batchMemo.flush).
 func (t *Sessions) setFloor(stamp int64) { t.b.overlay().setFloor(stamp) }
-
-// appendSessionHeader appends a header to b (a batch copies what it is
-// given, so the caller's buffer may live on its stack).
-func appendSessionHeader(b []byte, acked uint64, stamp int64, top uint64) []byte {
-	b = binary.AppendUvarint(b, acked)
-	b = binary.AppendVarint(b, stamp)
-	return binary.AppendUvarint(b, top)
-}
-
-var errBadSessionHeader = errors.New("malformed session header")
-
-// decodeSessionHeader reads a header; one without a top (the first format)
-// gets topUnknown.
-func decodeSessionHeader(buf []byte) (acked uint64, stamp int64, top uint64, err error) {
-	acked, n := binary.Uvarint(buf)
-	if n <= 0 {
-		return 0, 0, 0, errBadSessionHeader
-	}
-	stamp, m := binary.Varint(buf[n:])
-	if m <= 0 {
-		return 0, 0, 0, errBadSessionHeader
-	}
-	if n+m == len(buf) {
-		return acked, stamp, topUnknown, nil
-	}
-	top, k := binary.Uvarint(buf[n+m:])
-	if k <= 0 || n+m+k != len(buf) {
-		return 0, 0, 0, errBadSessionHeader
-	}
-	return acked, stamp, top, nil
-}
 
 // maxPointDeletes is how many results deleteResults forgets one key at a
 // time before it falls back to one range deletion. A range tombstone in the

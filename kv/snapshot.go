@@ -31,8 +31,16 @@ import (
 // where each frame is uvarint(len key) key uvarint(len value) value, keys in
 // strictly increasing byte order, and the checksum covers every byte before
 // it. Version 2 added the order, which lets a receiver write the stream
-// straight into an sstable instead of holding it in memory.
-var snapshotMagic = []byte("cxkvsnap\x02")
+// straight into an sstable instead of holding it in memory. Version 3 is the
+// same framing over a state whose session headers may hold results inline
+// (sessionheader.go): a build that reads version 2 only would install it and
+// then fail on the first such header, so it must refuse the stream instead.
+// This build reads both and writes 3.
+var snapshotMagic = []byte("cxkvsnap\x03")
+
+// snapshotVersionsRead are the versions this build decodes: version 2's
+// state is a state of this build's too (headers of the second format).
+var snapshotVersionsRead = []byte{2, 3}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -327,11 +335,12 @@ func newSnapshotDecoder(r io.Reader) (*snapshotDecoder, error) {
 	magic := make([]byte, len(snapshotMagic))
 	_, err := io.ReadFull(d.br, magic)
 	d.info.Bytes = d.br.n
-	switch {
-	case err == nil && bytes.Equal(magic, snapshotMagic):
+	if err == nil && bytes.Equal(magic[:len(magic)-1], snapshotMagic[:len(magic)-1]) {
+		v := magic[len(magic)-1]
+		if bytes.IndexByte(snapshotVersionsRead, v) < 0 {
+			return nil, fmt.Errorf("kv: snapshot stream of format version %d; this build reads versions %v", v, snapshotVersionsRead)
+		}
 		return d, nil
-	case err == nil && bytes.Equal(magic[:len(magic)-1], snapshotMagic[:len(magic)-1]):
-		return nil, fmt.Errorf("kv: snapshot stream of format version %d; this build reads version %d", magic[len(magic)-1], snapshotMagic[len(magic)-1])
 	}
 	return nil, errors.New("kv: not a cxkv snapshot: the stream does not start with a cxkv snapshot header")
 }

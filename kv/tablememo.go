@@ -41,8 +41,9 @@ type tableMemo struct {
 	clients map[uint64]*memoClient
 }
 
-// maxMemoClients bounds the memo: about 100 KB of headers, and at the
-// default MaxResults at most 8 MB of result seqs.
+// maxMemoClients bounds the memo: at most 2 MB of headers with their inline
+// results (maxInlineBytes each), and at the default MaxResults at most 8 MB
+// of spilled results' seqs.
 const maxMemoClients = 1024
 
 // memoInt is a stored int64 meta value; known says the memo holds it.
@@ -51,22 +52,20 @@ type memoInt struct {
 	found, known bool
 }
 
-// memoClient is one client's header and what the memo knows of its
-// results: every seq above since that has a stored result is in results
-// (ascending). A seq at or below since may have a result the memo does not
-// know of, so the caller reads Pebble for it. A client with no header has
-// no results (sessions.go), so its since is 0.
+// memoClient is one client's header, inline results included, and what
+// the memo knows of its spilled results: every seq above since that has an
+// 's' key is in results (ascending). A seq at or below since may have an
+// 's' key the memo does not know of, so the caller reads Pebble for it. A
+// client with no header has no results (sessions.go), so its since is 0.
 type memoClient struct {
-	found   bool
-	acked   uint64
-	stamp   int64
-	top     uint64
+	found bool
+	sessionHeader
 	since   uint64
 	results []uint64
 }
 
-// mayHaveResult reports whether seq may have a stored result the memo does
-// not rule out.
+// mayHaveResult reports whether seq may have an 's' key the memo does not
+// rule out.
 func (c *memoClient) mayHaveResult(seq uint64) bool {
 	if seq <= c.since {
 		return true
@@ -164,7 +163,7 @@ func (b *Batch) memoClient(client uint64) (*memoClient, error) {
 	if !ok {
 		c = &memoClient{}
 		found, err := readValue(b.b, sessionKey(client), func(hdr []byte) (err error) {
-			c.acked, c.stamp, c.top, err = decodeSessionHeader(hdr)
+			c.sessionHeader, err = decodeSessionHeader(hdr)
 			return err
 		})
 		if err != nil {
@@ -172,7 +171,7 @@ func (b *Batch) memoClient(client uint64) (*memoClient, error) {
 		}
 		c.found = found
 		if found {
-			c.since = c.top
+			c.since = min(c.top, c.spillTop)
 		}
 	}
 	o.clients[client] = c
