@@ -142,7 +142,7 @@ func (m *machine) apply(t *testing.T, index uint64, cmd *cxkvpb.Command) int64 {
 // so that result goes to a key of its own.
 var (
 	bigKey   = "big"
-	bigValue = bytes.Repeat([]byte("v"), 300)
+	bigValue = bytes.Repeat([]byte("v"), 1100)
 )
 
 type frame struct{ key, value []byte }

@@ -41,7 +41,7 @@ type tableMemo struct {
 	clients map[uint64]*memoClient
 }
 
-// maxMemoClients bounds the memo: at most 2 MB of headers with their inline
+// maxMemoClients bounds the memo: at most 4 MB of headers with their inline
 // results (maxInlineBytes each), and at the default MaxResults at most 8 MB
 // of spilled results' seqs.
 const maxMemoClients = 1024
