@@ -68,8 +68,8 @@ type Row struct {
 	CxkvP99  float64 `json:"cxkv_p99_ms"`
 	EtcdP99  float64 `json:"etcd_p99_ms"`
 	P99Ratio float64 `json:"p99_ratio"`
-	// P99Target is lock-contended's second target: acquire p99 no worse
-	// than etcd's.
+	// P99Target is lock-contended's second target (issue 17): acquire p99
+	// at most half of etcd's, a p99 ratio (etcd/cxkv) of at least 2.
 	P99Target float64 `json:"p99_target,omitempty"`
 	Met       bool    `json:"met"`
 	CxkvOps   float64 `json:"cxkv_ops_per_sec"`
@@ -104,7 +104,7 @@ type rowSpec struct {
 var rowSpecs = []rowSpec{
 	{label: CASSeq, workload: CASSeq, cxkv: "cxkv", latency: true, unit: "p50 ms", target: 2},
 	{label: CASParallel, workload: CASParallel, cxkv: "cxkv", unit: "ops/s", target: 2, redisTarget: 1.0 / 3},
-	{label: LockContended, workload: LockContended, cxkv: "cxkv", unit: "handoffs/s", target: 2, p99Target: 1},
+	{label: LockContended, workload: LockContended, cxkv: "cxkv", unit: "handoffs/s", target: 2, p99Target: 2},
 	{label: LockContended + " (plain)", workload: LockContended, cxkv: "cxkv-plain", unit: "handoffs/s"},
 	{label: LockMany, workload: LockMany, cxkv: "cxkv", unit: "acq/s", target: 2},
 	{label: GetRead, workload: GetRead, cxkv: "cxkv", unit: "ops/s", target: 1.5},

@@ -48,6 +48,24 @@ func TestSummarizeOrientsRatiosAndTargets(t *testing.T) {
 	}
 }
 
+// lock-contended's acquire p99 must be at most half of etcd's (issue 17):
+// twice etcd's hand-offs with a p99 at 0.55 of etcd's misses it.
+func TestLockContendedNeedsHalfEtcdsP99(t *testing.T) {
+	runs := []Result{
+		{Workload: LockContended, Backend: "cxkv", OpsPerSec: 330, P50: 44, P99: 67, Check: "ok"},
+		{Workload: LockContended, Backend: "etcd", OpsPerSec: 155, P50: 100, P99: 122, Check: "ok"},
+	}
+	r := Summarize(runs)[0]
+	if r.Ratio < 2 || r.P99Ratio >= 2 || r.Met {
+		t.Fatalf("2.1x the hand-offs with 0.55 of etcd's p99 must miss: %+v", r)
+	}
+	var buf bytes.Buffer
+	WriteTable(&buf, []Row{r}, false)
+	if !strings.Contains(buf.String(), "p99 ≥2 MISSED") {
+		t.Fatalf("the target cell should name the p99 target and say missed:\n%s", buf.String())
+	}
+}
+
 // Redis's column is oriented like etcd's (> 1: cxkv better) and its
 // cas-parallel target is a third of Redis's throughput.
 func TestSummarizeComparesWithRedis(t *testing.T) {
