@@ -3,8 +3,11 @@ package kv
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
+
+	"github.com/cxkv/cxkv/internal/invariants"
 )
 
 // A client's header in the exactly-once table, and the results it holds
@@ -113,6 +116,24 @@ func cmpInlineSeq(r inlineResult, seq uint64) int {
 		return 1
 	}
 	return 0
+}
+
+// checkInline panics if the inline results break what the header promises
+// (the list above). Only in invariants builds, on every header written.
+func (h *sessionHeader) checkInline(client uint64) {
+	if !invariants.Enabled {
+		return
+	}
+	sum, last := 0, h.acked
+	for _, r := range h.inline {
+		if r.seq <= last || r.seq > h.top || len(r.result) > maxInlineResult {
+			panic(fmt.Sprintf("kv: client %x: inline result of seq %d (%d bytes) after seq %d, acked %d, top %d", client, r.seq, len(r.result), last, h.acked, h.top))
+		}
+		sum, last = sum+len(r.result), r.seq
+	}
+	if sum != h.inlineBytes || sum > maxInlineBytes {
+		panic(fmt.Sprintf("kv: client %x: inline results hold %d bytes, the header counts %d", client, sum, h.inlineBytes))
+	}
 }
 
 // appendTo appends the header in the third format.

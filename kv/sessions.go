@@ -260,6 +260,7 @@ func (t *Sessions) save(w *Write) error {
 		return err
 	}
 	c.found, c.acked, c.stamp = true, w.Acked, t.now
+	c.checkInline(w.Client)
 	t.b.hdrBuf = c.appendTo(t.b.hdrBuf[:0])
 	if err := b.Set(sessionKey(w.Client), t.b.hdrBuf, nil); err != nil {
 		return err
