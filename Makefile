@@ -15,7 +15,7 @@ STATICCHECK_VERSION        := v0.8.2
 # Packages with goroutines run under the race detector.
 RACE_PKGS := ./kv/... ./raftnode/... ./internal/... ./cmd/cxkv/internal/... ./client/...
 
-.PHONY: all build test test-plain test-race test-bench test-short lint proto proto-check demo bench bench-slow chaos clean tools-proto tools-bench release
+.PHONY: all build test test-plain test-race test-bench test-short lint proto proto-check demo bench bench-slow pgo chaos clean tools-proto tools-bench release
 
 all: build
 
@@ -113,6 +113,20 @@ tools-bench: build
 	@test -x /usr/bin/etcd || command -v etcd >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq etcd-server etcd-client)
 	@test -x /usr/bin/redis-server || command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
 	cd bench && $(GO) build -o ../bin/cxkvbench ./cmd/cxkvbench
+
+# The profile the compiler optimizes cxkv with: cmd/cxkv/default.pgo, which
+# go build (and go install, make release, the Dockerfile) uses by itself.
+# It is the three members' CPU profiles merged, taken under the bench's
+# write, lock and read workloads on a cxkv-only cluster. Regenerate it and
+# commit it after a change that moves where the members spend their time.
+pgo: build
+	cd bench && $(GO) build -o ../bin/cxkvbench ./cmd/cxkvbench
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	(cd bench && ../bin/cxkvbench -cxkv ../$(BIN) -backends cxkv -workloads cas-seq,cas-parallel,lock-contended,lock-many,get \
+		-rounds 1 -duration 8s -kills 0 -hold 0 -chaos-for 0 -tls=false -plain=false -pprof $$tmp -out $$tmp/results.json -md $$tmp/results.md); \
+	$(GO) tool pprof -proto $$tmp/*-cxkv-m*.cpu.pb.gz > cmd/cxkv/default.pgo.new; \
+	mv cmd/cxkv/default.pgo.new cmd/cxkv/default.pgo
+	@ls -l cmd/cxkv/default.pgo
 
 # bench on an emulated slower disk: every backend process, and the fsync
 # floor, runs under a seccomp filter that hands each fsync and fdatasync to
