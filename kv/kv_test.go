@@ -337,6 +337,18 @@ func TestPagesBoundedByBytes(t *testing.T) {
 	}
 }
 
+// snapshotStream is the store's state as a snapshot stream.
+func snapshotStream(t *testing.T, s *Store) []byte {
+	t.Helper()
+	ss := s.NewStateSnapshot()
+	defer ss.Close()
+	var stream bytes.Buffer
+	if _, err := ss.WriteTo(&stream); err != nil {
+		t.Fatal(err)
+	}
+	return stream.Bytes()
+}
+
 // A snapshot staged but never installed is gone when the store reopens
 // (raft asks for it again), and its directory does not disturb Pebble; a
 // staged snapshot describes the stream it came from.
@@ -347,14 +359,9 @@ func TestStagedSnapshotIsClearedOnOpen(t *testing.T) {
 	b.Put(Record{Key: "a", Value: []byte("1"), Index: 5, CreateIndex: 5})
 	b.SetApplied(6)
 	mustCommit(t, b, true)
-	ss := s.NewStateSnapshot()
-	var stream bytes.Buffer
-	if _, err := ss.WriteTo(&stream); err != nil {
-		t.Fatal(err)
-	}
-	ss.Close()
+	stream := bytes.NewBuffer(snapshotStream(t, s))
 	size := stream.Len()
-	st, err := s.StageState(&stream, nil)
+	st, err := s.StageState(stream, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

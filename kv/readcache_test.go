@@ -318,15 +318,7 @@ func TestReadCacheNeverChangesAnAnswer(t *testing.T) {
 					}
 				}
 			}
-			snapshot := func(s *Store) []byte {
-				ss := s.NewStateSnapshot()
-				defer ss.Close()
-				var buf bytes.Buffer
-				if _, err := ss.WriteTo(&buf); err != nil {
-					t.Fatal(err)
-				}
-				return buf.Bytes()
-			}
+			snapshot := func(s *Store) []byte { return snapshotStream(t, s) }
 			var saved [][]byte
 			index := uint64(0)
 			for step := range 300 {

@@ -189,13 +189,7 @@ func TestSnapshotVersions(t *testing.T) {
 	b.Put(Record{Key: "k", Value: []byte("v"), Index: 2, CreateIndex: 2})
 	b.SetApplied(2)
 	mustCommit(t, b, false)
-	ss := src.NewStateSnapshot()
-	var stream bytes.Buffer
-	if _, err := ss.WriteTo(&stream); err != nil {
-		t.Fatal(err)
-	}
-	ss.Close()
-	data := stream.Bytes()
+	data := snapshotStream(t, src)
 	if !bytes.HasPrefix(data, []byte("cxkvsnap\x03")) {
 		t.Fatalf("stream starts %q, want version 3", data[:9])
 	}
