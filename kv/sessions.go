@@ -20,8 +20,9 @@ import (
 // header (opaque to kv, as inline ones are); 'L' stamp client -> nothing
 // (the clients in least-recently-used order); meta "sessionfloor" -> a
 // lower bound of every stamp in 'L'; meta "sessionclock" -> the table's
-// time; counter "sessions" -> how many clients have a header. The clock, the floor, headers and which
-// results exist are also kept in memory (tablememo.go).
+// time; counter "sessions" -> how many clients have a header. The clock,
+// the floor, headers and which results exist are also kept in memory
+// (tablememo.go).
 //
 // Time. The table's time is the highest command stamp it has seen (the
 // cluster time raftnode stamps, see raftnode/clock.go); a command stamped
