@@ -18,10 +18,11 @@ import (
 // bytes. Held as keys of their own, every write set one result key, deleted
 // the result it acknowledged and rewrote the header: three memtable
 // insertions per write on every member, besides the write's own. Held
-// inside the header, a write rewrites the header alone. A result too large to carry in every rewrite,
-// or one that would take the header past its budget, still goes to its own
-// 's' key ("spilled"), so a client with many writes in flight, or writes
-// with large results (a transaction's reads), costs what it did before.
+// inside the header, a write rewrites the header alone. A result too large
+// to carry in every rewrite, or one that would take the header past its
+// budget, still goes to its own 's' key ("spilled"), so a client with many
+// writes in flight, or writes with large results (a transaction's reads),
+// costs what it did before.
 //
 // Three formats, each readable by this build:
 //
