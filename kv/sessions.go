@@ -116,8 +116,10 @@ type Write struct {
 	Acked       uint64 // results of seq <= Acked are forgotten
 	Session     bool   // the client has a session (or this write opens one)
 
-	isNew    bool // the client has no header yet
-	oldStamp int64
+	// c is the client's entry in the batch's memo: its header as the
+	// command found it, until save writes the new one. Nothing else in the
+	// command changes it between Lookup and Touch or Record.
+	c *memoClient
 }
 
 // sessionCount counts the clients with a header.
@@ -169,11 +171,12 @@ func (t *Sessions) Lookup(client, seq uint64, opens bool) (Write, error) {
 	if err != nil {
 		return w, fmt.Errorf("kv: session of client %x: %w", client, err)
 	}
+	w.c = c
 	found := c.found
 	if found {
-		w.Acked, w.oldStamp = c.acked, c.stamp
+		w.Acked = c.acked
 	}
-	w.isNew, w.Session = !found, found || (opens && seq == 1)
+	w.Session = found || (opens && seq == 1)
 	if !w.Session || (found && seq <= w.Acked) {
 		w.Outcome = Forgotten
 		return w, nil
@@ -200,7 +203,7 @@ func (t *Sessions) Lookup(client, seq uint64, opens bool) (Write, error) {
 // applied (answered from the table or refused). A client without a session
 // stays without one.
 func (t *Sessions) Touch(w *Write) error {
-	if w.isNew {
+	if !w.c.found {
 		return nil
 	}
 	return t.save(w)
@@ -214,10 +217,7 @@ func (t *Sessions) Record(w *Write, ackedAsked uint64, result []byte) error {
 	if w.Outcome != Fresh {
 		return fmt.Errorf("kv: record of write %d of client %x, which the table did not find fresh", w.Seq, w.Client)
 	}
-	c, err := t.b.memoClient(w.Client)
-	if err != nil {
-		return err
-	}
+	c := w.c
 	acked := max(w.Acked, ackedAsked)
 	if w.Seq > t.l.MaxResults {
 		acked = max(acked, w.Seq-t.l.MaxResults)
@@ -245,20 +245,17 @@ func (t *Sessions) Record(w *Write, ackedAsked uint64, result []byte) error {
 // save writes the client's header at stamp now, moves it in the LRU order,
 // and evicts the least recently used client if a new one makes too many.
 func (t *Sessions) save(w *Write) error {
-	b := t.b.b
-	if w.isNew || w.oldStamp != t.now {
-		if !w.isNew {
-			if err := b.Delete(sessionLRUKey(w.oldStamp, w.Client), nil); err != nil {
+	b, c := t.b.b, w.c
+	isNew := !c.found
+	if isNew || c.stamp != t.now {
+		if !isNew {
+			if err := b.Delete(sessionLRUKey(c.stamp, w.Client), nil); err != nil {
 				return err
 			}
 		}
 		if err := b.Set(sessionLRUKey(t.now, w.Client), nil, nil); err != nil {
 			return err
 		}
-	}
-	c, err := t.b.memoClient(w.Client)
-	if err != nil {
-		return err
 	}
 	c.found, c.acked, c.stamp = true, w.Acked, t.now
 	c.checkInline(w.Client)
@@ -270,11 +267,9 @@ func (t *Sessions) save(w *Write) error {
 	// floor.
 	t.floor = min(t.floor, t.now)
 	t.setFloor(t.floor)
-	if !w.isNew {
-		w.oldStamp = t.now
+	if !isNew {
 		return nil
 	}
-	w.isNew, w.oldStamp = false, t.now
 	n, err := t.b.Counter(sessionCount)
 	if err != nil {
 		return err
