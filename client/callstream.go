@@ -74,10 +74,18 @@ type callStream struct {
 	pending map[uint64]chan *cxkvpb.CallResponse // by call id, from before its send until its answer
 	cancels []uint64                             // calls sent whose callers gave up, to cancel
 	err     error                                // set once the stream broke; pending is then nil
+	// listOK: the member named list in the stream's header, which arrives
+	// with its first answer; until then a List goes unary.
+	listOK atomic.Bool
 }
 
 // errNoCalls: the member does not implement Calls; the call was not run.
 var errNoCalls = errors.New("cxkv: the member does not serve the Calls stream")
+
+// errNotOffered: the stream's member has not named the call as one it takes
+// on the stream (cxkvpb.CallsOpsHeader): an older member, or a stream that
+// has not answered yet. The call was not sent; it goes unary.
+var errNotOffered = errors.New("cxkv: the member does not take this call on the Calls stream")
 
 // errOverStream: the call is too large to go on the stream; it was not
 // sent. gRPC ends a whole client stream on a message over its send limit,
@@ -92,6 +100,7 @@ var streamed = map[string]bool{
 	cxkvrpc.KV_Delete_FullMethodName: true,
 	cxkvrpc.KV_Txn_FullMethodName:    true,
 	cxkvrpc.KV_Get_FullMethodName:    true,
+	cxkvrpc.KV_List_FullMethodName:   true, // once the stream offers it (errNotOffered)
 }
 
 // streamInterceptor is the innermost unary interceptor of every member
@@ -118,6 +127,8 @@ func (c *Client) streamInterceptor(ctx context.Context, method string, req, repl
 		call.Op = &cxkvpb.CallRequest_Txn{Txn: r}
 	case *cxkvpb.GetRequest:
 		call.Op = &cxkvpb.CallRequest_Get{Get: r}
+	case *cxkvpb.ListRequest:
+		call.Op = &cxkvpb.CallRequest_List{List: r}
 	}
 	if md, ok := metadata.FromOutgoingContext(ctx); ok {
 		if v := md.Get(cxkvpb.AuthMetadataKey); len(v) > 0 {
@@ -125,7 +136,7 @@ func (c *Client) streamInterceptor(ctx context.Context, method string, req, repl
 		}
 	}
 	resp, sent, err := cs.call(ctx, call)
-	if errors.Is(err, errNoCalls) || errors.Is(err, errOverStream) {
+	if errors.Is(err, errNoCalls) || errors.Is(err, errOverStream) || errors.Is(err, errNotOffered) {
 		// Not run on the stream, whether sent there or not: the unary
 		// call alone says whether the attempt sent the request.
 		return invoker(ctx, method, req, reply, cc, opts...)
@@ -148,6 +159,8 @@ func (c *Client) streamInterceptor(ctx context.Context, method string, req, repl
 		got = r.Txn
 	case *cxkvpb.CallResponse_Get:
 		got = r.Get
+	case *cxkvpb.CallResponse_List:
+		got = r.List
 	}
 	out := reply.(proto.Message)
 	if got == nil || got.ProtoReflect().Descriptor() != out.ProtoReflect().Descriptor() {
@@ -180,6 +193,9 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (resp *
 	cs, err := s.stream(ctx)
 	if err != nil {
 		return nil, false, err
+	}
+	if _, isList := req.GetOp().(*cxkvpb.CallRequest_List); isList && !cs.listOK.Load() {
+		return nil, false, errNotOffered
 	}
 	select {
 	case cs.slots <- struct{}{}:
@@ -390,11 +406,18 @@ func (s *callStreams) run(cs *callStream) {
 	cancels.Go(func() { s.sendCancels(ctx, cs) })
 	defer cancels.Wait()
 	var err error
-	for {
+	for first := true; ; first = false {
 		resp, rerr := cs.stream.Recv()
 		if rerr != nil {
 			err = rerr
 			break
+		}
+		if first {
+			// The header came before the first answer: reading it waits
+			// for nothing.
+			if md, herr := cs.stream.Header(); herr == nil && cxkvpb.NamesCallsOp(md.Get(cxkvpb.CallsOpsHeader), cxkvpb.CallsOpList) {
+				cs.listOK.Store(true)
+			}
 		}
 		// An answer to no call waiting (one answered already) is dropped.
 		cs.mu.Lock()

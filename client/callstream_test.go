@@ -18,6 +18,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -33,6 +34,11 @@ type proxy struct {
 	unaryPuts  atomic.Int64
 	calls      func(req *cxkvpb.CallRequest) (cut bool)
 	streamPuts atomic.Int64
+	// offerList: the stream's header names list, as a member of this
+	// version does; without it the stream refuses a List, as an older one.
+	offerList   bool
+	unaryLists  atomic.Int64
+	streamLists atomic.Int64
 }
 
 func (p *proxy) Put(ctx context.Context, r *cxkvpb.PutRequest) (*cxkvpb.PutResponse, error) {
@@ -45,6 +51,10 @@ func (p *proxy) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.TxnRespo
 func (p *proxy) Get(ctx context.Context, r *cxkvpb.GetRequest) (*cxkvpb.GetResponse, error) {
 	return p.to.Get(ctx, r)
 }
+func (p *proxy) List(ctx context.Context, r *cxkvpb.ListRequest) (*cxkvpb.ListResponse, error) {
+	p.unaryLists.Add(1)
+	return p.to.List(ctx, r)
+}
 func (p *proxy) Status(ctx context.Context, r *cxkvpb.StatusRequest) (*cxkvpb.StatusResponse, error) {
 	return p.to.Status(ctx, r)
 }
@@ -55,6 +65,11 @@ func (p *proxy) Status(ctx context.Context, r *cxkvpb.StatusRequest) (*cxkvpb.St
 func (p *proxy) Calls(stream cxkvrpc.KV_CallsServer) error {
 	if p.calls == nil {
 		return p.UnimplementedKVServer.Calls(stream)
+	}
+	if p.offerList {
+		if err := stream.SetHeader(metadata.Pairs(cxkvpb.CallsOpsHeader, cxkvpb.CallsOpList)); err != nil {
+			return err
+		}
 	}
 	for {
 		req, err := stream.Recv()
@@ -83,8 +98,19 @@ func (p *proxy) Calls(stream cxkvrpc.KV_CallsServer) error {
 				return err
 			}
 			out.Op = &cxkvpb.CallResponse_Get{Get: resp}
+		case *cxkvpb.CallRequest_List:
+			if !p.offerList {
+				out.Status, _ = proto.Marshal(status.New(codes.InvalidArgument, "a call on the Calls stream must carry a put, delete, txn or get").Proto())
+				break
+			}
+			p.streamLists.Add(1)
+			resp, err := p.to.List(ctx, op.List)
+			if err != nil {
+				return err
+			}
+			out.Op = &cxkvpb.CallResponse_List{List: resp}
 		default:
-			return status.Error(codes.Internal, "the proxy passes on puts, txns and gets only")
+			return status.Error(codes.Internal, "the proxy passes on puts, txns, gets and lists only")
 		}
 		if p.calls(req) {
 			return status.Error(codes.Unavailable, "the proxy cut the stream")
@@ -111,6 +137,37 @@ func TestWritesFallBackToUnaryCalls(t *testing.T) {
 	}
 	if got := p.unaryPuts.Load(); got != 2 {
 		t.Fatalf("the member saw %d unary puts; want the 2", got)
+	}
+}
+
+// A List goes on the stream only once the stream's header names it; a
+// member older than that (its stream refuses a List) gets unary Lists, as
+// does a stream that has not answered yet, and every List succeeds.
+func TestListGoesOnTheStreamOnceOffered(t *testing.T) {
+	for _, offer := range []bool{false, true} {
+		t.Run(fmt.Sprintf("offered=%v", offer), func(t *testing.T) {
+			cl, _ := start(t)
+			p := &proxy{to: cl.Client(cl.WaitLeader()), calls: func(*cxkvpb.CallRequest) bool { return false }, offerList: offer}
+			c := dial(t, []string{serveKV(t, p)})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if _, err := c.Put(ctx, "q/a", []byte("v"), 0); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				page, err := c.ListPage(ctx, "q/", "", 10)
+				if err != nil || len(page.Records) != 1 || page.Records[0].Key != "q/a" {
+					t.Fatalf("list: %+v, %v", page, err)
+				}
+			}
+			unary, streamed := p.unaryLists.Load(), p.streamLists.Load()
+			if offer && (unary != 0 || streamed != 3) {
+				t.Fatalf("a member that offers list saw %d unary and %d streamed lists; want 0 and 3", unary, streamed)
+			}
+			if !offer && (unary != 3 || streamed != 0) {
+				t.Fatalf("an older member saw %d unary and %d streamed lists; want 3 and 0", unary, streamed)
+			}
+		})
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// KV.Calls carries writes and linearizable reads on one long-lived stream
+// KV.Calls carries writes, reads and listings on one long-lived stream
 // per client connection: a unary call pays for an HTTP/2 stream of its own
 // (headers both ways, a handler goroutine, the interceptors' setup), which
 // on this project's machines cost more of a client's and a member's CPU
@@ -42,6 +42,11 @@ import (
 // the members' CPU at cas-parallel.
 func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
 	ctx := stream.Context()
+	// Sent with the first answer: the calls beyond the first four that this
+	// member takes on the stream.
+	if err := stream.SetHeader(metadata.Pairs(cxkvpb.CallsOpsHeader, cxkvpb.CallsOps)); err != nil {
+		return err
+	}
 	var (
 		mu       sync.Mutex
 		inFlight = map[uint64]context.CancelFunc{}
@@ -218,8 +223,11 @@ func (s *kvService) call(ctx context.Context, req *cxkvpb.CallRequest) *cxkvpb.C
 	case *cxkvpb.CallRequest_Get:
 		method, msg = cxkvrpc.KV_Get_FullMethodName, op.Get
 		handler = func(ctx context.Context, r any) (any, error) { return s.Get(ctx, r.(*cxkvpb.GetRequest)) }
+	case *cxkvpb.CallRequest_List:
+		method, msg = cxkvrpc.KV_List_FullMethodName, op.List
+		handler = func(ctx context.Context, r any) (any, error) { return s.List(ctx, r.(*cxkvpb.ListRequest)) }
 	default:
-		out.Status = statusBytes(status.Error(codes.InvalidArgument, "a call on the Calls stream must carry a put, delete, txn or get"))
+		out.Status = statusBytes(status.Error(codes.InvalidArgument, "a call on the Calls stream must carry a put, delete, txn, get or list"))
 		return out
 	}
 	if a := req.GetAuthorization(); a != "" {
@@ -244,6 +252,8 @@ func (s *kvService) call(ctx context.Context, req *cxkvpb.CallRequest) *cxkvpb.C
 		out.Op = &cxkvpb.CallResponse_Txn{Txn: r}
 	case *cxkvpb.GetResponse:
 		out.Op = &cxkvpb.CallResponse_Get{Get: r}
+	case *cxkvpb.ListResponse:
+		out.Op = &cxkvpb.CallResponse_List{List: r}
 	}
 	return out
 }

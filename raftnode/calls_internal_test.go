@@ -9,6 +9,7 @@ import (
 
 	"github.com/cxkv/cxkv/api/cxkvpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 )
 
 // watchedContext is a stream's context, never ended, that counts the
@@ -51,6 +52,7 @@ type scriptedCalls struct {
 
 func (s *scriptedCalls) Context() context.Context        { return s.ctx }
 func (s *scriptedCalls) Send(*cxkvpb.CallResponse) error { return nil }
+func (s *scriptedCalls) SetHeader(metadata.MD) error     { return nil }
 func (s *scriptedCalls) Recv() (*cxkvpb.CallRequest, error) {
 	if len(s.reqs) == 0 {
 		return nil, io.EOF
@@ -90,7 +92,8 @@ type lockstepCalls struct {
 	answered chan struct{}
 }
 
-func (s *lockstepCalls) Context() context.Context { return context.Background() }
+func (s *lockstepCalls) Context() context.Context    { return context.Background() }
+func (s *lockstepCalls) SetHeader(metadata.MD) error { return nil }
 func (s *lockstepCalls) Send(*cxkvpb.CallResponse) error {
 	s.answered <- struct{}{}
 	return nil

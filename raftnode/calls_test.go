@@ -3,6 +3,7 @@ package raftnode_test
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// callsTarget runs a script's Gets and writes on KV.Calls streams, one per
+// callsTarget runs a script's Gets, Lists and writes on KV.Calls streams, one per
 // member, each request on the next member in turn as clusterTarget does
 // with unary calls; a request's token goes in its call, as the SDK sends
 // it. The scripts' expected answers are the unary calls': a stream must
@@ -100,6 +101,10 @@ func (t *callsTarget) Txn(ctx context.Context, r *cxkvpb.TxnRequest) (*cxkvpb.Tx
 	resp, err := t.call(ctx, t.next(), &cxkvpb.CallRequest{Op: &cxkvpb.CallRequest_Txn{Txn: r}})
 	return resp.GetTxn(), err
 }
+func (t *callsTarget) List(ctx context.Context, r *cxkvpb.ListRequest) (*cxkvpb.ListResponse, error) {
+	resp, err := t.call(ctx, t.next(), &cxkvpb.CallRequest{Op: &cxkvpb.CallRequest_List{List: r}})
+	return resp.GetList(), err
+}
 
 // The semantics suite over the Calls stream.
 //
@@ -139,6 +144,79 @@ func TestCallsAreCountedAsTheirMethods(t *testing.T) {
 	}
 	if got := handled(t, c.Members[0], "Put"); got != before+2 {
 		t.Fatalf("grpc_server_handled_total for Put went from %v to %v over two calls on the stream", before, got)
+	}
+}
+
+// A member names the calls it takes on the stream beyond the first four in
+// the stream's header, which comes with the first answer: a client sends a
+// List there only once it is named (an older member refuses it). A List
+// on the stream is counted as a List, and pages as the unary call does.
+func TestCallsStreamOffersList(t *testing.T) {
+	c := raftnodetest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.Client(0).Calls(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range []string{"q/a", "q/b", "q/c"} {
+		if err := st.Send(putCall(uint64(i+1), key, 5*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := st.Recv(); err != nil || callError(resp) != nil {
+			t.Fatalf("put %s: %v %v", key, err, callError(resp))
+		}
+	}
+	md, err := st.Header()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cxkvpb.NamesCallsOp(md.Get(cxkvpb.CallsOpsHeader), cxkvpb.CallsOpList) {
+		t.Fatalf("the stream's header %s is %q; want it to name %q", cxkvpb.CallsOpsHeader, md.Get(cxkvpb.CallsOpsHeader), cxkvpb.CallsOpList)
+	}
+	before := handled(t, c.Members[0], "List")
+	var got []string
+	after := ""
+	for id := uint64(10); ; id++ {
+		req := &cxkvpb.CallRequest{Id: id, Op: &cxkvpb.CallRequest_List{List: &cxkvpb.ListRequest{Prefix: "q/", After: after, Limit: 2}}}
+		if err := st.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := st.Recv()
+		if err != nil || callError(resp) != nil {
+			t.Fatalf("list on the stream: %v %v", err, callError(resp))
+		}
+		for _, r := range resp.GetList().GetRecords() {
+			got = append(got, r.GetKey())
+			after = r.GetKey()
+		}
+		if !resp.GetList().GetMore() {
+			break
+		}
+	}
+	if want := "q/a q/b q/c"; strings.Join(got, " ") != want {
+		t.Fatalf("listed %q over two pages; want %q", got, want)
+	}
+	if n := handled(t, c.Members[0], "List"); n != before+2 {
+		t.Fatalf("grpc_server_handled_total for List went from %v to %v over two calls on the stream", before, n)
+	}
+}
+
+func TestNamesCallsOp(t *testing.T) {
+	for _, tc := range []struct {
+		values []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{""}, false},
+		{[]string{"list"}, true},
+		{[]string{"watch, list"}, true},
+		{[]string{"lists"}, false},
+		{[]string{"watch", "list"}, true},
+	} {
+		if got := cxkvpb.NamesCallsOp(tc.values, cxkvpb.CallsOpList); got != tc.want {
+			t.Errorf("NamesCallsOp(%q, list) = %v, want %v", tc.values, got, tc.want)
+		}
 	}
 }
 

@@ -1471,8 +1471,9 @@ func (x *TxnResponse) GetIndex() uint64 {
 	return 0
 }
 
-// CallRequest is one call on a KV.Calls stream: a write, or a linearizable
-// read, that would otherwise be a unary call of its own. A stream carries
+// CallRequest is one call on a KV.Calls stream: a write, a linearizable
+// read or a page of a listing, that would otherwise be a unary call of its
+// own. A stream carries
 // many calls at once; each answer names the call it answers.
 type CallRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1489,6 +1490,7 @@ type CallRequest struct {
 	//	*CallRequest_Txn
 	//	*CallRequest_Get
 	//	*CallRequest_Cancel
+	//	*CallRequest_List
 	Op isCallRequest_Op `protobuf_oneof:"op"`
 	// The call's own "authorization" metadata ("Bearer <token>"), checked
 	// for this call as the unary call's metadata would be; empty: the
@@ -1594,6 +1596,15 @@ func (x *CallRequest) GetCancel() bool {
 	return false
 }
 
+func (x *CallRequest) GetList() *ListRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CallRequest_List); ok {
+			return x.List
+		}
+	}
+	return nil
+}
+
 func (x *CallRequest) GetAuthorization() string {
 	if x != nil {
 		return x.Authorization
@@ -1627,6 +1638,12 @@ type CallRequest_Cancel struct {
 	Cancel bool `protobuf:"varint,7,opt,name=cancel,proto3,oneof"`
 }
 
+type CallRequest_List struct {
+	// Only on a stream whose member named "list" in the stream's
+	// cxkv-calls header (CallsOpsHeader): an older member refuses it.
+	List *ListRequest `protobuf:"bytes,9,opt,name=list,proto3,oneof"`
+}
+
 func (*CallRequest_Put) isCallRequest_Op() {}
 
 func (*CallRequest_Delete) isCallRequest_Op() {}
@@ -1636,6 +1653,8 @@ func (*CallRequest_Txn) isCallRequest_Op() {}
 func (*CallRequest_Get) isCallRequest_Op() {}
 
 func (*CallRequest_Cancel) isCallRequest_Op() {}
+
+func (*CallRequest_List) isCallRequest_Op() {}
 
 // CallResponse answers one CallRequest: its response, or the error a unary
 // call would have ended with.
@@ -1651,6 +1670,7 @@ type CallResponse struct {
 	//	*CallResponse_Delete
 	//	*CallResponse_Txn
 	//	*CallResponse_Get
+	//	*CallResponse_List
 	Op            isCallResponse_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1743,6 +1763,15 @@ func (x *CallResponse) GetGet() *GetResponse {
 	return nil
 }
 
+func (x *CallResponse) GetList() *ListResponse {
+	if x != nil {
+		if x, ok := x.Op.(*CallResponse_List); ok {
+			return x.List
+		}
+	}
+	return nil
+}
+
 type isCallResponse_Op interface {
 	isCallResponse_Op()
 }
@@ -1763,6 +1792,10 @@ type CallResponse_Get struct {
 	Get *GetResponse `protobuf:"bytes,6,opt,name=get,proto3,oneof"`
 }
 
+type CallResponse_List struct {
+	List *ListResponse `protobuf:"bytes,7,opt,name=list,proto3,oneof"`
+}
+
 func (*CallResponse_Put) isCallResponse_Op() {}
 
 func (*CallResponse_Delete) isCallResponse_Op() {}
@@ -1770,6 +1803,8 @@ func (*CallResponse_Delete) isCallResponse_Op() {}
 func (*CallResponse_Txn) isCallResponse_Op() {}
 
 func (*CallResponse_Get) isCallResponse_Op() {}
+
+func (*CallResponse_List) isCallResponse_Op() {}
 
 type WatchRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -4528,7 +4563,7 @@ const file_cxkv_proto_rawDesc = "" +
 	"\x0efailed_compare\x18\x03 \x01(\x05R\rfailedCompare\x12+\n" +
 	"\bcompared\x18\x04 \x03(\v2\x0f.cxkv.v1.RecordR\bcompared\x12.\n" +
 	"\aresults\x18\x05 \x03(\v2\x14.cxkv.v1.TxnOpResultR\aresults\x12\x14\n" +
-	"\x05index\x18\x06 \x01(\x04R\x05index\"\xaf\x02\n" +
+	"\x05index\x18\x06 \x01(\x04R\x05index\"\xdb\x02\n" +
 	"\vCallRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -4537,16 +4572,18 @@ const file_cxkv_proto_rawDesc = "" +
 	"\x06delete\x18\x04 \x01(\v2\x16.cxkv.v1.DeleteRequestH\x00R\x06delete\x12'\n" +
 	"\x03txn\x18\x05 \x01(\v2\x13.cxkv.v1.TxnRequestH\x00R\x03txn\x12'\n" +
 	"\x03get\x18\x06 \x01(\v2\x13.cxkv.v1.GetRequestH\x00R\x03get\x12\x18\n" +
-	"\x06cancel\x18\a \x01(\bH\x00R\x06cancel\x12$\n" +
+	"\x06cancel\x18\a \x01(\bH\x00R\x06cancel\x12*\n" +
+	"\x04list\x18\t \x01(\v2\x14.cxkv.v1.ListRequestH\x00R\x04list\x12$\n" +
 	"\rauthorization\x18\b \x01(\tR\rauthorizationB\x04\n" +
-	"\x02op\"\xed\x01\n" +
+	"\x02op\"\x9a\x02\n" +
 	"\fCallResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\fR\x06status\x12(\n" +
 	"\x03put\x18\x03 \x01(\v2\x14.cxkv.v1.PutResponseH\x00R\x03put\x121\n" +
 	"\x06delete\x18\x04 \x01(\v2\x17.cxkv.v1.DeleteResponseH\x00R\x06delete\x12(\n" +
 	"\x03txn\x18\x05 \x01(\v2\x14.cxkv.v1.TxnResponseH\x00R\x03txn\x12(\n" +
-	"\x03get\x18\x06 \x01(\v2\x14.cxkv.v1.GetResponseH\x00R\x03getB\x04\n" +
+	"\x03get\x18\x06 \x01(\v2\x14.cxkv.v1.GetResponseH\x00R\x03get\x12+\n" +
+	"\x04list\x18\a \x01(\v2\x15.cxkv.v1.ListResponseH\x00R\x04listB\x04\n" +
 	"\x02op\"^\n" +
 	"\fWatchRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1d\n" +
@@ -4864,56 +4901,58 @@ var file_cxkv_proto_depIdxs = []int32{
 	12, // 20: cxkv.v1.CallRequest.delete:type_name -> cxkv.v1.DeleteRequest
 	19, // 21: cxkv.v1.CallRequest.txn:type_name -> cxkv.v1.TxnRequest
 	8,  // 22: cxkv.v1.CallRequest.get:type_name -> cxkv.v1.GetRequest
-	11, // 23: cxkv.v1.CallResponse.put:type_name -> cxkv.v1.PutResponse
-	13, // 24: cxkv.v1.CallResponse.delete:type_name -> cxkv.v1.DeleteResponse
-	20, // 25: cxkv.v1.CallResponse.txn:type_name -> cxkv.v1.TxnResponse
-	9,  // 26: cxkv.v1.CallResponse.get:type_name -> cxkv.v1.GetResponse
-	2,  // 27: cxkv.v1.Event.type:type_name -> cxkv.v1.Event.Type
-	5,  // 28: cxkv.v1.Event.record:type_name -> cxkv.v1.Record
-	6,  // 29: cxkv.v1.WatchResponse.header:type_name -> cxkv.v1.Header
-	24, // 30: cxkv.v1.WatchResponse.events:type_name -> cxkv.v1.Event
-	5,  // 31: cxkv.v1.WatchResponse.head:type_name -> cxkv.v1.Record
-	5,  // 32: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
-	6,  // 33: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
-	27, // 34: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
-	6,  // 35: cxkv.v1.SnapshotResponse.header:type_name -> cxkv.v1.Header
-	32, // 36: cxkv.v1.MemberTable.members:type_name -> cxkv.v1.Member
-	32, // 37: cxkv.v1.MemberStatus.member:type_name -> cxkv.v1.Member
-	6,  // 38: cxkv.v1.MemberListResponse.header:type_name -> cxkv.v1.Header
-	35, // 39: cxkv.v1.MemberListResponse.members:type_name -> cxkv.v1.MemberStatus
-	6,  // 40: cxkv.v1.MemberChangeResponse.header:type_name -> cxkv.v1.Header
-	32, // 41: cxkv.v1.MemberChangeResponse.members:type_name -> cxkv.v1.Member
-	6,  // 42: cxkv.v1.MoveLeaderResponse.header:type_name -> cxkv.v1.Header
-	6,  // 43: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
-	32, // 44: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
-	10, // 45: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
-	12, // 46: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
-	19, // 47: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
-	45, // 48: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
-	61, // 49: cxkv.v1.Command.auth:type_name -> cxkv.v1.AuthCommand
-	11, // 50: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
-	13, // 51: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
-	20, // 52: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
-	48, // 53: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
-	60, // 54: cxkv.v1.CommandResult.auth:type_name -> cxkv.v1.AuthChangeResponse
-	3,  // 55: cxkv.v1.Grant.permission:type_name -> cxkv.v1.Grant.Permission
-	52, // 56: cxkv.v1.AuthRole.grants:type_name -> cxkv.v1.Grant
-	53, // 57: cxkv.v1.AuthState.users:type_name -> cxkv.v1.AuthUser
-	54, // 58: cxkv.v1.AuthState.roles:type_name -> cxkv.v1.AuthRole
-	6,  // 59: cxkv.v1.AuthenticateResponse.header:type_name -> cxkv.v1.Header
-	4,  // 60: cxkv.v1.AuthChangeRequest.action:type_name -> cxkv.v1.AuthChangeRequest.Action
-	3,  // 61: cxkv.v1.AuthChangeRequest.permission:type_name -> cxkv.v1.Grant.Permission
-	7,  // 62: cxkv.v1.AuthChangeRequest.write_id:type_name -> cxkv.v1.WriteID
-	6,  // 63: cxkv.v1.AuthChangeResponse.header:type_name -> cxkv.v1.Header
-	59, // 64: cxkv.v1.AuthCommand.request:type_name -> cxkv.v1.AuthChangeRequest
-	6,  // 65: cxkv.v1.AuthStatusResponse.header:type_name -> cxkv.v1.Header
-	53, // 66: cxkv.v1.AuthStatusResponse.users:type_name -> cxkv.v1.AuthUser
-	54, // 67: cxkv.v1.AuthStatusResponse.roles:type_name -> cxkv.v1.AuthRole
-	68, // [68:68] is the sub-list for method output_type
-	68, // [68:68] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	14, // 23: cxkv.v1.CallRequest.list:type_name -> cxkv.v1.ListRequest
+	11, // 24: cxkv.v1.CallResponse.put:type_name -> cxkv.v1.PutResponse
+	13, // 25: cxkv.v1.CallResponse.delete:type_name -> cxkv.v1.DeleteResponse
+	20, // 26: cxkv.v1.CallResponse.txn:type_name -> cxkv.v1.TxnResponse
+	9,  // 27: cxkv.v1.CallResponse.get:type_name -> cxkv.v1.GetResponse
+	15, // 28: cxkv.v1.CallResponse.list:type_name -> cxkv.v1.ListResponse
+	2,  // 29: cxkv.v1.Event.type:type_name -> cxkv.v1.Event.Type
+	5,  // 30: cxkv.v1.Event.record:type_name -> cxkv.v1.Record
+	6,  // 31: cxkv.v1.WatchResponse.header:type_name -> cxkv.v1.Header
+	24, // 32: cxkv.v1.WatchResponse.events:type_name -> cxkv.v1.Event
+	5,  // 33: cxkv.v1.WatchResponse.head:type_name -> cxkv.v1.Record
+	5,  // 34: cxkv.v1.Session.record:type_name -> cxkv.v1.Record
+	6,  // 35: cxkv.v1.SessionsResponse.header:type_name -> cxkv.v1.Header
+	27, // 36: cxkv.v1.SessionsResponse.sessions:type_name -> cxkv.v1.Session
+	6,  // 37: cxkv.v1.SnapshotResponse.header:type_name -> cxkv.v1.Header
+	32, // 38: cxkv.v1.MemberTable.members:type_name -> cxkv.v1.Member
+	32, // 39: cxkv.v1.MemberStatus.member:type_name -> cxkv.v1.Member
+	6,  // 40: cxkv.v1.MemberListResponse.header:type_name -> cxkv.v1.Header
+	35, // 41: cxkv.v1.MemberListResponse.members:type_name -> cxkv.v1.MemberStatus
+	6,  // 42: cxkv.v1.MemberChangeResponse.header:type_name -> cxkv.v1.Header
+	32, // 43: cxkv.v1.MemberChangeResponse.members:type_name -> cxkv.v1.Member
+	6,  // 44: cxkv.v1.MoveLeaderResponse.header:type_name -> cxkv.v1.Header
+	6,  // 45: cxkv.v1.StatusResponse.header:type_name -> cxkv.v1.Header
+	32, // 46: cxkv.v1.StatusResponse.members:type_name -> cxkv.v1.Member
+	10, // 47: cxkv.v1.Command.put:type_name -> cxkv.v1.PutRequest
+	12, // 48: cxkv.v1.Command.delete:type_name -> cxkv.v1.DeleteRequest
+	19, // 49: cxkv.v1.Command.txn:type_name -> cxkv.v1.TxnRequest
+	45, // 50: cxkv.v1.Command.expire:type_name -> cxkv.v1.ExpireCommand
+	61, // 51: cxkv.v1.Command.auth:type_name -> cxkv.v1.AuthCommand
+	11, // 52: cxkv.v1.CommandResult.put:type_name -> cxkv.v1.PutResponse
+	13, // 53: cxkv.v1.CommandResult.delete:type_name -> cxkv.v1.DeleteResponse
+	20, // 54: cxkv.v1.CommandResult.txn:type_name -> cxkv.v1.TxnResponse
+	48, // 55: cxkv.v1.CommandResult.error:type_name -> cxkv.v1.CommandError
+	60, // 56: cxkv.v1.CommandResult.auth:type_name -> cxkv.v1.AuthChangeResponse
+	3,  // 57: cxkv.v1.Grant.permission:type_name -> cxkv.v1.Grant.Permission
+	52, // 58: cxkv.v1.AuthRole.grants:type_name -> cxkv.v1.Grant
+	53, // 59: cxkv.v1.AuthState.users:type_name -> cxkv.v1.AuthUser
+	54, // 60: cxkv.v1.AuthState.roles:type_name -> cxkv.v1.AuthRole
+	6,  // 61: cxkv.v1.AuthenticateResponse.header:type_name -> cxkv.v1.Header
+	4,  // 62: cxkv.v1.AuthChangeRequest.action:type_name -> cxkv.v1.AuthChangeRequest.Action
+	3,  // 63: cxkv.v1.AuthChangeRequest.permission:type_name -> cxkv.v1.Grant.Permission
+	7,  // 64: cxkv.v1.AuthChangeRequest.write_id:type_name -> cxkv.v1.WriteID
+	6,  // 65: cxkv.v1.AuthChangeResponse.header:type_name -> cxkv.v1.Header
+	59, // 66: cxkv.v1.AuthCommand.request:type_name -> cxkv.v1.AuthChangeRequest
+	6,  // 67: cxkv.v1.AuthStatusResponse.header:type_name -> cxkv.v1.Header
+	53, // 68: cxkv.v1.AuthStatusResponse.users:type_name -> cxkv.v1.AuthUser
+	54, // 69: cxkv.v1.AuthStatusResponse.roles:type_name -> cxkv.v1.AuthRole
+	70, // [70:70] is the sub-list for method output_type
+	70, // [70:70] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_cxkv_proto_init() }
@@ -4927,12 +4966,14 @@ func file_cxkv_proto_init() {
 		(*CallRequest_Txn)(nil),
 		(*CallRequest_Get)(nil),
 		(*CallRequest_Cancel)(nil),
+		(*CallRequest_List)(nil),
 	}
 	file_cxkv_proto_msgTypes[17].OneofWrappers = []any{
 		(*CallResponse_Put)(nil),
 		(*CallResponse_Delete)(nil),
 		(*CallResponse_Txn)(nil),
 		(*CallResponse_Get)(nil),
+		(*CallResponse_List)(nil),
 	}
 	file_cxkv_proto_msgTypes[41].OneofWrappers = []any{
 		(*Command_Put)(nil),
