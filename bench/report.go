@@ -36,6 +36,10 @@ type Report struct {
 	LockHold []LockHoldResult `json:"lock_hold,omitempty"`
 	// TLS is the cost of TLS per system and workload (tlscost.go).
 	TLS []TLSRow `json:"tls,omitempty"`
+	// CxkvB is the second build's binary (-cxkv-b), and Compare the two
+	// builds side by side (compare.go); empty without one.
+	CxkvB   string       `json:"cxkv_b,omitempty"`
+	Compare []CompareRow `json:"compare,omitempty"`
 }
 
 // Machine is where the figures were measured.
@@ -231,7 +235,7 @@ func WriteDetail(w io.Writer, runs []Result, markdown bool) {
 	head := []string{"workload", "backend", "ops/s", "p50 ms", "p99 ms", "max ms", "hold p50 ms", "read in hold p50 ms", "server CPU ms/op", "client CPU ms/op", "machine busy %", "ops per worker (min..max)", "rounds"}
 	var lines [][]string
 	for _, wl := range Workloads {
-		for _, b := range []string{"cxkv", "cxkv-plain", TLSBackend("cxkv"), "etcd", TLSBackend("etcd"), "redis"} {
+		for _, b := range []string{"cxkv", AltBackend, "cxkv-plain", TLSBackend("cxkv"), "etcd", TLSBackend("etcd"), "redis"} {
 			rs := pick(runs, wl, b)
 			if len(rs) == 0 {
 				continue

@@ -39,6 +39,7 @@ func main() {
 func run() error {
 	var (
 		cxkvBin   = flag.String("cxkv", "../bin/cxkv", "cxkv binary")
+		cxkvB     = flag.String("cxkv-b", "", "a second cxkv binary (another build), run as backend "+bench.AltBackend+" beside cxkv in every round of the workloads, the order alternating by round; the report adds a table of the two side by side. Only the members differ: the harness is the same for both")
 		etcdBin   = flag.String("etcd", "", "etcd binary (default: etcd on PATH, else /usr/bin/etcd)")
 		redisBin  = flag.String("redis", "", "redis-server binary (default: redis-server on PATH, else /usr/bin/redis-server)")
 		duration  = flag.Duration("duration", 8*time.Second, "length of one run of one workload on one backend")
@@ -111,6 +112,12 @@ func run() error {
 		}
 	}
 	bins := []string{*cxkvBin, *etcdBin}
+	if *cxkvB != "" {
+		if !slices.Contains(chosen, "cxkv") {
+			return fmt.Errorf("-cxkv-b is judged beside cxkv: add cxkv to -backends")
+		}
+		bins = append(bins, *cxkvB)
+	}
 	if slices.Contains(chosen, "redis") {
 		bins = append(bins, *redisBin)
 	}
@@ -179,6 +186,17 @@ func run() error {
 	clusters := map[string]*bench.Cluster{"cxkv": cx, "cxkv-plain": cx, "etcd": etcd}
 	all := []*bench.Cluster{cx, etcd}
 	backends := []bench.Backend{bench.Cxkv{Endpoints: cx.Endpoints}, bench.Etcd{Endpoints: etcd.Endpoints}}
+	if *cxkvB != "" {
+		alt, err := bench.StartCxkv(ctx, *cxkvB, filepath.Join(dir, bench.AltBackend), bench.CxkvOptions{})
+		if err != nil {
+			return fmt.Errorf("%s: %w", bench.AltBackend, err)
+		}
+		defer alt.Stop()
+		clusters[bench.AltBackend], all = alt, append(all, alt)
+		backends = slices.Insert(backends, 1, bench.Backend(bench.Cxkv{Endpoints: alt.Endpoints, Label: bench.AltBackend}))
+		chosen = append(chosen, bench.AltBackend)
+		rep.CxkvB = *cxkvB
+	}
 	// The TLS twins run the TLS workloads beside the plaintext runs.
 	var tlsBackends []bench.Backend
 	if *withTLS {
@@ -260,7 +278,7 @@ func run() error {
 			}
 			for _, b := range order {
 				var prof *profiler
-				if *pprofDir != "" && round == 1 && b.Name() != "etcd" {
+				if *pprofDir != "" && round == 1 && b.Name() != "etcd" && b.Name() != bench.AltBackend {
 					prof = startProfiles(ctx, pprofPorts, *duration, filepath.Join(*pprofDir, wl+"-"+b.Name()))
 				}
 				cl := clusters[b.Name()]
@@ -314,7 +332,7 @@ func run() error {
 
 	if *hold > 0 {
 		for _, b := range backends {
-			if b.Name() == "redis" {
+			if b.Name() == "redis" || b.Name() == bench.AltBackend {
 				continue // lock-hold compares cxkv's sessions with etcd's leases
 			}
 			r, err := bench.RunLockHold(ctx, b, bench.LockHoldConfig{
@@ -377,6 +395,7 @@ func run() error {
 	rep.Machine.LoadAfter = loadAvg()
 	rep.Summary = bench.Summarize(rep.Runs)
 	rep.TLS = bench.SummarizeTLS(rep.Runs)
+	rep.Compare = bench.SummarizeCompare(rep.Runs)
 	fmt.Println()
 	bench.WriteTable(os.Stdout, rep.Summary, false)
 	if rep.RoundTrip != nil {
@@ -387,6 +406,10 @@ func run() error {
 	if len(rep.TLS) > 0 {
 		fmt.Println()
 		bench.WriteTLS(os.Stdout, rep.TLS, false)
+	}
+	if len(rep.Compare) > 0 {
+		fmt.Println()
+		bench.WriteCompare(os.Stdout, rep.Compare, false)
 	}
 	if *stages {
 		fmt.Println()
@@ -439,6 +462,11 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 	fmt.Fprintln(w)
 	if len(rep.TLS) > 0 {
 		bench.WriteTLS(w, rep.TLS, true)
+		fmt.Fprintln(w)
+	}
+	if len(rep.Compare) > 0 {
+		fmt.Fprintf(w, "cxkv against %s (%s):\n\n", bench.AltBackend, rep.CxkvB)
+		bench.WriteCompare(w, rep.Compare, true)
 		fmt.Fprintln(w)
 	}
 	if bench.HasStages(rep.Runs) {
