@@ -190,12 +190,16 @@ func moveInto(dst, src proto.Message) {
 // unary call's error. sent reports whether req was handed to the stream:
 // one that was not cannot have run.
 func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (resp *cxkvpb.CallResponse, sent bool, err error) {
+	_, isList := req.GetOp().(*cxkvpb.CallRequest_List)
+	if isList && !s.offersList() {
+		return nil, false, errNotOffered // and opens no stream for it
+	}
 	cs, err := s.stream(ctx)
 	if err != nil {
 		return nil, false, err
 	}
-	if _, isList := req.GetOp().(*cxkvpb.CallRequest_List); isList && !cs.listOK.Load() {
-		return nil, false, errNotOffered
+	if isList && !cs.listOK.Load() {
+		return nil, false, errNotOffered // a stream opened since offersList
 	}
 	select {
 	case cs.slots <- struct{}{}:
@@ -272,6 +276,13 @@ func (s *callStreams) call(ctx context.Context, req *cxkvpb.CallRequest) (resp *
 		}
 		return nil, sent, status.FromContextError(ctx.Err()).Err()
 	}
+}
+
+// offersList reports whether the connection's open stream takes Lists.
+func (s *callStreams) offersList() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur != nil && s.cur.listOK.Load()
 }
 
 // brokenErr is the error the stream broke with.

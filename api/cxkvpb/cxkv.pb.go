@@ -1473,8 +1473,8 @@ func (x *TxnResponse) GetIndex() uint64 {
 
 // CallRequest is one call on a KV.Calls stream: a write, a linearizable
 // read or a page of a listing, that would otherwise be a unary call of its
-// own. A stream carries
-// many calls at once; each answer names the call it answers.
+// own. A stream carries many calls at once; each answer names the call it
+// answers.
 type CallRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Names the call on its stream: unique among the stream's calls in
