@@ -27,8 +27,8 @@ import (
 // had arrived under that method's name, with the stream's metadata, so a
 // token is checked on every call and a revoked one is seen.
 
-// Calls runs the calls a client sends on one stream, concurrently, and one
-// goroutine writes their answers in the order they finish. With
+// Calls runs the calls a client sends on one stream, concurrently, and
+// writes their answers in the order they finish (answerer). With
 // cxkvpb.MaxCallsInFlight calls unanswered it stops reading the stream, so
 // a client that sends faster than the member answers is held back by
 // HTTP/2 flow control rather than buffered here without bound. A call ends
@@ -55,7 +55,7 @@ func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
 		running  sync.WaitGroup // the workers
 		workers  int
 	)
-	answers := make(chan *cxkvpb.CallResponse, cxkvpb.MaxCallsInFlight)
+	answers := newAnswerer(stream)
 	slots := make(chan struct{}, cxkvpb.MaxCallsInFlight)
 	// Unbuffered: a call handed over is one an idle worker took.
 	jobs := make(chan streamCall)
@@ -65,12 +65,12 @@ func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
 		delete(inFlight, c.req.GetId())
 		mu.Unlock()
 		c.cancel()
-		answers <- resp
+		answers.answer(resp)
 		<-slots
 		taken.Done()
 	}
 	sent := make(chan error, 1)
-	go func() { sent <- sendAnswers(stream, answers) }()
+	go func() { sent <- answers.run() }()
 	// The stream is read on a goroutine of its own: a Recv waiting for the
 	// client's next call ends only when the handler returns, and the
 	// handler must return when the member stops (its context ends), or
@@ -175,7 +175,7 @@ func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
 	closed = true
 	mu.Unlock()
 	taken.Wait()
-	close(answers)
+	close(answers.queue)
 	if serr := <-sent; err == nil {
 		err = serr
 	}
@@ -189,16 +189,56 @@ type streamCall struct {
 	req    *cxkvpb.CallRequest
 }
 
-// sendAnswers writes the answers until answers is closed. After a failed
-// send it keeps draining, so no call waits on a stream that is gone.
-func sendAnswers(stream cxkvrpc.KV_CallsServer, answers <-chan *cxkvpb.CallResponse) error {
-	var err error
-	for a := range answers {
-		if err == nil {
-			err = stream.Send(a)
-		}
+// answerer writes a stream's answers, one Send at a time. A worker whose
+// call is answered while no Send is under way writes the answer itself, so
+// a lone call's answer goes out without waking another goroutine (a hop
+// that waits for a free core on a busy member); one that finds a Send under
+// way queues its answer for run, and never waits for the other's Send,
+// which blocks while the client's flow-control window is full. After a
+// failed Send the rest are dropped, so no call waits on a stream that is
+// gone.
+type answerer struct {
+	stream cxkvrpc.KV_CallsServer
+	mu     sync.Mutex // held across each Send
+	err    error      // under mu: the first failed Send
+	// queue holds the answers that found a Send under way. It has room for
+	// every call the stream may hold (each holds a slot until answered),
+	// so queueing never blocks. Closed once every call taken is answered.
+	queue chan *cxkvpb.CallResponse
+}
+
+func newAnswerer(stream cxkvrpc.KV_CallsServer) *answerer {
+	return &answerer{stream: stream, queue: make(chan *cxkvpb.CallResponse, cxkvpb.MaxCallsInFlight)}
+}
+
+// answer writes resp now if no Send is under way, else queues it.
+func (a *answerer) answer(resp *cxkvpb.CallResponse) {
+	if !a.mu.TryLock() {
+		a.queue <- resp
+		return
 	}
-	return err
+	defer a.mu.Unlock()
+	a.send(resp)
+}
+
+// send writes resp unless a Send failed before; a.mu is held.
+func (a *answerer) send(resp *cxkvpb.CallResponse) {
+	if a.err == nil {
+		a.err = a.stream.Send(resp)
+	}
+}
+
+// run writes the queued answers until the queue is closed, and returns
+// the first failed Send's error.
+func (a *answerer) run() error {
+	for resp := range a.queue {
+		a.mu.Lock()
+		a.send(resp)
+		a.mu.Unlock()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
 }
 
 // call runs one call through the unary interceptor chain and the handler

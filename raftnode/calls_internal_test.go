@@ -2,8 +2,10 @@ package raftnode
 
 import (
 	"context"
+	"errors"
 	"io"
 	runtimemetrics "runtime/metrics"
+	"slices"
 	"sync"
 	"testing"
 
@@ -131,5 +133,72 @@ func TestStreamRunsItsCallsOnReusedWorkers(t *testing.T) {
 	// may start meanwhile; a goroutine per call would be 500.
 	if started := goroutinesCreated() - before; started > 50 {
 		t.Fatalf("%d calls one at a time on one stream started %d goroutines; want a few reused workers", calls, started)
+	}
+}
+
+// heldSends is a Calls stream whose Send waits while hold is full, and
+// records what it sent.
+type heldSends struct {
+	grpc.ServerStream
+	hold    chan struct{}
+	entered chan struct{} // a Send began
+	mu      sync.Mutex
+	sent    []uint64
+	fail    error
+}
+
+func (s *heldSends) Send(r *cxkvpb.CallResponse) error {
+	s.entered <- struct{}{}
+	s.hold <- struct{}{}
+	<-s.hold
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent = append(s.sent, r.GetId())
+	return s.fail
+}
+
+func (s *heldSends) Recv() (*cxkvpb.CallRequest, error) { return nil, io.EOF }
+
+func (s *heldSends) sentIDs() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.sent)
+}
+
+// A lone answer is written by the worker that has it, with no other
+// goroutine woken; one that finds a Send under way is queued without
+// waiting for it and written by run; after a failed Send the rest are
+// dropped and run returns the failure.
+func TestAnswererWritesLoneAnswersItself(t *testing.T) {
+	st := &heldSends{hold: make(chan struct{}, 1), entered: make(chan struct{}, 8)}
+	a := newAnswerer(st)
+	a.answer(&cxkvpb.CallResponse{Id: 1}) // run is not started: only the worker can have sent it
+	if got := st.sentIDs(); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("after a lone answer the stream sent %v; want [1]", got)
+	}
+	<-st.entered
+
+	st.hold <- struct{}{} // the next Send waits
+	done := make(chan struct{})
+	go func() {
+		a.answer(&cxkvpb.CallResponse{Id: 2})
+		close(done)
+	}()
+	<-st.entered // answer 2's Send is under way and held
+	a.answer(&cxkvpb.CallResponse{Id: 3})
+	if n := len(a.queue); n != 1 {
+		t.Fatalf("an answer that found a Send under way: %d queued; want 1", n)
+	}
+	st.mu.Lock()
+	st.fail = errors.New("stream gone")
+	st.mu.Unlock()
+	<-st.hold // let answer 2's Send finish (and fail)
+	<-done
+	close(a.queue)
+	if err := a.run(); err == nil || err.Error() != "stream gone" {
+		t.Fatalf("run returned %v; want the failed Send's error", err)
+	}
+	if got := st.sentIDs(); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("the stream sent %v; want [1 2], and 3 dropped after 2 failed", got)
 	}
 }
