@@ -43,24 +43,13 @@ func SummarizeCompare(runs []Result) []CompareRow {
 		if len(a) == 0 || len(b) == 0 {
 			continue
 		}
-		latency := wl == CASSeq // as the main table judges it
-		figure := func(r Result) float64 { return r.OpsPerSec }
-		r := CompareRow{Workload: wl, Metric: "ops/s"}
-		if latency {
-			figure, r.Metric = func(r Result) float64 { return r.P50 }, "p50 ms"
-		}
-		better := func(x, y float64) float64 { // x's advantage over y
-			if latency {
-				return ratio(y, x)
-			}
-			return ratio(x, y)
-		}
-		r.A, r.B = median(a, figure), median(b, figure)
-		r.Ratio = better(r.A, r.B)
+		h := headlineOf(wl)
+		r := CompareRow{Workload: wl, Metric: h.metric(), A: median(a, h.figure), B: median(b, h.figure)}
+		r.Ratio = h.advantage(r.A, r.B)
 		for _, ra := range a {
 			for _, rb := range b {
 				if rb.Round == ra.Round {
-					r.RoundRatios = append(r.RoundRatios, better(figure(ra), figure(rb)))
+					r.RoundRatios = append(r.RoundRatios, h.advantage(h.figure(ra), h.figure(rb)))
 				}
 			}
 		}

@@ -35,22 +35,21 @@ type TLSRow struct {
 func SummarizeTLS(runs []Result) []TLSRow {
 	var rows []TLSRow
 	for _, wl := range TLSWorkloads {
-		latency := wl == CASSeq // as the main table judges it
+		h := headlineOf(wl)
 		for _, b := range []string{"cxkv", "etcd"} {
 			plain, tls := pick(runs, wl, b), pick(runs, wl, TLSBackend(b))
 			if len(plain) == 0 || len(tls) == 0 {
 				continue
 			}
-			r := TLSRow{Workload: wl, Backend: b,
+			r := TLSRow{Workload: wl, Backend: b, Metric: h.metric(),
+				Plain: median(plain, h.figure), TLS: median(tls, h.figure),
 				PlainP99: median(plain, func(r Result) float64 { return r.P99 }),
 				TLSP99:   median(tls, func(r Result) float64 { return r.P99 })}
-			if latency {
-				r.Metric = "p50 ms"
-				r.Plain, r.TLS = median(plain, func(r Result) float64 { return r.P50 }), median(tls, func(r Result) float64 { return r.P50 })
+			// The fraction by which TLS makes the figure worse: a latency
+			// longer, a throughput lower.
+			if h.latency {
 				r.Cost = (r.TLS - r.Plain) / r.Plain
 			} else {
-				r.Metric = "ops/s"
-				r.Plain, r.TLS = median(plain, func(r Result) float64 { return r.OpsPerSec }), median(tls, func(r Result) float64 { return r.OpsPerSec })
 				r.Cost = (r.Plain - r.TLS) / r.Plain
 			}
 			rows = append(rows, r)

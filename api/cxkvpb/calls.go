@@ -14,8 +14,9 @@ const CallsOpsHeader = "cxkv-calls"
 // CallsOpList names ListRequest on the stream.
 const CallsOpList = "list"
 
-// CallsOps is the header's value for this build.
-var CallsOps = strings.Join([]string{CallsOpList}, ",")
+// CallsOps is the header's value for this build: every call it takes
+// beyond the first four, comma-separated.
+const CallsOps = CallsOpList
 
 // NamesCallsOp reports whether a CallsOpsHeader value names op.
 func NamesCallsOp(values []string, op string) bool {
