@@ -106,16 +106,7 @@ func (m *metrics) init(n *Node) {
 		}
 	}
 
-	status := func(name, help string, v func(Status) float64) {
-		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return v(n.Status()) }))
-	}
-	status("cxkv_has_leader", "1 if this member knows a leader, else 0.", func(s Status) float64 { return b2f(s.Leader != 0) })
-	status("cxkv_is_leader", "1 if this member is the leader, else 0.", func(s Status) float64 { return b2f(s.Role == "leader") })
-	status("cxkv_term", "Raft term.", func(s Status) float64 { return float64(s.Term) })
-	status("cxkv_commit_index", "Highest log index known committed.", func(s Status) float64 { return float64(s.Commit) })
-	status("cxkv_applied_index", "Highest log index applied to the state.", func(s Status) float64 { return float64(s.Applied) })
-	status("cxkv_log_first_index", "Oldest index still in the log (earlier entries compacted into a snapshot).", func(s Status) float64 { return float64(s.FirstIndex) })
-	status("cxkv_log_last_index", "Newest index in the log.", func(s Status) float64 { return float64(s.LastIndex) })
+	m.reg.MustRegister(newStatusCollector(n.Status))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxkv_halted", Help: "1 if the member stopped serving because its storage failed; the process must restart."},
 		func() float64 { return b2f(n.Err() != nil) }))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cxkv_proposals_pending", Help: "Writes received by this member waiting for their result."},
@@ -415,4 +406,46 @@ func (w *waitRegistry) len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.m)
+}
+
+// statusCollector exports the member's Status as gauges read from one
+// Status per scrape, so that a scrape shows one moment: read gauge by
+// gauge, a scrape straddling an apply showed the applied index past the
+// commit index.
+type statusCollector struct {
+	status func() Status
+	gauges []statusGauge
+}
+
+type statusGauge struct {
+	desc  *prometheus.Desc
+	value func(Status) float64
+}
+
+func newStatusCollector(status func() Status) *statusCollector {
+	g := func(name, help string, v func(Status) float64) statusGauge {
+		return statusGauge{prometheus.NewDesc(name, help, nil, nil), v}
+	}
+	return &statusCollector{status: status, gauges: []statusGauge{
+		g("cxkv_has_leader", "1 if this member knows a leader, else 0.", func(s Status) float64 { return b2f(s.Leader != 0) }),
+		g("cxkv_is_leader", "1 if this member is the leader, else 0.", func(s Status) float64 { return b2f(s.Role == "leader") }),
+		g("cxkv_term", "Raft term.", func(s Status) float64 { return float64(s.Term) }),
+		g("cxkv_commit_index", "Highest log index known committed.", func(s Status) float64 { return float64(s.Commit) }),
+		g("cxkv_applied_index", "Highest log index applied to the state.", func(s Status) float64 { return float64(s.Applied) }),
+		g("cxkv_log_first_index", "Oldest index still in the log (earlier entries compacted into a snapshot).", func(s Status) float64 { return float64(s.FirstIndex) }),
+		g("cxkv_log_last_index", "Newest index in the log.", func(s Status) float64 { return float64(s.LastIndex) }),
+	}}
+}
+
+func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, g := range c.gauges {
+		ch <- g.desc
+	}
+}
+
+func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.status()
+	for _, g := range c.gauges {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.value(s))
+	}
 }

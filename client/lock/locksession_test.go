@@ -44,7 +44,10 @@ func countingClient(t *testing.T, endpoints []string) (*client.Client, *callCoun
 	return c, cc
 }
 
-const txnMethod = "/cxkv.v1.KV/Txn"
+const (
+	txnMethod    = "/cxkv.v1.KV/Txn"
+	statusMethod = "/cxkv.v1.KV/Status"
+)
 
 // A monitor renews one session for all its locks: holding 50 locks costs
 // one write per TTL/3, not one per lock.
@@ -82,7 +85,10 @@ func TestMonitorRenewsOneSession(t *testing.T) {
 }
 
 // An uncontended acquisition is one write: the write that creates the
-// queue entry answers whether it is the head. No List, no Get.
+// queue entry answers whether it is the head. No List, no Get. The
+// client's own Status calls are not the acquisition's: it asks members for
+// their ids in the background once a follower names a leader it has no
+// endpoint for, which may run on into the window counted here.
 func TestUncontendedAcquireIsOneWrite(t *testing.T) {
 	cl, _ := start(t)
 	c, calls := countingClient(t, cl.Endpoints())
@@ -107,6 +113,7 @@ func TestUncontendedAcquireIsOneWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := calls.take()
+		delete(got, statusMethod)
 		if len(got) != 1 || got[txnMethod] != 1 {
 			t.Fatalf("uncontended acquisition (TryLock %v) made calls %v; want one Txn", try, got)
 		}
