@@ -36,13 +36,22 @@ type waiterProbe struct {
 
 func newWaiterProbe() *waiterProbe { return &waiterProbe{calls: map[string]int{}} }
 
+// unary counts the calls that answered, but a renewal's, by method. A
+// linearizable List is counted apart (linearizableList): a queue read
+// begins with a serializable List and asks again linearizably only when
+// the member that answered lagged behind what the waiter saw (on a loaded
+// machine, a follower a few entries behind), which is the same read.
 func (p *waiterProbe) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	if !touches(req, isSessionKey) {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if err == nil && !touches(req, isSessionKey) {
+		if l, ok := req.(*cxkvpb.ListRequest); ok && !l.GetSerializable() {
+			method = linearizableList
+		}
 		p.mu.Lock()
 		p.calls[method]++
 		p.mu.Unlock()
 	}
-	return invoker(ctx, method, req, reply, cc, opts...)
+	return err
 }
 
 // stream counts the watch streams open when a new one opens. A stream's
@@ -115,7 +124,10 @@ func (s *probedStream) RecvMsg(m any) error {
 	return err
 }
 
-const listMethod = "/cxkv.v1.KV/List"
+const (
+	listMethod       = "/cxkv.v1.KV/List" // a serializable List
+	linearizableList = listMethod + " (linearizable)"
+)
 
 // A release wakes exactly one waiter, and a waiter holds at most one watch.
 // Eight waiters, each with a client of its own, queue behind a holder and
