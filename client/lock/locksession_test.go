@@ -13,17 +13,24 @@ import (
 	"google.golang.org/grpc"
 )
 
-// callCounter counts a client's calls by method.
+// callCounter counts a client's calls that answered, by method, but its
+// Status calls: the client asks members for their ids in the background
+// once a follower names a leader it has no endpoint for, which may run on
+// into a window a test counts, and an attempt that failed and was sent
+// again (an election on a loaded machine) is one call of the recipe's.
 type callCounter struct {
 	mu    sync.Mutex
 	calls map[string]int
 }
 
 func (cc *callCounter) intercept(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	cc.mu.Lock()
-	cc.calls[method]++
-	cc.mu.Unlock()
-	return invoker(ctx, method, req, reply, conn, opts...)
+	err := invoker(ctx, method, req, reply, conn, opts...)
+	if err == nil && method != statusMethod {
+		cc.mu.Lock()
+		cc.calls[method]++
+		cc.mu.Unlock()
+	}
+	return err
 }
 
 func (cc *callCounter) take() map[string]int {
@@ -85,10 +92,7 @@ func TestMonitorRenewsOneSession(t *testing.T) {
 }
 
 // An uncontended acquisition is one write: the write that creates the
-// queue entry answers whether it is the head. No List, no Get. The
-// client's own Status calls are not the acquisition's: it asks members for
-// their ids in the background once a follower names a leader it has no
-// endpoint for, which may run on into the window counted here.
+// queue entry answers whether it is the head. No List, no Get.
 func TestUncontendedAcquireIsOneWrite(t *testing.T) {
 	cl, _ := start(t)
 	c, calls := countingClient(t, cl.Endpoints())
@@ -113,7 +117,6 @@ func TestUncontendedAcquireIsOneWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := calls.take()
-		delete(got, statusMethod)
 		if len(got) != 1 || got[txnMethod] != 1 {
 			t.Fatalf("uncontended acquisition (TryLock %v) made calls %v; want one Txn", try, got)
 		}
