@@ -150,7 +150,7 @@ func TestMembershipAddJoinPromoteRemove(t *testing.T) {
 // A member moved to a new address (member update, then a restart there)
 // keeps working: its peers dial it where the replicated table says.
 func TestMemberUpdateMovesAMember(t *testing.T) {
-	c := raftnodetest.Start(t, 3)
+	c := raftnodetest.Start(t, 3, patientElections)
 	waitAllStarted(t, c)
 	lead := c.WaitLeader()
 	moved := (lead + 1) % 3
@@ -166,7 +166,13 @@ func TestMemberUpdateMovesAMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Only the moved member and the leader run: a write commits only if
-	// they reach each other at the new address.
+	// they reach each other at the new address. The moved member follows
+	// the leader first, so that stopping the third does not leave the
+	// leader without a quorum it has heard from (it would step down).
+	leaderID := c.Members[lead].Status().ID
+	raftnodetest.Eventually(t, 10*time.Second, "the moved member follows the leader", func() bool {
+		return n.Status().Leader == leaderID
+	})
 	other := 3 - lead - moved
 	c.Stop(other)
 	r := put(t, c.Client(lead), "k", "v", 0)
