@@ -102,7 +102,9 @@ func (m *floorsModel) under(live map[string]bool, prefix, after string) []string
 	return keys
 }
 
-// Scans and Lists through the floors answer as a scan without them, through
+// Scans and Lists through the floors, and the batch's reads (through its
+// view and the read cache, or with no cache), answer as they would
+// without them, through
 // random puts (above and below the floors), deletes, discarded batches,
 // restores of an older state, and eviction, over nested prefixes.
 func TestFloorsNeverChangeAnAnswer(t *testing.T) {
@@ -134,6 +136,9 @@ func checkFloorsAgainstModel(t *testing.T, prefixes []string, seeds uint64) {
 			s := openMem(t, vfs.NewMem())
 			defer s.Close()
 			s.SetFloorLimit(1 + r.IntN(4))
+			if r.IntN(2) == 0 {
+				s.cache.limit = 1 // no read cache: every read reaches Pebble
+			}
 			m := &floorsModel{committed: map[string]bool{}}
 			var saved []byte
 			var savedLive map[string]bool
@@ -175,7 +180,7 @@ func checkFloorsAgainstModel(t *testing.T, prefixes []string, seeds uint64) {
 					b := s.NewBatch()
 					m.view = maps.Clone(m.committed)
 					for range 1 + r.IntN(12) {
-						switch r.IntN(3) {
+						switch r.IntN(4) {
 						case 0:
 							k := key()
 							if err := b.Put(Record{Key: k, Value: []byte("v"), Index: 1, CreateIndex: 1}); err != nil {
@@ -208,6 +213,20 @@ func checkFloorsAgainstModel(t *testing.T, prefixes []string, seeds uint64) {
 								want = want[:min(n, len(want))]
 							}
 							check(fmt.Sprintf("Batch.Scan(%q) stopped at %d", p, n), got, want)
+						case 3:
+							// A read, as a compare's: mostly of a key never
+							// written, or of one live.
+							k := key()
+							if lk, ok := liveKey(m.view); ok && r.IntN(3) == 0 {
+								k = lk
+							}
+							_, found, err := b.Get(k)
+							if err != nil {
+								t.Fatal(err)
+							}
+							if found != m.view[k] {
+								t.Fatalf("Batch.Get(%q) found %v, want %v", k, found, m.view[k])
+							}
 						}
 					}
 					if r.IntN(5) == 0 {
