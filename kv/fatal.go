@@ -12,8 +12,9 @@ import (
 // knows what the disk holds. kv turns Fatalf in a caller's commit into this
 // error, returned by the write that met it, so the member can halt and the
 // process exit non-zero; the writes acknowledged before it were synced and
-// survive a restart. (A Fatalf on one of Pebble's background goroutines
-// still panics there, which also ends the process non-zero.)
+// survive a restart. A Fatalf on one of Pebble's own goroutines (a flush's
+// MANIFEST write) becomes the store's failure the same way, returned by
+// the next write (pebbleLogger).
 type FatalError struct {
 	Msg string
 	err error // the cause, if Pebble passed one
@@ -94,12 +95,19 @@ func (quietLogger) Errorf(format string, args ...interface{}) {
 // Fatalf must not return (Pebble's contract): it panics with a FatalError,
 // which guard recovers on the goroutine whose write failed.
 func (quietLogger) Fatalf(format string, args ...interface{}) {
+	f := newFatalError(format, args...)
+	log.Printf("pebble: %s", f.Msg)
+	panic(f)
+}
+
+// newFatalError is the FatalError of Pebble's Fatalf(format, args...),
+// caused by the error among args.
+func newFatalError(format string, args ...any) *FatalError {
 	f := &FatalError{Msg: fmt.Sprintf(format, args...)}
 	for _, a := range args {
 		if e, ok := a.(error); ok {
 			f.err = e
 		}
 	}
-	log.Printf("pebble: %s", f.Msg)
-	panic(f)
+	return f
 }

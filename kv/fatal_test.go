@@ -410,3 +410,50 @@ func rotationMeetsFailure(t *testing.T, fs vfs.FS, failing *atomic.Bool, cause e
 		t.Fatalf("close after the failure: %v", err)
 	}
 }
+
+// The MANIFEST fails under one of Pebble's own goroutines: the flush that
+// a full memtable starts writes its table, then the version edit, which
+// fails, and Pebble calls Fatalf there, with no write of ours on that
+// goroutine to return the failure to. A panic there ended the whole
+// process ("pebble: MANIFEST flush failed: input/output error" under
+// DB.flush, in the in-process nemesis under make test). The failure must
+// become the store's, returned by the next write, and the store must close.
+func TestManifestFailingInABackgroundFlush(t *testing.T) {
+	var failing, failed atomic.Bool
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && strings.Contains(op.Path, "MANIFEST") && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt || op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData) {
+			failed.Store(true)
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
+	s, err := Open("db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitSmall(t, s)
+	failing.Store(true)
+	// As a full memtable does: Pebble flushes it on a goroutine of its own
+	// (the flush never ends, so nothing waits for it).
+	if _, err := s.db.AsyncFlush(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.failed.first.Load() == nil && time.Now().Before(deadline); {
+		runtime.Gosched()
+	}
+	if !failed.Load() {
+		t.Fatal("no flush wrote the MANIFEST")
+	}
+	b := s.NewBatch()
+	defer b.Close()
+	if err := b.Put(Record{Key: "after", Value: []byte("v"), Index: 2, CreateIndex: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var fatal *FatalError
+	if err := b.Commit(false); !errors.As(err, &fatal) || !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("a commit after the flush's MANIFEST failed: %v, want the store's failure, caused by the injected error", err)
+	}
+	if err := s.Close(); !errors.As(err, &fatal) {
+		t.Fatalf("close after the failure: %v, want the store's failure", err)
+	}
+}

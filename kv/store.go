@@ -76,7 +76,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{fs: fs, dir: dir}
 	s.cache.limit = readCacheBytes
-	po := &pebble.Options{FS: walWatch{FS: fs, failed: &s.failed}, Logger: newPebbleLogger(opts.Logger), CacheSize: blockCacheBytes, MemTableSize: MemTableSize}
+	po := &pebble.Options{FS: walWatch{FS: fs, failed: &s.failed}, Logger: newPebbleLogger(opts.Logger, &s.failed), CacheSize: blockCacheBytes, MemTableSize: MemTableSize}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("kv: open %s: %w", dir, err)
