@@ -94,9 +94,6 @@ type Row struct {
 	Checks string `json:"checks"`
 }
 
-// rowSpec is one line of the table: which cxkv backend's runs of which
-// workload against etcd's, judged on which figure, toward which target
-// (issue 6).
 // headline is how a workload's runs are judged against each other: cas-seq
 // by its p50 latency, a shorter one better; every other workload by its
 // throughput. The main table, the cost of TLS and the two builds' table
@@ -130,6 +127,9 @@ func (h headline) advantage(x, y float64) float64 {
 	return ratio(x, y)
 }
 
+// rowSpec is one line of the table: which cxkv backend's runs of which
+// workload against etcd's, under which unit, toward which target (issue
+// 6); the figure it is judged on is the workload's headline.
 type rowSpec struct {
 	label, workload, cxkv string
 	unit                  string

@@ -39,7 +39,9 @@ func (e *FatalError) Unwrap() error { return e.err }
 // inside Pebble at that moment returns the failure from guard. guard still
 // recovers a panic with an error, for a failure of a file walWatch does not
 // watch: such a panic may leave the pipeline's lock held, so Pebble's Close
-// (which takes it) would wait forever; stuck records it, and Store.Close
+// (which takes it) would wait forever. A Fatalf on one of Pebble's own
+// goroutines (pebbleLogger) leaves a flush or compaction marked running,
+// which Close would wait for as long. stuck records either, and Store.Close
 // leaves the database unclosed. The process must restart anyway.
 type failure struct {
 	first atomic.Pointer[FatalError]

@@ -28,7 +28,8 @@ import (
 // token is checked on every call and a revoked one is seen.
 
 // Calls runs the calls a client sends on one stream, concurrently, and
-// writes their answers in the order they finish (answerer). With
+// writes each answer once its call is done (answerer; an answer names its
+// call, so their order is free). With
 // cxkvpb.MaxCallsInFlight calls unanswered it stops reading the stream, so
 // a client that sends faster than the member answers is held back by
 // HTTP/2 flow control rather than buffered here without bound. A call ends
@@ -175,7 +176,7 @@ func (s *kvService) Calls(stream cxkvrpc.KV_CallsServer) error {
 	closed = true
 	mu.Unlock()
 	taken.Wait()
-	close(answers.queue)
+	answers.close()
 	if serr := <-sent; err == nil {
 		err = serr
 	}
@@ -227,6 +228,10 @@ func (a *answerer) send(resp *cxkvpb.CallResponse) {
 		a.err = a.stream.Send(resp)
 	}
 }
+
+// close ends run once the queued answers are written; every call taken
+// must have been answered.
+func (a *answerer) close() { close(a.queue) }
 
 // run writes the queued answers until the queue is closed, and returns
 // the first failed Send's error.

@@ -194,7 +194,7 @@ func TestAnswererWritesLoneAnswersItself(t *testing.T) {
 	st.mu.Unlock()
 	<-st.hold // let answer 2's Send finish (and fail)
 	<-done
-	close(a.queue)
+	a.close()
 	if err := a.run(); err == nil || err.Error() != "stream gone" {
 		t.Fatalf("run returned %v; want the failed Send's error", err)
 	}
