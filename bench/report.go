@@ -23,6 +23,9 @@ type Report struct {
 	// (slowsync.go), "0s" for the notification round trip alone; empty
 	// when the disk was the machine's own.
 	SlowSync string `json:"slow_sync,omitempty"`
+	// Workers, if set, is the goroutine count every workload ran with
+	// (-workers) in place of its own; each Result also records its count.
+	Workers int `json:"workers,omitempty"`
 	// RoundTrip is the gRPC round trip to a cxkv member (rttfloor.go).
 	RoundTrip *RoundTripFloor `json:"round_trip_floor,omitempty"`
 	Runs      []Result        `json:"runs"`
@@ -332,4 +335,14 @@ func num(v float64) string {
 	default:
 		return fmt.Sprintf("%.2f", v)
 	}
+}
+
+// WorkersClause is a header's clause for a run whose workloads all ran on
+// n goroutines instead of their own counts (-workers), "" when n is 0: a
+// table read without it would pass for the workloads issue 6 defines.
+func WorkersClause(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; every workload on %d goroutines (-workers), not its own count", n)
 }

@@ -93,3 +93,12 @@ func TestSummarizeComparesWithRedis(t *testing.T) {
 		}
 	}
 }
+
+func TestWorkersClause(t *testing.T) {
+	if got := WorkersClause(0); got != "" {
+		t.Errorf("WorkersClause(0) = %q, want none: the workloads ran on their own counts", got)
+	}
+	if got := WorkersClause(32); !strings.Contains(got, "32 goroutines") || !strings.HasPrefix(got, "; ") {
+		t.Errorf("WorkersClause(32) = %q, want a header clause naming 32 goroutines", got)
+	}
+}

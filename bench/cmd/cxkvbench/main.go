@@ -65,6 +65,7 @@ func run() error {
 		slowSync  = flag.String("slow-sync", "", "emulate a slower disk: run every backend process, and the fsync floor, under a seccomp filter that hands each fsync and fdatasync to the harness, which holds it this long before letting it run (e.g. 100us; 0s: the notification round trip alone); unset: the disk as it is")
 		fsyncDir  = flag.String("fsync-probe", "", "measure the fsync floor in this directory, print it as JSON and nothing else (the harness starts itself so on the slowed disk for -slow-sync)")
 		fsyncN    = flag.Int("fsync-files", 1, "with -fsync-probe: how many files to sync at once")
+		workers   = flag.Int("workers", 0, "goroutines of each workload (0: the workload's own, cas-parallel and get 64, lock-contended 16, lock-many 32); to see how a figure follows concurrency, not for the headline table")
 		withTLS   = flag.Bool("tls", true, "also run "+strings.Join(bench.TLSWorkloads, " and ")+" on cxkv and etcd clusters with TLS on both ports (client certificates required, mutual TLS between members; throwaway certificates made for the run), in the same rounds: backends cxkv-tls and etcd-tls")
 	)
 	flag.Parse()
@@ -152,8 +153,9 @@ func run() error {
 		},
 	}
 	rep.SlowSync = bench.SlowDisk.String()
+	rep.Workers = max(*workers, 0)
 	fmt.Printf("cxkv %s vs etcd %s (client %s) and redis %s; %d cores, %s; %d rounds of %v per workload and backend; load average %s%s\n",
-		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration, rep.Machine.LoadBefore, bench.SlowSyncClause(rep.SlowSync))
+		rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.GoVersion, *rounds, *duration, rep.Machine.LoadBefore, bench.SlowSyncClause(rep.SlowSync)+bench.WorkersClause(rep.Workers))
 
 	for _, files := range []int{1, 3} {
 		f, err := bench.SlowDisk.MeasureFsync(dir, files, *fsyncFor)
@@ -291,6 +293,7 @@ func run() error {
 				}
 				res, err := bench.Run(ctx, b, wl, bench.Config{
 					Duration: *duration, Prefix: fmt.Sprintf("bench/%s/%s/r%d", wl, b.Name(), round), ServerCPU: cl.CPUTime,
+					Workers: *workers,
 				})
 				if before != nil && err == nil {
 					after, serr := cx.ScrapeStages(ctx)
@@ -455,7 +458,7 @@ func writeOutputs(rep bench.Report, jsonPath, mdPath string) error {
 	defer f.Close()
 	w := bufio.NewWriter(f)
 	fmt.Fprintf(w, "Measured %s at cxkv %s: etcd %s (client %s), redis %s, %d cores (%s), %s, %d rounds of %s per workload and backend, medians; load average %s before, %s after%s.\n\n",
-		rep.Date.Format("2006-01-02"), rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.CPU, rep.Machine.GoVersion, rep.Rounds, rep.Duration, rep.Machine.LoadBefore, rep.Machine.LoadAfter, bench.SlowSyncClause(rep.SlowSync))
+		rep.Date.Format("2006-01-02"), rep.GitCommit, rep.Machine.EtcdVersion, rep.Machine.EtcdClient, rep.Machine.RedisVersion, rep.Machine.Cores, rep.Machine.CPU, rep.Machine.GoVersion, rep.Rounds, rep.Duration, rep.Machine.LoadBefore, rep.Machine.LoadAfter, bench.SlowSyncClause(rep.SlowSync)+bench.WorkersClause(rep.Workers))
 	bench.WriteTable(w, rep.Summary, true)
 	fmt.Fprintln(w)
 	bench.WriteDetail(w, rep.Runs, true)
