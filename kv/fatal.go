@@ -14,7 +14,7 @@ import (
 // process exit non-zero; the writes acknowledged before it were synced and
 // survive a restart. A Fatalf on one of Pebble's own goroutines (a flush's
 // MANIFEST write) becomes the store's failure the same way, returned by
-// the next write (pebbleLogger).
+// every later write and by Store.Err (pebbleLogger).
 type FatalError struct {
 	Msg string
 	err error // the cause, if Pebble passed one

@@ -432,17 +432,24 @@ func TestManifestFailingInABackgroundFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	commitSmall(t, s)
+	if err := s.Err(); err != nil {
+		t.Fatalf("Err() of a sound store = %v", err)
+	}
 	failing.Store(true)
 	// As a full memtable does: Pebble flushes it on a goroutine of its own
 	// (the flush never ends, so nothing waits for it).
 	if _, err := s.db.AsyncFlush(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); s.failed.first.Load() == nil && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); s.Err() == nil && time.Now().Before(deadline); {
 		runtime.Gosched()
 	}
 	if !failed.Load() {
 		t.Fatal("no flush wrote the MANIFEST")
+	}
+	// Before any write: Err is how a member that writes nothing learns of it.
+	if err := s.Err(); !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("Err() after the flush's MANIFEST failed: %v, want the injected error", err)
 	}
 	b := s.NewBatch()
 	defer b.Close()

@@ -99,6 +99,19 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
+// Err is the store's first storage failure, nil while it has none; every
+// write after it returns it. It is recorded by whichever goroutine met it:
+// a write of ours, the write-ahead log's writer (walWatch), or one of
+// Pebble's own (a flush whose MANIFEST write failed, pebbleLogger), where
+// no write of ours is there to return it. So a member that writes nothing
+// for a while learns of such a failure only by asking.
+func (s *Store) Err() error {
+	if fe := s.failed.first.Load(); fe != nil {
+		return fe
+	}
+	return nil
+}
+
 // DiskUsage is the bytes the database occupies on disk (WAL, tables,
 // manifests).
 func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }

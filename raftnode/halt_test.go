@@ -3,6 +3,7 @@ package raftnode_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/cxkv/cxkv/api/cxkvrpc"
 	"github.com/cxkv/cxkv/internal/loopback"
 	"github.com/cxkv/cxkv/raftnode"
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -143,5 +145,96 @@ func TestMemberHaltsOnStorageFailure(t *testing.T) {
 	}
 	if rec.GetIndex() != acked.GetRecord().GetIndex() {
 		t.Fatalf("the acknowledged write is %v after the restart, want index %d", rec, acked.GetRecord().GetIndex())
+	}
+}
+
+// A store can fail where no write of the member's is: Pebble flushes full
+// memtables on a goroutine of its own, and a flush whose MANIFEST write
+// fails leaves the store taking no more writes. The member must halt then,
+// not at its next write: an idle member would otherwise report itself live
+// and ready on a store that can persist nothing, until a client happened
+// to write.
+func TestMemberHaltsWhenABackgroundFlushFails(t *testing.T) {
+	var (
+		armed   atomic.Bool
+		reached atomic.Bool // a flush is at its MANIFEST write, held there
+		proceed = make(chan struct{})
+	)
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !armed.Load() || !strings.Contains(op.Path, "MANIFEST") {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData:
+			reached.Store(true)
+			<-proceed
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
+	// The failed store is never closed (a flush is left running), so its
+	// goroutines outlive the test: they are the only ones abandoned.
+	before := goleak.Find(abandoned...)
+	lis, err := loopback.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := raftnode.Start(raftnode.Config{
+		ID: 1, Addr: lis.Addr().String(), Listener: lis, DataDir: "data",
+		FS: fs, TickInterval: 10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	defer func() {
+		if !released {
+			close(proceed)
+		}
+		n.Stop()
+		abandon(t, before)
+	}()
+	conn, err := grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	kv := cxkvrpc.NewKVClient(conn)
+	for deadline := time.Now().Add(5 * time.Second); n.Status().Role != "leader"; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	armed.Store(true)
+	// Write until a flush reaches the MANIFEST (Pebble flushes once its
+	// full memtables hold half a memtable's size), which the injector holds
+	// there. Writes go on meanwhile: Pebble stalls them only at two
+	// memtables' worth queued. Then the flush fails with no write after it.
+	value := make([]byte, 1<<20)
+	for i := 0; !reached.Load(); i++ {
+		if i == 200 {
+			t.Fatal("200 MiB written and no flush reached the MANIFEST")
+		}
+		if r, err := kv.Put(ctx, &cxkvpb.PutRequest{Key: fmt.Sprintf("big/%03d", i), Value: value}); err != nil || !r.GetSuccessful() {
+			t.Fatalf("put %d before the flush failed: %v %v", i, r, err)
+		}
+	}
+	if err := n.Err(); err != nil {
+		t.Fatalf("Err() = %v before the flush failed", err)
+	}
+	released = true
+	close(proceed)
+	select {
+	case <-n.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the member did not halt on its store's failure while idle")
+	}
+	if err := n.Err(); !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("Err() = %v, want the flush's failure", err)
+	}
+	if err := n.Ready(); err == nil || !strings.Contains(err.Error(), "halted") {
+		t.Fatalf("Ready() = %v, want the halt", err)
 	}
 }

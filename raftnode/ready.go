@@ -163,12 +163,19 @@ func (n *Node) waitOutStuckSync() {
 // timeout when set (tests that hold a sync on purpose).
 var stuckSyncLimit time.Duration
 
-// storageFailed is the error that stopped the persister or the applier.
+// storageFailed is the error that stopped the persister or the applier,
+// or the store's failure where no write of the member's met it (a flush on
+// one of Pebble's goroutines). The loop asks on every turn, and it turns
+// at least once a tick, so a member halts within a tick of its store
+// failing even while nothing is written.
 func (n *Node) storageFailed() error {
 	if err := n.persister.failed(); err != nil {
 		return err
 	}
-	return n.applier.failed()
+	if err := n.applier.failed(); err != nil {
+		return err
+	}
+	return n.store.Err()
 }
 
 // queued reports whether an input other than a tick is waiting.
