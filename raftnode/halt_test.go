@@ -57,17 +57,7 @@ func TestMemberHaltsOnStorageFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Stop()
-	conn, err := grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	kv := cxkvrpc.NewKVClient(conn)
-	for deadline := time.Now().Add(5 * time.Second); n.Status().Role != "leader"; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no leader")
-		}
-	}
+	kv := leaderClient(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	acked, err := kv.Put(ctx, &cxkvpb.PutRequest{Key: "acked", Value: []byte("v")})
@@ -187,24 +177,14 @@ func TestMemberHaltsWhenABackgroundFlushFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	released := false
-	defer func() {
+	t.Cleanup(func() { // after the client's cleanup
 		if !released {
 			close(proceed)
 		}
 		n.Stop()
 		abandon(t, before)
-	}()
-	conn, err := grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	kv := cxkvrpc.NewKVClient(conn)
-	for deadline := time.Now().Add(5 * time.Second); n.Status().Role != "leader"; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no leader")
-		}
-	}
+	})
+	kv := leaderClient(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	armed.Store(true)
@@ -237,4 +217,21 @@ func TestMemberHaltsWhenABackgroundFlushFails(t *testing.T) {
 	if err := n.Ready(); err == nil || !strings.Contains(err.Error(), "halted") {
 		t.Fatalf("Ready() = %v, want the halt", err)
 	}
+}
+
+// leaderClient dials lone member n, closed when the test ends, once n
+// leads.
+func leaderClient(t *testing.T, n *raftnode.Node) cxkvrpc.KVClient {
+	t.Helper()
+	conn, err := grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	for deadline := time.Now().Add(5 * time.Second); n.Status().Role != "leader"; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+	}
+	return cxkvrpc.NewKVClient(conn)
 }
