@@ -48,13 +48,31 @@ type failure struct {
 	stuck atomic.Bool
 }
 
+// record makes fe the store's failure unless one came first; stuck marks
+// the database as one Close must leave unclosed. first is set before
+// stuck, so a Close that sees stuck finds the failure to return.
+func (f *failure) record(fe *FatalError, stuck bool) {
+	f.first.CompareAndSwap(nil, fe)
+	if stuck {
+		f.stuck.Store(true)
+	}
+}
+
+// err is the store's first failure, or nil.
+func (f *failure) err() error {
+	if fe := f.first.Load(); fe != nil {
+		return fe
+	}
+	return nil
+}
+
 // guard runs one write, turning Pebble's Fatalf or a panic with an error
 // during it into a FatalError; after a failure it returns the first one
 // and does not run the write. A panic with anything but an error is a
 // defect, not a disk's failure, and goes on.
 func (f *failure) guard(write func() error) (err error) {
-	if first := f.first.Load(); first != nil {
-		return first
+	if err := f.err(); err != nil {
+		return err
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -65,13 +83,12 @@ func (f *failure) guard(write func() error) (err error) {
 					panic(r)
 				}
 				fe = &FatalError{Msg: "pebble: write failed: " + e.Error(), err: e}
-				f.stuck.Store(true)
 				log.Printf("%s", fe.Msg)
 			}
 			// The log file may have recorded the failure first (walWatch):
 			// every write returns the one first failure.
-			f.first.CompareAndSwap(nil, fe)
-			err = f.first.Load()
+			f.record(fe, !ok)
+			err = f.err()
 		}
 	}()
 	if err := write(); err != nil {
@@ -79,10 +96,7 @@ func (f *failure) guard(write func() error) (err error) {
 	}
 	// The log may have failed while the write was inside Pebble, which
 	// walWatch keeps from Pebble: the write may not be durable.
-	if first := f.first.Load(); first != nil {
-		return first
-	}
-	return nil
+	return f.err()
 }
 
 // quietLogger keeps Pebble's informational chatter out of the server log

@@ -37,8 +37,7 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.l.Error(fmt.Sprintf(format, args...))
 	if p.failed != nil && startedByPebble() {
 		fe := newFatalError(format, args...)
-		p.failed.stuck.Store(true)
-		p.failed.first.CompareAndSwap(nil, fe)
+		p.failed.record(fe, true)
 		log.Printf("pebble: %s (on a goroutine of Pebble's; the store accepts no more writes)", fe.Msg)
 		runtime.Goexit()
 	}

@@ -94,7 +94,7 @@ func Open(dir string, opts Options) (*Store, error) {
 // the failure and leaves it to the process's exit.
 func (s *Store) Close() error {
 	if s.failed.stuck.Load() {
-		return s.failed.first.Load()
+		return s.failed.err()
 	}
 	return s.db.Close()
 }
@@ -105,12 +105,7 @@ func (s *Store) Close() error {
 // Pebble's own (a flush whose MANIFEST write failed, pebbleLogger), where
 // no write of ours is there to return it. So a member that writes nothing
 // for a while learns of such a failure only by asking.
-func (s *Store) Err() error {
-	if fe := s.failed.first.Load(); fe != nil {
-		return fe
-	}
-	return nil
-}
+func (s *Store) Err() error { return s.failed.err() }
 
 // DiskUsage is the bytes the database occupies on disk (WAL, tables,
 // manifests).

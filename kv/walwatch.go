@@ -78,7 +78,7 @@ func (w walWatch) syncDirOf(name string) {
 		}
 	}
 	if err != nil {
-		w.failed.first.CompareAndSwap(nil, &FatalError{Msg: "write-ahead log " + name + ": directory sync: " + err.Error(), err: err})
+		w.failed.record(&FatalError{Msg: "write-ahead log " + name + ": directory sync: " + err.Error(), err: err}, false)
 	}
 }
 
@@ -140,7 +140,7 @@ func (f walFile) dead() bool { return f.failed.first.Load() != nil }
 // hides it from Pebble.
 func (f walFile) record(op string, err error) {
 	if err != nil {
-		f.failed.first.CompareAndSwap(nil, &FatalError{Msg: "write-ahead log " + f.name + ": " + op + ": " + err.Error(), err: err})
+		f.failed.record(&FatalError{Msg: "write-ahead log " + f.name + ": " + op + ": " + err.Error(), err: err}, false)
 	}
 }
 
