@@ -34,12 +34,13 @@ type CompareRow struct {
 	ServerCPURat float64   `json:"server_cpu_ratio"`
 }
 
-// SummarizeCompare computes a row per workload both builds measured; none
-// without a cxkv-b run.
+// SummarizeCompare computes a row per workload both builds measured, over
+// the rounds both measured; none without a cxkv-b run.
 func SummarizeCompare(runs []Result) []CompareRow {
 	var rows []CompareRow
 	for _, wl := range Workloads {
 		a, b := pick(runs, wl, "cxkv"), pick(runs, wl, AltBackend)
+		a, b = inRounds(a, b), inRounds(b, a)
 		if len(a) == 0 || len(b) == 0 {
 			continue
 		}

@@ -30,14 +30,15 @@ type TLSRow struct {
 	Cost     float64 `json:"cost"`
 }
 
-// SummarizeTLS computes the TLS rows from every run; a system with no
-// measured run on either side has none.
+// SummarizeTLS computes the TLS rows from every run, over the rounds both
+// sides measured; a system with no such round has none.
 func SummarizeTLS(runs []Result) []TLSRow {
 	var rows []TLSRow
 	for _, wl := range TLSWorkloads {
 		h := headlineOf(wl)
 		for _, b := range []string{"cxkv", "etcd"} {
 			plain, tls := pick(runs, wl, b), pick(runs, wl, TLSBackend(b))
+			plain, tls = inRounds(plain, tls), inRounds(tls, plain)
 			if len(plain) == 0 || len(tls) == 0 {
 				continue
 			}
