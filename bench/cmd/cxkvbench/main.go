@@ -65,6 +65,7 @@ func run() error {
 		slowSync  = flag.String("slow-sync", "", "emulate a slower disk: run every backend process, and the fsync floor, under a seccomp filter that hands each fsync and fdatasync to the harness, which holds it this long before letting it run (e.g. 100us; 0s: the notification round trip alone); unset: the disk as it is")
 		fsyncDir  = flag.String("fsync-probe", "", "measure the fsync floor in this directory, print it as JSON and nothing else (the harness starts itself so on the slowed disk for -slow-sync)")
 		fsyncN    = flag.Int("fsync-files", 1, "with -fsync-probe: how many files to sync at once")
+		summarize = flag.String("summarize", "", "run nothing: read the report an earlier run wrote (its -out JSON), take its tables again from its runs (after a change to how they are taken) and write it to -out and -md")
 		workers   = flag.Int("workers", 0, "goroutines of each workload (0: the workload's own, cas-parallel and get 64, lock-contended 16, lock-many 32); to see how a figure follows concurrency, not for the headline table")
 		withTLS   = flag.Bool("tls", true, "also run "+strings.Join(bench.TLSWorkloads, " and ")+" on cxkv and etcd clusters with TLS on both ports (client certificates required, mutual TLS between members; throwaway certificates made for the run), in the same rounds: backends cxkv-tls and etcd-tls")
 	)
@@ -82,6 +83,9 @@ func run() error {
 			return err
 		}
 		return json.NewEncoder(os.Stdout).Encode(f)
+	}
+	if *summarize != "" {
+		return resummarize(*summarize, *out, *mdOut)
 	}
 	// Set before anything starts: every member, restart and floor must
 	// see the same disk.
@@ -396,9 +400,7 @@ func run() error {
 	}
 
 	rep.Machine.LoadAfter = loadAvg()
-	rep.Summary = bench.Summarize(rep.Runs)
-	rep.TLS = bench.SummarizeTLS(rep.Runs)
-	rep.Compare = bench.SummarizeCompare(rep.Runs)
+	summarizeRuns(&rep)
 	fmt.Println()
 	bench.WriteTable(os.Stdout, rep.Summary, false)
 	if rep.RoundTrip != nil {
@@ -437,6 +439,38 @@ func run() error {
 	if failed {
 		return fmt.Errorf("an invariant check failed (see CHECK FAILED above)")
 	}
+	return nil
+}
+
+// summarizeRuns takes the report's tables from its runs.
+func summarizeRuns(rep *bench.Report) {
+	rep.Summary = bench.Summarize(rep.Runs)
+	rep.TLS = bench.SummarizeTLS(rep.Runs)
+	rep.Compare = bench.SummarizeCompare(rep.Runs)
+}
+
+// resummarize reads the report an earlier run wrote to from, takes its
+// tables again from its runs and writes it out: a change to how the tables
+// are taken can be applied to figures already measured, without measuring
+// them again.
+func resummarize(from, jsonPath, mdPath string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("%s is not a report of this harness: %w", from, err)
+	}
+	if len(rep.Runs) == 0 {
+		return fmt.Errorf("%s holds no runs to summarize", from)
+	}
+	summarizeRuns(&rep)
+	bench.WriteTable(os.Stdout, rep.Summary, false)
+	if err := writeOutputs(rep, jsonPath, mdPath); err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s and %s\n", jsonPath, mdPath)
 	return nil
 }
 
