@@ -173,7 +173,7 @@ func (b *Batch) readState(key []byte, fn func(v []byte) error) (bool, error) {
 		}
 		return true, fn(v.val)
 	}
-	if b.s.failed.first.Load() == nil {
+	if b.s.failed.err() == nil {
 		if val, found, ok := b.s.cache.get(b.cacheGen, key); ok {
 			if invariants.Enabled {
 				b.checkCached(key, val, found)

@@ -39,7 +39,7 @@ func (w walWatch) watch(name string, f vfs.File, err error) (vfs.File, error) {
 }
 
 func (w walWatch) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	if isWAL(name) && w.failed.first.Load() != nil {
+	if isWAL(name) && w.failed.err() != nil {
 		return w.offDisk(name, category)
 	}
 	f, err := w.FS.Create(name, category)
@@ -50,7 +50,7 @@ func (w walWatch) Create(name string, category vfs.DiskWriteCategory) (vfs.File,
 }
 
 func (w walWatch) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	if isWAL(newname) && w.failed.first.Load() != nil {
+	if isWAL(newname) && w.failed.err() != nil {
 		return w.offDisk(newname, category)
 	}
 	f, err := w.FS.ReuseForWrite(oldname, newname, category)
@@ -120,7 +120,7 @@ type walDir struct {
 }
 
 func (d walDir) Sync() error {
-	if err := d.File.Sync(); err != nil && d.failed.first.Load() == nil {
+	if err := d.File.Sync(); err != nil && d.failed.err() == nil {
 		return err
 	}
 	return nil
@@ -134,7 +134,7 @@ type walFile struct {
 
 // dead reports whether the store has failed: the log is not written to
 // any more.
-func (f walFile) dead() bool { return f.failed.first.Load() != nil }
+func (f walFile) dead() bool { return f.failed.err() != nil }
 
 // record keeps err as the store's first failure, if it is the first, and
 // hides it from Pebble.
