@@ -40,3 +40,20 @@ func TestSummarizeTLSCost(t *testing.T) {
 		t.Errorf("detail table leaves out the TLS runs:\n%s", b.String())
 	}
 }
+
+// The cost of TLS compares the rounds both sides measured: a TLS round
+// lost leaves the plaintext run of that round out too.
+func TestSummarizeTLSCostComparesRoundsBothMeasured(t *testing.T) {
+	run := func(b string, round int, ops float64) Result {
+		return Result{Workload: CASParallel, Backend: b, Round: round, OpsPerSec: ops, P50: 5, P99: 10, Check: "ok"}
+	}
+	runs := []Result{
+		run("cxkv", 1, 1000), run("cxkv-tls", 1, 900),
+		run("cxkv", 2, 3000), {Workload: CASParallel, Backend: "cxkv-tls", Round: 2, Error: "request timed out"},
+		run("cxkv", 3, 1200), run("cxkv-tls", 3, 1080),
+	}
+	rows := SummarizeTLS(runs)
+	if len(rows) != 1 || rows[0].Plain != 1100 || rows[0].TLS != 990 {
+		t.Fatalf("rows %+v: want plaintext 1100 and TLS 990, the medians of rounds 1 and 3", rows)
+	}
+}
